@@ -1,0 +1,232 @@
+//! The run's shared state: dry-run flag, cancellation, deadlines, the HTTP
+//! client, the exec allow-list, and what the run promised to write
+//! (outputs, summaries, artifacts) so a failed run can take it back.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rhai::{EvalAltResult, Position};
+use tokio_util::sync::CancellationToken;
+
+use crate::logging::{LogFormat, Sink};
+
+/// Why the run was stopped from outside the script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The whole-run deadline passed.
+    Timeout(Duration),
+    /// A signal arrived ("SIGINT" or "SIGTERM").
+    Signal(&'static str),
+}
+
+/// Programs `exec` may run when the run adds none of its own.
+pub const DEFAULT_ALLOW: &[&str] = &[
+    "terraform",
+    "provider-services",
+    "helm",
+    "kubectl",
+    "minikube",
+    "git",
+];
+
+/// Settings a run starts with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Read for real, change nothing.
+    pub dry_run: bool,
+    /// The log format in use.
+    pub format: LogFormat,
+    /// Programs `exec` may run.
+    pub allow: Vec<String>,
+    /// Default bound of one primitive call.
+    pub call_timeout: Duration,
+    /// The working directory: artifacts may only be written below it.
+    pub workdir: PathBuf,
+    /// The playbook being run (for messages and imports).
+    pub playbook: PathBuf,
+}
+
+impl Settings {
+    /// Settings for a run of `playbook` from the current directory.
+    pub fn new(playbook: &Path, format: LogFormat) -> Settings {
+        let mut allow: Vec<String> = DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect();
+        if let Ok(extra) = std::env::var("RUNBOOK_ALLOW") {
+            allow.extend(
+                extra
+                    .split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
+        }
+        Settings {
+            dry_run: false,
+            format,
+            allow,
+            call_timeout: Duration::from_secs(600),
+            workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            playbook: playbook.to_path_buf(),
+        }
+    }
+}
+
+/// Shared state of one run. Primitives hold it through an `Arc`.
+pub struct Ctx {
+    /// The run's settings.
+    pub settings: Settings,
+    /// The tokio runtime the primitives run on.
+    pub rt: tokio::runtime::Handle,
+    /// Fired on deadline or signal; every primitive watches it.
+    pub cancel: CancellationToken,
+    reason: Mutex<Option<CancelReason>>,
+    /// One HTTP client (one connection pool) for the whole run.
+    pub http: reqwest::Client,
+    /// Where log lines go.
+    pub sink: Sink,
+    /// Outputs set by the playbook, written to `$GITHUB_OUTPUT` on success.
+    pub outputs: Mutex<Vec<(String, String)>>,
+    /// Markdown appended to `$GITHUB_STEP_SUMMARY` at the end.
+    pub summaries: Mutex<Vec<String>>,
+    /// Files this run wrote; removed again if the run fails.
+    pub artifacts: Mutex<Vec<PathBuf>>,
+    /// Process groups of running children, killed on cancel.
+    pub children: Mutex<HashSet<i32>>,
+}
+
+/// A primitive's result as Rhai sees it.
+pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// A primitive's error: the message is redacted before Rhai sees it.
+pub fn error(msg: impl AsRef<str>) -> Box<EvalAltResult> {
+    let msg = crate::redact::redact(msg.as_ref()).into_owned();
+    EvalAltResult::ErrorRuntime(msg.into(), Position::NONE).into()
+}
+
+/// The error that stops a script for good (not catchable by `try`).
+pub fn terminated() -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated("cancelled".into(), Position::NONE).into()
+}
+
+impl Ctx {
+    /// A new context on the given runtime.
+    pub fn new(settings: Settings, rt: tokio::runtime::Handle) -> Arc<Ctx> {
+        let http = {
+            let _guard = rt.enter();
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(30))
+                .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new())
+        };
+        Arc::new(Ctx {
+            sink: Sink::for_format(settings.format),
+            settings,
+            rt,
+            cancel: CancellationToken::new(),
+            reason: Mutex::new(None),
+            http,
+            outputs: Mutex::new(Vec::new()),
+            summaries: Mutex::new(Vec::new()),
+            artifacts: Mutex::new(Vec::new()),
+            children: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Whether this is a dry run.
+    pub fn dry_run(&self) -> bool {
+        self.settings.dry_run
+    }
+
+    /// Stop the run: the script ends at its next operation, the primitive in
+    /// flight is aborted and child process groups are killed.
+    pub fn cancel(&self, reason: CancelReason) {
+        {
+            let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+            if r.is_none() {
+                *r = Some(reason);
+            }
+        }
+        self.cancel.cancel();
+        self.kill_children();
+    }
+
+    /// Why the run was cancelled, if it was.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// SIGKILL every child process group still registered.
+    pub fn kill_children(&self) {
+        let pgids: Vec<i32> = self
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for pgid in pgids {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    /// Run `fut` to completion from the script thread, bounded by `timeout`
+    /// and by the run's cancellation. `what` names the call in the timeout
+    /// message.
+    pub fn block_on<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        fut: impl Future<Output = Result<T, String>>,
+    ) -> RhaiResult<T> {
+        if self.cancel.is_cancelled() {
+            return Err(terminated());
+        }
+        let cancel = self.cancel.clone();
+        let outcome = self.rt.block_on(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => None,
+                r = tokio::time::timeout(timeout, fut) => Some(r),
+            }
+        });
+        match outcome {
+            None => Err(terminated()),
+            Some(Err(_)) => Err(error(format!(
+                "{what}: no answer within {} (the call's timeout; raise it with the `timeout` option)",
+                crate::error::fmt_secs(timeout)
+            ))),
+            Some(Ok(Err(msg))) => Err(error(msg)),
+            Some(Ok(Ok(v))) => Ok(v),
+        }
+    }
+
+    /// Sleep on the script thread, waking early on cancellation.
+    pub fn sleep(&self, d: Duration) -> RhaiResult<()> {
+        let cancel = self.cancel.clone();
+        let cancelled = self.rt.block_on(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = tokio::time::sleep(d) => false,
+            }
+        });
+        if cancelled {
+            Err(terminated())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resolve a path the playbook gave, relative to the working directory.
+    pub fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.settings.workdir.join(p)
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The sandboxed Rhai engine, built in one place: limits, no `eval`,
+//! primitives registered, imports resolved from the playbook's folder, then
+//! the project's `stdlib/`, then the stdlib embedded in the binary.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
+
+use crate::context::Ctx;
+
+/// The stdlib modules embedded in the binary, so an installed `runbook`
+/// works anywhere.
+pub const EMBEDDED_STDLIB: &[(&str, &str)] = &[
+    ("endpoints", include_str!("../stdlib/endpoints.rhai")),
+    ("images", include_str!("../stdlib/images.rhai")),
+];
+
+/// Engine limits. `RUNBOOK_MAX_OPERATIONS` raises or lowers the operation
+/// budget (an endless loop ends with a clear error, not a hung job).
+pub struct Limits {
+    /// Operations a run may perform.
+    pub max_operations: u64,
+}
+
+impl Limits {
+    /// The limits for this process.
+    pub fn from_env() -> Limits {
+        Limits {
+            max_operations: std::env::var("RUNBOOK_MAX_OPERATIONS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(50_000_000),
+        }
+    }
+}
+
+/// Where imports are looked up, in order.
+pub fn import_dirs(playbook: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let folder = playbook
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    dirs.push(folder.clone());
+    // The project's stdlib/: beside the playbook's folder or above it.
+    let mut up = std::fs::canonicalize(&folder).ok();
+    while let Some(dir) = up {
+        let candidate = dir.join("stdlib");
+        if candidate.is_dir() {
+            dirs.push(candidate);
+            break;
+        }
+        up = dir.parent().map(Path::to_path_buf);
+    }
+    dirs
+}
+
+/// Resolves `import "name"`: files first, then the embedded stdlib.
+pub struct Resolver {
+    dirs: Vec<PathBuf>,
+}
+
+impl Resolver {
+    /// A resolver for a playbook.
+    pub fn new(playbook: &Path) -> Resolver {
+        Resolver {
+            dirs: import_dirs(playbook),
+        }
+    }
+
+    /// The file or embedded source a module name resolves to.
+    pub fn find(&self, name: &str) -> Option<(String, String)> {
+        for dir in &self.dirs {
+            let p = dir.join(format!("{name}.rhai"));
+            if p.is_file() {
+                if let Ok(text) = std::fs::read_to_string(&p) {
+                    return Some((p.display().to_string(), text));
+                }
+            }
+        }
+        EMBEDDED_STDLIB
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, text)| (format!("<embedded stdlib>/{n}.rhai"), text.to_string()))
+    }
+
+    /// Names that are available, for error hints.
+    pub fn known(&self) -> Vec<String> {
+        let mut names: Vec<String> = EMBEDDED_STDLIB.iter().map(|(n, _)| n.to_string()).collect();
+        for dir in &self.dirs {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if p.extension().is_some_and(|x| x == "rhai") {
+                        if let Some(s) = p.file_stem().and_then(|s| s.to_str()) {
+                            names.push(s.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// Refuse module names that could reach outside the search folders.
+pub fn check_module_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && !name.starts_with('/')
+        && !name.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '/');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "import \"{name}\": a module is named by a plain relative name like \"akash\" or \"lib/util\" (no '..', no absolute path, no extension)"
+        ))
+    }
+}
+
+impl ModuleResolver for Resolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        check_module_name(path).map_err(|e| EvalAltResult::ErrorRuntime(e.into(), pos))?;
+        let Some((origin, text)) = self.find(path) else {
+            return Err(EvalAltResult::ErrorModuleNotFound(
+                format!(
+                    "{path} (looked in {} and the embedded stdlib{})",
+                    self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+                    crate::suggest::hint(path, self.known().iter().map(String::as_str))
+                ),
+                pos,
+            )
+            .into());
+        };
+        let mut ast = engine
+            .compile(&text)
+            .map_err(|e| EvalAltResult::ErrorInModule(origin.clone(), e.into(), pos))?;
+        ast.set_source(origin.clone());
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| EvalAltResult::ErrorInModule(origin, e, pos))?;
+        Ok(module.into())
+    }
+}
+
+/// Build the sandboxed engine for a run (or a check) of `playbook`.
+pub fn build(ctx: &Arc<Ctx>) -> Engine {
+    let mut engine = Engine::new();
+    let limits = Limits::from_env();
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(64)
+        .set_max_expr_depths(64, 64)
+        .set_max_string_size(16 * 1024 * 1024)
+        .set_max_array_size(100_000)
+        .set_max_map_size(100_000)
+        .set_max_modules(64)
+        .set_max_variables(10_000)
+        .set_max_functions(10_000)
+        .set_fail_on_invalid_map_property(true);
+    // No eval: a playbook's code is what `check` sees.
+    engine.disable_symbol("eval");
+    let cancel = ctx.cancel.clone();
+    engine.on_progress(move |_| {
+        if cancel.is_cancelled() {
+            Some("cancelled".into())
+        } else {
+            None
+        }
+    });
+    let sink = ctx.sink;
+    engine.on_print(move |s| {
+        // print() is the playbook's own output: stdout, redacted.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "{}", crate::redact::redact(s));
+        let _ = sink;
+    });
+    engine.on_debug(|s, src, pos| {
+        tracing::debug!("{}{}: {s}", src.unwrap_or(""), if pos.is_none() { String::new() } else { format!(":{pos}") });
+    });
+    crate::primitives::register_all(&mut engine, ctx);
+    engine.set_module_resolver(Resolver::new(&ctx.settings.playbook));
+    engine
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names_stay_inside() {
+        assert!(check_module_name("akash").is_ok());
+        assert!(check_module_name("lib/util").is_ok());
+        for bad in ["../x", "/etc/passwd", "a/../b", "", "x.rhai", "a//b"] {
+            assert!(check_module_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn embedded_stdlib_compiles() {
+        let engine = Engine::new();
+        for (name, text) in EMBEDDED_STDLIB {
+            assert!(engine.compile(text).is_ok(), "stdlib {name} does not compile");
+        }
+    }
+}

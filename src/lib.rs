@@ -1,0 +1,16 @@
+//! `runbook`: one binary that runs ops playbooks written in Rhai. Rust
+//! gives the primitives (`primitives/`), playbooks compose them.
+
+pub mod check;
+pub mod context;
+pub mod doc;
+pub mod engine;
+pub mod error;
+pub mod github;
+pub mod logging;
+pub mod params;
+pub mod primitives;
+pub mod redact;
+pub mod report;
+pub mod run;
+pub mod suggest;

@@ -1,0 +1,173 @@
+//! Log sinks. Everything goes through `tracing`; every sink redacts secrets
+//! before a byte is written. Three formats: `pretty` (terminal), `json`
+//! (one object a line) and `github` (workflow commands).
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::github::escape_data;
+use crate::redact::redact;
+
+/// The log formats `--log-format` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable, coloured on a terminal.
+    Pretty,
+    /// One JSON object a line.
+    Json,
+    /// GitHub Actions workflow commands (chosen when GITHUB_ACTIONS=true).
+    Github,
+}
+
+impl LogFormat {
+    /// The format to use when none was asked for.
+    pub fn detect() -> LogFormat {
+        if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+            LogFormat::Github
+        } else {
+            LogFormat::Pretty
+        }
+    }
+}
+
+/// Where log lines go: stderr, except under GitHub Actions where workflow
+/// commands must share stdout with `::add-mask::` so they stay in order.
+#[derive(Clone, Copy)]
+pub struct Sink {
+    stdout: bool,
+}
+
+impl Sink {
+    /// The sink for a format.
+    pub fn for_format(format: LogFormat) -> Sink {
+        Sink {
+            stdout: format == LogFormat::Github,
+        }
+    }
+
+    /// Write a whole line (or lines), redacted.
+    pub fn write_str(&self, text: &str) {
+        let text = redact(text);
+        if self.stdout {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        } else {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
+    }
+}
+
+/// Buffers one event and writes it redacted when dropped.
+pub struct EventWriter {
+    sink: Sink,
+    buf: Vec<u8>,
+}
+
+impl Write for EventWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.sink.write_str(&String::from_utf8_lossy(&self.buf));
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for Sink {
+    type Writer = EventWriter;
+    fn make_writer(&'a self) -> EventWriter {
+        EventWriter {
+            sink: *self,
+            buf: Vec::with_capacity(256),
+        }
+    }
+}
+
+/// Formats events as GitHub workflow commands.
+struct GithubFormat;
+
+impl<S, N> FormatEvent<S, N> for GithubFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut msg = String::new();
+        ctx.format_fields(Writer::new(&mut msg), event)?;
+        let line = match *event.metadata().level() {
+            Level::ERROR => format!("::error::{}", escape_data(&msg)),
+            Level::WARN => format!("::warning::{}", escape_data(&msg)),
+            Level::INFO => {
+                // A plain line must not be read as a command by the runner.
+                if msg.starts_with("::") {
+                    format!(" {msg}")
+                } else {
+                    msg.replace('\n', " ")
+                }
+            }
+            _ => format!("::debug::{}", escape_data(&msg)),
+        };
+        writeln!(writer, "{line}")
+    }
+}
+
+/// Install the global subscriber. `RUNBOOK_LOG` sets the level (default info).
+pub fn init(format: LogFormat) -> Sink {
+    let sink = Sink::for_format(format);
+    crate::redact::set_github(format == LogFormat::Github);
+    let level = match std::env::var("RUNBOOK_LOG").as_deref() {
+        Ok("debug") => Level::DEBUG,
+        Ok("trace") => Level::TRACE,
+        Ok("warn") => Level::WARN,
+        Ok("error") => Level::ERROR,
+        _ => Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(sink)
+        .with_target(false);
+    let result = match format {
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .compact()
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Github => builder.event_format(GithubFormat).try_init(),
+    };
+    // A second init (only in tests) keeps the first subscriber.
+    let _ = result;
+    sink
+}
+
+/// Render a list of key/values for a one-line summary.
+pub fn kv_line(pairs: &[(&str, String)]) -> String {
+    let mut s = String::new();
+    for (k, v) in pairs {
+        let _ = write!(s, "{k}={v} ");
+    }
+    s.trim_end().to_string()
+}

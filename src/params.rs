@@ -1,0 +1,422 @@
+//! Playbook parameters. A playbook declares them in a literal constant at
+//! the top level, which `--help` and `check` read without running anything:
+//!
+//! ```rhai
+//! const PARAMS = #{
+//!     sha:  #{ type: "string", required: true, pattern: "[0-9a-f]{40}", help: "git SHA of the image" },
+//!     dseq: #{ type: "int", env: "AKASH_DSEQ", help: "Akash deployment" },
+//!     dry:  #{ type: "bool", default_value: false },
+//! // (`default` is a reserved word in Rhai, hence `default_value`.)
+//! };
+//! ```
+//!
+//! Values reach the script as the constant map `args` (`args.sha`).
+
+use regex::Regex;
+use rhai::{Dynamic, Map, AST};
+
+/// The type of a parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Text.
+    String,
+    /// A whole number.
+    Int,
+    /// true/false; `--flag` alone means true.
+    Bool,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Int => "int",
+            Kind::Bool => "bool",
+        }
+    }
+}
+
+/// One declared parameter.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// Name as the script sees it (`args.name`); `--name` or `--na-me` on the command line.
+    pub name: String,
+    /// Its type.
+    pub kind: Kind,
+    /// Must be given (on the command line or through `env`).
+    pub required: bool,
+    /// Value when not given.
+    pub default: Option<Dynamic>,
+    /// Environment variable read when the flag is not given.
+    pub env: Option<String>,
+    /// A regular expression the whole value must match.
+    pub pattern: Option<(String, Regex)>,
+    /// Allowed values.
+    pub choices: Vec<String>,
+    /// One line of help.
+    pub help: String,
+}
+
+/// What a playbook declares about itself.
+#[derive(Clone, Debug, Default)]
+pub struct Declaration {
+    /// The `//!` lines at the top of the file.
+    pub description: String,
+    /// Declared parameters, in declaration order.
+    pub params: Vec<Param>,
+}
+
+/// Names the runner itself takes; a playbook cannot declare them.
+pub const RESERVED: &[&str] = &["help", "dry_run", "log_format", "timeout", "allow", "version"];
+
+/// The `//!` description at the top of a playbook.
+pub fn description(source: &str) -> String {
+    source
+        .lines()
+        .skip_while(|l| l.starts_with("#!"))
+        .take_while(|l| l.trim_start().starts_with("//!") || l.trim().is_empty())
+        .filter_map(|l| l.trim_start().strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
+}
+
+fn spec_err(name: &str, msg: impl std::fmt::Display) -> String {
+    format!("PARAMS.{name}: {msg}")
+}
+
+/// Read the declaration from a compiled playbook.
+pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
+    let mut decl = Declaration {
+        description: description(source),
+        params: Vec::new(),
+    };
+    let literal = ast
+        .iter_literal_variables(true, true)
+        .find(|(name, ..)| *name == "PARAMS");
+    let Some((_, is_const, value)) = literal else {
+        if source.contains("PARAMS") && source.lines().any(|l| l.trim_start().starts_with("const PARAMS")) {
+            return Err("PARAMS must be a literal map (no variables, calls or expressions inside it), at the top level".into());
+        }
+        return Ok(decl);
+    };
+    if !is_const {
+        return Err("declare parameters with `const PARAMS = #{ ... };` (a constant, not `let`)".into());
+    }
+    let Some(map) = value.try_cast::<Map>() else {
+        return Err("PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".into());
+    };
+    for (name, spec) in map {
+        let name = name.to_string();
+        if RESERVED.contains(&name.as_str()) {
+            return Err(spec_err(&name, "the name is reserved for the runner's own options; choose another"));
+        }
+        let Some(spec) = spec.try_cast::<Map>() else {
+            return Err(spec_err(&name, "wants a map like #{ type: \"string\", help: \"…\" }"));
+        };
+        const KEYS: &[&str] = &["type", "required", "default_value", "env", "pattern", "choices", "help"];
+        for k in spec.keys() {
+            if !KEYS.contains(&k.as_str()) {
+                return Err(spec_err(&name, format!("unknown key '{k}'{}; keys: {}", crate::suggest::hint(k, KEYS.iter().copied()), KEYS.join(", "))));
+            }
+        }
+        let text = |k: &str| spec.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());
+        let kind = match text("type").as_deref() {
+            None | Some("string") => Kind::String,
+            Some("int") => Kind::Int,
+            Some("bool") => Kind::Bool,
+            Some(t) => return Err(spec_err(&name, format!("type '{t}' is not one of string, int, bool"))),
+        };
+        let required = match spec.get("required") {
+            None => false,
+            Some(v) => v.as_bool().map_err(|_| spec_err(&name, "required wants true or false"))?,
+        };
+        let default = spec.get("default_value").cloned().filter(|v| !v.is_unit());
+        if let Some(d) = &default {
+            let ok = match kind {
+                Kind::String => d.is_string(),
+                Kind::Int => d.is_int(),
+                Kind::Bool => d.is_bool(),
+            };
+            if !ok {
+                return Err(spec_err(&name, format!("default_value {d} is not of type {}", kind.name())));
+            }
+            if required {
+                return Err(spec_err(&name, "is required and has a default_value; choose one"));
+            }
+        }
+        let pattern = match text("pattern") {
+            None => None,
+            Some(p) => {
+                let re = Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| spec_err(&name, format!("pattern is not a valid regular expression: {e}")))?;
+                Some((p, re))
+            }
+        };
+        let choices = match spec.get("choices") {
+            None => Vec::new(),
+            Some(v) => v
+                .clone()
+                .try_cast::<rhai::Array>()
+                .ok_or_else(|| spec_err(&name, "choices wants an array of strings"))?
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        };
+        decl.params.push(Param {
+            name,
+            kind,
+            required,
+            default,
+            env: text("env"),
+            pattern,
+            choices,
+            help: text("help").unwrap_or_default(),
+        });
+    }
+    Ok(decl)
+}
+
+fn flag(name: &str) -> String {
+    format!("--{}", name.replace('_', "-"))
+}
+
+impl Param {
+    fn convert(&self, raw: &str, from: &str) -> Result<Dynamic, String> {
+        let f = flag(&self.name);
+        let value = match self.kind {
+            Kind::String => Dynamic::from(raw.to_string()),
+            Kind::Int => Dynamic::from(raw.trim().parse::<i64>().map_err(|_| {
+                format!("parameter {f} wants an integer, got '{raw}'{from}")
+            })?),
+            Kind::Bool => Dynamic::from(match raw {
+                "true" | "yes" | "1" => true,
+                "false" | "no" | "0" => false,
+                _ => return Err(format!("parameter {f} wants true or false, got '{raw}'{from}")),
+            }),
+        };
+        if let Some((p, re)) = &self.pattern {
+            if !re.is_match(raw) {
+                let help = if self.help.is_empty() { String::new() } else { format!(" ({})", self.help) };
+                return Err(format!("parameter {f}: '{raw}'{from} does not match the pattern {p}{help}"));
+            }
+        }
+        if !self.choices.is_empty() && !self.choices.iter().any(|c| c == raw) {
+            return Err(format!(
+                "parameter {f}: '{raw}'{from} is not one of {}{}",
+                self.choices.join(", "),
+                crate::suggest::hint(raw, self.choices.iter().map(String::as_str))
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// Parse `--name value` / `--name=value` arguments against the declaration.
+pub fn parse_args(decl: &Declaration, args: &[String]) -> Result<Map, String> {
+    let mut given: Vec<(String, Dynamic)> = Vec::new();
+    let names: Vec<String> = decl.params.iter().map(|p| flag(&p.name)).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let Some(body) = a.strip_prefix("--") else {
+            return Err(format!(
+                "unexpected argument '{a}'; parameters are given as --name value (see --help)"
+            ));
+        };
+        let (key, inline) = match body.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (body, None),
+        };
+        let norm = key.replace('-', "_");
+        let Some(p) = decl.params.iter().find(|p| p.name == norm) else {
+            let list = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+            return Err(format!(
+                "unknown parameter --{key}{}; this playbook takes: {list}",
+                crate::suggest::hint(&format!("--{key}"), names.iter().map(String::as_str))
+            ));
+        };
+        if given.iter().any(|(n, _)| *n == p.name) {
+            return Err(format!("parameter {} is given twice", flag(&p.name)));
+        }
+        let raw = match (inline, p.kind) {
+            (Some(v), _) => v,
+            (None, Kind::Bool) => "true".to_string(),
+            (None, _) => {
+                i += 1;
+                match args.get(i) {
+                    Some(v) => v.clone(),
+                    None => return Err(format!("parameter {} needs a value", flag(&p.name))),
+                }
+            }
+        };
+        given.push((p.name.clone(), p.convert(&raw, "")?));
+        i += 1;
+    }
+    let mut out = Map::new();
+    for p in &decl.params {
+        let value = match given.iter().position(|(n, _)| *n == p.name) {
+            Some(idx) => given.swap_remove(idx).1,
+            None => match p.env.as_ref().and_then(|e| std::env::var(e).ok().filter(|v| !v.is_empty()).map(|v| (e, v))) {
+                Some((e, v)) => p.convert(&v, &format!(" (from ${e})"))?,
+                None => match &p.default {
+                    Some(d) => d.clone(),
+                    None if p.required => {
+                        let env = p.env.as_ref().map_or(String::new(), |e| format!(" or set ${e}"));
+                        let help = if p.help.is_empty() { String::new() } else { format!(": {}", p.help) };
+                        return Err(format!("missing required parameter {}{env}{help}", flag(&p.name)));
+                    }
+                    None => Dynamic::UNIT,
+                },
+            },
+        };
+        out.insert(p.name.as_str().into(), value);
+    }
+    Ok(out)
+}
+
+/// `runbook PLAYBOOK --help`.
+pub fn render_help(decl: &Declaration, playbook: &str) -> String {
+    let mut s = String::new();
+    if !decl.description.is_empty() {
+        s.push_str(&decl.description);
+        s.push_str("\n\n");
+    }
+    let mut usage = format!("Usage: runbook {playbook}");
+    for p in &decl.params {
+        let v = match p.kind {
+            Kind::Bool => String::new(),
+            k => format!(" <{}>", k.name()),
+        };
+        if p.required {
+            usage.push_str(&format!(" {}{v}", flag(&p.name)));
+        } else {
+            usage.push_str(&format!(" [{}{v}]", flag(&p.name)));
+        }
+    }
+    s.push_str(&usage);
+    s.push_str(" [--dry-run] [--log-format pretty|json|github] [--timeout SECS]\n");
+    if !decl.params.is_empty() {
+        s.push_str("\nParameters:\n");
+        let width = decl.params.iter().map(|p| flag(&p.name).len() + 9).max().unwrap_or(0);
+        for p in &decl.params {
+            let head = match p.kind {
+                Kind::Bool => flag(&p.name),
+                k => format!("{} <{}>", flag(&p.name), k.name()),
+            };
+            let mut notes = Vec::new();
+            if p.required {
+                notes.push("required".to_string());
+            }
+            if let Some(d) = &p.default {
+                notes.push(format!("default: {d}"));
+            }
+            if let Some(e) = &p.env {
+                notes.push(format!("env: ${e}"));
+            }
+            if !p.choices.is_empty() {
+                notes.push(format!("one of: {}", p.choices.join(", ")));
+            }
+            if let Some((pat, _)) = &p.pattern {
+                notes.push(format!("pattern: {pat}"));
+            }
+            let notes = if notes.is_empty() { String::new() } else { format!(" [{}]", notes.join("; ")) };
+            s.push_str(&format!("  {head:width$}  {}{notes}\n", p.help));
+        }
+    }
+    s.push_str("\nRunner options:\n  --dry-run            read for real, change nothing, print the plan\n  --log-format FORMAT  pretty (terminal), json, github (default under GitHub Actions)\n  --timeout SECS       deadline for the whole run (exit 124)\n  --allow PROGRAM      let exec() run PROGRAM too\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PB: &str = r#"//! Roll back the API.
+//! Second line.
+const PARAMS = #{
+    sha: #{ type: "string", required: true, pattern: "[0-9a-f]{40}", help: "git SHA" },
+    dseq: #{ type: "int", default_value: 5 },
+    stack: #{ choices: ["banano", "api", "both"], default_value: "both" },
+    verbose: #{ type: "bool", default_value: false },
+    rpc_endpoint: #{ help: "host:port" },
+};
+print(args.sha);
+"#;
+
+    fn decl() -> Declaration {
+        let ast = rhai::Engine::new().compile(PB).unwrap();
+        declaration(&ast, PB).unwrap()
+    }
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    const SHA: &str = "4f1c2a9d0b8e7c6f5a4b3c2d1e0f9a8b7c6d5e4f";
+
+    #[test]
+    fn reads_the_declaration_without_running() {
+        let d = decl();
+        assert_eq!(d.description, "Roll back the API.\nSecond line.");
+        let names: Vec<&str> = d.params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["sha", "dseq", "stack", "verbose", "rpc_endpoint"]);
+        let help = render_help(&d, "rollback.rhai");
+        assert!(help.contains("--sha <string>"), "{help}");
+        assert!(help.contains("--rpc-endpoint"), "{help}");
+        assert!(help.contains("one of: banano, api, both"), "{help}");
+    }
+
+    #[test]
+    fn parses_both_forms_and_defaults() {
+        let m = parse_args(&decl(), &args(&["--sha", SHA, "--dseq=7", "--verbose", "--rpc-endpoint", "a.b:2000"])).unwrap();
+        assert_eq!(m["sha"].to_string(), SHA);
+        assert_eq!(m["dseq"].as_int().unwrap(), 7);
+        assert!(m["verbose"].as_bool().unwrap());
+        assert_eq!(m["stack"].to_string(), "both");
+        assert_eq!(m["rpc_endpoint"].to_string(), "a.b:2000");
+        let m = parse_args(&decl(), &args(&["--sha", SHA])).unwrap();
+        assert!(m["rpc_endpoint"].is_unit());
+    }
+
+    #[test]
+    fn bad_input_names_the_parameter() {
+        let d = decl();
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "missing required parameter --sha"),
+            (&["--sha", &SHA[..39]], "does not match the pattern"),
+            (&["--sha", &SHA.to_uppercase()], "does not match the pattern"),
+            (&["--sha", SHA, "--dseq", "x"], "--dseq wants an integer"),
+            (&["--sha", SHA, "--stack", "bananna"], "did you mean 'banano'"),
+            (&["--sha", SHA, "--verbose=maybe"], "wants true or false"),
+            (&["--sha", SHA, "--shaa", "x"], "unknown parameter --shaa (did you mean '--sha'?)"),
+            (&["--sha", SHA, "stray"], "unexpected argument 'stray'"),
+            (&["--sha", SHA, "--sha", SHA], "given twice"),
+            (&["--sha"], "needs a value"),
+        ];
+        for (a, want) in cases {
+            let err = parse_args(&d, &args(a)).unwrap_err();
+            assert!(err.contains(want), "{a:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_declarations_are_refused() {
+        let cases = [
+            ("const PARAMS = #{ x: #{ type: \"float\" } };", "type 'float'"),
+            ("const PARAMS = #{ x: #{ typ: \"int\" } };", "did you mean 'type'"),
+            ("const PARAMS = #{ x: #{ pattern: \"(\" } };", "not a valid regular expression"),
+            ("const PARAMS = #{ timeout: #{} };", "reserved"),
+            ("let PARAMS = #{ x: #{} };", "a constant"),
+            ("const PARAMS = #{ x: #{ type: \"int\", default_value: \"a\" } };", "is not of type int"),
+            ("const PARAMS = #{ x: #{ required: true, default_value: \"a\" } };", "choose one"),
+        ];
+        for (src, want) in cases {
+            let ast = rhai::Engine::new().compile(src).unwrap();
+            let err = declaration(&ast, src).unwrap_err();
+            assert!(err.contains(want), "{src}: {err}");
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! "Did you mean …?" for names a user mistyped.
+
+/// The closest candidate to `name`, if one is close enough to be a typo.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d < c.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// A suffix for a message: ` (did you mean 'x'?)` or nothing.
+pub fn hint<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    match did_you_mean(name, candidates) {
+        Some(c) => format!(" (did you mean '{c}'?)"),
+        None => String::new(),
+    }
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let c = ["max_elapsed", "internal_port", "source"];
+        assert_eq!(did_you_mean("max_elpased", c), Some("max_elapsed"));
+        assert_eq!(did_you_mean("sorce", c), Some("source"));
+        assert_eq!(did_you_mean("zzz", c), None);
+        assert_eq!(hint("zzz", c), "");
+    }
+}
