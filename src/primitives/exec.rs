@@ -1,0 +1,276 @@
+//! `exec(argv, opts)`: run an allow-listed program with an argv vector —
+//! never a shell string — in its own process group, with env, timeout and
+//! captured output. The group is killed on timeout, cancel or drop.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhai::{Array, Dynamic, Engine, FuncRegistration, Map};
+use tokio::io::AsyncWriteExt;
+
+use crate::context::{error, Ctx, RhaiResult};
+use crate::logging::LogFormat;
+use crate::primitives::{string_array, Opts};
+
+/// How to run one program.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOpts {
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory (relative to the run's).
+    pub cwd: Option<PathBuf>,
+    /// Text to feed on stdin.
+    pub stdin: Option<String>,
+    /// Echo the program's output into the log.
+    pub echo: bool,
+}
+
+/// What a program did.
+#[derive(Clone, Debug)]
+pub struct ExecOutput {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Captured stdout.
+    pub stdout: String,
+    /// Captured stderr.
+    pub stderr: String,
+}
+
+impl ExecOutput {
+    /// As the map `exec` returns.
+    pub fn to_map(&self, planned: bool) -> Map {
+        let mut m = Map::new();
+        m.insert("code".into(), Dynamic::from(i64::from(self.code)));
+        m.insert("ok".into(), Dynamic::from(self.code == 0));
+        m.insert("stdout".into(), Dynamic::from(self.stdout.clone()));
+        m.insert("stderr".into(), Dynamic::from(self.stderr.clone()));
+        m.insert("planned".into(), Dynamic::from(planned));
+        m
+    }
+
+    /// The last lines of stderr (or stdout when stderr is empty), for errors.
+    pub fn tail(&self) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let lines: Vec<&str> = text.trim_end().lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+/// Refuse a program that is not a bare name on the allow-list.
+pub fn check_allowed(ctx: &Ctx, program: &str) -> Result<(), String> {
+    if program.contains('/') {
+        return Err(format!(
+            "exec: '{program}' is a path; give the program's name and put it on PATH (the allow-list holds names)"
+        ));
+    }
+    if !ctx.settings.allow.iter().any(|a| a == program) {
+        return Err(format!(
+            "exec: '{program}' is not on the allow-list ({}); allow it with --allow {program} or RUNBOOK_ALLOW={program}",
+            ctx.settings.allow.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Kills the child's process group unless the run finished normally.
+struct GroupGuard {
+    ctx: Arc<Ctx>,
+    pgid: i32,
+    done: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.ctx
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.pgid);
+        if !self.done {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Run `argv` (allow-listed) and capture its output. The caller bounds it
+/// in time; dropping the future kills the process group.
+pub async fn run(ctx: &Arc<Ctx>, argv: &[String], opts: &ExecOpts) -> Result<ExecOutput, String> {
+    let Some(program) = argv.first() else {
+        return Err("exec: the argv is empty; give the program and its arguments, e.g. [\"terraform\", \"output\", \"-json\"]".into());
+    };
+    check_allowed(ctx, program)?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(&argv[1..])
+        .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(ctx.path(
+            opts.cwd
+                .as_deref()
+                .and_then(|p| p.to_str())
+                .unwrap_or("."),
+        ))
+        .stdin(if opts.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("exec: '{program}' was not found on PATH; install it or fix PATH"),
+        _ => format!("exec: could not start '{program}': {e}"),
+    })?;
+    let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+    let mut guard = GroupGuard {
+        ctx: ctx.clone(),
+        pgid,
+        done: false,
+    };
+    if pgid > 0 {
+        ctx.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pgid);
+    }
+    if let (Some(text), Some(mut stdin)) = (&opts.stdin, child.stdin.take()) {
+        // A child that exits without reading its stdin is not an error.
+        let _ = stdin.write_all(text.as_bytes()).await;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("exec: waiting for '{program}' failed: {e}"))?;
+    guard.done = true;
+    let output = ExecOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    tracing::info!(
+        primitive = "exec",
+        argv = %argv.join(" "),
+        code = output.code,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "ran {}: exit {}",
+        argv.join(" "),
+        output.code
+    );
+    if opts.echo {
+        echo(ctx, program, &output);
+    }
+    Ok(output)
+}
+
+/// Show a child's output in the log. Under GitHub Actions it is wrapped in
+/// `::stop-commands::` so the child cannot issue workflow commands.
+fn echo(ctx: &Ctx, program: &str, out: &ExecOutput) {
+    let text = format!("{}{}", out.stdout, out.stderr);
+    if text.trim().is_empty() {
+        return;
+    }
+    if ctx.settings.format == LogFormat::Github {
+        let token = crate::github::random_token("runbook-");
+        let mut s = format!("::group::{program} output\n::stop-commands::{token}\n");
+        for line in text.lines() {
+            s.push_str(line);
+            s.push('\n');
+        }
+        s.push_str(&format!("::{token}::\n::endgroup::\n"));
+        ctx.sink.write_str(&s);
+    } else {
+        for line in text.lines() {
+            tracing::info!("{program} │ {line}");
+        }
+    }
+}
+
+/// Read `exec`'s options map.
+fn read_opts(m: &Map) -> RhaiResult<(ExecOpts, Option<Duration>, bool, bool)> {
+    let o = Opts::new(
+        "exec",
+        m,
+        &["env", "cwd", "timeout", "stdin", "echo", "read_only", "allow_failure"],
+    )?;
+    let mut opts = ExecOpts {
+        cwd: o.str("cwd")?.map(PathBuf::from),
+        stdin: o.str("stdin")?,
+        echo: o.bool("echo")?.unwrap_or(false),
+        ..ExecOpts::default()
+    };
+    if let Some(env) = o.map("env")? {
+        for (k, v) in env {
+            opts.env.push((k.to_string(), v.to_string()));
+        }
+    }
+    Ok((
+        opts,
+        o.duration("timeout")?,
+        o.bool("read_only")?.unwrap_or(false),
+        o.bool("allow_failure")?.unwrap_or(false),
+    ))
+}
+
+const DOC: &str = "\
+/// Run an allow-listed program with an argv array (never a shell string).
+///
+/// Options: `env` (map), `cwd`, `timeout` (default: the run's call timeout),
+/// `stdin` (text), `echo` (show its output in the log), `read_only` (runs
+/// in `--dry-run` too; otherwise a dry run only logs the command),
+/// `allow_failure` (return a non-zero exit instead of throwing).
+///
+/// Returns `#{code, ok, stdout, stderr, planned}`. The program runs in its
+/// own process group, killed on timeout, on SIGINT/SIGTERM and at the
+/// run's deadline. Allowed by default: terraform, provider-services, helm,
+/// kubectl, minikube, git; more with `--allow NAME` or `RUNBOOK_ALLOW`.
+///
+/// ```rhai
+/// let out = exec([\"terraform\", \"-chdir=infra/akash-banano\", \"output\", \"-json\"], #{ read_only: true });
+/// let outputs = parse_json(out.stdout);
+/// ```";
+
+/// Register `exec`.
+pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
+    let c = ctx.clone();
+    let exec = move |argv: Array, opts: Map| -> RhaiResult<Map> {
+        let argv = string_array("exec", "argv", &argv)?;
+        let (eo, timeout, read_only, allow_failure) = read_opts(&opts)?;
+        if let Some(p) = argv.first() {
+            check_allowed(&c, p).map_err(error)?;
+        }
+        if c.dry_run() && !read_only {
+            tracing::info!(primitive = "exec", argv = %argv.join(" "), planned = true, "dry run: would run {}", argv.join(" "));
+            let planned = ExecOutput { code: 0, stdout: String::new(), stderr: String::new() };
+            return Ok(planned.to_map(true));
+        }
+        let timeout = timeout.unwrap_or(c.settings.call_timeout);
+        let what = format!("exec {}", argv.first().map_or("", String::as_str));
+        let cc = c.clone();
+        let out = c.block_on(&what, timeout, async move { run(&cc, &argv, &eo).await.map(|o| (o, argv)) })?;
+        let (out, argv) = out;
+        if out.code != 0 && !allow_failure {
+            return Err(error(format!(
+                "exec: `{}` exited with {}:\n{}",
+                argv.join(" "),
+                out.code,
+                out.tail()
+            )));
+        }
+        Ok(out.to_map(false))
+    };
+    let e2 = exec.clone();
+    FuncRegistration::new("exec")
+        .with_params_info(["argv: Array", "opts: Map", "Map"])
+        .with_comments([DOC])
+        .register_into_engine(engine, exec);
+    FuncRegistration::new("exec")
+        .with_params_info(["argv: Array", "Map"])
+        .with_comments(["/// `exec(argv)`: `exec` with no options."])
+        .register_into_engine(engine, move |argv: Array| e2(argv, Map::new()));
+}

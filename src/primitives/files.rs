@@ -1,0 +1,236 @@
+//! Files and data: `write_json` (atomic, inside the working directory only),
+//! `remove_artifact`, `read_json`, `read_yaml`, `parse_json`, `to_json`,
+//! `file_exists`.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, FuncRegistration};
+
+use crate::context::{error, Ctx, RhaiResult};
+use crate::primitives::{to_dynamic, to_json};
+
+/// Describe a reqwest error the way a user can act on.
+pub fn http_error(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_request() {
+        "the request failed"
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off"
+    } else {
+        "failed"
+    };
+    // The source chain says why (connection refused, reset, TLS, …).
+    let mut cause = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    if cause.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {cause}")
+    }
+}
+
+/// Resolve a path the playbook wants to write, refusing anything outside
+/// the working directory (absolute paths, `..`, symlinks that lead out).
+pub fn writable_path(ctx: &Ctx, prim: &str, p: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(p);
+    if p.is_empty() {
+        return Err(format!("{prim}: the path is empty"));
+    }
+    if rel.is_absolute() {
+        return Err(format!(
+            "{prim}: '{p}' is an absolute path; artifacts are written inside the working directory, give a relative path"
+        ));
+    }
+    if rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!("{prim}: '{p}' uses '..' to leave the working directory; give a path inside it"));
+    }
+    let full = ctx.settings.workdir.join(rel);
+    let parent = full.parent().unwrap_or(&ctx.settings.workdir);
+    let root = ctx
+        .settings
+        .workdir
+        .canonicalize()
+        .map_err(|e| format!("{prim}: the working directory is not readable: {e}"))?;
+    // The nearest existing ancestor must resolve inside the working directory.
+    let mut probe = parent.to_path_buf();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p.to_path_buf(),
+            None => break,
+        }
+    }
+    let real = probe
+        .canonicalize()
+        .map_err(|e| format!("{prim}: cannot resolve '{}': {e}", probe.display()))?;
+    if !real.starts_with(&root) {
+        return Err(format!("{prim}: '{p}' leads outside the working directory (through a symlink)"));
+    }
+    if full.is_dir() {
+        return Err(format!("{prim}: '{p}' is a directory"));
+    }
+    Ok(full)
+}
+
+/// Write `text` to `path` atomically: a temporary file in the same folder,
+/// fsync, rename, fsync the folder. Readers see the old file or the new
+/// one, never half of one — also after `kill -9`.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".runbook-").tempfile_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn read_text(ctx: &Ctx, prim: &str, p: &str) -> RhaiResult<String> {
+    std::fs::read_to_string(ctx.path(p)).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "it does not exist".to_string(),
+            _ => e.to_string(),
+        };
+        error(format!("{prim}: cannot read '{p}': {why}"))
+    })
+}
+
+/// Parse JSON text for a playbook, naming where it broke.
+pub fn parse_json_text(prim: &str, what: &str, text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!(
+            "{prim}: {what} is not valid JSON (line {}, column {}: {e})",
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+const WRITE_DOC: &str = "\
+/// Write `value` as pretty JSON to `path`, atomically (temporary file in
+/// the same folder, fsync, rename), and only inside the working directory.
+///
+/// The file is an artifact of the run: if the playbook fails afterwards,
+/// it is removed again, so a failed run never leaves an artifact it
+/// promised. Refuses a value that contains a secret. A dry run only logs.";
+
+/// Register the file and data primitives.
+pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
+    let c = ctx.clone();
+    FuncRegistration::new("write_json")
+        .with_params_info(["path: &str", "value: Dynamic", "()"])
+        .with_comments([WRITE_DOC])
+        .register_into_engine(engine, move |path: &str, value: Dynamic| -> RhaiResult<()> {
+            let full = writable_path(&c, "write_json", path).map_err(error)?;
+            let json = to_json(&value).map_err(|e| error(format!("write_json: the value cannot be JSON: {e}")))?;
+            let mut text = serde_json::to_string_pretty(&json).map_err(|e| error(format!("write_json: {e}")))?;
+            text.push('\n');
+            if crate::redact::contains_secret(&text) {
+                return Err(error(format!("write_json: the value for '{path}' contains a secret; refusing to write it to a file")));
+            }
+            if c.dry_run() {
+                tracing::info!(primitive = "write_json", path, planned = true, "dry run: would write {path}:\n{text}");
+                return Ok(());
+            }
+            write_atomic(&full, &text).map_err(|e| error(format!("write_json: cannot write '{path}': {e}")))?;
+            c.artifacts.lock().unwrap_or_else(|e| e.into_inner()).push(full);
+            tracing::info!(primitive = "write_json", path, bytes = text.len(), "wrote {path}");
+            Ok(())
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("remove_artifact")
+        .with_params_info(["path: &str", "bool"])
+        .with_comments(["/// Remove a file inside the working directory if it exists (an artifact\n/// of an earlier run that must not look fresh). Returns whether it existed.\n/// A dry run only logs."])
+        .register_into_engine(engine, move |path: &str| -> RhaiResult<bool> {
+            let full = writable_path(&c, "remove_artifact", path).map_err(error)?;
+            let existed = full.exists();
+            if c.dry_run() {
+                if existed {
+                    tracing::info!(primitive = "remove_artifact", path, planned = true, "dry run: would remove {path}");
+                }
+                return Ok(existed);
+            }
+            if existed {
+                std::fs::remove_file(&full).map_err(|e| error(format!("remove_artifact: cannot remove '{path}': {e}")))?;
+                tracing::info!(primitive = "remove_artifact", path, "removed stale {path}");
+            }
+            Ok(existed)
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("read_json")
+        .with_params_info(["path: &str", "Dynamic"])
+        .with_comments(["/// Read and parse a JSON file. Throws naming the file and where it broke."])
+        .register_into_engine(engine, move |path: &str| -> RhaiResult<Dynamic> {
+            let text = read_text(&c, "read_json", path)?;
+            let v = parse_json_text("read_json", &format!("'{path}'"), &text).map_err(error)?;
+            Ok(to_dynamic(&v))
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("read_yaml")
+        .with_params_info(["path: &str", "Dynamic"])
+        .with_comments(["/// Read and parse a YAML file (one document). Throws naming the file and where it broke."])
+        .register_into_engine(engine, move |path: &str| -> RhaiResult<Dynamic> {
+            let text = read_text(&c, "read_yaml", path)?;
+            let v: serde_json::Value = serde_norway::from_str(&text)
+                .map_err(|e| error(format!("read_yaml: '{path}' is not valid YAML: {e}")))?;
+            Ok(to_dynamic(&v))
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("file_exists")
+        .with_params_info(["path: &str", "bool"])
+        .with_comments(["/// Whether a file exists (relative to the working directory)."])
+        .register_into_engine(engine, move |path: &str| c.path(path).is_file());
+
+    FuncRegistration::new("parse_json")
+        .with_params_info(["text: &str", "Dynamic"])
+        .with_comments(["/// Parse JSON text (e.g. a program's stdout). Throws naming where it broke."])
+        .register_into_engine(engine, |text: &str| -> RhaiResult<Dynamic> {
+            let v = parse_json_text("parse_json", "the text", text).map_err(error)?;
+            Ok(to_dynamic(&v))
+        });
+
+    FuncRegistration::new("to_json")
+        .with_params_info(["value: Dynamic", "String"])
+        .with_comments(["/// A value as compact JSON text."])
+        .register_into_engine(engine, |value: Dynamic| -> RhaiResult<String> {
+            let v = to_json(&value).map_err(|e| error(format!("to_json: {e}")))?;
+            Ok(crate::redact::redact(&v.to_string()).into_owned())
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/endpoint.json");
+        write_atomic(&p, "{\"a\":1}\n").unwrap();
+        write_atomic(&p, "{\"a\":2}\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":2}\n");
+        let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn json_errors_say_where() {
+        let err = parse_json_text("read_json", "'x.json'", "{\"a\": [1,").unwrap_err();
+        assert!(err.contains("'x.json' is not valid JSON (line 1"), "{err}");
+    }
+}

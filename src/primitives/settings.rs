@@ -1,0 +1,121 @@
+//! Settings and control: `env`, `secret`, `fail`, `log_info`, `log_warn`,
+//! `git_sha`, `sleep`, `is_dry_run`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{Dynamic, Engine, FuncRegistration};
+
+use crate::context::{error, Ctx, RhaiResult};
+
+/// Register the settings and control primitives.
+pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
+    FuncRegistration::new("env")
+        .with_params_info(["name: &str", "String"])
+        .with_comments(["/// A plain setting from the environment. Throws if it is not set: use\n/// `env(name, default)` for an optional one, and `secret(name)` for anything secret."])
+        .register_into_engine(engine, |name: &str| -> RhaiResult<String> {
+            std::env::var(name).map_err(|_| {
+                error(format!("env: {name} is not set; export it, or use env(\"{name}\", default) in the playbook"))
+            })
+        });
+    FuncRegistration::new("env")
+        .with_params_info(["name: &str", "default: &str", "String"])
+        .with_comments(["/// A plain setting from the environment, or `default` when unset or empty."])
+        .register_into_engine(engine, |name: &str, default: &str| -> String {
+            std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+        });
+
+    FuncRegistration::new("secret")
+        .with_params_info(["name: &str", "String"])
+        .with_comments(["/// A secret from the environment. Its value is registered for redaction in\n/// every sink (logs, errors, outputs, summaries; `::add-mask::` under GitHub\n/// Actions) before it is returned. Throws if it is not set."])
+        .register_into_engine(engine, |name: &str| -> RhaiResult<String> {
+            match std::env::var(name) {
+                Ok(v) if !v.is_empty() => {
+                    crate::redact::register(&v);
+                    tracing::info!(primitive = "secret", name, "read secret {name}");
+                    Ok(v)
+                }
+                _ => Err(error(format!(
+                    "secret: {name} is not set; export it (in GitHub Actions: `env: {name}: ${{{{ secrets.{name} }}}}`)"
+                ))),
+            }
+        });
+
+    FuncRegistration::new("fail")
+        .with_params_info(["message: &str", "()"])
+        .with_comments(["/// Stop the playbook with a message (exit code 1)."])
+        .register_into_engine(engine, |msg: &str| -> RhaiResult<()> { Err(error(msg)) });
+
+    FuncRegistration::new("log_info")
+        .with_params_info(["message: &str", "()"])
+        .with_comments(["/// Log a line at info level."])
+        .register_into_engine(engine, |msg: &str| tracing::info!("{msg}"));
+    FuncRegistration::new("log_warn")
+        .with_params_info(["message: &str", "()"])
+        .with_comments(["/// Log a line at warning level (`::warning::` under GitHub Actions)."])
+        .register_into_engine(engine, |msg: &str| tracing::warn!("{msg}"));
+    FuncRegistration::new("log_event")
+        .with_params_info(["name: &str", "fields: Map", "()"])
+        .with_comments(["/// Log one structured event: `name` plus the fields of a map, as one JSON\n/// object in the message (one line, easy to grep or parse)."])
+        .register_into_engine(engine, |name: &str, fields: rhai::Map| -> RhaiResult<()> {
+            let mut v = crate::primitives::to_json(&Dynamic::from(fields)).map_err(error)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("event".into(), serde_json::Value::String(name.into()));
+            }
+            tracing::info!(event = name, "{v}");
+            Ok(())
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("is_dry_run")
+        .with_params_info(["bool"])
+        .with_comments(["/// Whether this run is a dry run (`--dry-run`)."])
+        .register_into_engine(engine, move || c.dry_run());
+
+    let c = ctx.clone();
+    FuncRegistration::new("sleep")
+        .with_params_info(["seconds: f64", "()"])
+        .with_comments(["/// Wait, waking early when the run is cancelled."])
+        .register_into_engine(engine, move |secs: f64| -> RhaiResult<()> {
+            if !secs.is_finite() || secs < 0.0 {
+                return Err(error(format!("sleep: {secs} is not a number of seconds")));
+            }
+            c.sleep(Duration::from_secs_f64(secs))
+        });
+    let c = ctx.clone();
+    FuncRegistration::new("sleep")
+        .with_params_info(["seconds: i64", "()"])
+        .with_comments(["/// Wait, waking early when the run is cancelled."])
+        .register_into_engine(engine, move |secs: i64| -> RhaiResult<()> {
+            let secs = u64::try_from(secs).map_err(|_| error(format!("sleep: {secs} is negative")))?;
+            c.sleep(Duration::from_secs(secs))
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("git_sha")
+        .with_params_info(["String"])
+        .with_comments(["/// The current git commit: `GITHUB_SHA` when set (in CI), else\n/// `git rev-parse HEAD`. Always 40 lowercase hex."])
+        .register_into_engine(engine, move || -> RhaiResult<String> {
+            let sha = match std::env::var("GITHUB_SHA") {
+                Ok(s) if !s.is_empty() => s,
+                _ => {
+                    let out = std::process::Command::new("git")
+                        .args(["rev-parse", "HEAD"])
+                        .current_dir(&c.settings.workdir)
+                        .output()
+                        .map_err(|e| error(format!("git_sha: cannot run git: {e}")))?;
+                    if !out.status.success() {
+                        return Err(error(format!(
+                            "git_sha: not in a git repository with a commit ({})",
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        )));
+                    }
+                    String::from_utf8_lossy(&out.stdout).trim().to_string()
+                }
+            };
+            if sha.len() != 40 || !sha.chars().all(|ch| ch.is_ascii_digit() || ('a'..='f').contains(&ch)) {
+                return Err(error(format!("git_sha: '{sha}' is not a 40-hex commit SHA")));
+            }
+            Ok(sha)
+        });
+}
