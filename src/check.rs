@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rhai::{ASTNode, Engine, Expr, Position, Stmt, AST};
 
 use crate::context::{Ctx, Settings};
-use crate::engine::{check_module_name, Resolver};
+use crate::engine::Resolver;
 
 /// One problem found in a playbook.
 #[derive(Debug)]
@@ -33,7 +33,15 @@ impl std::fmt::Display for Finding {
 
 /// Functions the language itself provides by keyword.
 const KEYWORD_FNS: &[&str] = &[
-    "print", "debug", "type_of", "Fn", "call", "curry", "is_def_var", "is_def_fn", "is_shared",
+    "print",
+    "debug",
+    "type_of",
+    "Fn",
+    "call",
+    "curry",
+    "is_def_var",
+    "is_def_fn",
+    "is_shared",
 ];
 
 /// Every `.rhai` file under the given paths (folders are searched recursively).
@@ -43,7 +51,8 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         if p.is_dir() {
             let mut stack = vec![p.clone()];
             while let Some(dir) = stack.pop() {
-                let rd = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+                let rd = std::fs::read_dir(&dir)
+                    .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
                 for e in rd.flatten() {
                     let path = e.path();
                     if path.is_dir() {
@@ -94,7 +103,10 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
         Ok(a) => a,
         Err(e) => {
             let r = crate::report::parse_error(&e, path, &source);
-            return vec![finding(r.position, format!("does not compile: {}", r.message))];
+            return vec![finding(
+                r.position,
+                format!("does not compile: {}", r.message),
+            )];
         }
     };
     let mut out = Vec::new();
@@ -105,7 +117,9 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
             crate::params::Declaration::default()
         }
     };
-    lint_ast(&engine, &ctx, &ast, &decl, &mut |pos, msg| out.push(finding(pos, msg)));
+    lint_ast(&engine, &ctx, &ast, &decl, &mut |pos, msg| {
+        out.push(finding(pos, msg))
+    });
     out
 }
 
@@ -130,16 +144,10 @@ fn lint_ast(
     for f in ast.iter_functions() {
         vars.extend(f.params.iter().map(|p| p.to_string()));
     }
-    let mut imports: Vec<(String, String, Position)> = Vec::new();
     ast.walk(&mut |nodes: &[ASTNode]| {
         match nodes.last() {
             Some(ASTNode::Stmt(Stmt::Var(x, ..))) => {
                 vars.insert(x.0.name.to_string());
-            }
-            Some(ASTNode::Stmt(Stmt::Import(x, pos))) => {
-                if let Expr::StringConstant(name, _) = &x.0 {
-                    imports.push((name.to_string(), x.1.name.to_string(), *pos));
-                }
             }
             Some(ASTNode::Stmt(Stmt::For(x, ..))) => {
                 vars.insert(x.0.name.to_string());
@@ -151,30 +159,34 @@ fn lint_ast(
         }
         true
     });
+    let imports = crate::engine::imports(ast);
 
     let resolver = Resolver::new(&ctx.settings.playbook);
     let mut modules: HashMap<String, HashSet<String>> = HashMap::new();
+    for (msg, pos) in crate::engine::unresolved_imports(ast, &resolver) {
+        report(pos_of(pos), msg);
+    }
     for (name, alias, pos) in &imports {
-        if let Err(e) = check_module_name(name) {
-            report(pos_of(*pos), e);
-            continue;
-        }
         match resolver.find(name) {
-            None => report(
-                pos_of(*pos),
-                format!(
-                    "import \"{name}\": no such module in the playbook's folder, the project's stdlib/ or the embedded stdlib{}",
-                    crate::suggest::hint(name, resolver.known().iter().map(String::as_str))
-                ),
-            ),
+            None => {}
             Some((origin, text)) => match engine.compile(&text) {
                 Ok(m) => {
-                    let fns = m.iter_functions().filter(|f| f.access != rhai::FnAccess::Private).map(|f| f.name.to_string()).collect();
+                    let fns = m
+                        .iter_functions()
+                        .filter(|f| f.access != rhai::FnAccess::Private)
+                        .map(|f| f.name.to_string())
+                        .collect();
                     if !alias.is_empty() {
                         modules.insert(alias.clone(), fns);
                     }
                 }
-                Err(e) => report(pos_of(*pos), format!("import \"{name}\": {origin} does not compile: {}", e.err_type())),
+                Err(e) => report(
+                    pos_of(*pos),
+                    format!(
+                        "import \"{name}\": {origin} does not compile: {}",
+                        e.err_type()
+                    ),
+                ),
             },
         }
     }
@@ -182,8 +194,12 @@ fn lint_ast(
     let declared: Vec<&str> = decl.params.iter().map(|p| p.name.as_str()).collect();
     let known_list: Vec<String> = known.iter().cloned().collect();
     ast.walk(&mut |nodes: &[ASTNode]| {
-        match nodes.last() {
-            Some(ASTNode::Expr(Expr::FnCall(f, pos))) if f.op_token.is_none() => {
+        let call = match nodes.last() {
+            Some(ASTNode::Expr(Expr::FnCall(f, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(f, pos))) => Some((f, pos)),
+            _ => None,
+        };
+        match (call, nodes.last()) {
+            (Some((f, pos)), _) if f.op_token.is_none() => {
                 let name = f.name.as_str();
                 let is_ident = name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_');
                 if f.namespace.is_empty() {
@@ -212,7 +228,7 @@ fn lint_ast(
                     }
                 }
             }
-            Some(ASTNode::Expr(Expr::Dot(b, ..))) => {
+            (_, Some(ASTNode::Expr(Expr::Dot(b, ..)))) => {
                 if let Expr::Variable(v, _, _) = &b.lhs {
                     if v.1 == "args" {
                         if let Some((prop, pos)) = first_property(&b.rhs) {

@@ -39,7 +39,11 @@ pub fn entries(engine: &rhai::Engine) -> Vec<Entry> {
         .map(|fs| {
             fs.iter()
                 .map(|f| Entry {
-                    name: f.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                    name: f
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     signature: f
                         .get("signature")
                         .and_then(Value::as_str)
@@ -47,12 +51,20 @@ pub fn entries(engine: &rhai::Engine) -> Vec<Entry> {
                         .replace("&str", "String")
                         .replace("i64", "int")
                         .replace("f64", "float"),
-                    doc: clean(f.get("docComments").and_then(Value::as_array).map_or(&[][..], |a| a.as_slice())),
+                    doc: clean(
+                        f.get("docComments")
+                            .and_then(Value::as_array)
+                            .map_or(&[][..], |a| a.as_slice()),
+                    ),
                 })
                 .collect()
         })
         .unwrap_or_default();
-    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.signature.len().cmp(&b.signature.len())));
+    out.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then(a.signature.len().cmp(&b.signature.len()))
+    });
     out
 }
 

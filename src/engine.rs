@@ -110,8 +110,12 @@ impl Resolver {
 pub fn check_module_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && !name.starts_with('/')
-        && !name.split('/').any(|part| part.is_empty() || part == "." || part == "..")
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '/');
+        && !name
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '/');
     if ok {
         Ok(())
     } else {
@@ -134,7 +138,11 @@ impl ModuleResolver for Resolver {
             return Err(EvalAltResult::ErrorModuleNotFound(
                 format!(
                     "{path} (looked in {} and the embedded stdlib{})",
-                    self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+                    self.dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     crate::suggest::hint(path, self.known().iter().map(String::as_str))
                 ),
                 pos,
@@ -149,6 +157,43 @@ impl ModuleResolver for Resolver {
             .map_err(|e| EvalAltResult::ErrorInModule(origin, e, pos))?;
         Ok(module.into())
     }
+}
+
+/// The constant `import "…"` paths of a script, with their positions.
+pub fn imports(ast: &rhai::AST) -> Vec<(String, String, Position)> {
+    let mut out = Vec::new();
+    ast.walk(&mut |nodes: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(x, pos))) = nodes.last() {
+            if let rhai::Expr::StringConstant(name, _) = &x.0 {
+                out.push((name.to_string(), x.1.name.to_string(), *pos));
+            }
+        }
+        true
+    });
+    out
+}
+
+/// Imports that will not resolve, as messages with positions: checked
+/// before a run starts, so a missing module is a usage error (exit 2), not
+/// a failure halfway through the playbook.
+pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, Position)> {
+    imports(ast)
+        .into_iter()
+        .filter_map(|(name, _, pos)| {
+            if let Err(e) = check_module_name(&name) {
+                return Some((e, pos));
+            }
+            resolver.find(&name).is_none().then(|| {
+                (
+                    format!(
+                        "import \"{name}\": no such module in the playbook's folder, the project's stdlib/ or the embedded stdlib{}",
+                        crate::suggest::hint(&name, resolver.known().iter().map(String::as_str))
+                    ),
+                    pos,
+                )
+            })
+        })
+        .collect()
 }
 
 /// Build the sandboxed engine for a run (or a check) of `playbook`.
@@ -184,7 +229,15 @@ pub fn build(ctx: &Arc<Ctx>) -> Engine {
         let _ = sink;
     });
     engine.on_debug(|s, src, pos| {
-        tracing::debug!("{}{}: {s}", src.unwrap_or(""), if pos.is_none() { String::new() } else { format!(":{pos}") });
+        tracing::debug!(
+            "{}{}: {s}",
+            src.unwrap_or(""),
+            if pos.is_none() {
+                String::new()
+            } else {
+                format!(":{pos}")
+            }
+        );
     });
     crate::primitives::register_all(&mut engine, ctx);
     engine.set_module_resolver(Resolver::new(&ctx.settings.playbook));
@@ -208,7 +261,10 @@ mod tests {
     fn embedded_stdlib_compiles() {
         let engine = Engine::new();
         for (name, text) in EMBEDDED_STDLIB {
-            assert!(engine.compile(text).is_ok(), "stdlib {name} does not compile");
+            assert!(
+                engine.compile(text).is_ok(),
+                "stdlib {name} does not compile"
+            );
         }
     }
 }

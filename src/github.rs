@@ -9,7 +9,9 @@ use rand::Rng;
 
 /// Escape a workflow command's message (`%`, CR, LF), as `@actions/core` does.
 pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Escape a workflow command's property value (also `:` and `,`).

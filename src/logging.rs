@@ -130,6 +130,73 @@ where
     }
 }
 
+/// Collects an event's message and the primitive it came from.
+#[derive(Default)]
+struct MessageVisitor {
+    message: String,
+    primitive: Option<String>,
+}
+
+impl tracing::field::Visit for MessageVisitor {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_string(),
+            "primitive" => self.primitive = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "primitive" => {
+                self.primitive = Some(format!("{value:?}").trim_matches('"').to_string())
+            }
+            _ => {}
+        }
+    }
+}
+
+/// For people: elapsed time, level, the primitive and the message. The
+/// structured fields are for `json`; here they would repeat the message.
+struct PrettyFormat {
+    ansi: bool,
+    start: std::time::Instant,
+}
+
+impl<S, N> FormatEvent<S, N> for PrettyFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut v = MessageVisitor::default();
+        event.record(&mut v);
+        let level = *event.metadata().level();
+        let (tag, colour) = match level {
+            Level::ERROR => ("error", "31"),
+            Level::WARN => ("warn ", "33"),
+            Level::INFO => ("info ", "32"),
+            _ => ("debug", "2"),
+        };
+        let secs = self.start.elapsed().as_secs_f64();
+        let prim = v.primitive.map(|p| format!("{p}: ")).unwrap_or_default();
+        if self.ansi {
+            writeln!(
+                writer,
+                "\x1b[2m{secs:7.3}s\x1b[0m \x1b[{colour}m{tag}\x1b[0m \x1b[1m{prim}\x1b[0m{}",
+                v.message
+            )
+        } else {
+            writeln!(writer, "{secs:7.3}s {tag} {prim}{}", v.message)
+        }
+    }
+}
+
 /// Install the global subscriber. `RUNBOOK_LOG` sets the level (default info).
 pub fn init(format: LogFormat) -> Sink {
     let sink = Sink::for_format(format);
@@ -147,9 +214,10 @@ pub fn init(format: LogFormat) -> Sink {
         .with_target(false);
     let result = match format {
         LogFormat::Pretty => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_timer(tracing_subscriber::fmt::time::uptime())
-            .compact()
+            .event_format(PrettyFormat {
+                ansi: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                start: std::time::Instant::now(),
+            })
             .try_init(),
         LogFormat::Json => builder
             .json()

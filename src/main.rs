@@ -25,7 +25,11 @@ struct Cli {
     command: Option<Command>,
     /// The playbook to run, then its parameters and the runner's options
     /// (--dry-run, --log-format pretty|json|github, --timeout SECS, --allow PROGRAM).
-    #[arg(value_name = "PLAYBOOK [ARGS]", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "PLAYBOOK [ARGS]",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     run: Vec<String>,
 }
 
@@ -60,16 +64,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Check { paths }) => run::check(&paths),
-        Some(Command::Doc { name, markdown, definitions }) => run::doc(name.as_deref(), markdown, definitions.as_deref()),
+        Some(Command::Doc {
+            name,
+            markdown,
+            definitions,
+        }) => run::doc(name.as_deref(), markdown, definitions.as_deref()),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "runbook",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         None => match RunOptions::parse(&cli.run) {
             Ok(Some(opts)) => run::run(opts),
             Ok(None) => {
                 let _ = Cli::command().print_help();
-                Err(Error::Usage("no playbook given: runbook PLAYBOOK [--param value]…".into()))
+                Err(Error::Usage(
+                    "no playbook given: runbook PLAYBOOK [--param value]…".into(),
+                ))
             }
             Err(e) => {
                 // Logging is not set up yet: print plainly.
@@ -81,7 +96,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let text = runbook::redact::redact(&e.to_string()).into_owned();
-            let text = if text.starts_with("error") { text } else { format!("error: {text}") };
+            let text = if text.starts_with("error") {
+                text
+            } else {
+                format!("error: {text}")
+            };
             eprintln!("{}", text.trim_end());
             ExitCode::from(e.exit_code() as u8)
         }

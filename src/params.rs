@@ -67,7 +67,14 @@ pub struct Declaration {
 }
 
 /// Names the runner itself takes; a playbook cannot declare them.
-pub const RESERVED: &[&str] = &["help", "dry_run", "log_format", "timeout", "allow", "version"];
+pub const RESERVED: &[&str] = &[
+    "help",
+    "dry_run",
+    "log_format",
+    "timeout",
+    "allow",
+    "version",
+];
 
 /// The `//!` description at the top of a playbook.
 pub fn description(source: &str) -> String {
@@ -97,29 +104,58 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
         .iter_literal_variables(true, true)
         .find(|(name, ..)| *name == "PARAMS");
     let Some((_, is_const, value)) = literal else {
-        if source.contains("PARAMS") && source.lines().any(|l| l.trim_start().starts_with("const PARAMS")) {
+        if source.contains("PARAMS")
+            && source
+                .lines()
+                .any(|l| l.trim_start().starts_with("const PARAMS"))
+        {
             return Err("PARAMS must be a literal map (no variables, calls or expressions inside it), at the top level".into());
         }
         return Ok(decl);
     };
     if !is_const {
-        return Err("declare parameters with `const PARAMS = #{ ... };` (a constant, not `let`)".into());
+        return Err(
+            "declare parameters with `const PARAMS = #{ ... };` (a constant, not `let`)".into(),
+        );
     }
     let Some(map) = value.try_cast::<Map>() else {
-        return Err("PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".into());
+        return Err(
+            "PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".into(),
+        );
     };
     for (name, spec) in map {
         let name = name.to_string();
         if RESERVED.contains(&name.as_str()) {
-            return Err(spec_err(&name, "the name is reserved for the runner's own options; choose another"));
+            return Err(spec_err(
+                &name,
+                "the name is reserved for the runner's own options; choose another",
+            ));
         }
         let Some(spec) = spec.try_cast::<Map>() else {
-            return Err(spec_err(&name, "wants a map like #{ type: \"string\", help: \"…\" }"));
+            return Err(spec_err(
+                &name,
+                "wants a map like #{ type: \"string\", help: \"…\" }",
+            ));
         };
-        const KEYS: &[&str] = &["type", "required", "default_value", "env", "pattern", "choices", "help"];
+        const KEYS: &[&str] = &[
+            "type",
+            "required",
+            "default_value",
+            "env",
+            "pattern",
+            "choices",
+            "help",
+        ];
         for k in spec.keys() {
             if !KEYS.contains(&k.as_str()) {
-                return Err(spec_err(&name, format!("unknown key '{k}'{}; keys: {}", crate::suggest::hint(k, KEYS.iter().copied()), KEYS.join(", "))));
+                return Err(spec_err(
+                    &name,
+                    format!(
+                        "unknown key '{k}'{}; keys: {}",
+                        crate::suggest::hint(k, KEYS.iter().copied()),
+                        KEYS.join(", ")
+                    ),
+                ));
             }
         }
         let text = |k: &str| spec.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());
@@ -127,11 +163,18 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
             None | Some("string") => Kind::String,
             Some("int") => Kind::Int,
             Some("bool") => Kind::Bool,
-            Some(t) => return Err(spec_err(&name, format!("type '{t}' is not one of string, int, bool"))),
+            Some(t) => {
+                return Err(spec_err(
+                    &name,
+                    format!("type '{t}' is not one of string, int, bool"),
+                ))
+            }
         };
         let required = match spec.get("required") {
             None => false,
-            Some(v) => v.as_bool().map_err(|_| spec_err(&name, "required wants true or false"))?,
+            Some(v) => v
+                .as_bool()
+                .map_err(|_| spec_err(&name, "required wants true or false"))?,
         };
         let default = spec.get("default_value").cloned().filter(|v| !v.is_unit());
         if let Some(d) = &default {
@@ -141,17 +184,27 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
                 Kind::Bool => d.is_bool(),
             };
             if !ok {
-                return Err(spec_err(&name, format!("default_value {d} is not of type {}", kind.name())));
+                return Err(spec_err(
+                    &name,
+                    format!("default_value {d} is not of type {}", kind.name()),
+                ));
             }
             if required {
-                return Err(spec_err(&name, "is required and has a default_value; choose one"));
+                return Err(spec_err(
+                    &name,
+                    "is required and has a default_value; choose one",
+                ));
             }
         }
         let pattern = match text("pattern") {
             None => None,
             Some(p) => {
-                let re = Regex::new(&format!("^(?:{p})$"))
-                    .map_err(|e| spec_err(&name, format!("pattern is not a valid regular expression: {e}")))?;
+                let re = Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                    spec_err(
+                        &name,
+                        format!("pattern is not a valid regular expression: {e}"),
+                    )
+                })?;
                 Some((p, re))
             }
         };
@@ -176,6 +229,9 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
             help: text("help").unwrap_or_default(),
         });
     }
+    // Maps have no order of their own: required ones first, then by name.
+    decl.params
+        .sort_by(|a, b| b.required.cmp(&a.required).then(a.name.cmp(&b.name)));
     Ok(decl)
 }
 
@@ -188,19 +244,31 @@ impl Param {
         let f = flag(&self.name);
         let value = match self.kind {
             Kind::String => Dynamic::from(raw.to_string()),
-            Kind::Int => Dynamic::from(raw.trim().parse::<i64>().map_err(|_| {
-                format!("parameter {f} wants an integer, got '{raw}'{from}")
-            })?),
+            Kind::Int => Dynamic::from(
+                raw.trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("parameter {f} wants an integer, got '{raw}'{from}"))?,
+            ),
             Kind::Bool => Dynamic::from(match raw {
                 "true" | "yes" | "1" => true,
                 "false" | "no" | "0" => false,
-                _ => return Err(format!("parameter {f} wants true or false, got '{raw}'{from}")),
+                _ => {
+                    return Err(format!(
+                        "parameter {f} wants true or false, got '{raw}'{from}"
+                    ))
+                }
             }),
         };
         if let Some((p, re)) = &self.pattern {
             if !re.is_match(raw) {
-                let help = if self.help.is_empty() { String::new() } else { format!(" ({})", self.help) };
-                return Err(format!("parameter {f}: '{raw}'{from} does not match the pattern {p}{help}"));
+                let help = if self.help.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", self.help)
+                };
+                return Err(format!(
+                    "parameter {f}: '{raw}'{from} does not match the pattern {p}{help}"
+                ));
             }
         }
         if !self.choices.is_empty() && !self.choices.iter().any(|c| c == raw) {
@@ -232,7 +300,11 @@ pub fn parse_args(decl: &Declaration, args: &[String]) -> Result<Map, String> {
         };
         let norm = key.replace('-', "_");
         let Some(p) = decl.params.iter().find(|p| p.name == norm) else {
-            let list = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+            let list = if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            };
             return Err(format!(
                 "unknown parameter --{key}{}; this playbook takes: {list}",
                 crate::suggest::hint(&format!("--{key}"), names.iter().map(String::as_str))
@@ -259,14 +331,29 @@ pub fn parse_args(decl: &Declaration, args: &[String]) -> Result<Map, String> {
     for p in &decl.params {
         let value = match given.iter().position(|(n, _)| *n == p.name) {
             Some(idx) => given.swap_remove(idx).1,
-            None => match p.env.as_ref().and_then(|e| std::env::var(e).ok().filter(|v| !v.is_empty()).map(|v| (e, v))) {
+            None => match p.env.as_ref().and_then(|e| {
+                std::env::var(e)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (e, v))
+            }) {
                 Some((e, v)) => p.convert(&v, &format!(" (from ${e})"))?,
                 None => match &p.default {
                     Some(d) => d.clone(),
                     None if p.required => {
-                        let env = p.env.as_ref().map_or(String::new(), |e| format!(" or set ${e}"));
-                        let help = if p.help.is_empty() { String::new() } else { format!(": {}", p.help) };
-                        return Err(format!("missing required parameter {}{env}{help}", flag(&p.name)));
+                        let env = p
+                            .env
+                            .as_ref()
+                            .map_or(String::new(), |e| format!(" or set ${e}"));
+                        let help = if p.help.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", p.help)
+                        };
+                        return Err(format!(
+                            "missing required parameter {}{env}{help}",
+                            flag(&p.name)
+                        ));
                     }
                     None => Dynamic::UNIT,
                 },
@@ -300,7 +387,12 @@ pub fn render_help(decl: &Declaration, playbook: &str) -> String {
     s.push_str(" [--dry-run] [--log-format pretty|json|github] [--timeout SECS]\n");
     if !decl.params.is_empty() {
         s.push_str("\nParameters:\n");
-        let width = decl.params.iter().map(|p| flag(&p.name).len() + 9).max().unwrap_or(0);
+        let width = decl
+            .params
+            .iter()
+            .map(|p| flag(&p.name).len() + 9)
+            .max()
+            .unwrap_or(0);
         for p in &decl.params {
             let head = match p.kind {
                 Kind::Bool => flag(&p.name),
@@ -322,7 +414,11 @@ pub fn render_help(decl: &Declaration, playbook: &str) -> String {
             if let Some((pat, _)) = &p.pattern {
                 notes.push(format!("pattern: {pat}"));
             }
-            let notes = if notes.is_empty() { String::new() } else { format!(" [{}]", notes.join("; ")) };
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", notes.join("; "))
+            };
             s.push_str(&format!("  {head:width$}  {}{notes}\n", p.help));
         }
     }
@@ -362,7 +458,7 @@ print(args.sha);
         let d = decl();
         assert_eq!(d.description, "Roll back the API.\nSecond line.");
         let names: Vec<&str> = d.params.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["sha", "dseq", "stack", "verbose", "rpc_endpoint"]);
+        assert_eq!(names, ["sha", "dseq", "rpc_endpoint", "stack", "verbose"]);
         let help = render_help(&d, "rollback.rhai");
         assert!(help.contains("--sha <string>"), "{help}");
         assert!(help.contains("--rpc-endpoint"), "{help}");
@@ -371,7 +467,18 @@ print(args.sha);
 
     #[test]
     fn parses_both_forms_and_defaults() {
-        let m = parse_args(&decl(), &args(&["--sha", SHA, "--dseq=7", "--verbose", "--rpc-endpoint", "a.b:2000"])).unwrap();
+        let m = parse_args(
+            &decl(),
+            &args(&[
+                "--sha",
+                SHA,
+                "--dseq=7",
+                "--verbose",
+                "--rpc-endpoint",
+                "a.b:2000",
+            ]),
+        )
+        .unwrap();
         assert_eq!(m["sha"].to_string(), SHA);
         assert_eq!(m["dseq"].as_int().unwrap(), 7);
         assert!(m["verbose"].as_bool().unwrap());
@@ -387,11 +494,20 @@ print(args.sha);
         let cases: &[(&[&str], &str)] = &[
             (&[], "missing required parameter --sha"),
             (&["--sha", &SHA[..39]], "does not match the pattern"),
-            (&["--sha", &SHA.to_uppercase()], "does not match the pattern"),
+            (
+                &["--sha", &SHA.to_uppercase()],
+                "does not match the pattern",
+            ),
             (&["--sha", SHA, "--dseq", "x"], "--dseq wants an integer"),
-            (&["--sha", SHA, "--stack", "bananna"], "did you mean 'banano'"),
+            (
+                &["--sha", SHA, "--stack", "bananna"],
+                "did you mean 'banano'",
+            ),
             (&["--sha", SHA, "--verbose=maybe"], "wants true or false"),
-            (&["--sha", SHA, "--shaa", "x"], "unknown parameter --shaa (did you mean '--sha'?)"),
+            (
+                &["--sha", SHA, "--shaa", "x"],
+                "unknown parameter --shaa (did you mean '--sha'?)",
+            ),
             (&["--sha", SHA, "stray"], "unexpected argument 'stray'"),
             (&["--sha", SHA, "--sha", SHA], "given twice"),
             (&["--sha"], "needs a value"),
@@ -405,13 +521,28 @@ print(args.sha);
     #[test]
     fn bad_declarations_are_refused() {
         let cases = [
-            ("const PARAMS = #{ x: #{ type: \"float\" } };", "type 'float'"),
-            ("const PARAMS = #{ x: #{ typ: \"int\" } };", "did you mean 'type'"),
-            ("const PARAMS = #{ x: #{ pattern: \"(\" } };", "not a valid regular expression"),
+            (
+                "const PARAMS = #{ x: #{ type: \"float\" } };",
+                "type 'float'",
+            ),
+            (
+                "const PARAMS = #{ x: #{ typ: \"int\" } };",
+                "did you mean 'type'",
+            ),
+            (
+                "const PARAMS = #{ x: #{ pattern: \"(\" } };",
+                "not a valid regular expression",
+            ),
             ("const PARAMS = #{ timeout: #{} };", "reserved"),
             ("let PARAMS = #{ x: #{} };", "a constant"),
-            ("const PARAMS = #{ x: #{ type: \"int\", default_value: \"a\" } };", "is not of type int"),
-            ("const PARAMS = #{ x: #{ required: true, default_value: \"a\" } };", "choose one"),
+            (
+                "const PARAMS = #{ x: #{ type: \"int\", default_value: \"a\" } };",
+                "is not of type int",
+            ),
+            (
+                "const PARAMS = #{ x: #{ required: true, default_value: \"a\" } };",
+                "choose one",
+            ),
         ];
         for (src, want) in cases {
             let ast = rhai::Engine::new().compile(src).unwrap();

@@ -75,7 +75,11 @@ pub fn eval_error(err: &EvalAltResult, path: &Path, source: &str) -> Report {
             EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
                 frames.push(format!(
                     "in call to {name}(){}",
-                    if src.is_empty() { format!(" at {}", fmt_pos(*pos)) } else { format!(" in {src} at {}", fmt_pos(*pos)) }
+                    if src.is_empty() {
+                        format!(" at {}", fmt_pos(*pos))
+                    } else {
+                        format!(" in {src} at {}", fmt_pos(*pos))
+                    }
                 ));
                 cur = inner;
             }
@@ -96,7 +100,11 @@ pub fn eval_error(err: &EvalAltResult, path: &Path, source: &str) -> Report {
     for f in frames {
         text.push_str(&format!("  = {f}\n"));
     }
-    Report { message, position, text }
+    Report {
+        message,
+        position,
+        text,
+    }
 }
 
 fn fmt_pos(p: Position) -> String {
@@ -117,7 +125,11 @@ pub fn parse_error(err: &ParseError, path: &Path, source: &str) -> Report {
         text.push_str(&format!("  --> {}:{l}:{c}\n", path.display()));
         text.push_str(&caret(source, pos));
     }
-    Report { message, position, text }
+    Report {
+        message,
+        position,
+        text,
+    }
 }
 
 impl Report {
@@ -125,7 +137,10 @@ impl Report {
     pub fn github_line(&self, path: &Path) -> String {
         let file = escape_property(&path.display().to_string());
         match self.position {
-            Some((l, c)) => format!("::error file={file},line={l},col={c}::{}\n", escape_data(&self.message)),
+            Some((l, c)) => format!(
+                "::error file={file},line={l},col={c}::{}\n",
+                escape_data(&self.message)
+            ),
             None => format!("::error file={file}::{}\n", escape_data(&self.message)),
         }
     }
@@ -140,12 +155,18 @@ mod tests {
         let src = "let a = 1;\nfail(\"boom: x\");\n";
         let engine = rhai::Engine::new();
         let mut engine = engine;
-        engine.register_fn("fail", |m: &str| -> Result<(), Box<EvalAltResult>> { Err(m.into()) });
+        engine.register_fn("fail", |m: &str| -> Result<(), Box<EvalAltResult>> {
+            Err(m.into())
+        });
         let err = engine.run(src).unwrap_err();
         let r = eval_error(&err, Path::new("pb.rhai"), src);
         assert_eq!(r.message, "boom: x");
         assert!(r.text.contains("--> pb.rhai:2:1"), "{}", r.text);
-        assert!(r.text.contains("2 | fail(\"boom: x\");\n  | ^"), "{}", r.text);
+        assert!(
+            r.text.contains("2 | fail(\"boom: x\");\n  | ^"),
+            "{}",
+            r.text
+        );
         assert_eq!(
             r.github_line(Path::new("pb.rhai")),
             "::error file=pb.rhai,line=2,col=1::boom: x\n"

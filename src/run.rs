@@ -101,7 +101,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 fn load(path: &Path) -> Result<String, Error> {
     if path.is_dir() {
-        return Err(Error::Usage(format!("{} is a folder; give a playbook file (*.rhai)", path.display())));
+        return Err(Error::Usage(format!(
+            "{} is a folder; give a playbook file (*.rhai)",
+            path.display()
+        )));
     }
     std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Usage(format!(
@@ -135,14 +138,33 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
             return Err(Error::Usage(r.text));
         }
     };
+    let resolver = crate::engine::Resolver::new(&path);
+    if let Some((msg, pos)) = crate::engine::unresolved_imports(&ast, &resolver)
+        .into_iter()
+        .next()
+    {
+        let err = rhai::EvalAltResult::ErrorRuntime(msg.into(), pos);
+        let r = crate::report::eval_error(&err, &path, &source);
+        if format == LogFormat::Github {
+            sink.write_str(&r.github_line(&path));
+        }
+        return Err(Error::Usage(r.text));
+    }
     let decl = crate::params::declaration(&ast, &source)
         .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     if opts.help {
-        print!("{}", crate::params::render_help(&decl, &path.display().to_string()));
+        print!(
+            "{}",
+            crate::params::render_help(&decl, &path.display().to_string())
+        );
         return Ok(());
     }
-    let args = crate::params::parse_args(&decl, &opts.params)
-        .map_err(|e| Error::Usage(format!("{e}\n(run `runbook {} --help` for its parameters)", path.display())))?;
+    let args = crate::params::parse_args(&decl, &opts.params).map_err(|e| {
+        Error::Usage(format!(
+            "{e}\n(run `runbook {} --help` for its parameters)",
+            path.display()
+        ))
+    })?;
 
     let started = Instant::now();
     tracing::info!(
@@ -207,13 +229,24 @@ fn settle(
         (Some(CancelReason::Signal(s)), _) => Error::Interrupted(s),
         (None, Some(Ok(()))) => {
             crate::primitives::github_io::flush_outputs(ctx).map_err(Error::Failed)?;
-            let outs = ctx.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let outs = ctx
+                .outputs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             for (k, v) in &outs {
                 println!("{k}={}", crate::redact::redact(v));
             }
             tracing::info!(
-                outcome = "finished", elapsed_ms = started.elapsed().as_millis() as u64,
-                "{} finished in {elapsed}{}", path.display(), if ctx.dry_run() { " (dry run: nothing was changed)" } else { "" }
+                outcome = "finished",
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "{} finished in {elapsed}{}",
+                path.display(),
+                if ctx.dry_run() {
+                    " (dry run: nothing was changed)"
+                } else {
+                    ""
+                }
             );
             return Ok(());
         }
@@ -224,19 +257,34 @@ fn settle(
             }
             Error::Failed(r.text)
         }
-        (None, None) => Error::Failed("the playbook thread ended without a result (an internal error)".into()),
+        (None, None) => {
+            Error::Failed("the playbook thread ended without a result (an internal error)".into())
+        }
     };
     discard_artifacts(ctx);
-    tracing::error!(outcome = "failed", elapsed_ms = started.elapsed().as_millis() as u64, "{} failed after {elapsed}", path.display());
+    tracing::error!(
+        outcome = "failed",
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "{} failed after {elapsed}",
+        path.display()
+    );
     Err(failure)
 }
 
 /// A failed run leaves no artifact it promised.
 fn discard_artifacts(ctx: &Ctx) {
-    let files: Vec<PathBuf> = ctx.artifacts.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+    let files: Vec<PathBuf> = ctx
+        .artifacts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+        .collect();
     for f in files {
         if std::fs::remove_file(&f).is_ok() {
-            tracing::warn!("removed {} (written by this run, which failed)", f.display());
+            tracing::warn!(
+                "removed {} (written by this run, which failed)",
+                f.display()
+            );
         }
     }
 }
@@ -261,15 +309,24 @@ pub fn check(paths: &[PathBuf]) -> Result<(), Error> {
 /// `runbook doc [NAME]`.
 pub fn doc(name: Option<&str>, markdown: bool, definitions: Option<&Path>) -> Result<(), Error> {
     let rt = plain_runtime()?;
-    let ctx = Ctx::new(Settings::new(Path::new("doc.rhai"), LogFormat::Pretty), rt.handle().clone());
+    let ctx = Ctx::new(
+        Settings::new(Path::new("doc.rhai"), LogFormat::Pretty),
+        rt.handle().clone(),
+    );
     let engine = crate::engine::build(&ctx);
     if let Some(dir) = definitions {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
         engine
             .definitions()
             .include_standard_packages(false)
             .write_to_dir(dir)
-            .map_err(|e| Error::Failed(format!("cannot write definitions to {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                Error::Failed(format!(
+                    "cannot write definitions to {}: {e}",
+                    dir.display()
+                ))
+            })?;
         println!("wrote definitions to {}", dir.display());
         return Ok(());
     }
@@ -289,9 +346,17 @@ mod tests {
 
     #[test]
     fn runner_options_anywhere() {
-        let o = RunOptions::parse(&s(&["--dry-run", "pb.rhai", "--sha", "x", "--timeout=5", "--log-format", "json"]))
-            .unwrap()
-            .unwrap();
+        let o = RunOptions::parse(&s(&[
+            "--dry-run",
+            "pb.rhai",
+            "--sha",
+            "x",
+            "--timeout=5",
+            "--log-format",
+            "json",
+        ]))
+        .unwrap()
+        .unwrap();
         assert_eq!(o.playbook, PathBuf::from("pb.rhai"));
         assert_eq!(o.params, s(&["--sha", "x"]));
         assert!(o.dry_run);
@@ -305,7 +370,10 @@ mod tests {
             (&["pb.rhai", "--timeout", "soon"][..], "--timeout 'soon'"),
             (&["pb.rhai", "--timeout", "0"][..], "positive"),
             (&["pb.rhai", "--log-format", "xml"][..], "not one of"),
-            (&["--frobnicate", "pb.rhai"][..], "unknown option '--frobnicate'"),
+            (
+                &["--frobnicate", "pb.rhai"][..],
+                "unknown option '--frobnicate'",
+            ),
             (&["pb.rhai", "--timeout"][..], "needs a value"),
         ] {
             let e = RunOptions::parse(&s(a)).unwrap_err();

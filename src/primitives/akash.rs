@@ -78,7 +78,9 @@ impl Config {
         Ok(Config {
             backend,
             api_url,
-            provider: o.str("provider")?.or_else(|| std::env::var("AKASH_PROVIDER").ok()),
+            provider: o
+                .str("provider")?
+                .or_else(|| std::env::var("AKASH_PROVIDER").ok()),
             from: o.str("from")?.or_else(|| std::env::var("AKASH_FROM").ok()),
         })
     }
@@ -116,13 +118,19 @@ async fn console(
 ) -> Result<Value, AkashError> {
     let key = api_key()?;
     let url = format!("{}{path}", cfg.api_url);
-    let mut req = ctx.http.request(method.clone(), &url).header("x-api-key", key);
+    let mut req = ctx
+        .http
+        .request(method.clone(), &url)
+        .header("x-api-key", key);
     if let Some(b) = body {
         req = req.json(&b);
     }
     let resp = req.send().await.map_err(|e| AkashError {
         transient: true,
-        msg: format!("{method} {url}: {}", crate::primitives::files::http_error(&e)),
+        msg: format!(
+            "{method} {url}: {}",
+            crate::primitives::files::http_error(&e)
+        ),
     })?;
     let status = resp.status();
     let text = resp.text().await.map_err(|e| AkashError {
@@ -142,7 +150,10 @@ async fn console(
     }
     serde_json::from_str(&text).map_err(|e| AkashError {
         transient: false,
-        msg: format!("{method} {url} answered malformed JSON ({e}): {}", snippet(&text)),
+        msg: format!(
+            "{method} {url} answered malformed JSON ({e}): {}",
+            snippet(&text)
+        ),
     })
 }
 
@@ -158,7 +169,14 @@ pub fn snippet(text: &str) -> String {
 
 /// The whole deployment from the Console API (`GET /v1/deployments/{dseq}`).
 pub async fn get_deployment(ctx: &Ctx, cfg: &Config, dseq: &str) -> Result<Value, AkashError> {
-    console(ctx, cfg, reqwest::Method::GET, &format!("/v1/deployments/{dseq}"), None).await
+    console(
+        ctx,
+        cfg,
+        reqwest::Method::GET,
+        &format!("/v1/deployments/{dseq}"),
+        None,
+    )
+    .await
 }
 
 /// Lease ids narrowing which lease to read.
@@ -186,7 +204,10 @@ pub async fn lease_status(
                 .and_then(Value::as_array)
                 .ok_or_else(|| AkashError {
                     transient: false,
-                    msg: format!("the Console API's deployment {dseq} has no data.leases list: {}", snippet(&dep.to_string())),
+                    msg: format!(
+                        "the Console API's deployment {dseq} has no data.leases list: {}",
+                        snippet(&dep.to_string())
+                    ),
                 })?;
             let pick = leases.iter().find(|l| {
                 let id = l.get("id");
@@ -207,10 +228,17 @@ pub async fn lease_status(
                 transient: false,
                 msg: "the provider-services backend needs the provider's address: `provider` option or AKASH_PROVIDER".into(),
             })?;
-            let mut argv: Vec<String> = ["provider-services", "lease-status", "--dseq", dseq, "--provider", &provider]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let mut argv: Vec<String> = [
+                "provider-services",
+                "lease-status",
+                "--dseq",
+                dseq,
+                "--provider",
+                &provider,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             for (flag, v) in [("--gseq", lease.gseq), ("--oseq", lease.oseq)] {
                 if let Some(v) = v {
                     argv.push(flag.into());
@@ -223,16 +251,26 @@ pub async fn lease_status(
             }
             let out = exec::run(ctx, &argv, &exec::ExecOpts::default())
                 .await
-                .map_err(|msg| AkashError { transient: false, msg })?;
+                .map_err(|msg| AkashError {
+                    transient: false,
+                    msg,
+                })?;
             if out.code != 0 {
                 return Err(AkashError {
                     transient: true,
-                    msg: format!("provider-services lease-status exited with {}: {}", out.code, out.tail()),
+                    msg: format!(
+                        "provider-services lease-status exited with {}: {}",
+                        out.code,
+                        out.tail()
+                    ),
                 });
             }
             serde_json::from_str(&out.stdout).map_err(|e| AkashError {
                 transient: false,
-                msg: format!("provider-services lease-status printed malformed JSON ({e}): {}", snippet(&out.stdout)),
+                msg: format!(
+                    "provider-services lease-status printed malformed JSON ({e}): {}",
+                    snippet(&out.stdout)
+                ),
             })
         }
     }
@@ -250,7 +288,12 @@ fn read_dseq(prim: &'static str, o: &Opts) -> RhaiResult<String> {
     let dseq = match o.raw("dseq") {
         Some(v) if v.is_int() => v.as_int().map(|i| i.to_string()).unwrap_or_default(),
         Some(v) if v.is_string() => v.to_string(),
-        Some(v) => return Err(error(format!("{prim}: dseq wants digits, got {} ({v})", v.type_name()))),
+        Some(v) => {
+            return Err(error(format!(
+                "{prim}: dseq wants digits, got {} ({v})",
+                v.type_name()
+            )))
+        }
         None => return Err(error(format!("{prim}: option 'dseq' is required"))),
     };
     check_dseq(prim, &dseq).map_err(error)?;
@@ -258,7 +301,9 @@ fn read_dseq(prim: &'static str, o: &Opts) -> RhaiResult<String> {
 }
 
 /// Options of `akash_update`.
-const UPDATE_KEYS: &[&str] = &["dseq", "service", "image", "env", "sdl", "timeout", "backend", "api_url", "provider", "from"];
+const UPDATE_KEYS: &[&str] = &[
+    "dseq", "service", "image", "env", "sdl", "timeout", "backend", "api_url", "provider", "from",
+];
 
 fn update(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
     let started = Instant::now();
@@ -276,11 +321,15 @@ fn update(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
         }
     }
     let template = std::fs::read_to_string(ctx.path(&sdl_path)).map_err(|e| {
-        error(format!("akash_update: cannot read the SDL template '{sdl_path}': {e}"))
+        error(format!(
+            "akash_update: cannot read the SDL template '{sdl_path}': {e}"
+        ))
     })?;
     let applied = sdl::apply(&template, service.as_deref(), image.as_deref(), &env)
         .map_err(|e| error(format!("akash_update: {sdl_path}: {e}")))?;
-    let new_image = image.clone().unwrap_or_else(|| applied.template_image.clone());
+    let new_image = image
+        .clone()
+        .unwrap_or_else(|| applied.template_image.clone());
 
     // Read the deployment first: it must exist, and its image is the one we replace.
     let (previous_sdl, previous_image) = match cfg.backend {
@@ -288,10 +337,37 @@ fn update(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
             let c2 = ctx.clone();
             let (cfg2, d2) = (cfg.clone(), dseq.clone());
             let dep = ctx.block_on("akash_update (read deployment)", timeout, async move {
-                get_deployment(&c2, &cfg2, &d2).await.map_err(|e| format!("akash_update: reading deployment {d2}: {}", e.msg))
+                // Reads are safe to repeat: a few bounded retries ride out a 5xx.
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match get_deployment(&c2, &cfg2, &d2).await {
+                        Ok(v) => break Ok(v),
+                        Err(e) if e.transient && tries < 3 => {
+                            tracing::warn!(
+                                primitive = "akash_update",
+                                "reading deployment {d2} failed (try {tries} of 3): {}",
+                                e.msg
+                            );
+                            tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                        }
+                        Err(e) => {
+                            break Err(format!("akash_update: reading deployment {d2}: {}", e.msg))
+                        }
+                    }
+                }
             })?;
+            if dep.pointer("/data/deployment").is_none() {
+                return Err(error(format!(
+                    "akash_update: the Console API's answer for deployment {dseq} has no data.deployment (an API change?): {}",
+                    snippet(&dep.to_string())
+                )));
+            }
             // `data.sdl` is not in every Console API answer; without it the previous image is unknown.
-            let prev_sdl = dep.pointer("/data/sdl").and_then(Value::as_str).map(String::from);
+            let prev_sdl = dep
+                .pointer("/data/sdl")
+                .and_then(Value::as_str)
+                .map(String::from);
             let prev_image = prev_sdl
                 .as_deref()
                 .and_then(|s| sdl::image_of(s, Some(&applied.service)).ok())
@@ -300,7 +376,10 @@ fn update(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
         }
         Backend::Cli => (None, None),
     };
-    let diff = sdl::diff(previous_sdl.as_deref().unwrap_or(&template), &applied.sdl);
+    let diff = sdl::diff(
+        &sdl::normalize(previous_sdl.as_deref().unwrap_or(&template)),
+        &applied.sdl,
+    );
     let env_names: Vec<Dynamic> = env.iter().map(|(k, _)| Dynamic::from(k.clone())).collect();
     let mut result = map_from(vec![
         ("dseq", Dynamic::from(dseq.clone())),
@@ -308,7 +387,14 @@ fn update(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
         ("previous_image", opt_string(previous_image.clone())),
         ("image", Dynamic::from(new_image.clone())),
         ("env", Dynamic::from(env_names)),
-        ("backend", Dynamic::from(if cfg.backend == Backend::Console { "console" } else { "cli" })),
+        (
+            "backend",
+            Dynamic::from(if cfg.backend == Backend::Console {
+                "console"
+            } else {
+                "cli"
+            }),
+        ),
         ("sdl", Dynamic::from(applied.sdl.clone())),
         ("planned", Dynamic::from(ctx.dry_run())),
     ]);
@@ -327,9 +413,20 @@ fn update(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
             let (cfg2, d2, text) = (cfg.clone(), dseq.clone(), applied.sdl.clone());
             let answer = ctx.block_on("akash_update", timeout, async move {
                 let body = json!({"data": {"sdl": text}});
-                console(&c2, &cfg2, reqwest::Method::PUT, &format!("/v1/deployments/{d2}"), Some(body))
-                    .await
-                    .map_err(|e| format!("akash_update: the Console API refused the update of deployment {d2}: {}", e.msg))
+                console(
+                    &c2,
+                    &cfg2,
+                    reqwest::Method::PUT,
+                    &format!("/v1/deployments/{d2}"),
+                    Some(body),
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "akash_update: the Console API refused the update of deployment {d2}: {}",
+                        e.msg
+                    )
+                })
             })?;
             result.insert("answer".into(), to_dynamic(&answer));
         }
@@ -344,20 +441,51 @@ fn update(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
                 .prefix("runbook-sdl-")
                 .suffix(".yaml")
                 .tempfile()
-                .map_err(|e| error(format!("akash_update: cannot create a temporary SDL file: {e}")))?;
+                .map_err(|e| {
+                    error(format!(
+                        "akash_update: cannot create a temporary SDL file: {e}"
+                    ))
+                })?;
             std::io::Write::write_all(&mut file, applied.sdl.as_bytes())
                 .map_err(|e| error(format!("akash_update: cannot write the temporary SDL: {e}")))?;
             let path = file.path().to_string_lossy().into_owned();
             let steps: [Vec<String>; 2] = [
-                ["provider-services", "tx", "deployment", "update", &path, "--dseq", &dseq, "--from", &from, "-y"]
-                    .iter().map(|s| s.to_string()).collect(),
-                ["provider-services", "send-manifest", &path, "--dseq", &dseq, "--provider", &provider, "--from", &from]
-                    .iter().map(|s| s.to_string()).collect(),
+                [
+                    "provider-services",
+                    "tx",
+                    "deployment",
+                    "update",
+                    &path,
+                    "--dseq",
+                    &dseq,
+                    "--from",
+                    &from,
+                    "-y",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+                [
+                    "provider-services",
+                    "send-manifest",
+                    &path,
+                    "--dseq",
+                    &dseq,
+                    "--provider",
+                    &provider,
+                    "--from",
+                    &from,
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             ];
             for argv in steps {
                 let c2 = ctx.clone();
                 let out = ctx.block_on("akash_update", timeout, async move {
-                    exec::run(&c2, &argv, &exec::ExecOpts::default()).await.map(|o| (o, argv))
+                    exec::run(&c2, &argv, &exec::ExecOpts::default())
+                        .await
+                        .map(|o| (o, argv))
                 })?;
                 let (out, argv) = out;
                 if out.code != 0 {
@@ -381,7 +509,9 @@ fn update(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
 }
 
 /// Options of `akash_lease_status` and `akash_deployment`.
-const STATUS_KEYS: &[&str] = &["dseq", "gseq", "oseq", "timeout", "backend", "api_url", "provider", "from"];
+const STATUS_KEYS: &[&str] = &[
+    "dseq", "gseq", "oseq", "timeout", "backend", "api_url", "provider", "from",
+];
 
 /// Read a lease status for the given options (also the `akash` discovery source).
 pub fn read_lease_id(o: &Opts) -> RhaiResult<LeaseId> {
@@ -444,7 +574,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
             let timeout = o.duration("timeout")?.unwrap_or(Duration::from_secs(60));
             let c2 = c.clone();
             let v = c.block_on("akash_lease_status", timeout, async move {
-                lease_status(&c2, &cfg, &dseq, &lease).await.map_err(|e| format!("akash_lease_status: {}", e.msg))
+                lease_status(&c2, &cfg, &dseq, &lease)
+                    .await
+                    .map_err(|e| format!("akash_lease_status: {}", e.msg))
             })?;
             Ok(to_dynamic(&v))
         });
@@ -454,7 +586,11 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         .with_params_info(["opts: Map", "Map"])
         .with_comments([DEPLOYMENT_DOC])
         .register_into_engine(engine, move |opts: Map| -> RhaiResult<Dynamic> {
-            let o = Opts::new("akash_deployment", &opts, &["dseq", "service", "api_url", "timeout"])?;
+            let o = Opts::new(
+                "akash_deployment",
+                &opts,
+                &["dseq", "service", "api_url", "timeout"],
+            )?;
             let cfg = Config::from_opts(&o)?;
             let dseq = read_dseq("akash_deployment", &o)?;
             let service = o.str("service")?;
@@ -462,17 +598,18 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
             let c2 = c.clone();
             let d2 = dseq.clone();
             let v = c.block_on("akash_deployment", timeout, async move {
-                get_deployment(&c2, &cfg, &d2).await.map_err(|e| format!("akash_deployment: {}", e.msg))
+                get_deployment(&c2, &cfg, &d2)
+                    .await
+                    .map_err(|e| format!("akash_deployment: {}", e.msg))
             })?;
             let image = v
                 .pointer("/data/sdl")
                 .and_then(Value::as_str)
                 .and_then(|s| sdl::image_of(s, service.as_deref()).ok())
                 .map(|(_, i)| i);
-            let mut m = match to_dynamic(v.get("data").unwrap_or(&Value::Null)).try_cast::<Map>() {
-                Some(m) => m,
-                None => Map::new(),
-            };
+            let mut m = to_dynamic(v.get("data").unwrap_or(&Value::Null))
+                .try_cast::<Map>()
+                .unwrap_or_default();
             m.insert("dseq".into(), Dynamic::from(dseq));
             m.insert("image".into(), opt_string(image));
             Ok(Dynamic::from(m))

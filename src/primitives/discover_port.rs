@@ -83,8 +83,16 @@ enum Attempt {
 }
 
 const KEYS: &[&str] = &[
-    "internal_port", "source", "service", "output", "max_elapsed", "initial_interval",
-    "multiplier", "max_interval", "attempt_timeout", "jitter",
+    "internal_port",
+    "source",
+    "service",
+    "output",
+    "max_elapsed",
+    "initial_interval",
+    "multiplier",
+    "max_interval",
+    "attempt_timeout",
+    "jitter",
 ];
 const SOURCE_KINDS: &[&str] = &["akash", "command", "file", "url"];
 
@@ -98,9 +106,17 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
             v.type_name()
         )));
     };
-    let o = Opts::new("discover_port source", &m, &["akash", "command", "file", "url", "output"])?;
+    let o = Opts::new(
+        "discover_port source",
+        &m,
+        &["akash", "command", "file", "url", "output"],
+    )?;
     let output = o.str("output")?;
-    let kinds: Vec<&str> = SOURCE_KINDS.iter().copied().filter(|k| m.contains_key(*k)).collect();
+    let kinds: Vec<&str> = SOURCE_KINDS
+        .iter()
+        .copied()
+        .filter(|k| m.contains_key(*k))
+        .collect();
     let source = match kinds.as_slice() {
         ["akash"] => {
             let am = o.map("akash")?.unwrap_or_default();
@@ -144,7 +160,9 @@ fn read_schedule(o: &Opts) -> RhaiResult<Schedule> {
     let d = Schedule::default();
     let s = Schedule {
         max_elapsed: o.duration("max_elapsed")?.unwrap_or(d.max_elapsed),
-        initial_interval: o.duration("initial_interval")?.unwrap_or(d.initial_interval),
+        initial_interval: o
+            .duration("initial_interval")?
+            .unwrap_or(d.initial_interval),
         multiplier: o.float("multiplier")?.map_or(d.multiplier, |m| m as f32),
         max_interval: o.duration("max_interval")?.unwrap_or(d.max_interval),
         attempt_timeout: o.duration("attempt_timeout")?.unwrap_or(d.attempt_timeout),
@@ -154,15 +172,26 @@ fn read_schedule(o: &Opts) -> RhaiResult<Schedule> {
         return Err(error("discover_port: max_elapsed must be more than 0"));
     }
     if !(1.0..=10.0).contains(&s.multiplier) {
-        return Err(error(format!("discover_port: multiplier {} is outside 1–10", s.multiplier)));
+        return Err(error(format!(
+            "discover_port: multiplier {} is outside 1–10",
+            s.multiplier
+        )));
     }
     if s.initial_interval.is_zero() || s.attempt_timeout.is_zero() {
-        return Err(error("discover_port: initial_interval and attempt_timeout must be more than 0"));
+        return Err(error(
+            "discover_port: initial_interval and attempt_timeout must be more than 0",
+        ));
     }
     Ok(s)
 }
 
-fn json_attempt(what: &str, text: &str, port: u16, service: Option<&str>, output: Option<&str>) -> Attempt {
+fn json_attempt(
+    what: &str,
+    text: &str,
+    port: u16,
+    service: Option<&str>,
+    output: Option<&str>,
+) -> Attempt {
     let v: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -180,18 +209,26 @@ fn json_attempt(what: &str, text: &str, port: u16, service: Option<&str>, output
     }
 }
 
-async fn probe_async(ctx: Arc<Ctx>, source: Source, port: u16, service: Option<String>, output: Option<String>) -> Attempt {
+async fn probe_async(
+    ctx: Arc<Ctx>,
+    source: Source,
+    port: u16,
+    service: Option<String>,
+    output: Option<String>,
+) -> Attempt {
     let what = source.describe();
     let (svc, out) = (service.as_deref(), output.as_deref());
     match source {
-        Source::Akash(cfg, dseq, lease) => match akash::lease_status(&ctx, &cfg, &dseq, &lease).await {
-            Ok(v) => match shapes::find(&v, port, svc, out) {
-                Ok(f) => Attempt::Found(f),
-                Err(e) => Attempt::Fatal(format!("{what}: {e}")),
-            },
-            Err(e) if e.transient => Attempt::Transient(e.msg),
-            Err(e) => Attempt::Fatal(e.msg),
-        },
+        Source::Akash(cfg, dseq, lease) => {
+            match akash::lease_status(&ctx, &cfg, &dseq, &lease).await {
+                Ok(v) => match shapes::find(&v, port, svc, out) {
+                    Ok(f) => Attempt::Found(f),
+                    Err(e) => Attempt::Fatal(format!("{what}: {e}")),
+                },
+                Err(e) if e.transient => Attempt::Transient(e.msg),
+                Err(e) => Attempt::Fatal(e.msg),
+            }
+        }
         Source::Command(argv) => match exec::run(&ctx, &argv, &exec::ExecOpts::default()).await {
             Ok(o) if o.code == 0 => json_attempt(&what, &o.stdout, port, svc, out),
             Ok(o) => Attempt::Transient(format!("{what} exited with {}: {}", o.code, o.tail())),
@@ -205,16 +242,26 @@ async fn probe_async(ctx: Arc<Ctx>, source: Source, port: u16, service: Option<S
             Err(e) => Attempt::Fatal(format!("cannot read {p}: {e}")),
         },
         Source::Url(u) => match ctx.http.get(&u).send().await {
-            Ok(r) if r.status().as_u16() == 404 => Attempt::Found(Found::Pending(format!("GET {u} answered 404"))),
+            Ok(r) if r.status().as_u16() == 404 => {
+                Attempt::Found(Found::Pending(format!("GET {u} answered 404")))
+            }
             Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => {
                 Attempt::Transient(format!("GET {u} answered {}", r.status()))
             }
-            Ok(r) if !r.status().is_success() => Attempt::Fatal(format!("GET {u} answered {}", r.status())),
+            Ok(r) if !r.status().is_success() => {
+                Attempt::Fatal(format!("GET {u} answered {}", r.status()))
+            }
             Ok(r) => match r.text().await {
                 Ok(text) => json_attempt(&what, &text, port, svc, out),
-                Err(e) => Attempt::Transient(format!("GET {u}: {}", crate::primitives::files::http_error(&e))),
+                Err(e) => Attempt::Transient(format!(
+                    "GET {u}: {}",
+                    crate::primitives::files::http_error(&e)
+                )),
             },
-            Err(e) => Attempt::Transient(format!("GET {u}: {}", crate::primitives::files::http_error(&e))),
+            Err(e) => Attempt::Transient(format!(
+                "GET {u}: {}",
+                crate::primitives::files::http_error(&e)
+            )),
         },
         Source::Closure(_) => Attempt::Fatal("a closure cannot run off the script thread".into()),
     }
@@ -223,7 +270,9 @@ async fn probe_async(ctx: Arc<Ctx>, source: Source, port: u16, service: Option<S
 fn probe_closure(ncc: &NativeCallContext, f: &FnPtr, port: u16) -> RhaiResult<Attempt> {
     let v: Dynamic = f.call_within_context(ncc, ())?;
     if v.is_unit() {
-        return Ok(Attempt::Found(Found::Pending("the closure returned () (not ready)".into())));
+        return Ok(Attempt::Found(Found::Pending(
+            "the closure returned () (not ready)".into(),
+        )));
     }
     let json = to_json(&v).map_err(error)?;
     Ok(match shapes::find(&json, port, None, None) {
@@ -236,8 +285,14 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
     let o = Opts::new("discover_port", opts, KEYS)?;
     let port = match o.int("internal_port")? {
         Some(p) if (1..=65535).contains(&p) => p as u16,
-        Some(p) => return Err(error(format!("discover_port: internal_port {p} is not a port (1–65535)"))),
-        None => return Err(error("discover_port: option 'internal_port' is required (the container's port, e.g. 7072)")),
+        Some(p) => {
+            return Err(error(format!(
+                "discover_port: internal_port {p} is not a port (1–65535)"
+            )))
+        }
+        None => return Err(error(
+            "discover_port: option 'internal_port' is required (the container's port, e.g. 7072)",
+        )),
     };
     let service = o.str("service")?;
     let (source, src_output) = match o.raw("source") {
@@ -253,7 +308,11 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
             .with_max_delay(sched.max_interval)
             .with_factor(sched.multiplier)
             .without_max_times();
-        if sched.jitter { b.with_jitter().build() } else { b.build() }
+        if sched.jitter {
+            b.with_jitter().build()
+        } else {
+            b.build()
+        }
     };
     let start = Instant::now();
     let mut last_seen = String::from("nothing yet");
@@ -269,7 +328,13 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
         let result = match &source {
             Source::Closure(f) => probe_closure(ncc, f, port)?,
             other => {
-                let fut = probe_async(ctx.clone(), other.clone(), port, service.clone(), output.clone());
+                let fut = probe_async(
+                    ctx.clone(),
+                    other.clone(),
+                    port,
+                    service.clone(),
+                    output.clone(),
+                );
                 let cancel = ctx.cancel.clone();
                 let r = ctx.rt.block_on(async move {
                     tokio::select! {
@@ -279,7 +344,9 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
                 });
                 match r {
                     None => return Err(terminated()),
-                    Some(Err(_)) => Attempt::Transient(format!("no answer within {}", fmt_secs(budget))),
+                    Some(Err(_)) => {
+                        Attempt::Transient(format!("no answer within {}", fmt_secs(budget)))
+                    }
                     Some(Ok(a)) => a,
                 }
             }
@@ -309,9 +376,9 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
             }
             Attempt::Fatal(e) => {
                 return Err(error(format!(
-                    "discover_port: {e} (attempt {attempt}, {}; not retried: retrying cannot fix this)",
-                    fmt_secs(elapsed)
-                )))
+                "discover_port: {e} (attempt {attempt}, {}; not retried: retrying cannot fix this)",
+                fmt_secs(elapsed)
+            )))
             }
         }
         let remaining = sched.max_elapsed.saturating_sub(start.elapsed());
@@ -323,8 +390,12 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
     }
     let elapsed = start.elapsed();
     tracing::error!(
-        primitive = "discover_port", attempts = attempt, elapsed_ms = elapsed.as_millis() as u64,
-        internal_port = port, outcome = "gave_up", "no external port for {port}"
+        primitive = "discover_port",
+        attempts = attempt,
+        elapsed_ms = elapsed.as_millis() as u64,
+        internal_port = port,
+        outcome = "gave_up",
+        "no external port for {port}"
     );
     Err(error(format!(
         "discover_port: no external port for internal port {port} from {what} after {attempt} attempt(s) in {} (bound max_elapsed = {}); last seen: {last_seen}",
@@ -367,5 +438,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     FuncRegistration::new("discover_port")
         .with_params_info(["opts: Map", "String"])
         .with_comments([DOC])
-        .register_into_engine(engine, move |ncc: NativeCallContext, opts: Map| discover(&ncc, &c, &opts));
+        .register_into_engine(engine, move |ncc: NativeCallContext, opts: Map| {
+            discover(&ncc, &c, &opts)
+        });
 }

@@ -111,20 +111,21 @@ pub async fn run(ctx: &Arc<Ctx>, argv: &[String], opts: &ExecOpts) -> Result<Exe
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&argv[1..])
         .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(ctx.path(
-            opts.cwd
-                .as_deref()
-                .and_then(|p| p.to_str())
-                .unwrap_or("."),
-        ))
-        .stdin(if opts.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .current_dir(ctx.path(opts.cwd.as_deref().and_then(|p| p.to_str()).unwrap_or(".")))
+        .stdin(if opts.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("exec: '{program}' was not found on PATH; install it or fix PATH"),
+        std::io::ErrorKind::NotFound => {
+            format!("exec: '{program}' was not found on PATH; install it or fix PATH")
+        }
         _ => format!("exec: could not start '{program}': {e}"),
     })?;
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
@@ -196,7 +197,15 @@ fn read_opts(m: &Map) -> RhaiResult<(ExecOpts, Option<Duration>, bool, bool)> {
     let o = Opts::new(
         "exec",
         m,
-        &["env", "cwd", "timeout", "stdin", "echo", "read_only", "allow_failure"],
+        &[
+            "env",
+            "cwd",
+            "timeout",
+            "stdin",
+            "echo",
+            "read_only",
+            "allow_failure",
+        ],
     )?;
     let mut opts = ExecOpts {
         cwd: o.str("cwd")?.map(PathBuf::from),
@@ -246,13 +255,19 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         }
         if c.dry_run() && !read_only {
             tracing::info!(primitive = "exec", argv = %argv.join(" "), planned = true, "dry run: would run {}", argv.join(" "));
-            let planned = ExecOutput { code: 0, stdout: String::new(), stderr: String::new() };
+            let planned = ExecOutput {
+                code: 0,
+                stdout: String::new(),
+                stderr: String::new(),
+            };
             return Ok(planned.to_map(true));
         }
         let timeout = timeout.unwrap_or(c.settings.call_timeout);
         let what = format!("exec {}", argv.first().map_or("", String::as_str));
         let cc = c.clone();
-        let out = c.block_on(&what, timeout, async move { run(&cc, &argv, &eo).await.map(|o| (o, argv)) })?;
+        let out = c.block_on(&what, timeout, async move {
+            run(&cc, &argv, &eo).await.map(|o| (o, argv))
+        })?;
         let (out, argv) = out;
         if out.code != 0 && !allow_failure {
             return Err(error(format!(

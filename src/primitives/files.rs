@@ -51,7 +51,9 @@ pub fn writable_path(ctx: &Ctx, prim: &str, p: &str) -> Result<PathBuf, String> 
         ));
     }
     if rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(format!("{prim}: '{p}' uses '..' to leave the working directory; give a path inside it"));
+        return Err(format!(
+            "{prim}: '{p}' uses '..' to leave the working directory; give a path inside it"
+        ));
     }
     let full = ctx.settings.workdir.join(rel);
     let parent = full.parent().unwrap_or(&ctx.settings.workdir);
@@ -72,7 +74,9 @@ pub fn writable_path(ctx: &Ctx, prim: &str, p: &str) -> Result<PathBuf, String> 
         .canonicalize()
         .map_err(|e| format!("{prim}: cannot resolve '{}': {e}", probe.display()))?;
     if !real.starts_with(&root) {
-        return Err(format!("{prim}: '{p}' leads outside the working directory (through a symlink)"));
+        return Err(format!(
+            "{prim}: '{p}' leads outside the working directory (through a symlink)"
+        ));
     }
     if full.is_dir() {
         return Err(format!("{prim}: '{p}' is a directory"));
@@ -86,7 +90,9 @@ pub fn writable_path(ctx: &Ctx, prim: &str, p: &str) -> Result<PathBuf, String> 
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".runbook-").tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".runbook-")
+        .tempfile_in(dir)?;
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -172,7 +178,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
     FuncRegistration::new("read_json")
         .with_params_info(["path: &str", "Dynamic"])
-        .with_comments(["/// Read and parse a JSON file. Throws naming the file and where it broke."])
+        .with_comments([
+            "/// Read and parse a JSON file. Throws naming the file and where it broke.",
+        ])
         .register_into_engine(engine, move |path: &str| -> RhaiResult<Dynamic> {
             let text = read_text(&c, "read_json", path)?;
             let v = parse_json_text("read_json", &format!("'{path}'"), &text).map_err(error)?;
@@ -198,7 +206,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
 
     FuncRegistration::new("parse_json")
         .with_params_info(["text: &str", "Dynamic"])
-        .with_comments(["/// Parse JSON text (e.g. a program's stdout). Throws naming where it broke."])
+        .with_comments([
+            "/// Parse JSON text (e.g. a program's stdout). Throws naming where it broke.",
+        ])
         .register_into_engine(engine, |text: &str| -> RhaiResult<Dynamic> {
             let v = parse_json_text("parse_json", "the text", text).map_err(error)?;
             Ok(to_dynamic(&v))

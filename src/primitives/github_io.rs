@@ -62,7 +62,11 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
 
 /// At the end of a successful run: write outputs to `$GITHUB_OUTPUT`.
 pub fn flush_outputs(ctx: &Ctx) -> Result<(), String> {
-    let outs = ctx.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let outs = ctx
+        .outputs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     if outs.is_empty() {
         return Ok(());
     }
@@ -70,20 +74,31 @@ pub fn flush_outputs(ctx: &Ctx) -> Result<(), String> {
         return Ok(());
     };
     if ctx.dry_run() {
-        tracing::info!("dry run: would write {} output(s) to $GITHUB_OUTPUT", outs.len());
+        tracing::info!(
+            "dry run: would write {} output(s) to $GITHUB_OUTPUT",
+            outs.len()
+        );
         return Ok(());
     }
     let mut text = String::new();
     for (name, value) in &outs {
         text.push_str(&crate::github::render_output(name, value)?);
     }
-    crate::github::append(std::path::Path::new(&path), &text)
-        .map_err(|e| format!("cannot write $GITHUB_OUTPUT ({}): {e}", path.to_string_lossy()))
+    crate::github::append(std::path::Path::new(&path), &text).map_err(|e| {
+        format!(
+            "cannot write $GITHUB_OUTPUT ({}): {e}",
+            path.to_string_lossy()
+        )
+    })
 }
 
 /// At the end of any run: append summaries to `$GITHUB_STEP_SUMMARY`.
 pub fn flush_summaries(ctx: &Ctx) {
-    let parts = ctx.summaries.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let parts = ctx
+        .summaries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     if parts.is_empty() {
         return;
     }

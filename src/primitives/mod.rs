@@ -7,9 +7,9 @@ pub mod discover_port;
 pub mod exec;
 pub mod files;
 pub mod github_io;
+pub mod sdl;
 pub mod settings;
 pub mod shapes;
-pub mod sdl;
 pub mod validate_endpoint;
 
 use std::sync::Arc;
@@ -123,7 +123,10 @@ impl<'a> Opts<'a> {
             return Ok(None);
         };
         let parsed = if v.is_int() {
-            v.as_int().ok().and_then(|i| u64::try_from(i).ok()).map(Duration::from_secs)
+            v.as_int()
+                .ok()
+                .and_then(|i| u64::try_from(i).ok())
+                .map(Duration::from_secs)
         } else if v.is_float() {
             v.as_float()
                 .ok()
@@ -198,9 +201,7 @@ pub fn to_json(v: &Dynamic) -> Result<serde_json::Value, String> {
 pub fn string_array(prim: &str, what: &str, a: &Array) -> RhaiResult<Vec<String>> {
     a.iter()
         .map(|v| {
-            if v.is_string() {
-                Ok(v.to_string())
-            } else if v.is_int() || v.is_bool() {
+            if v.is_string() || v.is_int() || v.is_bool() {
                 Ok(v.to_string())
             } else {
                 Err(error(format!(
@@ -246,6 +247,11 @@ mod tests {
         m.insert("n".into(), Dynamic::from(true));
         let o = Opts::new("p", &m, &["timeout", "n"]).unwrap();
         assert!(o.duration("timeout").is_err());
-        assert!(o.int("n").err().unwrap().to_string().contains("wants an integer"));
+        assert!(o
+            .int("n")
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("wants an integer"));
     }
 }

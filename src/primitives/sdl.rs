@@ -16,7 +16,9 @@ pub struct Applied {
 }
 
 fn is_hex40(s: &str) -> bool {
-    s.len() == 40 && s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    s.len() == 40
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
 /// Split an image reference into (repository, tag, digest).
@@ -28,7 +30,11 @@ pub fn split_image(image: &str) -> (&str, Option<&str>, Option<&str>) {
     // A ':' after the last '/' is a tag; before it, a registry port.
     let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
     match rest[last_slash..].rfind(':') {
-        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..]), digest),
+        Some(i) => (
+            &rest[..last_slash + i],
+            Some(&rest[last_slash + i + 1..]),
+            digest,
+        ),
         None => (rest, None, digest),
     }
 }
@@ -42,12 +48,16 @@ pub fn validate_deploy_image(image: &str) -> Result<(), String> {
     }
     if let Some(d) = digest {
         let ok = d.strip_prefix("sha256:").is_some_and(|h| {
-            h.len() == 64 && h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            h.len() == 64
+                && h.chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
         });
         return if ok {
             Ok(())
         } else {
-            Err(format!("the image '{image}' has a malformed digest; want @sha256:<64 hex>"))
+            Err(format!(
+                "the image '{image}' has a malformed digest; want @sha256:<64 hex>"
+            ))
         };
     }
     match tag {
@@ -89,7 +99,10 @@ fn services(doc: &Value) -> Result<&Mapping, String> {
 
 fn pick_service(doc: &Value, service: Option<&str>) -> Result<String, String> {
     let svcs = services(doc)?;
-    let names: Vec<String> = svcs.keys().filter_map(|k| k.as_str().map(String::from)).collect();
+    let names: Vec<String> = svcs
+        .keys()
+        .filter_map(|k| k.as_str().map(String::from))
+        .collect();
     match service {
         Some(s) if names.iter().any(|n| n == s) => Ok(s.to_string()),
         Some(s) => Err(format!(
@@ -107,10 +120,13 @@ fn pick_service(doc: &Value, service: Option<&str>) -> Result<String, String> {
 
 /// Parse SDL text and check it is version 2.
 pub fn parse(text: &str) -> Result<Value, String> {
-    let doc: Value = serde_norway::from_str(text).map_err(|e| format!("the SDL is not valid YAML: {e}"))?;
+    let doc: Value =
+        serde_norway::from_str(text).map_err(|e| format!("the SDL is not valid YAML: {e}"))?;
     match doc.get("version").and_then(Value::as_str) {
         Some(v) if v.starts_with("2.") => Ok(doc),
-        Some(v) => Err(format!("the SDL is version {v}; runbook edits SDL v2 (version: \"2.0\")")),
+        Some(v) => Err(format!(
+            "the SDL is version {v}; runbook edits SDL v2 (version: \"2.0\")"
+        )),
         None => Err("the SDL has no `version:` (want \"2.0\"); is this an Akash SDL?".into()),
     }
 }
@@ -144,7 +160,9 @@ pub fn apply(
     }
     for (k, v) in env {
         if !valid_env_name(k) {
-            return Err(format!("env name '{k}' is not an environment variable name ([A-Z_][A-Z0-9_]*)"));
+            return Err(format!(
+                "env name '{k}' is not an environment variable name ([A-Z_][A-Z0-9_]*)"
+            ));
         }
         if v.contains('\n') || v.contains('\r') {
             return Err(format!("env {k}: the value has a line break"));
@@ -163,7 +181,9 @@ pub fn apply(
             .entry(Value::from("env"))
             .or_insert_with(|| Value::Sequence(Vec::new()));
         let Some(list) = list.as_sequence_mut() else {
-            return Err(format!("service '{svc}': `env` is not a list of NAME=value"));
+            return Err(format!(
+                "service '{svc}': `env` is not a list of NAME=value"
+            ));
         };
         for (k, v) in env {
             let new = Value::from(format!("{k}={v}"));
@@ -183,6 +203,15 @@ pub fn apply(
         service: svc,
         template_image,
     })
+}
+
+/// SDL text as runbook writes it (comments and layout dropped), so a diff
+/// between two SDLs shows only what changes in meaning.
+pub fn normalize(text: &str) -> String {
+    serde_norway::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| serde_norway::to_string(&v).ok())
+        .unwrap_or_else(|| text.to_string())
 }
 
 /// A line diff (`-`/`+`), small SDLs only.
@@ -254,17 +283,34 @@ deployment:
         ];
         let out = apply(SDL, None, Some(&image), &env).unwrap();
         assert_eq!(out.service, "api");
-        assert!(out.template_image.ends_with(":0000000000000000000000000000000000000000"));
+        assert!(out
+            .template_image
+            .ends_with(":0000000000000000000000000000000000000000"));
         let doc = parse(&out.sdl).unwrap();
         let svc = &doc["services"]["api"];
         assert_eq!(svc["image"].as_str(), Some(image.as_str()));
-        let env: Vec<&str> = svc["env"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        assert_eq!(env, ["LOG_LEVEL=info", "BANANO_RPC_ENDPOINT=p.io:31877", "NEW_ONE=x"]);
+        let env: Vec<&str> = svc["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            env,
+            [
+                "LOG_LEVEL=info",
+                "BANANO_RPC_ENDPOINT=p.io:31877",
+                "NEW_ONE=x"
+            ]
+        );
         assert_eq!(doc["deployment"]["api"]["akash"]["count"].as_u64(), Some(1));
         assert_eq!(doc["services"]["api"]["expose"][0]["as"].as_u64(), Some(80));
-        let d = diff(SDL, &out.sdl);
+        let d = diff(&normalize(SDL), &out.sdl);
         assert!(d.contains(&format!("+     image: {image}")), "{d}");
-        assert!(d.contains("+       - BANANO_RPC_ENDPOINT=p.io:31877"), "{d}");
+        assert!(
+            d.contains("+     - BANANO_RPC_ENDPOINT=p.io:31877"),
+            "{d}"
+        );
     }
 
     #[test]
@@ -288,7 +334,9 @@ deployment:
 
     #[test]
     fn bad_sdls_and_services_are_named() {
-        assert!(parse("version: \"1.0\"\nservices: {}").unwrap_err().contains("version 1.0"));
+        assert!(parse("version: \"1.0\"\nservices: {}")
+            .unwrap_err()
+            .contains("version 1.0"));
         assert!(parse("services: [").unwrap_err().contains("not valid YAML"));
         let err = apply(SDL, Some("apii"), None, &[]).unwrap_err();
         assert!(err.contains("did you mean 'api'"), "{err}");

@@ -20,9 +20,14 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         });
     FuncRegistration::new("env")
         .with_params_info(["name: &str", "default: &str", "String"])
-        .with_comments(["/// A plain setting from the environment, or `default` when unset or empty."])
+        .with_comments([
+            "/// A plain setting from the environment, or `default` when unset or empty.",
+        ])
         .register_into_engine(engine, |name: &str, default: &str| -> String {
-            std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string())
         });
 
     FuncRegistration::new("secret")
@@ -87,7 +92,8 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         .with_params_info(["seconds: i64", "()"])
         .with_comments(["/// Wait, waking early when the run is cancelled."])
         .register_into_engine(engine, move |secs: i64| -> RhaiResult<()> {
-            let secs = u64::try_from(secs).map_err(|_| error(format!("sleep: {secs} is negative")))?;
+            let secs =
+                u64::try_from(secs).map_err(|_| error(format!("sleep: {secs} is negative")))?;
             c.sleep(Duration::from_secs(secs))
         });
 

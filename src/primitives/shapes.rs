@@ -112,16 +112,17 @@ fn lease_status(v: &Value, internal_port: u16, service: Option<&str>) -> Result<
         };
         for e in entries {
             let port = e.get("port").and_then(port_of);
-            seen.push(format!("{svc}:{}", port.map_or("?".into(), |p| p.to_string())));
+            seen.push(format!(
+                "{svc}:{}",
+                port.map_or("?".into(), |p| p.to_string())
+            ));
             if port == Some(u64::from(internal_port)) {
-                let host = e
-                    .get("host")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| format!("forwarded_ports.{svc} entry for {internal_port} has no host"))?;
-                let ext = e
-                    .get("externalPort")
-                    .and_then(port_of)
-                    .ok_or_else(|| format!("forwarded_ports.{svc} entry for {internal_port} has no externalPort"))?;
+                let host = e.get("host").and_then(Value::as_str).ok_or_else(|| {
+                    format!("forwarded_ports.{svc} entry for {internal_port} has no host")
+                })?;
+                let ext = e.get("externalPort").and_then(port_of).ok_or_else(|| {
+                    format!("forwarded_ports.{svc} entry for {internal_port} has no externalPort")
+                })?;
                 return Ok(Found::Endpoint(format!("{host}:{ext}")));
             }
         }
@@ -130,11 +131,18 @@ fn lease_status(v: &Value, internal_port: u16, service: Option<&str>) -> Result<
     Ok(Found::Pending(if seen.is_empty() {
         format!("no forwarded port{scope} yet")
     } else {
-        format!("forwarded ports{scope} {} but not {internal_port}", seen.join(", "))
+        format!(
+            "forwarded ports{scope} {} but not {internal_port}",
+            seen.join(", ")
+        )
     }))
 }
 
-fn console_deployment(leases: &Value, internal_port: u16, service: Option<&str>) -> Result<Found, String> {
+fn console_deployment(
+    leases: &Value,
+    internal_port: u16,
+    service: Option<&str>,
+) -> Result<Found, String> {
     let Some(leases) = leases.as_array() else {
         return Err("data.leases is not a list".into());
     };
@@ -159,7 +167,9 @@ fn console_deployment(leases: &Value, internal_port: u16, service: Option<&str>)
 
 fn terraform_output(o: &serde_json::Map<String, Value>, name: &str) -> Result<Found, String> {
     if o.is_empty() {
-        return Ok(Found::Pending("no Terraform outputs yet (not applied?)".into()));
+        return Ok(Found::Pending(
+            "no Terraform outputs yet (not applied?)".into(),
+        ));
     }
     let Some(out) = o.get(name) else {
         let names: Vec<&str> = o.keys().map(String::as_str).collect();
@@ -170,14 +180,18 @@ fn terraform_output(o: &serde_json::Map<String, Value>, name: &str) -> Result<Fo
         ));
     };
     let Some(value) = out.get("value") else {
-        return Err(format!("Terraform output '{name}' has no 'value' (is this `terraform output -json`?)"));
+        return Err(format!(
+            "Terraform output '{name}' has no 'value' (is this `terraform output -json`?)"
+        ));
     };
     match value {
         Value::Null => Ok(Found::Pending(format!("output '{name}' is null"))),
         Value::String(s) if s.is_empty() => Ok(Found::Pending(format!("output '{name}' is empty"))),
         Value::String(s) => Ok(Found::Endpoint(s.clone())),
         Value::Object(_) => host_port(value).map(Found::Endpoint),
-        _ => Err(format!("Terraform output '{name}' is neither \"host:port\" nor {{host, port}}")),
+        _ => Err(format!(
+            "Terraform output '{name}' is neither \"host:port\" nor {{host, port}}"
+        )),
     }
 }
 
@@ -217,15 +231,24 @@ mod tests {
             f => panic!("{f:?}"),
         }
         let v = json!({"forwarded_ports": {"node": [{"host": "h.com", "port": 7072, "externalPort": 30001}]}});
-        assert!(matches!(find(&v, 7072, Some("api"), None).unwrap(), Found::Pending(_)));
-        assert_eq!(find(&v, 7072, Some("node"), None).unwrap(), Found::Endpoint("h.com:30001".into()));
+        assert!(matches!(
+            find(&v, 7072, Some("api"), None).unwrap(),
+            Found::Pending(_)
+        ));
+        assert_eq!(
+            find(&v, 7072, Some("node"), None).unwrap(),
+            Found::Endpoint("h.com:30001".into())
+        );
     }
 
     #[test]
     fn console_deployment_with_ready_lease() {
         let v = json!({"data": {"leases": [{"status": {"forwarded_ports": {"node": [
             {"host": "p.io", "port": 7072, "externalPort": 31000, "proto": "TCP"}]}}}]}});
-        assert_eq!(find(&v, 7072, None, None).unwrap(), Found::Endpoint("p.io:31000".into()));
+        assert_eq!(
+            find(&v, 7072, None, None).unwrap(),
+            Found::Endpoint("p.io:31000".into())
+        );
     }
 
     #[test]
@@ -240,24 +263,42 @@ mod tests {
         let err = find(&v, 7072, None, Some("banano_rpc_endpont")).unwrap_err();
         assert!(err.contains("did you mean 'banano_rpc_endpoint'"), "{err}");
         let v = json!({"e": {"value": ""}});
-        assert!(matches!(find(&v, 7072, None, Some("e")).unwrap(), Found::Pending(_)));
+        assert!(matches!(
+            find(&v, 7072, None, Some("e")).unwrap(),
+            Found::Pending(_)
+        ));
         let v = json!({"e": {"value": {"host": "a.b", "port": 2000}}});
-        assert_eq!(find(&v, 7072, None, Some("e")).unwrap(), Found::Endpoint("a.b:2000".into()));
+        assert_eq!(
+            find(&v, 7072, None, Some("e")).unwrap(),
+            Found::Endpoint("a.b:2000".into())
+        );
     }
 
     #[test]
     fn plain_shapes_and_unknown_ones() {
-        assert_eq!(find(&json!("a.b:2000"), 1, None, None).unwrap(), Found::Endpoint("a.b:2000".into()));
+        assert_eq!(
+            find(&json!("a.b:2000"), 1, None, None).unwrap(),
+            Found::Endpoint("a.b:2000".into())
+        );
         assert_eq!(
             find(&json!({"host": "a.b", "port": "2000"}), 1, None, None).unwrap(),
             Found::Endpoint("a.b:2000".into())
         );
-        assert!(matches!(find(&json!(null), 1, None, None).unwrap(), Found::Pending(_)));
+        assert!(matches!(
+            find(&json!(null), 1, None, None).unwrap(),
+            Found::Pending(_)
+        ));
         for v in [json!({"hello": "world"}), json!([1]), json!(3), json!(true)] {
             let err = find(&v, 1, None, None).unwrap_err();
             assert!(err.contains("does not know"), "{err}");
         }
         assert!(find(&json!({"forwarded_ports": []}), 1, None, None).is_err());
-        assert!(find(&json!({"forwarded_ports": {"n": [{"port": 1}]}}), 1, None, None).is_err());
+        assert!(find(
+            &json!({"forwarded_ports": {"n": [{"port": 1}]}}),
+            1,
+            None,
+            None
+        )
+        .is_err());
     }
 }

@@ -48,9 +48,7 @@ pub fn validate_host(host: &str) -> Result<(), String> {
         } else {
             "only a-z, 0-9, '.' and '-' are allowed"
         };
-        return Err(format!(
-            "the host '{host}' has the character {c:?}: {why}"
-        ));
+        return Err(format!("the host '{host}' has the character {c:?}: {why}"));
     }
     if !host.chars().any(|c| c.is_ascii_lowercase() || c == '-') {
         return Err(format!(
