@@ -3,10 +3,12 @@
 //! into the engine.
 
 pub mod akash;
+pub mod cosign;
 pub mod discover_port;
 pub mod exec;
 pub mod files;
 pub mod github_io;
+pub mod registry;
 pub mod sdl;
 pub mod settings;
 pub mod shapes;
@@ -28,6 +30,8 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Ctx>) {
     settings::register(engine, ctx);
     github_io::register(engine, ctx);
     files::register(engine, ctx);
+    registry::register(engine, ctx);
+    cosign::register(engine, ctx);
 }
 
 /// Typed access to a primitive's options map, with errors that name the
