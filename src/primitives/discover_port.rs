@@ -14,7 +14,7 @@ use crate::context::{error, terminated, Ctx, RhaiResult};
 use crate::error::fmt_secs;
 use crate::primitives::shapes::{self, Found};
 use crate::primitives::validate_endpoint::validate;
-use crate::primitives::{akash, exec, string_array, to_json, Opts};
+use crate::primitives::{akash, exec, kube, string_array, to_json, Opts};
 
 /// Where to look.
 #[derive(Clone, Debug)]
@@ -27,6 +27,9 @@ pub enum Source {
     File(String),
     /// A JSON document from a GET.
     Url(String),
+    /// A Kubernetes Service's node port (host: the given node or the
+    /// kube context's API server host).
+    Kube(kube::KubeSource),
     /// A Rhai closure.
     Closure(FnPtr),
 }
@@ -38,6 +41,7 @@ impl Source {
             Source::Command(argv) => format!("`{}`", argv.join(" ")),
             Source::File(p) => format!("file {p}"),
             Source::Url(u) => format!("GET {u}"),
+            Source::Kube(k) => format!("Service {}/{}", k.namespace, k.service),
             Source::Closure(f) => format!("closure {}", f.fn_name()),
         }
     }
@@ -94,7 +98,7 @@ const KEYS: &[&str] = &[
     "attempt_timeout",
     "jitter",
 ];
-const SOURCE_KINDS: &[&str] = &["akash", "command", "file", "url"];
+const SOURCE_KINDS: &[&str] = &["akash", "command", "file", "url", "kube"];
 
 fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
     if let Some(f) = v.clone().try_cast::<FnPtr>() {
@@ -109,7 +113,7 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
     let o = Opts::new(
         "discover_port source",
         &m,
-        &["akash", "command", "file", "url", "output"],
+        &["akash", "command", "file", "url", "kube", "output"],
     )?;
     let output = o.str("output")?;
     let kinds: Vec<&str> = SOURCE_KINDS
@@ -138,6 +142,7 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
             Source::Command(string_array("discover_port", "command", &argv)?)
         }
         ["file"] => Source::File(o.req_str("file")?),
+        ["kube"] => Source::Kube(kube::read_source(&o.map("kube")?.unwrap_or_default())?),
         ["url"] => {
             let url = o.req_str("url")?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -145,7 +150,7 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
             }
             Source::Url(url)
         }
-        [] => return Err(error("discover_port: `source` names no source; give one of akash, command, file, url (or a closure)")),
+        [] => return Err(error("discover_port: `source` names no source; give one of akash, command, file, url, kube (or a closure)")),
         many => {
             return Err(error(format!(
                 "discover_port: `source` names several sources ({}); give exactly one",
@@ -263,6 +268,26 @@ async fn probe_async(
                 crate::primitives::files::http_error(&e)
             )),
         },
+        Source::Kube(k) => {
+            let port = k
+                .port
+                .clone()
+                .unwrap_or(kube::PortRef::Number(i32::from(port)));
+            match kube::discover_probe(
+                k.context.as_deref(),
+                &k.namespace,
+                &k.service,
+                &port,
+                k.node.as_deref(),
+            )
+            .await
+            {
+                Ok(Ok(ep)) => Attempt::Found(Found::Endpoint(ep)),
+                Ok(Err(pending)) => Attempt::Found(Found::Pending(pending)),
+                Err(e) if e.transient => Attempt::Transient(e.msg),
+                Err(e) => Attempt::Fatal(e.msg),
+            }
+        }
         Source::Closure(_) => Attempt::Fatal("a closure cannot run off the script thread".into()),
     }
 }
@@ -354,7 +379,12 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
         let elapsed = start.elapsed();
         match result {
             Attempt::Found(Found::Endpoint(raw)) => {
-                let ep = validate(&raw).map_err(|e| {
+                // Node addresses are IPs as often as not: the kube source allows them.
+                let checked = match &source {
+                    Source::Kube(_) => kube::validate_node_endpoint(&raw),
+                    _ => validate(&raw).map(|ep| ep.to_string()),
+                };
+                let ep = checked.map_err(|e| {
                     error(format!(
                         "discover_port: {what} gave the endpoint '{raw}', which is not valid: {e}; refusing to use it"
                     ))
@@ -417,7 +447,10 @@ const DOC: &str = "\
 ///
 /// Sources: `#{ akash: #{dseq, provider?, gseq?, oseq?} }` (lease status),
 /// `#{ command: [argv...] }` (an allow-listed program printing JSON),
-/// `#{ file: \"path\" }`, `#{ url: \"http://...\" }`, or a closure returning
+/// `#{ file: \"path\" }`, `#{ url: \"http://...\" }`,
+/// `#{ kube: #{namespace, service, port?, node?, context?} }` (a Service's
+/// node port, `port` defaulting to `internal_port`; host `node`, else the
+/// kube context's API server host; an IP address is accepted here), or a closure returning
 /// `()` while not ready and `\"host:port\"` or `#{host, port}` when ready.
 /// JSON shapes: Akash lease status, Akash Console deployment, Terraform
 /// `output -json`, `\"host:port\"`, `{host, port}`. An unknown shape or

@@ -8,6 +8,9 @@ pub mod discover_port;
 pub mod exec;
 pub mod files;
 pub mod github_io;
+pub mod helm;
+pub mod http_check;
+pub mod kube;
 pub mod registry;
 pub mod sdl;
 pub mod settings;
@@ -30,6 +33,9 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Ctx>) {
     settings::register(engine, ctx);
     github_io::register(engine, ctx);
     files::register(engine, ctx);
+    helm::register(engine, ctx);
+    kube::register(engine, ctx);
+    http_check::register(engine, ctx);
     registry::register(engine, ctx);
     cosign::register(engine, ctx);
 }

@@ -1,0 +1,379 @@
+//! `http_check(url, opts)`: GET a URL until it answers the expected status,
+//! with bounded, jittered exponential backoff. The bound is hard: the call
+//! returns or throws by `max_elapsed`, the last attempt cut to fit.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::BackoffBuilder;
+use rhai::{Array, Dynamic, Engine, FuncRegistration, Map};
+
+use crate::context::{error, Ctx, RhaiResult};
+use crate::error::fmt_secs;
+use crate::primitives::Opts;
+
+/// How often and how long to try.
+#[derive(Clone, Debug)]
+pub struct Retry {
+    /// Statuses that count as healthy.
+    pub expect: Vec<u16>,
+    /// Bound on one attempt.
+    pub timeout: Duration,
+    /// Hard bound on the whole check.
+    pub max_elapsed: Duration,
+    /// First delay between attempts.
+    pub initial_interval: Duration,
+    /// Largest delay between attempts.
+    pub max_interval: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            expect: vec![200],
+            timeout: Duration::from_secs(5),
+            max_elapsed: Duration::from_secs(60),
+            initial_interval: Duration::from_millis(500),
+            max_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The option keys `Retry::from_opts` reads.
+pub const RETRY_KEYS: &[&str] = &[
+    "expect",
+    "timeout",
+    "max_elapsed",
+    "initial_interval",
+    "max_interval",
+];
+
+impl Retry {
+    /// Read the retry options of `prim`.
+    pub fn from_opts(prim: &str, o: &Opts) -> RhaiResult<Retry> {
+        let d = Retry::default();
+        let expect = match o.raw("expect") {
+            None => d.expect,
+            Some(v) if v.is_int() => vec![status_code(prim, v)?],
+            Some(v) if v.is_array() => {
+                let a = v.clone().cast::<Array>();
+                let codes = a
+                    .iter()
+                    .map(|x| status_code(prim, x))
+                    .collect::<RhaiResult<Vec<u16>>>()?;
+                if codes.is_empty() {
+                    return Err(error(format!(
+                        "{prim}: `expect` is an empty list; give the status (e.g. 200) or a list of them"
+                    )));
+                }
+                codes
+            }
+            Some(v) => {
+                return Err(error(format!(
+                    "{prim}: `expect` wants a status code or a list of them, got {} ({v})",
+                    v.type_name()
+                )))
+            }
+        };
+        let r = Retry {
+            expect,
+            timeout: o.duration("timeout")?.unwrap_or(d.timeout),
+            max_elapsed: o.duration("max_elapsed")?.unwrap_or(d.max_elapsed),
+            initial_interval: o
+                .duration("initial_interval")?
+                .unwrap_or(d.initial_interval),
+            max_interval: o.duration("max_interval")?.unwrap_or(d.max_interval),
+        };
+        if r.timeout.is_zero() || r.max_elapsed.is_zero() || r.initial_interval.is_zero() {
+            return Err(error(format!(
+                "{prim}: timeout, max_elapsed and initial_interval must be more than 0"
+            )));
+        }
+        Ok(r)
+    }
+}
+
+fn status_code(prim: &str, v: &Dynamic) -> RhaiResult<u16> {
+    match v.as_int() {
+        Ok(i) if (100..=599).contains(&i) => Ok(i as u16),
+        _ => Err(error(format!(
+            "{prim}: `expect` holds {v}, which is not an HTTP status (100–599)"
+        ))),
+    }
+}
+
+/// What one attempt saw.
+pub enum Probe {
+    /// An answer with this status.
+    Status(u16),
+    /// No answer worth retrying (connection refused, timeout, reset).
+    Transient(String),
+    /// No point trying again (a bad URL, a 403 from the API server).
+    Fatal(String),
+}
+
+/// A successful check: the status and how long it took.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The status that matched.
+    pub status: u16,
+    /// From the first attempt to the answer.
+    pub elapsed: Duration,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+impl Checked {
+    /// As the map the check primitives return: `#{status, elapsed}`.
+    pub fn to_map(&self) -> Map {
+        let mut m = Map::new();
+        m.insert("status".into(), Dynamic::from(i64::from(self.status)));
+        m.insert(
+            "elapsed".into(),
+            Dynamic::from(self.elapsed.as_secs_f64() as rhai::FLOAT),
+        );
+        m
+    }
+}
+
+/// Call `probe` until it answers a status in `r.expect`, bounded by
+/// `r.max_elapsed` (each attempt by `r.timeout`, cut to fit). `prim` and
+/// `what` name the call in logs and errors.
+pub async fn retry_until<F, Fut>(
+    prim: &'static str,
+    what: &str,
+    r: &Retry,
+    mut probe: F,
+) -> Result<Checked, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Probe>,
+{
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(r.initial_interval)
+        .with_max_delay(r.max_interval.max(r.initial_interval))
+        .with_factor(2.0)
+        .without_max_times()
+        .with_jitter()
+        .build();
+    let start = Instant::now();
+    let mut attempt = 0u32;
+    let mut last = String::from("nothing yet");
+    // Bounded by time; the count is a second guard against a zero delay.
+    while attempt < 10_000 {
+        let remaining = r.max_elapsed.saturating_sub(start.elapsed());
+        if remaining < Duration::from_millis(5) {
+            break;
+        }
+        attempt += 1;
+        let budget = r.timeout.min(remaining);
+        let seen = match tokio::time::timeout(budget, probe()).await {
+            Ok(Probe::Status(s)) if r.expect.contains(&s) => {
+                let elapsed = start.elapsed();
+                tracing::info!(
+                    primitive = prim, target_url = %what, status = s, attempt,
+                    elapsed_ms = elapsed.as_millis() as u64, outcome = "healthy",
+                    "{what} answered {s} (attempt {attempt}, {})", fmt_secs(elapsed)
+                );
+                return Ok(Checked {
+                    status: s,
+                    elapsed,
+                    attempts: attempt,
+                });
+            }
+            Ok(Probe::Status(s)) => format!("answered {s}"),
+            Ok(Probe::Transient(e)) => e,
+            Ok(Probe::Fatal(e)) => {
+                return Err(format!(
+                    "{prim}: {what}: {e} (attempt {attempt}; not retried: retrying cannot fix this)"
+                ))
+            }
+            Err(_) => format!("no answer within {}", fmt_secs(budget)),
+        };
+        tracing::info!(
+            primitive = prim, target_url = %what, attempt,
+            elapsed_ms = start.elapsed().as_millis() as u64, seen = %seen, outcome = "waiting",
+            "{what}: attempt {attempt} {seen}"
+        );
+        last = seen;
+        let remaining = r.max_elapsed.saturating_sub(start.elapsed());
+        if remaining.is_zero() {
+            break;
+        }
+        let delay = delays.next().unwrap_or(r.max_interval);
+        tokio::time::sleep(delay.min(remaining)).await;
+    }
+    let elapsed = start.elapsed();
+    let want: Vec<String> = r.expect.iter().map(u16::to_string).collect();
+    Err(format!(
+        "{prim}: {what} did not answer {} after {attempt} attempt(s) in {} (bound max_elapsed = {}); last: {last}",
+        want.join(" or "),
+        fmt_secs(elapsed),
+        fmt_secs(r.max_elapsed)
+    ))
+}
+
+/// One GET through the run's HTTP client.
+async fn get_once(ctx: &Ctx, url: &str) -> Probe {
+    match ctx.http.get(url).send().await {
+        Ok(resp) => Probe::Status(resp.status().as_u16()),
+        Err(e) if e.is_builder() => Probe::Fatal(crate::primitives::files::http_error(&e)),
+        Err(e) => Probe::Transient(crate::primitives::files::http_error(&e)),
+    }
+}
+
+fn check(ctx: &Arc<Ctx>, url: &str, opts: &Map) -> RhaiResult<Map> {
+    let o = Opts::new("http_check", opts, RETRY_KEYS)?;
+    let r = Retry::from_opts("http_check", &o)?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(error(format!(
+            "http_check: '{url}' is not an http(s) URL; give the whole URL, e.g. \"http://192.168.49.2:30080/health\""
+        )));
+    }
+    if reqwest::Url::parse(url).is_err() {
+        return Err(error(format!("http_check: '{url}' is not a valid URL")));
+    }
+    let c2 = ctx.clone();
+    let u2 = url.to_string();
+    // The loop bounds itself; the outer bound is a backstop.
+    let checked = ctx.block_on(
+        "http_check",
+        r.max_elapsed + Duration::from_secs(5),
+        async move {
+            let c3 = c2.clone();
+            let u3 = u2.clone();
+            retry_until("http_check", &u2, &r, move || {
+                let c4 = c3.clone();
+                let u4 = u3.clone();
+                async move { get_once(&c4, &u4).await }
+            })
+            .await
+        },
+    )?;
+    Ok(checked.to_map())
+}
+
+const DOC: &str = "\
+/// GET `url` until it answers the expected status, with bounded, jittered
+/// exponential backoff (connection refused, timeouts and other statuses are
+/// retried).
+///
+/// Options: `expect` (a status or a list, default 200), `timeout` (one
+/// attempt, default 5 s), `max_elapsed` (hard bound on the whole check,
+/// default 60 s, the last attempt cut to fit), `initial_interval` (0.5 s),
+/// `max_interval` (5 s). Durations are seconds or strings like \"500ms\".
+///
+/// Returns `#{status, elapsed}` (`elapsed` in seconds). Throws after the
+/// bound with the number of attempts and the last answer seen. Read-only:
+/// runs in `--dry-run` too.
+///
+/// ```rhai
+/// let r = http_check(`http://${host}:${port}/`, #{ expect: [200, 307], max_elapsed: 60 });
+/// ```";
+
+/// Register `http_check`.
+pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
+    let c = ctx.clone();
+    FuncRegistration::new("http_check")
+        .with_params_info(["url: &str", "opts: Map", "Map"])
+        .with_comments([DOC])
+        .register_into_engine(engine, move |url: &str, opts: Map| check(&c, url, &opts));
+    let c = ctx.clone();
+    FuncRegistration::new("http_check")
+        .with_params_info(["url: &str", "Map"])
+        .with_comments(["/// `http_check(url)`: `http_check` with the default options."])
+        .register_into_engine(engine, move |url: &str| check(&c, url, &Map::new()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn fast() -> Retry {
+        Retry {
+            expect: vec![200],
+            timeout: Duration::from_millis(200),
+            max_elapsed: Duration::from_millis(600),
+            initial_interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(50),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_until_the_expected_status() {
+        let n = AtomicU32::new(0);
+        let r = retry_until("t", "x", &fast(), || {
+            let k = n.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match k {
+                    0 => Probe::Transient("connection refused".into()),
+                    1 => Probe::Status(503),
+                    _ => Probe::Status(200),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn gives_up_by_the_bound_naming_the_last_answer() {
+        let started = Instant::now();
+        let err = retry_until("t", "http://x/health", &fast(), || async {
+            Probe::Status(503)
+        })
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(900), "{err}");
+        assert!(err.contains("did not answer 200"), "{err}");
+        assert!(err.contains("last: answered 503"), "{err}");
+        assert!(err.contains("bound max_elapsed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_hung_attempt_is_cut_by_its_timeout() {
+        let started = Instant::now();
+        let err = retry_until("t", "x", &fast(), || async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Probe::Status(200)
+        })
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(900), "{err}");
+        assert!(err.contains("no answer within"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn fatal_is_not_retried() {
+        let n = AtomicU32::new(0);
+        let err = retry_until("t", "x", &fast(), || {
+            n.fetch_add(1, Ordering::SeqCst);
+            async { Probe::Fatal("forbidden".into()) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        assert!(err.contains("not retried"), "{err}");
+    }
+
+    #[test]
+    fn expect_accepts_a_code_or_a_list() {
+        let mut m = Map::new();
+        m.insert(
+            "expect".into(),
+            Dynamic::from(vec![Dynamic::from(200_i64), Dynamic::from(307_i64)]),
+        );
+        let o = Opts::new("http_check", &m, RETRY_KEYS).unwrap();
+        assert_eq!(
+            Retry::from_opts("http_check", &o).unwrap().expect,
+            [200, 307]
+        );
+        m.insert("expect".into(), Dynamic::from(42_i64));
+        let o = Opts::new("http_check", &m, RETRY_KEYS).unwrap();
+        assert!(Retry::from_opts("http_check", &o).is_err());
+    }
+}
