@@ -473,24 +473,25 @@ pub async fn find_and_verify(
     }
 
     // cosign v3: a bundle referring to the image.
-    let (index, source) =
-        match client.referrers(digest).await? {
-            Some(r) => (r, "referrers"),
-            None => match client
-                .get_manifest(&format!("sha256-{hex}"), INDEX_ACCEPT)
-                .await?
-            {
-                Some(r) => (r, "referrers-tag"),
-                None => return Ok(Verdict::new(
+    let (index, source) = match client.referrers(digest).await? {
+        Some(r) => (r, "referrers"),
+        None => match client
+            .get_manifest(&format!("sha256-{hex}"), INDEX_ACCEPT)
+            .await?
+        {
+            Some(r) => (r, "referrers-tag"),
+            None => {
+                return Ok(Verdict::new(
                     Status::Unsigned,
                     format!(
                         "no signature: no tag {sig_tag} and no Sigstore bundle refers to {digest}"
                     ),
                     0,
                     "none",
-                )),
-            },
-        };
+                ))
+            }
+        },
+    };
     let index: Value = serde_json::from_slice(&index.body).unwrap_or(Value::Null);
     let bundles: Vec<&str> = index
         .get("manifests")
@@ -621,8 +622,11 @@ fn soft_verify(ctx: &Arc<Ctx>, image: &str, digest: &str, opts: &Map) -> RhaiRes
                             Err(_) => Verdict::new(
                                 Status::Error,
                                 format!(
-                                    "no answer from the registry within {} (the `timeout` option)",
-                                    crate::error::fmt_secs(timeout)
+                                    "no answer from the registry within {} (the `timeout` option){}",
+                                    crate::error::fmt_secs(timeout),
+                                    cl.last_failure()
+                                        .map(|f| format!(", last attempt: {f}"))
+                                        .unwrap_or_default()
                                 ),
                                 0,
                                 "none",
@@ -967,6 +971,88 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("carries no certificate"));
+    }
+
+    fn sign(key_rel: &str, msg: &[u8]) -> String {
+        use p256::ecdsa::signature::Signer;
+        use p256::pkcs8::DecodePrivateKey;
+        let sk = p256::ecdsa::SigningKey::from_pkcs8_pem(&data(key_rel)).unwrap();
+        let sig: Signature = sk.sign(msg);
+        base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes())
+    }
+
+    #[test]
+    fn generated_keyless_certificates_check_san_and_both_issuer_forms() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let payload = format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"ghcr.io/mconstant/pay2slay-api"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
+        );
+        let gh_identity =
+            "https://github.com/mconstant/pay2slay/.github/workflows/build-api.yml@refs/heads/main";
+        let gh_issuer = "https://token.actions.githubusercontent.com";
+        let cert = data("generated/keyless-signer-cert.pem");
+        let info = parse_certificate(cert.as_bytes()).unwrap();
+        assert_eq!(info.identities, vec![gh_identity.to_string()]);
+        assert_eq!(info.issuer.as_deref(), Some(gh_issuer));
+        let sig = sign("generated/TEST-ONLY-keyless-signer.key", payload.as_bytes());
+        let ok = verify_simple_signing(
+            payload.as_bytes(),
+            &sig,
+            Some(&cert),
+            &digest,
+            &keyless(gh_identity, gh_issuer),
+        );
+        assert_eq!(ok.unwrap(), gh_identity);
+        let err = verify_simple_signing(
+            payload.as_bytes(),
+            &sig,
+            Some(&cert),
+            &digest,
+            &keyless(
+                "https://github.com/evil/fork/.github/workflows/build-api.yml@refs/heads/main",
+                gh_issuer,
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("identity is https://github.com/mconstant/pay2slay"),
+            "{err}"
+        );
+        // Signed by another key than the certificate's: refused even with the right identity.
+        let forged = sign("generated/TEST-ONLY-email-signer.key", payload.as_bytes());
+        let err = verify_simple_signing(
+            payload.as_bytes(),
+            &forged,
+            Some(&cert),
+            &digest,
+            &keyless(gh_identity, gh_issuer),
+        )
+        .unwrap_err();
+        assert!(err.contains("certificate's key"), "{err}");
+
+        // Only the older raw 1.1 issuer extension, and an email SAN.
+        let cert = data("generated/email-signer-cert-v1-issuer.pem");
+        let sig = sign("generated/TEST-ONLY-email-signer.key", payload.as_bytes());
+        let ok = verify_simple_signing(
+            payload.as_bytes(),
+            &sig,
+            Some(&cert),
+            &digest,
+            &keyless("release@example.com", "https://accounts.google.com"),
+        );
+        assert_eq!(ok.unwrap(), "release@example.com");
+        let err = verify_simple_signing(
+            payload.as_bytes(),
+            &sig,
+            Some(&cert),
+            &digest,
+            &keyless("release@example.com", gh_issuer),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("issuer is https://accounts.google.com"),
+            "{err}"
+        );
     }
 
     #[test]

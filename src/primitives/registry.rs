@@ -608,6 +608,7 @@ pub struct Client {
     attempt_timeout: Duration,
     requests: Arc<AtomicU64>,
     tokens: Arc<AtomicU64>,
+    last_failure: Arc<Mutex<Option<String>>>,
 }
 
 fn status_text(s: StatusCode) -> String {
@@ -631,6 +632,7 @@ impl Client {
             attempt_timeout: timeout.min(ATTEMPT_TIMEOUT).max(Duration::from_millis(50)),
             requests: Arc::new(AtomicU64::new(0)),
             tokens: Arc::new(AtomicU64::new(0)),
+            last_failure: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -642,6 +644,14 @@ impl Client {
     /// Token-endpoint requests this client made.
     pub fn token_requests(&self) -> u64 {
         self.tokens.load(Ordering::Relaxed)
+    }
+
+    /// The last transient failure seen (for a timeout's message).
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// One request with bounded retries of transient failures. 401/403 and
@@ -682,7 +692,11 @@ impl Client {
             let (msg, wait_hint) = match outcome {
                 Ok(r) => return Ok(r),
                 Err(Failure::Fatal(msg)) => return Err(format!("{method} {url}: {msg}")),
-                Err(Failure::Transient(msg, hint)) => (msg, hint),
+                Err(Failure::Transient(msg, hint)) => {
+                    *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(format!("{method} {url}: {msg}"));
+                    (msg, hint)
+                }
             };
             match delays.next() {
                 Some(d) => {
@@ -764,6 +778,14 @@ impl Client {
                         &self.requests,
                     )
                     .await?;
+                if r.status == StatusCode::FORBIDDEN {
+                    let open = Entry {
+                        auth: Auth::Open,
+                        cred: Cred::Anonymous,
+                        challenge: None,
+                    };
+                    return Err(self.denied(&method, &url, &r, &open));
+                }
                 if r.status != StatusCode::UNAUTHORIZED {
                     *guard = Some(Entry {
                         auth: Auth::Open,
@@ -1159,18 +1181,21 @@ async fn read(mut resp: reqwest::Response, limit: usize) -> Result<Resp, Failure
 /// the primitive and the subject.
 pub fn block<T>(
     ctx: &Ctx,
+    client: &Client,
     prim: &'static str,
     subject: &str,
     timeout: Duration,
     fut: impl std::future::Future<Output = Result<T, String>>,
 ) -> RhaiResult<T> {
     let subject = subject.to_string();
+    let client = client.clone();
     ctx.block_on(prim, timeout + Duration::from_secs(2), async move {
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(format!(
-                "{prim}: {subject}: no answer from the registry within {} (the call's `timeout` option); the registry may be down or unreachable — try again, or raise `timeout`",
-                fmt_secs(timeout)
+                "{prim}: {subject}: no answer from the registry within {} (the call's `timeout` option){}; the registry may be down or unreachable — try again, or raise `timeout`",
+                fmt_secs(timeout),
+                client.last_failure().map(|f| format!(", last attempt: {f}")).unwrap_or_default()
             )),
         }
     })
@@ -1221,11 +1246,18 @@ fn has_tag(ctx: &Ctx, image: &str, tag: &str, opts: &Map) -> RhaiResult<bool> {
     let cl = client.clone();
     let t = tag.to_string();
     let s2 = subject.clone();
-    let found = block(ctx, "ghcr_has_tag", &subject, c.timeout, async move {
-        check_tag(&cl, &t)
-            .await
-            .map_err(|e| format!("ghcr_has_tag: {s2}: could not tell whether the tag exists: {e}"))
-    })?;
+    let found = block(
+        ctx,
+        &client,
+        "ghcr_has_tag",
+        &subject,
+        c.timeout,
+        async move {
+            check_tag(&cl, &t).await.map_err(|e| {
+                format!("ghcr_has_tag: {s2}: could not tell whether the tag exists: {e}")
+            })
+        },
+    )?;
     tracing::info!(
         primitive = "ghcr_has_tag", image = %c.image, tag, exists = found.is_some(),
         digest = found.as_deref().unwrap_or(""), requests = client.requests(),
@@ -1255,7 +1287,7 @@ fn has_tags(ctx: &Ctx, image: &str, tags: &Array, opts: &Map) -> RhaiResult<Map>
     let list: Vec<String> = unique.iter().cloned().collect();
     let concurrency = c.concurrency;
     let img = c.image.to_string();
-    let results = block(ctx, "ghcr_has_tags", &img, c.timeout, async move {
+    let results = block(ctx, &client, "ghcr_has_tags", &img, c.timeout, async move {
         let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut set = tokio::task::JoinSet::new();
         for tag in list {
@@ -1328,15 +1360,22 @@ fn image_digest(ctx: &Ctx, image: &str, tag: &str, opts: &Map) -> RhaiResult<Str
     let client = Client::new(&ctx.http, c.image.clone(), c.timeout);
     let subject = format!("{}:{tag}", c.image);
     let (cl, t, s2) = (client.clone(), tag.to_string(), subject.clone());
-    let digest = block(ctx, "image_digest", &subject, c.timeout, async move {
-        match digest_of(&cl, &t).await {
+    let digest = block(
+        ctx,
+        &client,
+        "image_digest",
+        &subject,
+        c.timeout,
+        async move {
+            match digest_of(&cl, &t).await {
             Ok(Some(d)) => Ok(d),
             Ok(None) => Err(format!(
                 "image_digest: {s2}: no such tag (the registry answered 404); check the tag, and that the image was pushed"
             )),
             Err(e) => Err(format!("image_digest: {s2}: could not read the digest: {e}")),
         }
-    })?;
+        },
+    )?;
     tracing::info!(
         primitive = "image_digest", image = %c.image, tag, digest = %digest,
         requests = client.requests(), token_requests = client.token_requests(),
