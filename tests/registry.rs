@@ -435,6 +435,38 @@ print(`wrong=${{cosign_soft_verify("{img}", "{digest}", #{{ key: "wrong.pub" }})
 }
 
 #[test]
+fn cosign_v3_bundles_are_found_through_the_referrers_tag() {
+    if !registry_available("cosign_v3_bundles_are_found_through_the_referrers_tag") {
+        return;
+    }
+    let reg = Registry::open();
+    let (key, key_pem) = new_key();
+    let (_, wrong_pem) = new_key();
+    let good = reg.push_image("owner/app", "good", "g", true);
+    let other = reg.push_image("owner/app", "other", "o", true);
+    reg.cosign_v3_sign("owner/app", &good, &good, &key);
+    reg.cosign_v3_sign("owner/app", &other, &good, &key);
+    let img = reg.image("owner/app");
+    let p = pb(&format!(
+        r#"
+fn show(name, r) {{ print(`${{name}}=${{r.status}} source=${{r.source}} reason=${{r.reason}}`); }}
+show("good", cosign_soft_verify("{img}", "{good}", #{{ key: "cosign.pub" }}));
+show("wrongkey", cosign_soft_verify("{img}", "{good}", #{{ key: "wrong.pub" }}));
+show("other", cosign_soft_verify("{img}", "{other}", #{{ key: "cosign.pub" }}));
+"#
+    ));
+    p.file("cosign.pub", &key_pem).file("wrong.pub", &wrong_pem);
+    let out = run_json(&p);
+    out.code(0)
+        .has("good=verified source=referrers-tag")
+        .has("wrongkey=invalid source=referrers-tag reason=the signature does not verify with the given key")
+        .has(&format!("other=invalid source=referrers-tag reason=the bundle's statement is for {good}, not {other}"));
+    // .sig tag (404), referrers API (404 on 2.8), index tag, bundle manifest, bundle blob.
+    let ev = events(&out, "cosign_soft_verify");
+    assert_eq!(ev[0]["requests"], 5, "{}", ev[0]);
+}
+
+#[test]
 fn strict_makes_anything_but_verified_fail() {
     if !registry_available("strict_makes_anything_but_verified_fail") {
         return;
