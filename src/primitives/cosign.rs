@@ -704,7 +704,7 @@ const DOC: &str = "\
 ///
 /// ```rhai
 /// let sig = cosign_soft_verify(image, digest, #{ key: \"cosign.pub\" });
-/// if sig.status != \"verified\" { warn(`unsigned image: ${sig.reason}`); }
+/// if sig.status != \"verified\" { log_warn(`signature ${sig.status}: ${sig.reason}`); }
 /// ```";
 
 /// Register `cosign_soft_verify`.
