@@ -427,3 +427,30 @@ fn an_unknown_kube_context_is_named() {
         .code(1)
         .has("cannot load the kube context 'kind-dev'");
 }
+
+/// Not a test: serves a fake cluster whose Deployments are already rolled
+/// out, for bench/minikube.sh. Writes `kubeconfig`, `node_port` and `ready`
+/// into $BENCH_DIR and serves until `$BENCH_DIR/stop` appears (at most
+/// 9 minutes). Without BENCH_DIR it returns at once.
+#[test]
+#[ignore]
+fn serve_fake_cluster_for_the_benchmark() {
+    let Ok(dir) = std::env::var("BENCH_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let front = Frontend::start();
+    let kube = FakeKube::start(habit_tracker(
+        NS,
+        front.port,
+        Rollout::Ready,
+        Rollout::Ready,
+    ));
+    kube.kubeconfig(&dir, "minikube");
+    std::fs::write(dir.join("node_port"), front.port.to_string()).unwrap();
+    std::fs::write(dir.join("ready"), "").unwrap();
+    let started = Instant::now();
+    while !dir.join("stop").exists() && started.elapsed() < Duration::from_secs(540) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
