@@ -325,6 +325,28 @@ fn sigterm_during_the_install_kills_helm_and_removes_the_secrets_file() {
 }
 
 #[test]
+fn a_hung_helm_is_stopped_by_the_install_and_rollback_budgets() {
+    let e = Env::ready();
+    e.standin("helm.json", json!({"upgrade": {"sleep": 120}}));
+    let started = Instant::now();
+    let out = e.run(&["--install-timeout", "1s", "--rollback-timeout", "1s"]);
+    let took = started.elapsed();
+    // 1 s install + 1 s rollback + 5 s grace for Helm to report.
+    out.code(1).has("did not finish within 7s and was stopped");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let up = &e.helm_calls("upgrade")[0];
+    assert!(argv(up).join(" ").ends_with("--timeout 1s"));
+    let (path, _, _) = secrets_file(up);
+    assert!(
+        !Path::new(&path).exists(),
+        "the secrets file is removed after a timeout"
+    );
+    let helm_pid = up["pid"].as_i64().unwrap() as i32;
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(helm_pid), None).is_ok();
+    assert!(!alive, "the hung helm (pid {helm_pid}) was not stopped");
+}
+
+#[test]
 fn requests_beyond_capacity_are_refused_before_any_install() {
     let e = Env::ready();
     e.kube

@@ -692,7 +692,7 @@ fn install(ctx: &Arc<Ctx>, release: &str, chart: &str, opts: &Map) -> RhaiResult
         } else {
             Duration::ZERO
         }
-        + Duration::from_secs(30);
+        + grace(h.timeout);
     let outcome = ctx.block_on("helm_install", bound + Duration::from_secs(120), async move {
         let out = run(&c2, &a, bound).await;
         let (code, stderr) = match out {
@@ -722,6 +722,12 @@ fn install(ctx: &Arc<Ctx>, release: &str, chart: &str, opts: &Map) -> RhaiResult
         )));
     }
     Ok(result_map(release, &h.namespace, &r, false))
+}
+
+/// Time Helm gets past its own `--timeout` to report (and clean up)
+/// before runbook stops it: a quarter of the budget, 5–30 s.
+pub fn grace(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_secs(5), Duration::from_secs(30))
 }
 
 fn indent(text: &str) -> String {
@@ -1025,6 +1031,13 @@ mod tests {
             "{e}"
         );
         assert!(last_event(ev, None).unwrap().contains("other-1"));
+    }
+
+    #[test]
+    fn helm_gets_a_bounded_grace_past_its_timeout() {
+        assert_eq!(grace(Duration::from_secs(1)), Duration::from_secs(5));
+        assert_eq!(grace(Duration::from_secs(60)), Duration::from_secs(15));
+        assert_eq!(grace(Duration::from_secs(300)), Duration::from_secs(30));
     }
 
     #[test]
