@@ -72,6 +72,35 @@ impl Settings {
     }
 }
 
+/// The run's one HTTP client (one connection pool), built on first use:
+/// loading the system's root certificates costs milliseconds that a
+/// playbook that makes no request should not pay.
+pub struct LazyClient {
+    cell: std::sync::OnceLock<reqwest::Client>,
+}
+
+impl LazyClient {
+    fn new() -> LazyClient {
+        LazyClient {
+            cell: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for LazyClient {
+    type Target = reqwest::Client;
+    fn deref(&self) -> &reqwest::Client {
+        self.cell.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(30))
+                .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new())
+        })
+    }
+}
+
 /// Shared state of one run. Primitives hold it through an `Arc`.
 pub struct Ctx {
     /// The run's settings.
@@ -82,7 +111,7 @@ pub struct Ctx {
     pub cancel: CancellationToken,
     reason: Mutex<Option<CancelReason>>,
     /// One HTTP client (one connection pool) for the whole run.
-    pub http: reqwest::Client,
+    pub http: LazyClient,
     /// Where log lines go.
     pub sink: Sink,
     /// Outputs set by the playbook, written to `$GITHUB_OUTPUT` on success.
@@ -112,15 +141,7 @@ pub fn terminated() -> Box<EvalAltResult> {
 impl Ctx {
     /// A new context on the given runtime.
     pub fn new(settings: Settings, rt: tokio::runtime::Handle) -> Arc<Ctx> {
-        let http = {
-            let _guard = rt.enter();
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .pool_idle_timeout(Duration::from_secs(30))
-                .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new())
-        };
+        let http = LazyClient::new();
         Arc::new(Ctx {
             sink: Sink::for_format(settings.format),
             settings,
