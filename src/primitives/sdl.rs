@@ -307,10 +307,7 @@ deployment:
         assert_eq!(doc["services"]["api"]["expose"][0]["as"].as_u64(), Some(80));
         let d = diff(&normalize(SDL), &out.sdl);
         assert!(d.contains(&format!("+     image: {image}")), "{d}");
-        assert!(
-            d.contains("+     - BANANO_RPC_ENDPOINT=p.io:31877"),
-            "{d}"
-        );
+        assert!(d.contains("+     - BANANO_RPC_ENDPOINT=p.io:31877"), "{d}");
     }
 
     #[test]
