@@ -1531,6 +1531,33 @@ mod tests {
     }
 
     #[test]
+    fn the_discover_port_source_is_read_and_checked() {
+        let mut m = Map::new();
+        m.insert("service".into(), Dynamic::from("habit-tracker-frontend"));
+        m.insert("port".into(), Dynamic::from(3000_i64));
+        m.insert("node".into(), Dynamic::from("192.168.49.2"));
+        let s = read_source(&m).unwrap();
+        assert_eq!(s.namespace, "default");
+        assert!(matches!(s.port, Some(PortRef::Number(3000))));
+        m.insert("service".into(), Dynamic::from("Bad_Name"));
+        assert!(read_source(&m)
+            .unwrap_err()
+            .to_string()
+            .contains("not a Kubernetes name"));
+        m.remove("service");
+        assert!(read_source(&m)
+            .unwrap_err()
+            .to_string()
+            .contains("'service' is required"));
+        m.insert("service".into(), Dynamic::from("x"));
+        m.insert("nodes".into(), Dynamic::from("y"));
+        assert!(read_source(&m)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown option 'nodes'"));
+    }
+
+    #[test]
     fn node_endpoints_accept_ip_addresses() {
         assert_eq!(
             validate_node_endpoint("192.168.49.2:30080").unwrap(),
