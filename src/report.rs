@@ -38,7 +38,10 @@ fn caret(source: &str, pos: Position) -> String {
 /// The innermost message of an error, without Rhai's position suffix.
 fn leaf_message(err: &EvalAltResult) -> String {
     match err {
-        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        EvalAltResult::ErrorRuntime(v, _) => match v.read_lock::<crate::primitives::settings::UsageError>() {
+            Some(u) => u.0.clone(),
+            None => v.to_string(),
+        },
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "the playbook ran more than {} operations (an endless loop?); if it really needs more, raise RUNBOOK_MAX_OPERATIONS",
             crate::engine::Limits::from_env().max_operations
@@ -62,6 +65,16 @@ fn leaf_message(err: &EvalAltResult) -> String {
                 _ => s,
             }
         }
+    }
+}
+
+/// Whether the innermost error is a `fail_usage` (exit 2).
+pub fn is_usage(err: &EvalAltResult) -> bool {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => is_usage(inner),
+        EvalAltResult::ErrorRuntime(v, _) => v.is::<crate::primitives::settings::UsageError>(),
+        _ => false,
     }
 }
 

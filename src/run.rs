@@ -255,7 +255,11 @@ fn settle(
             if ctx.settings.format == LogFormat::Github {
                 ctx.sink.write_str(&r.github_line(path));
             }
-            Error::Failed(r.text)
+            if crate::report::is_usage(&e) {
+                Error::Usage(r.text)
+            } else {
+                Error::Failed(r.text)
+            }
         }
         (None, None) => {
             Error::Failed("the playbook thread ended without a result (an internal error)".into())

@@ -549,8 +549,9 @@ const STATUS_DOC: &str = "\
 /// `api_url`, `from`, `timeout`.";
 
 const DEPLOYMENT_DOC: &str = "\
-/// The deployment as the Console API reports it, plus `image` (the
-/// service's image, when the API returns the SDL; `()` otherwise).
+/// The deployment as the Console API reports it, plus `image` and `env`
+/// (the service's image and its env as a map, when the API returns the
+/// deployed SDL; `()` otherwise).
 ///
 /// Options: `dseq` (required), `service`, `api_url`, `timeout`.";
 
@@ -610,8 +611,21 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
             let mut m = to_dynamic(v.get("data").unwrap_or(&Value::Null))
                 .try_cast::<Map>()
                 .unwrap_or_default();
+            let env = v
+                .pointer("/data/sdl")
+                .and_then(Value::as_str)
+                .and_then(|s| sdl::env_of(s, service.as_deref()).ok())
+                .map_or(Dynamic::UNIT, |pairs| {
+                    Dynamic::from(
+                        pairs
+                            .into_iter()
+                            .map(|(k, v)| (k.into(), Dynamic::from(v)))
+                            .collect::<Map>(),
+                    )
+                });
             m.insert("dseq".into(), Dynamic::from(dseq));
             m.insert("image".into(), opt_string(image));
+            m.insert("env".into(), env);
             Ok(Dynamic::from(m))
         });
 }

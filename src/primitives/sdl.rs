@@ -144,6 +144,26 @@ pub fn image_of(text: &str, service: Option<&str>) -> Result<(String, String), S
     Ok((svc, image))
 }
 
+/// The env entries (`NAME=value`) of `service` in SDL text.
+pub fn env_of(text: &str, service: Option<&str>) -> Result<Vec<(String, String)>, String> {
+    let doc = parse(text)?;
+    let svc = pick_service(&doc, service)?;
+    let list = services(&doc)?
+        .get(svc.as_str())
+        .and_then(|s| s.get("env"))
+        .and_then(Value::as_sequence)
+        .cloned()
+        .unwrap_or_default();
+    Ok(list
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.to_string(), String::new()),
+        })
+        .collect())
+}
+
 /// Set `service`'s image (if given) and env entries in SDL text.
 pub fn apply(
     text: &str,
@@ -308,6 +328,13 @@ deployment:
         let d = diff(&normalize(SDL), &out.sdl);
         assert!(d.contains(&format!("+     image: {image}")), "{d}");
         assert!(d.contains("+     - BANANO_RPC_ENDPOINT=p.io:31877"), "{d}");
+    }
+
+    #[test]
+    fn reads_env_entries() {
+        let env = env_of(SDL, Some("api")).unwrap();
+        assert_eq!(env[0], ("LOG_LEVEL".to_string(), "info".to_string()));
+        assert_eq!(env[1], ("BANANO_RPC_ENDPOINT".to_string(), String::new()));
     }
 
     #[test]

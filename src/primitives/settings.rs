@@ -8,6 +8,40 @@ use rhai::{Dynamic, Engine, FuncRegistration};
 
 use crate::context::{error, Ctx, RhaiResult};
 
+/// The error `fail_usage` throws: the run exits 2.
+#[derive(Clone, Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A time as RFC 3339 UTC, whole seconds.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Register the settings and control primitives.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     FuncRegistration::new("env")
@@ -50,6 +84,19 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         .with_params_info(["message: &str", "()"])
         .with_comments(["/// Stop the playbook with a message (exit code 1)."])
         .register_into_engine(engine, |msg: &str| -> RhaiResult<()> { Err(error(msg)) });
+
+    FuncRegistration::new("fail_usage")
+        .with_params_info(["message: &str", "()"])
+        .with_comments(["/// Stop the playbook as a usage error (exit code 2): for a parameter\n/// value that `PARAMS` cannot express a rule for (e.g. two that conflict)."])
+        .register_into_engine(engine, |msg: &str| -> RhaiResult<()> {
+            let msg = crate::redact::redact(msg).into_owned();
+            Err(rhai::EvalAltResult::ErrorRuntime(Dynamic::from(UsageError(msg)), rhai::Position::NONE).into())
+        });
+
+    FuncRegistration::new("utc_now")
+        .with_params_info(["String"])
+        .with_comments(["/// The current time, UTC, as RFC 3339 (`2026-11-23T13:04:45Z`)."])
+        .register_into_engine(engine, || rfc3339(std::time::SystemTime::now()));
 
     FuncRegistration::new("log_info")
         .with_params_info(["message: &str", "()"])
@@ -124,4 +171,23 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
             }
             Ok(sha)
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_439_085)),
+            "2026-11-23T13:04:45Z"
+        );
+    }
 }

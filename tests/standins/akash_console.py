@@ -380,6 +380,11 @@ class Handler(BaseHTTPRequestHandler):
                 return
         code = int(state.get("put_status", 200))
         if 200 <= code < 300:
+            if state.get("put_ignored"):
+                # A provider that acknowledges the update but keeps running the
+                # old manifest: the failure a read-back must catch.
+                self.send_json(code, {"data": {"dseq": str(dseq), "manifest_version": "unchanged"}})
+                return
             try:
                 self.s.store_sdl(dseq, sdl)
             except StateError as e:
