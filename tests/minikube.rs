@@ -83,6 +83,28 @@ fn calls(project: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Whether a process has ended (a zombie waiting to be reaped counts as
+/// ended); waits up to 2 s for it.
+fn gone(pid: i32) -> bool {
+    for _ in 0..100 {
+        let exists = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false);
+        if !exists || zombie {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 fn argv(c: &Value) -> Vec<String> {
     c["argv"]
         .as_array()
@@ -320,8 +342,7 @@ fn sigterm_during_the_install_kills_helm_and_removes_the_secrets_file() {
         "the secrets file is removed after SIGTERM"
     );
     let helm_pid = up["pid"].as_i64().unwrap() as i32;
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(helm_pid), None).is_ok();
-    assert!(!alive, "helm (pid {helm_pid}) outlived the run");
+    assert!(gone(helm_pid), "helm (pid {helm_pid}) outlived the run");
 }
 
 #[test]
@@ -342,8 +363,10 @@ fn a_hung_helm_is_stopped_by_the_install_and_rollback_budgets() {
         "the secrets file is removed after a timeout"
     );
     let helm_pid = up["pid"].as_i64().unwrap() as i32;
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(helm_pid), None).is_ok();
-    assert!(!alive, "the hung helm (pid {helm_pid}) was not stopped");
+    assert!(
+        gone(helm_pid),
+        "the hung helm (pid {helm_pid}) was not stopped"
+    );
 }
 
 #[test]

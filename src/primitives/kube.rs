@@ -48,9 +48,33 @@ pub struct Kube {
     pub context: String,
 }
 
+/// Clients already made in this process, by context: a run has one tokio
+/// runtime and one kubeconfig, so they are reused (one connection pool,
+/// the kubeconfig read once).
+static CLIENTS: std::sync::Mutex<Vec<(Option<String>, Arc<Kube>)>> =
+    std::sync::Mutex::new(Vec::new());
+
 /// Connect as kubectl would: `context` like `--context`, else the current
 /// context of `KUBECONFIG` / `~/.kube/config`, else in-cluster.
-pub async fn connect(context: Option<&str>) -> Result<Kube, KubeErr> {
+pub async fn connect(context: Option<&str>) -> Result<Arc<Kube>, KubeErr> {
+    let key = context.map(str::to_string);
+    if let Some((_, k)) = CLIENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(c, _)| *c == key)
+    {
+        return Ok(k.clone());
+    }
+    let k = Arc::new(connect_new(context).await?);
+    CLIENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((key, k.clone()));
+    Ok(k)
+}
+
+async fn connect_new(context: Option<&str>) -> Result<Kube, KubeErr> {
     let cfg = match context {
         Some(c) => Config::from_kubeconfig(&KubeConfigOptions {
             context: Some(c.to_string()),
@@ -1104,7 +1128,7 @@ fn server(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
             )
             .msg
         })?;
-        Ok((k.server, k.host, info))
+        Ok((k.server.clone(), k.host.clone(), info))
     })?;
     let digits = |s: &str| {
         s.chars()
@@ -1153,7 +1177,7 @@ fn service_check(
         "kube_service_check",
         r.max_elapsed + Duration::from_secs(10),
         async move {
-            let k = Arc::new(connect(context.as_deref()).await?);
+            let k = connect(context.as_deref()).await?;
             http_check::retry_until("kube_service_check", &what, &r, || {
                 let k = k.clone();
                 let uri = uri.clone();

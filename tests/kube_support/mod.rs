@@ -551,7 +551,6 @@ impl FakeKube {
     pub fn start(cluster: Cluster) -> FakeKube {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake Kubernetes API");
         let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
         let cluster = Arc::new(Mutex::new(cluster));
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -559,11 +558,15 @@ impl FakeKube {
         let handle = std::thread::spawn(move || {
             let active = Arc::new(AtomicUsize::new(0));
             let started = Instant::now();
-            // Bounded: stops when told, or after 10 minutes at the latest.
-            while !s2.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(600) {
-                match listener.accept() {
+            // Blocking accept (no polling delay); Drop wakes it with a
+            // connection after setting `stop`. At most 10 minutes.
+            while started.elapsed() < Duration::from_secs(600) {
+                let accepted = listener.accept();
+                if s2.load(Ordering::SeqCst) {
+                    break;
+                }
+                match accepted {
                     Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
                         if active.load(Ordering::SeqCst) >= 64 {
                             continue;
                         }
@@ -607,6 +610,7 @@ impl FakeKube {
 impl Drop for FakeKube {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -646,16 +650,18 @@ impl Frontend {
     pub fn start() -> Frontend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake frontend");
         let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let hits = Arc::new(AtomicUsize::new(0));
         let (s2, h2) = (stop.clone(), hits.clone());
         let handle = std::thread::spawn(move || {
             let started = Instant::now();
-            while !s2.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(600) {
-                match listener.accept() {
+            while started.elapsed() < Duration::from_secs(600) {
+                let accepted = listener.accept();
+                if s2.load(Ordering::SeqCst) {
+                    break;
+                }
+                match accepted {
                     Ok((mut stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                         if read_req(&mut stream).is_some() {
                             h2.fetch_add(1, Ordering::SeqCst);
@@ -684,6 +690,7 @@ impl Frontend {
 impl Drop for Frontend {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
