@@ -227,18 +227,57 @@ impl Ctx {
 
     /// Sleep on the script thread, waking early on cancellation.
     pub fn sleep(&self, d: Duration) -> RhaiResult<()> {
+        self.wait(d, None)
+    }
+
+    /// Sleep like [`Ctx::sleep`]; on a terminal with the pretty format, show
+    /// a spinner with `label` and the time left while waiting.
+    pub fn wait(&self, d: Duration, label: Option<&str>) -> RhaiResult<()> {
         let cancel = self.cancel.clone();
+        let spin = label
+            .filter(|_| self.spinner_ok() && d >= Duration::from_millis(300))
+            .map(String::from);
         let cancelled = self.rt.block_on(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => true,
-                _ = tokio::time::sleep(d) => false,
-            }
+            let sleep = tokio::time::sleep(d);
+            tokio::pin!(sleep);
+            let Some(label) = spin else {
+                return tokio::select! {
+                    _ = cancel.cancelled() => true,
+                    _ = &mut sleep => false,
+                };
+            };
+            const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+            let start = tokio::time::Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut frame = 0usize;
+            let out = loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break true,
+                    _ = &mut sleep => break false,
+                    _ = tick.tick() => {
+                        let left = d.saturating_sub(start.elapsed()).as_secs_f64();
+                        let line = format!("\r\x1b[2K{} {label} (next try in {left:.1}s)", FRAMES[frame % FRAMES.len()]);
+                        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+                        frame += 1;
+                    }
+                }
+            };
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), b"\r\x1b[2K");
+            out
         });
         if cancelled {
             Err(terminated())
         } else {
             Ok(())
         }
+    }
+
+    /// Whether a spinner may be drawn: pretty logs on a terminal.
+    fn spinner_ok(&self) -> bool {
+        use std::io::IsTerminal;
+        self.settings.format == LogFormat::Pretty
+            && std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none()
     }
 
     /// Resolve a path the playbook gave, relative to the working directory.

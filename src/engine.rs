@@ -222,12 +222,10 @@ pub fn build(ctx: &Arc<Ctx>) -> Engine {
             None
         }
     });
-    let sink = ctx.sink;
     engine.on_print(move |s| {
         // print() is the playbook's own output: stdout, redacted.
         use std::io::Write;
         let _ = writeln!(std::io::stdout().lock(), "{}", crate::redact::redact(s));
-        let _ = sink;
     });
     engine.on_debug(|s, src, pos| {
         tracing::debug!(

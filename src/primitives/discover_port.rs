@@ -416,7 +416,10 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
             break;
         }
         let delay = delays.next().unwrap_or(sched.max_interval);
-        ctx.sleep(delay.min(remaining))?;
+        ctx.wait(
+            delay.min(remaining),
+            Some(&format!("waiting for the external port of {port} ({what})")),
+        )?;
     }
     let elapsed = start.elapsed();
     tracing::error!(
