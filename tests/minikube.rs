@@ -210,6 +210,7 @@ fn happy_path_installs_waits_finds_the_node_port_and_checks_health() {
     for want in [
         "GET /version",
         "GET /api/v1/nodes",
+        "GET /apis/apps/v1/namespaces/habit-tracker/deployments?labelSelector=app.kubernetes.io/instance=habit-tracker",
         "GET /apis/apps/v1/namespaces/habit-tracker/deployments/habit-tracker-backend",
         "GET /apis/apps/v1/namespaces/habit-tracker/deployments/habit-tracker-frontend",
         "GET /api/v1/namespaces/habit-tracker/services/habit-tracker-frontend",
@@ -429,13 +430,21 @@ fn image_pull_backoff_is_named_within_the_rollout_bound() {
 
 #[test]
 fn a_missing_rbac_permission_is_explained() {
+    // A Role that may get and list Deployments but not watch them.
     let e = Env::ready();
+    e.kube
+        .update(|c| c.forbidden = vec!["watch=true".into()]);
+    e.run(&[])
+        .code(1)
+        .has("kube_wait_rollout: watch Deployment habit-tracker/habit-tracker-backend: forbidden (403)")
+        .has("cannot watch resource")
+        .has("lacks the RBAC permission to watch deployments")
+        .has("kubectl auth can-i watch deployments -n habit-tracker");
+    // Listing them at all forbidden: named just the same, before any wait.
     e.kube.update(|c| c.forbidden = vec!["deployments".into()]);
     e.run(&[])
         .code(1)
-        .has("forbidden (403)")
-        .has("lacks the RBAC permission to get deployments")
-        .has("kubectl auth can-i get deployments -n habit-tracker");
+        .has("kubectl auth can-i list deployments -n habit-tracker");
 }
 
 #[test]

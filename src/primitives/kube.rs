@@ -549,6 +549,23 @@ async fn rollout(
                         return Err(ke.msg);
                     }
                     Ok(None) => break,
+                    // kube-rs hands a refused watch (403, 401, …) over as the
+                    // stream's first item, not as the call's error.
+                    Err(e @ kube::Error::Api(_)) if !is_status(&e, 410) => {
+                        let ke = explain(
+                            k,
+                            &e,
+                            &format!("kube_wait_rollout: watch {what}"),
+                            "watch",
+                            "deployments",
+                            Some(ns),
+                        );
+                        if !ke.transient {
+                            return Err(ke.msg);
+                        }
+                        tracing::debug!("{}; reading again", ke.msg);
+                        break;
+                    }
                     Err(e) => {
                         tracing::debug!("watch of {what} broke off: {e}; reading again");
                         break;
@@ -1111,6 +1128,35 @@ fn capacity(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
 
 // ---- server, service check -----------------------------------------------------
 
+fn deployments(ctx: &Arc<Ctx>, ns: &str, opts: &Map) -> RhaiResult<rhai::Array> {
+    let o = Opts::new(
+        "kube_deployments",
+        opts,
+        &["selector", "context", "timeout"],
+    )?;
+    let context = o.str("context")?;
+    let selector = o.str("selector")?.unwrap_or_default();
+    let timeout = o.duration("timeout")?.unwrap_or(Duration::from_secs(30));
+    check_name("kube_deployments", "namespace", ns)?;
+    let ns = ns.to_string();
+    let names = ctx.block_on("kube_deployments", timeout, async move {
+        let k = connect(context.as_deref()).await?;
+        let api: Api<Deployment> = Api::namespaced(k.client.clone(), &ns);
+        let mut lp = ListParams::default();
+        if !selector.is_empty() {
+            lp = lp.labels(&selector);
+        }
+        let list = api.list(&lp).await.map_err(|e| {
+            explain(&k, &e, &format!("kube_deployments: list deployments in {ns}"), "list", "deployments", Some(&ns)).msg
+        })?;
+        let mut names: Vec<String> = list.items.into_iter().filter_map(|d| d.metadata.name).collect();
+        names.sort();
+        tracing::info!(primitive = "kube_deployments", namespace = %ns, selector = %selector, count = names.len(), "{} Deployment(s) in {ns}: {}", names.len(), names.join(", "));
+        Ok(names)
+    })?;
+    Ok(names.into_iter().map(Dynamic::from).collect())
+}
+
 fn server(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
     let o = Opts::new("kube_server", opts, &["context", "timeout"])?;
     let context = o.str("context")?;
@@ -1283,6 +1329,19 @@ const CAPACITY_DOC: &str = "\
 /// allocatable, requested, free, largest_free}`, each `#{cpu, memory}` in
 /// millicores and bytes.";
 
+const DEPLOYMENTS_DOC: &str = "\
+/// The names of the Deployments in a namespace, sorted; `selector`
+/// narrows them by labels (e.g. a Helm release's
+/// `\"app.kubernetes.io/instance=habit-tracker\"`).
+///
+/// Options: `selector`, `context`, `timeout` (30 s).
+///
+/// ```rhai
+/// for d in kube_deployments(\"habit-tracker\", #{ selector: \"app.kubernetes.io/instance=habit-tracker\" }) {
+///     kube_wait_rollout(\"habit-tracker\", d);
+/// }
+/// ```";
+
 const SERVER_DOC: &str = "\
 /// Reach the Kubernetes API server of the context (`GET /version`): proves
 /// the context is reachable and returns `#{server, host, version, major,
@@ -1351,6 +1410,14 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         .with_params_info(["Map"])
         .with_comments(["/// `kube_capacity` with the default options."])
         .register_into_engine(engine, move || capacity(&c, &Map::new()));
+
+    let c = ctx.clone();
+    FuncRegistration::new("kube_deployments")
+        .with_params_info(["namespace: &str", "opts: Map", "Array"])
+        .with_comments([DEPLOYMENTS_DOC])
+        .register_into_engine(engine, move |ns: &str, opts: Map| {
+            deployments(&c, ns, &opts)
+        });
 
     let c = ctx.clone();
     FuncRegistration::new("kube_server")

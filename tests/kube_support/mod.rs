@@ -222,6 +222,14 @@ fn pod(ns: &str, deploy: &str, waiting: Option<&str>) -> Value {
     })
 }
 
+/// Whether an object's labels match a `k=v,k2=v2` selector.
+fn labels_match(obj: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        obj["metadata"]["labels"][k] == json!(v)
+    })
+}
+
 fn status_obj(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
@@ -409,12 +417,7 @@ fn handle(
                         },
                     )
                 })
-                .filter(|p| {
-                    sel.split(',').filter(|s| !s.is_empty()).all(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        p["metadata"]["labels"][k] == json!(v)
-                    })
-                })
+                .filter(|p| labels_match(p, &sel))
                 .collect();
             respond(&mut stream, 200, &list("PodList", pods))
         }
@@ -469,6 +472,21 @@ fn handle(
                     ),
                 ),
             }
+        }
+        ["apis", "apps", "v1", "namespaces", ns, "deployments"] if q("watch") != "true" => {
+            let items: Vec<Value> = c
+                .deployments
+                .iter()
+                .filter(|(dns, _, _, _)| dns == ns)
+                .map(|(dns, name, replicas, _)| {
+                    let (o, u, a, t) = r_state(replicas, 0, r_of(&c, dns, name));
+                    deployment(dns, name, next_rv(), *replicas, (o, u, a, t))
+                })
+                .filter(|d| labels_match(d, &q("labelSelector")))
+                .collect();
+            let mut l = list("DeploymentList", items);
+            l["apiVersion"] = json!("apps/v1");
+            respond(&mut stream, 200, &l)
         }
         ["apis", "apps", "v1", "namespaces", ns, "deployments"] if q("watch") == "true" => {
             let name = q("fieldSelector")
