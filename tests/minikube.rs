@@ -432,8 +432,7 @@ fn image_pull_backoff_is_named_within_the_rollout_bound() {
 fn a_missing_rbac_permission_is_explained() {
     // A Role that may get and list Deployments but not watch them.
     let e = Env::ready();
-    e.kube
-        .update(|c| c.forbidden = vec!["watch=true".into()]);
+    e.kube.update(|c| c.forbidden = vec!["watch=true".into()]);
     e.run(&[])
         .code(1)
         .has("kube_wait_rollout: watch Deployment habit-tracker/habit-tracker-backend: forbidden (403)")
@@ -507,4 +506,43 @@ fn serve_fake_cluster_for_the_benchmark() {
     while !dir.join("stop").exists() && started.elapsed() < Duration::from_secs(540) {
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn the_smaller_primitives_answer_and_fail_within_their_bounds() {
+    let e = Env::ready();
+    e.kube.update(|c| c.proxy_status = 503);
+    e.p.file(
+        "prims.rhai",
+        r#"
+print(`node port ${kube_node_port("habit-tracker", "habit-tracker-frontend", 3000, #{ context: "minikube" })}`);
+print(`by name ${kube_node_port("habit-tracker", "habit-tracker-frontend", "http")}`);
+try { kube_node_port("habit-tracker", "habit-tracker-backend", 8000); } catch (err) { print(`clusterip: ${err}`); }
+try { kube_node_port("habit-tracker", "nope", 8000); } catch (err) { print(`missing: ${err}`); }
+print(`deployments ${kube_deployments("habit-tracker", #{})}`);
+print(`cpu ${kube_cpu("1.5")} memory ${kube_memory("1Gi")}`);
+try {
+    kube_service_check("habit-tracker", "habit-tracker-backend", 8000, "/health", #{ max_elapsed: 1, initial_interval: 0.1 });
+} catch (err) { print(`proxy: ${err}`); }
+try { http_check("http://127.0.0.1:9/", #{ max_elapsed: "1s", initial_interval: "100ms" }); } catch (err) { print(`refused: ${err}`); }
+"#,
+    );
+    let started = Instant::now();
+    let out = e.p.run(&["prims.rhai"]);
+    out.code(0)
+        .has(&format!("node port {}", e.front.port))
+        .has(&format!("by name {}", e.front.port))
+        .has("clusterip: kube_node_port: Service habit-tracker-backend is of type ClusterIP")
+        .has("missing: kube_node_port: there is no Service habit-tracker/nope")
+        .has("deployments [\"habit-tracker-backend\", \"habit-tracker-frontend\"]")
+        .has("cpu 1500 memory 1073741824")
+        .has("proxy: kube_service_check: Service habit-tracker/habit-tracker-backend:8000/health (through the API server's proxy) did not answer 200")
+        .has("last: answered 503")
+        .has("refused: http_check: http://127.0.0.1:9/ did not answer 200")
+        .has("bound max_elapsed = 1s");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
