@@ -57,6 +57,12 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Whether `value` is exactly a registered secret.
+pub fn is_secret(value: &str) -> bool {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    secrets.iter().any(|s| s == value)
+}
+
 /// Whether `text` contains a registered secret.
 pub fn contains_secret(text: &str) -> bool {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());

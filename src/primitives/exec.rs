@@ -109,6 +109,14 @@ pub async fn run(ctx: &Arc<Ctx>, argv: &[String], opts: &ExecOpts) -> Result<Exe
     };
     check_allowed(ctx, program)?;
     let mut cmd = tokio::process::Command::new(program);
+    // A child gets no secret it was not handed: variables whose value was
+    // read with secret() are dropped from the inherited environment (pass
+    // one on purpose with the `env` option).
+    for (k, v) in std::env::vars_os() {
+        if v.to_str().is_some_and(crate::redact::is_secret) {
+            cmd.env_remove(k);
+        }
+    }
     cmd.args(&argv[1..])
         .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(ctx.path(opts.cwd.as_deref().and_then(|p| p.to_str()).unwrap_or(".")))
@@ -229,7 +237,8 @@ fn read_opts(m: &Map) -> RhaiResult<(ExecOpts, Option<Duration>, bool, bool)> {
 const DOC: &str = "\
 /// Run an allow-listed program with an argv array (never a shell string).
 ///
-/// Options: `env` (map), `cwd`, `timeout` (default: the run's call timeout),
+/// Options: `env` (map; the child inherits the run's environment minus
+/// every variable read with `secret()`, so pass a secret here on purpose), `cwd`, `timeout` (default: the run's call timeout),
 /// `stdin` (text), `echo` (show its output in the log), `read_only` (runs
 /// in `--dry-run` too; otherwise a dry run only logs the command),
 /// `allow_failure` (return a non-zero exit instead of throwing).
