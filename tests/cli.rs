@@ -620,12 +620,7 @@ exec(["terraform", "version"], #{ read_only: true, env: #{ TF_VAR_token: t } });
         .env("TF_VAR_plain", "not-a-secret");
     p.file("standin/terraform.json", "{}");
     p.run(&["pb.rhai"]).code(0);
-    let calls: Vec<serde_json::Value> = p
-        .read("standin/calls.jsonl")
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let calls = p.standin_calls();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0]["env"]["TF_VAR_plain"], "not-a-secret");
     assert!(

@@ -19,6 +19,17 @@ fn project(console: &Console) -> Project {
     p
 }
 
+/// Run the banano stage alone on deployment 1001.
+fn banano(p: &Project) -> common::Output {
+    p.run(&[
+        "playbooks/split-deploy.rhai",
+        "--stack",
+        "banano",
+        "--banano-dseq",
+        "1001",
+    ])
+}
+
 fn puts(console: &Console) -> Vec<serde_json::Value> {
     console.requests_with("PUT")
 }
@@ -155,14 +166,7 @@ fn server_errors_are_retried_until_ready() {
         json!({"scenario": "error500-then-ready", "ready_after": 1}),
     ));
     let p = project(&console);
-    p.run(&[
-        "playbooks/split-deploy.rhai",
-        "--stack",
-        "banano",
-        "--banano-dseq",
-        "1001",
-    ])
-    .code(0);
+    banano(&p).code(0);
     assert!(p.read("endpoint.json").is_some());
 }
 
@@ -192,16 +196,7 @@ fn a_server_that_always_fails_or_hangs_is_bounded() {
     // The deploy itself fails clearly when the API keeps failing.
     let console = Console::start(split_state(json!({"scenario": "error500"})));
     let p = project(&console);
-    p.run(&[
-        "playbooks/split-deploy.rhai",
-        "--stack",
-        "banano",
-        "--banano-dseq",
-        "1001",
-    ])
-    .code(1)
-    .has("reading deployment 1001")
-    .has("500");
+    banano(&p).code(1).has("reading deployment 1001").has("500");
     assert!(puts(&console).is_empty());
 }
 
@@ -367,16 +362,10 @@ fn a_refused_api_key_or_unknown_deployment_is_clear() {
     let console = Console::start(split_state(json!({})));
     let mut p = project(&console);
     p.env("AKASH_CONSOLE_API_KEY", "wrong-key-123456");
-    p.run(&[
-        "playbooks/split-deploy.rhai",
-        "--stack",
-        "banano",
-        "--banano-dseq",
-        "1001",
-    ])
-    .code(1)
-    .has("API key was refused")
-    .lacks("wrong-key-123456");
+    banano(&p)
+        .code(1)
+        .has("API key was refused")
+        .lacks("wrong-key-123456");
     let p = project(&console);
     p.run(&[
         "playbooks/split-deploy.rhai",
@@ -389,31 +378,17 @@ fn a_refused_api_key_or_unknown_deployment_is_clear() {
     .has("no such deployment");
     let mut p = project(&console);
     p.env("AKASH_CONSOLE_API_KEY", "");
-    p.run(&[
-        "playbooks/split-deploy.rhai",
-        "--stack",
-        "banano",
-        "--banano-dseq",
-        "1001",
-    ])
-    .code(1)
-    .has("AKASH_CONSOLE_API_KEY is not set");
+    banano(&p).code(1).has("AKASH_CONSOLE_API_KEY is not set");
 }
 
 #[test]
 fn a_rejected_update_carries_the_providers_answer() {
     let console = Console::start(split_state(json!({"put_status": 502})));
     let p = project(&console);
-    p.run(&[
-        "playbooks/split-deploy.rhai",
-        "--stack",
-        "banano",
-        "--banano-dseq",
-        "1001",
-    ])
-    .code(1)
-    .has("refused the update of deployment 1001")
-    .has("insufficient funds");
+    banano(&p)
+        .code(1)
+        .has("refused the update of deployment 1001")
+        .has("insufficient funds");
     assert!(p.read("endpoint.json").is_none());
 }
 
@@ -483,12 +458,7 @@ fn provider_services_backend() {
         "1002",
     ])
     .code(0);
-    let calls: Vec<serde_json::Value> = p
-        .read("standin/calls.jsonl")
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let calls = p.standin_calls();
     let argv: Vec<String> = calls
         .iter()
         .map(|c| {
@@ -529,15 +499,7 @@ fn provider_services_backend() {
     );
     // A failing CLI step carries its stderr.
     p.file("standin/provider.json", &json!({"fail": {"subcommand": "send-manifest", "code": 1, "stderr": "Error: lease not found"}}).to_string());
-    p.run(&[
-        "playbooks/split-deploy.rhai",
-        "--stack",
-        "banano",
-        "--banano-dseq",
-        "1001",
-    ])
-    .code(1)
-    .has("lease not found");
+    banano(&p).code(1).has("lease not found");
 }
 
 #[test]

@@ -147,6 +147,15 @@ impl Project {
         self.path_prepend(repo().join("tests/standins/bin"))
     }
 
+    /// The calls the stand-in CLIs recorded (`standin/calls.jsonl`).
+    pub fn standin_calls(&self) -> Vec<serde_json::Value> {
+        self.read("standin/calls.jsonl")
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
     /// The command for a run, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
