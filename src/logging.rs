@@ -2,7 +2,6 @@
 //! before a byte is written. Three formats: `pretty` (terminal), `json`
 //! (one object a line) and `github` (workflow commands).
 
-use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 
 use tracing::{Event, Level, Subscriber};
@@ -229,13 +228,4 @@ pub fn init(format: LogFormat) -> Sink {
     // A second init (only in tests) keeps the first subscriber.
     let _ = result;
     sink
-}
-
-/// Render a list of key/values for a one-line summary.
-pub fn kv_line(pairs: &[(&str, String)]) -> String {
-    let mut s = String::new();
-    for (k, v) in pairs {
-        let _ = write!(s, "{k}={v} ");
-    }
-    s.trim_end().to_string()
 }

@@ -172,7 +172,8 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         "running {}{}", path.display(), if opts.dry_run { " (dry run: nothing will be changed)" } else { "" }
     );
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let script = std::thread::Builder::new()
+    // Detached: if the script ignores cancellation, exiting ends it.
+    let _script = std::thread::Builder::new()
         .name("playbook".into())
         .stack_size(32 * 1024 * 1024)
         .spawn(move || {
@@ -206,7 +207,6 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         // The script stops at its next operation; don't wait forever for it.
         tokio::time::timeout(Duration::from_secs(5), rx).await.ok().and_then(Result::ok)
     });
-    drop(script);
 
     let result = settle(&ctx, outcome, &path, &source, started);
     ctx.kill_children();

@@ -401,16 +401,18 @@ fn terraform_output_as_the_source() {
         "standin/terraform.json",
         &json!({"ready_after": 1, "outputs": {"banano_rpc_endpoint": {"sensitive": false, "type": "string", "value": "tf.provider.io:31001"}}}).to_string(),
     );
-    p.run(&[
-        "playbooks/split-deploy.rhai",
-        "--stack",
-        "banano",
-        "--banano-dseq",
-        "1001",
-        "--source",
-        "terraform",
-    ])
-    .code(0);
+    let from_terraform = |p: &Project| {
+        p.run(&[
+            "playbooks/split-deploy.rhai",
+            "--stack",
+            "banano",
+            "--banano-dseq",
+            "1001",
+            "--source",
+            "terraform",
+        ])
+    };
+    from_terraform(&p).code(0);
     assert!(p
         .read("endpoint.json")
         .unwrap()
@@ -425,17 +427,7 @@ fn terraform_output_as_the_source() {
         "standin/terraform.json",
         &json!({"outputs": "garbage"}).to_string(),
     );
-    p.run(&[
-        "playbooks/split-deploy.rhai",
-        "--stack",
-        "banano",
-        "--banano-dseq",
-        "1001",
-        "--source",
-        "terraform",
-    ])
-    .code(1)
-    .has("malformed JSON");
+    from_terraform(&p).code(1).has("malformed JSON");
 }
 
 #[test]
