@@ -452,7 +452,15 @@ pub async fn find_and_verify(
                     continue;
                 }
             }
-            let payload = client.get_blob(layer_digest, BLOB_LIMIT).await?;
+            // A missing or tampered payload makes this signature invalid,
+            // not the whole check an error: the others are still tried.
+            let payload = match client.fetch_blob(layer_digest, BLOB_LIMIT).await? {
+                Ok(p) => p,
+                Err(e) => {
+                    reasons.push(e);
+                    continue;
+                }
+            };
             match verify_simple_signing(&payload, sig, ann(CERTIFICATE_ANNOTATION), digest, policy)
             {
                 Ok(who) => {
@@ -492,7 +500,17 @@ pub async fn find_and_verify(
             }
         },
     };
-    let index: Value = serde_json::from_slice(&index.body).unwrap_or(Value::Null);
+    let index: Value = match serde_json::from_slice(&index.body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(Verdict::new(
+                Status::Invalid,
+                format!("the index of signatures for {digest} is not JSON ({e})"),
+                0,
+                source,
+            ))
+        }
+    };
     let bundles: Vec<&str> = index
         .get("manifests")
         .and_then(Value::as_array)
@@ -509,16 +527,24 @@ pub async fn find_and_verify(
     let mut reasons = Vec::new();
     let mut signatures = 0;
     for manifest_digest in bundles {
-        if registry::validate_digest(manifest_digest).is_err() {
+        if let Err(e) = registry::validate_digest(manifest_digest) {
+            signatures += 1;
+            reasons.push(e);
             continue;
         }
         let Some(r) = client
             .get_manifest(manifest_digest, SIG_MANIFEST_ACCEPT)
             .await?
         else {
+            signatures += 1;
+            reasons.push(format!("the bundle manifest {manifest_digest} is missing"));
             continue;
         };
-        let m: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        let Ok(m) = serde_json::from_slice::<Value>(&r.body) else {
+            signatures += 1;
+            reasons.push(format!("the bundle manifest {manifest_digest} is not JSON"));
+            continue;
+        };
         let Some(layer_digest) = layers(&m)
             .find(|l| {
                 l.get("mediaType")
@@ -529,7 +555,14 @@ pub async fn find_and_verify(
         else {
             continue;
         };
-        let blob = client.get_blob(layer_digest, BLOB_LIMIT).await?;
+        let blob = match client.fetch_blob(layer_digest, BLOB_LIMIT).await? {
+            Ok(b) => b,
+            Err(e) => {
+                signatures += 1;
+                reasons.push(e);
+                continue;
+            }
+        };
         match verify_bundle(&blob, digest, policy) {
             Ok(None) => {}
             Ok(Some(who)) => {

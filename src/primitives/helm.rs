@@ -483,7 +483,9 @@ async fn read_release(
     if out.code == 0 {
         return parse_status(&out.stdout).map(Some);
     }
-    if out.stderr.contains("not found") {
+    // Only Helm's own "release: not found": client-go's "context was not
+    // found" is an error, not a missing release.
+    if out.stderr.contains("release: not found") {
         return Ok(None);
     }
     Err(format!(
@@ -686,13 +688,14 @@ fn install(ctx: &Arc<Ctx>, release: &str, chart: &str, opts: &Map) -> RhaiResult
     let (r2, h2, v2) = (release.to_string(), h.clone(), version.clone());
     // Helm's own --timeout bounds the install; the rollback gets its own
     // budget after it; a little grace on top for Helm to report.
-    let bound = h.timeout
-        + if h.atomic {
+    let bound = h
+        .timeout
+        .saturating_add(if h.atomic {
             h.rollback_timeout
         } else {
             Duration::ZERO
-        }
-        + grace(h.timeout);
+        })
+        .saturating_add(grace(h.timeout));
     let outcome = ctx.block_on("helm_install", bound + Duration::from_secs(120), async move {
         let out = run(&c2, &a, bound).await;
         let (code, stderr) = match out {

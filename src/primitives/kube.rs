@@ -192,7 +192,14 @@ pub fn explain(
                 )
             };
             KubeErr {
-                transient: true,
+                // Connection-level trouble may pass; bad config, TLS or
+                // credentials will not, so fail at once with the reason.
+                transient: matches!(
+                    other,
+                    kube::Error::HyperError(_)
+                        | kube::Error::Service(_)
+                        | kube::Error::ReadEvents(_)
+                ),
                 msg,
             }
         }
@@ -923,8 +930,8 @@ pub struct Res {
 impl Res {
     fn add(self, o: Res) -> Res {
         Res {
-            cpu: self.cpu + o.cpu,
-            memory: self.memory + o.memory,
+            cpu: self.cpu.saturating_add(o.cpu),
+            memory: self.memory.saturating_add(o.memory),
         }
     }
     fn max(self, o: Res) -> Res {

@@ -140,16 +140,21 @@ impl<'a> Opts<'a> {
         } else if v.is_float() {
             v.as_float()
                 .ok()
-                .filter(|f| f.is_finite() && *f >= 0.0)
-                .map(Duration::from_secs_f64)
+                .and_then(|f| Duration::try_from_secs_f64(f).ok())
         } else if v.is_string() {
             parse_duration(&v.to_string())
         } else {
             None
         };
-        parsed
-            .map(Some)
-            .ok_or_else(|| self.wrong(key, "a duration (seconds, or \"500ms\", \"2s\", \"1m\")", v))
+        // Longer than a week is a typo (and would overflow deadlines).
+        let parsed = parsed.filter(|d| *d <= MAX_DURATION);
+        parsed.map(Some).ok_or_else(|| {
+            self.wrong(
+                key,
+                "a duration up to a week (seconds, or \"500ms\", \"2s\", \"1m\")",
+                v,
+            )
+        })
     }
 
     /// A map option.
@@ -176,6 +181,9 @@ impl<'a> Opts<'a> {
     }
 }
 
+/// The longest duration an option may have.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Parse "250ms", "2s", "1.5s", "3m", "1h" or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -194,7 +202,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// JSON to a Rhai value.
@@ -236,6 +244,15 @@ mod tests {
         assert_eq!(parse_duration("-1s"), None);
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("5d"), None);
+        assert_eq!(parse_duration("1e300"), None, "no panic on huge values");
+        let mut m = Map::new();
+        m.insert("t".into(), Dynamic::from(1e20_f64));
+        m.insert("u".into(), Dynamic::from(i64::MAX));
+        m.insert("w".into(), Dynamic::from("8d"));
+        let o = Opts::new("p", &m, &["t", "u", "w"]).unwrap();
+        assert!(o.duration("t").is_err());
+        assert!(o.duration("u").is_err());
+        assert!(o.duration("w").is_err());
     }
 
     #[test]

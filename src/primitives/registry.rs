@@ -497,7 +497,12 @@ pub fn parse_challenge(h: &str) -> Option<Challenge> {
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     let secs: f64 = v.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+    // try_from: a server's "1e20" must not panic; it means "long".
+    (secs.is_finite() && secs >= 0.0).then(|| {
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(MAX_RETRY_AFTER)
+            .min(MAX_RETRY_AFTER)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1021,7 +1026,8 @@ impl Client {
             .get("expires_in")
             .and_then(|e| e.as_u64())
             .unwrap_or(60)
-            .max(30);
+            // A server's absurd expires_in must not overflow the Instant.
+            .clamp(30, 86_400);
         let expires = Instant::now() + Duration::from_secs(lifetime.saturating_sub(10));
         Ok(Auth::Bearer { token, expires })
     }
@@ -1076,9 +1082,28 @@ impl Client {
 
     /// `GET` a blob, checking its sha256 against `digest`.
     pub async fn get_blob(&self, digest: &str, limit: usize) -> Result<Vec<u8>, String> {
-        validate_digest(digest)?;
+        self.fetch_blob(digest, limit).await?
+    }
+
+    /// `GET` a blob, telling apart a failed conversation (outer `Err`:
+    /// unreachable, refused, timed out) from a blob that is missing or not
+    /// what its digest says (inner `Err`: the content cannot be trusted).
+    pub async fn fetch_blob(
+        &self,
+        digest: &str,
+        limit: usize,
+    ) -> Result<Result<Vec<u8>, String>, String> {
+        if let Err(e) = validate_digest(digest) {
+            return Ok(Err(e));
+        }
         let path = format!("blobs/{digest}");
         let r = self.request(Method::GET, &path, "*/*", limit).await?;
+        if r.status == StatusCode::NOT_FOUND {
+            return Ok(Err(format!(
+                "GET {}: the blob is missing (404)",
+                self.url(&path)
+            )));
+        }
         if !r.status.is_success() {
             return Err(format!(
                 "GET {}: unexpected answer {}: {}",
@@ -1089,12 +1114,12 @@ impl Client {
         }
         let got = sha256_digest(&r.body);
         if got != digest {
-            return Err(format!(
+            return Ok(Err(format!(
                 "GET {}: the blob's content hashes to {got}, not {digest}",
                 self.url(&path)
-            ));
+            )));
         }
-        Ok(r.body)
+        Ok(Ok(r.body))
     }
 
     /// `GET /v2/<name>/referrers/<digest>` (OCI 1.1): `None` when the
@@ -1129,7 +1154,15 @@ async fn read(mut resp: reqwest::Response, limit: usize) -> Result<Resp, Failure
     if status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED
     {
-        let body = resp.text().await.unwrap_or_default();
+        // Only a snippet is shown: read at most 4 KiB of an error body.
+        let mut body = Vec::new();
+        while let Ok(Some(c)) = resp.chunk().await {
+            body.extend_from_slice(&c);
+            if body.len() >= 4096 {
+                break;
+            }
+        }
+        let body = String::from_utf8_lossy(&body);
         let msg = format!(
             "the registry answered {}{}",
             status_text(status),
@@ -1612,6 +1645,10 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_millis(500)));
         h.insert(RETRY_AFTER, "86400".parse().unwrap());
         assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(RETRY_AFTER, "1e20".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER), "no panic");
+        h.insert(RETRY_AFTER, "-1".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
         h.insert(
             RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
