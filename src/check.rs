@@ -55,9 +55,12 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
                     .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
                 for e in rd.flatten() {
                     let path = e.path();
-                    if path.is_dir() {
+                    // No symlinked folders: a link loop would never end,
+                    // and a link out of the tree is not the project's.
+                    let Ok(kind) = e.file_type() else { continue };
+                    if kind.is_dir() {
                         stack.push(path);
-                    } else if path.extension().is_some_and(|x| x == "rhai") {
+                    } else if path.extension().is_some_and(|x| x == "rhai") && path.is_file() {
                         files.push(path);
                     }
                 }
@@ -262,10 +265,10 @@ pub fn run(paths: &[PathBuf], rt: &tokio::runtime::Handle) -> Result<usize, Stri
     for f in &files {
         let findings = check_file(f, rt);
         if findings.is_empty() {
-            println!("ok    {}", f.display());
+            crate::out::println(&format!("ok    {}", f.display()));
         }
         for finding in &findings {
-            println!("error {finding}");
+            crate::out::println(&format!("error {finding}"));
         }
         count += findings.len();
     }

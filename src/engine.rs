@@ -18,10 +18,16 @@ pub const EMBEDDED_STDLIB: &[(&str, &str)] = &[
 ];
 
 /// Engine limits. `RUNBOOK_MAX_OPERATIONS` raises or lowers the operation
-/// budget (an endless loop ends with a clear error, not a hung job).
+/// budget (an endless loop ends with a clear error, not a hung job);
+/// `RUNBOOK_MAX_CPU_SECONDS` bounds the CPU time the script itself may use
+/// (time spent waiting in primitives does not count). The second bound
+/// catches what counts few operations but costs much: each `a = [a]`
+/// deep-copies an ever deeper value for one operation.
 pub struct Limits {
     /// Operations a run may perform.
     pub max_operations: u64,
+    /// CPU time the script thread may use.
+    pub max_cpu: std::time::Duration,
 }
 
 impl Limits {
@@ -32,27 +38,53 @@ impl Limits {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(50_000_000),
+            max_cpu: std::env::var("RUNBOOK_MAX_CPU_SECONDS")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(std::time::Duration::from_secs(60)),
         }
     }
 }
 
-/// Where imports are looked up, in order.
-pub fn import_dirs(playbook: &Path) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
+/// CPU time used by the calling thread.
+fn thread_cpu() -> std::time::Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(std::time::Duration::from)
+        .unwrap_or_default()
+}
+
+/// What `on_progress` returns when the script used up its CPU budget.
+pub const CPU_BUDGET_MARK: &str = "runbook: cpu budget";
+
+/// The project root of a playbook: the working directory when the
+/// playbook lies inside it, else the playbook's own folder. Fixed, never
+/// searched for: a `stdlib/` planted in a shared parent folder (a temp
+/// folder, a home directory) must not override the embedded modules.
+pub fn project_root(playbook: &Path) -> PathBuf {
     let folder = playbook
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    dirs.push(folder.clone());
-    // The project's stdlib/: beside the playbook's folder or above it.
-    let mut up = std::fs::canonicalize(&folder).ok();
-    while let Some(dir) = up {
-        let candidate = dir.join("stdlib");
-        if candidate.is_dir() {
-            dirs.push(candidate);
-            break;
-        }
-        up = dir.parent().map(Path::to_path_buf);
+    let folder = std::fs::canonicalize(&folder).unwrap_or(folder);
+    match std::env::current_dir().and_then(std::fs::canonicalize) {
+        Ok(cwd) if folder.starts_with(&cwd) => cwd,
+        _ => folder,
+    }
+}
+
+/// Where imports are looked up, in order: the playbook's folder, then the
+/// project root's `stdlib/` (see [`project_root`]).
+pub fn import_dirs(playbook: &Path) -> Vec<PathBuf> {
+    let folder = playbook
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut dirs = vec![folder];
+    let stdlib = project_root(playbook).join("stdlib");
+    if stdlib.is_dir() {
+        dirs.push(stdlib);
     }
     dirs
 }
@@ -70,20 +102,40 @@ impl Resolver {
         }
     }
 
-    /// The file or embedded source a module name resolves to.
-    pub fn find(&self, name: &str) -> Option<(String, String)> {
+    /// The file or embedded source a module name resolves to. A module
+    /// file must really lie inside its search folder: a symlink leading
+    /// out of it is refused, as `..` is.
+    pub fn lookup(&self, name: &str) -> Result<Option<(String, String)>, String> {
         for dir in &self.dirs {
             let p = dir.join(format!("{name}.rhai"));
-            if p.is_file() {
-                if let Ok(text) = std::fs::read_to_string(&p) {
-                    return Some((p.display().to_string(), text));
-                }
+            if !p.exists() {
+                continue;
             }
+            let real = std::fs::canonicalize(&p)
+                .map_err(|e| format!("import \"{name}\": cannot resolve {}: {e}", p.display()))?;
+            let root = std::fs::canonicalize(dir)
+                .map_err(|e| format!("import \"{name}\": cannot resolve {}: {e}", dir.display()))?;
+            if !real.starts_with(&root) {
+                return Err(format!(
+                    "import \"{name}\": {} is a symlink to {}, outside {}; modules must live inside the playbook's folder or the project's stdlib/",
+                    p.display(),
+                    real.display(),
+                    dir.display()
+                ));
+            }
+            let text =
+                crate::run::read_script(&p).map_err(|e| format!("import \"{name}\": {e}"))?;
+            return Ok(Some((p.display().to_string(), text)));
         }
-        EMBEDDED_STDLIB
+        Ok(EMBEDDED_STDLIB
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(n, text)| (format!("<embedded stdlib>/{n}.rhai"), text.to_string()))
+            .map(|(n, text)| (format!("<embedded stdlib>/{n}.rhai"), text.to_string())))
+    }
+
+    /// Like [`Resolver::lookup`], with a refused file counted as not found.
+    pub fn find(&self, name: &str) -> Option<(String, String)> {
+        self.lookup(name).ok().flatten()
     }
 
     /// Names that are available, for error hints.
@@ -135,7 +187,10 @@ impl ModuleResolver for Resolver {
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         check_module_name(path).map_err(|e| EvalAltResult::ErrorRuntime(e.into(), pos))?;
-        let Some((origin, text)) = self.find(path) else {
+        let found = self
+            .lookup(path)
+            .map_err(|e| EvalAltResult::ErrorRuntime(e.into(), pos))?;
+        let Some((origin, text)) = found else {
             return Err(EvalAltResult::ErrorModuleNotFound(
                 format!(
                     "{path} (looked in {} and the embedded stdlib{})",
@@ -184,7 +239,11 @@ pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, 
             if let Err(e) = check_module_name(&name) {
                 return Some((e, pos));
             }
-            resolver.find(&name).is_none().then(|| {
+            let found = match resolver.lookup(&name) {
+                Ok(f) => f,
+                Err(e) => return Some((e, pos)),
+            };
+            found.is_none().then(|| {
                 (
                     format!(
                         "import \"{name}\": no such module in the playbook's folder, the project's stdlib/ or the embedded stdlib{}",
@@ -214,19 +273,37 @@ pub fn build(ctx: &Arc<Ctx>) -> Engine {
         .set_fail_on_invalid_map_property(true);
     // No eval: a playbook's code is what `check` sees.
     engine.disable_symbol("eval");
-    let cancel = ctx.cancel.clone();
-    engine.on_progress(move |_| {
-        if cancel.is_cancelled() {
+    let c = ctx.clone();
+    let max_cpu = limits.max_cpu;
+    // The script thread's CPU time when it first ran (a test runner may
+    // run several engines on one thread).
+    let cpu_base = std::sync::atomic::AtomicU64::new(u64::MAX);
+    engine.on_progress(move |ops| {
+        if ops % 256 == 0 {
+            let now = thread_cpu().as_nanos() as u64;
+            let _ = cpu_base.compare_exchange(
+                u64::MAX,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let used = now.saturating_sub(cpu_base.load(std::sync::atomic::Ordering::Relaxed));
+            if used > max_cpu.as_nanos() as u64 {
+                return Some(CPU_BUDGET_MARK.into());
+            }
+        }
+        if crate::out::pipe_closed() {
+            // Nobody reads stdout any more: stop as SIGPIPE would.
+            c.cancel(crate::context::CancelReason::Signal("SIGPIPE"));
+        }
+        if c.cancel.is_cancelled() {
             Some("cancelled".into())
         } else {
             None
         }
     });
-    engine.on_print(move |s| {
-        // print() is the playbook's own output: stdout, redacted.
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout().lock(), "{}", crate::redact::redact(s));
-    });
+    // print() is the playbook's own output: stdout, through the one writer.
+    engine.on_print(crate::out::println);
     engine.on_debug(|s, src, pos| {
         tracing::debug!(
             "{}{}: {s}",

@@ -15,7 +15,8 @@ pub enum Error {
     /// The whole-run deadline (`--timeout`) passed: exit 124.
     #[error("the run's deadline of {} passed (--timeout); stopped the playbook and its child processes", fmt_secs(*.0))]
     Timeout(Duration),
-    /// SIGINT or SIGTERM: exit 130 / 143.
+    /// A signal (SIGHUP, SIGINT, SIGQUIT, SIGTERM), or stdout closed under
+    /// runbook (SIGPIPE): exit 128 + the signal's number.
     #[error("interrupted by {0}; stopped the playbook and its child processes")]
     Interrupted(&'static str),
 }
@@ -27,9 +28,19 @@ impl Error {
             Error::Usage(_) => 2,
             Error::Failed(_) => 1,
             Error::Timeout(_) => 124,
-            Error::Interrupted("SIGINT") => 130,
-            Error::Interrupted(_) => 143,
+            Error::Interrupted(sig) => 128 + signal_number(sig),
         }
+    }
+}
+
+/// The number of a signal runbook handles (SIGTERM for any other name).
+pub fn signal_number(name: &str) -> i32 {
+    match name {
+        "SIGHUP" => 1,
+        "SIGINT" => 2,
+        "SIGQUIT" => 3,
+        "SIGPIPE" => 13,
+        _ => 15,
     }
 }
 
@@ -54,6 +65,9 @@ mod tests {
         assert_eq!(Error::Timeout(Duration::from_secs(1)).exit_code(), 124);
         assert_eq!(Error::Interrupted("SIGINT").exit_code(), 130);
         assert_eq!(Error::Interrupted("SIGTERM").exit_code(), 143);
+        assert_eq!(Error::Interrupted("SIGHUP").exit_code(), 129);
+        assert_eq!(Error::Interrupted("SIGQUIT").exit_code(), 131);
+        assert_eq!(Error::Interrupted("SIGPIPE").exit_code(), 141);
     }
 
     #[test]

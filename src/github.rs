@@ -53,7 +53,11 @@ pub fn append(path: &Path, text: &str) -> std::io::Result<()> {
         .append(true)
         .open(path)?;
     f.write_all(text.as_bytes())?;
-    f.sync_data()
+    match f.sync_data() {
+        // A device or pipe (`/dev/null`, a FIFO) cannot be synced.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        r => r,
+    }
 }
 
 #[cfg(test)]

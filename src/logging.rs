@@ -10,7 +10,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter}
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::github::escape_data;
-use crate::redact::redact;
+use crate::out::Stream;
 
 /// The log formats `--log-format` accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -34,35 +34,44 @@ impl LogFormat {
     }
 }
 
-/// Where log lines go: stderr, except under GitHub Actions where workflow
-/// commands must share stdout with `::add-mask::` so they stay in order.
+/// Where log lines go: stderr, except under the `github` format where
+/// workflow commands share stdout with `::add-mask::` so they stay in
+/// order. Every write goes through [`crate::out`] (redaction, no smuggled
+/// workflow commands, closed pipes).
 #[derive(Clone, Copy)]
 pub struct Sink {
-    stdout: bool,
+    format: LogFormat,
 }
 
 impl Sink {
     /// The sink for a format.
     pub fn for_format(format: LogFormat) -> Sink {
-        Sink {
-            stdout: format == LogFormat::Github,
-        }
+        Sink { format }
     }
 
-    /// Write a whole line (or lines), redacted.
+    /// Write workflow commands runbook built itself (escaped data and
+    /// properties), on the stream the log format uses.
     pub fn write_str(&self, text: &str) {
-        let text = redact(text);
-        if self.stdout {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
+        let stream = if self.format == LogFormat::Github {
+            Stream::Stdout
         } else {
-            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            Stream::Stderr
+        };
+        crate::out::commands(stream, text);
+    }
+
+    /// Write one formatted event.
+    fn write_event(&self, text: &str) {
+        match self.format {
+            LogFormat::Pretty => crate::out::text(Stream::Stderr, text),
+            LogFormat::Json => crate::out::json_lines(Stream::Stderr, text),
+            // GithubFormat neutralized the untrusted parts itself.
+            LogFormat::Github => crate::out::commands(Stream::Stdout, text),
         }
     }
 }
 
-/// Buffers one event and writes it redacted when dropped.
+/// Buffers one event and writes it when dropped.
 pub struct EventWriter {
     sink: Sink,
     buf: Vec<u8>,
@@ -81,7 +90,7 @@ impl Write for EventWriter {
 impl Drop for EventWriter {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
-            self.sink.write_str(&String::from_utf8_lossy(&self.buf));
+            self.sink.write_event(&String::from_utf8_lossy(&self.buf));
         }
     }
 }
@@ -115,14 +124,8 @@ where
         let line = match *event.metadata().level() {
             Level::ERROR => format!("::error::{}", escape_data(&msg)),
             Level::WARN => format!("::warning::{}", escape_data(&msg)),
-            Level::INFO => {
-                // A plain line must not be read as a command by the runner.
-                if msg.starts_with("::") {
-                    format!(" {msg}")
-                } else {
-                    msg.replace('\n', " ")
-                }
-            }
+            // A plain line must not be read as a command by the runner.
+            Level::INFO => crate::out::neutralize(&msg).into_owned(),
             _ => format!("::debug::{}", escape_data(&msg)),
         };
         writeln!(writer, "{line}")
@@ -199,7 +202,7 @@ where
 /// Install the global subscriber. `RUNBOOK_LOG` sets the level (default info).
 pub fn init(format: LogFormat) -> Sink {
     let sink = Sink::for_format(format);
-    crate::redact::set_github(format == LogFormat::Github);
+    crate::redact::set_github(format == LogFormat::Github || crate::out::under_github());
     let level = match std::env::var("RUNBOOK_LOG").as_deref() {
         Ok("debug") => Level::DEBUG,
         Ok("trace") => Level::TRACE,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use runbook::error::Error;
+use runbook::out::Stream;
 use runbook::run::{self, RunOptions};
 
 /// Run ops playbooks written in Rhai.
@@ -18,7 +19,7 @@ use runbook::run::{self, RunOptions};
     version,
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true,
-    after_help = "Exit codes: 0 finished, 1 failed, 2 usage or compile error, 124 --timeout passed, 130/143 SIGINT/SIGTERM."
+    after_help = "Exit codes: 0 finished, 1 failed, 2 usage or compile error, 124 --timeout passed, 129/130/131/143 SIGHUP/SIGINT/SIGQUIT/SIGTERM, 141 stdout closed."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -61,7 +62,28 @@ enum Command {
 
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    runbook::out::init();
+    if runbook::out::under_github() {
+        runbook::redact::set_github(true);
+    }
+    // Known secret variables are masked from the first byte on.
+    runbook::redact::register_known_vars();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap's own help and errors, through the one writer.
+            let stream = if e.use_stderr() {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            runbook::out::text(stream, &e.render().to_string());
+            if runbook::out::pipe_closed() {
+                return ExitCode::from(141);
+            }
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
     let result = match cli.command {
         Some(Command::Check { paths }) => run::check(&paths),
         Some(Command::Doc {
@@ -70,18 +92,16 @@ fn main() -> ExitCode {
             definitions,
         }) => run::doc(name.as_deref(), markdown, definitions.as_deref()),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "runbook",
-                &mut std::io::stdout(),
-            );
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut buf);
+            runbook::out::text(Stream::Stdout, &String::from_utf8_lossy(&buf));
             Ok(())
         }
         None => match RunOptions::parse(&cli.run) {
             Ok(Some(opts)) => run::run(opts),
             Ok(None) => {
-                let _ = Cli::command().print_help();
+                let help = Cli::command().render_help().to_string();
+                runbook::out::text(Stream::Stdout, &help);
                 Err(Error::Usage(
                     "no playbook given: runbook PLAYBOOK [--param value]…".into(),
                 ))
@@ -92,16 +112,23 @@ fn main() -> ExitCode {
             }
         },
     };
+    let result = match result {
+        // Nothing read what we printed: end as `yes | head` does.
+        Ok(()) if runbook::out::pipe_closed() => Err(Error::Interrupted("SIGPIPE")),
+        r => r,
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Quietly: the reader is gone, and so may be the terminal.
+        Err(e @ Error::Interrupted("SIGPIPE")) => ExitCode::from(e.exit_code() as u8),
         Err(e) => {
-            let text = runbook::redact::redact(&e.to_string()).into_owned();
+            let text = e.to_string();
             let text = if text.starts_with("error") {
                 text
             } else {
                 format!("error: {text}")
             };
-            eprintln!("{}", text.trim_end());
+            runbook::out::eprintln(text.trim_end());
             ExitCode::from(e.exit_code() as u8)
         }
     }

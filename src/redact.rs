@@ -1,72 +1,182 @@
 //! Secret redaction: every value read with `secret()` (and every token a
-//! primitive reads) is registered here, and every sink — logs, errors,
-//! outputs, summaries — passes its text through [`redact`].
+//! primitive reads, and the variables runbook knows to be secret) is
+//! registered here, and every sink passes its text through [`redact`].
+//!
+//! A sink may print a secret in another form than it was read: JSON- or
+//! Rhai-escaped (`"`, `\`, newlines), workflow-command-escaped (`%` →
+//! `%25`), percent-encoded in a URL, or one line of a multi-line value (a
+//! PEM key). Each registered secret is therefore matched in all of those
+//! forms, so redacting the final text of any sink is enough.
 
 use std::borrow::Cow;
-use std::io::Write;
 use std::sync::RwLock;
+
+use aho_corasick::{AhoCorasick, MatchKind};
 
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
 
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// Shorter values are not redacted: they would mask ordinary text
+/// everywhere (GitHub refuses to mask them for the same reason).
+pub const MIN_LEN: usize = 4;
+
+/// Environment variables runbook itself treats as secrets, whichever way
+/// they are read (`env`, `secret`, a primitive): registered at start-up.
+pub const KNOWN_SECRET_VARS: &[&str] = &[
+    "AKASH_CONSOLE_API_KEY",
+    "GHCR_TOKEN",
+    "GITHUB_TOKEN",
+    "REGISTRY_PASSWORD",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+];
+
+struct Secrets {
+    /// The values as registered.
+    values: Vec<String>,
+    /// Every form of every value, longest first.
+    forms: Vec<String>,
+    matcher: Option<AhoCorasick>,
+}
+
+static SECRETS: RwLock<Secrets> = RwLock::new(Secrets {
+    values: Vec::new(),
+    forms: Vec::new(),
+    matcher: None,
+});
 static GITHUB: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Turn on `::add-mask::` emission (GitHub Actions log format).
+/// Turn on `::add-mask::` emission (under GitHub Actions, whatever the log
+/// format).
 pub fn set_github(on: bool) {
-    GITHUB.store(on, std::sync::atomic::Ordering::Relaxed);
+    let was = GITHUB.swap(on, std::sync::atomic::Ordering::Relaxed);
+    if on && !was {
+        // Secrets registered before: mask them now.
+        let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+        crate::out::unredacted_commands(&mask_lines(&secrets.forms));
+    }
+}
+
+/// The `::add-mask::` lines for these forms (the runner masks per line).
+fn mask_lines(forms: &[String]) -> String {
+    let mut text = String::new();
+    for f in forms.iter().filter(|f| !f.contains(['\n', '\r'])) {
+        text.push_str(&format!("::add-mask::{}\n", crate::github::escape_data(f)));
+    }
+    text
+}
+
+/// The ways a sink can print `value`: raw, JSON-escaped, Rhai/Rust-escaped,
+/// workflow-command-escaped (data and property), percent-encoded; and the
+/// same for each line of a multi-line value.
+pub fn forms(value: &str) -> Vec<String> {
+    let mut parts = vec![value.to_string()];
+    parts.extend(
+        value
+            .split(['\n', '\r'])
+            .filter(|l| l.trim().len() >= MIN_LEN && *l != value)
+            .map(String::from),
+    );
+    let mut out = Vec::new();
+    for p in &parts {
+        out.push(p.clone());
+        if let Ok(j) = serde_json::to_string(p) {
+            out.push(j[1..j.len() - 1].to_string());
+        }
+        let d = format!("{p:?}");
+        out.push(d[1..d.len() - 1].to_string());
+        out.push(crate::github::escape_data(p));
+        out.push(crate::github::escape_property(p));
+        out.push(percent_encode(p));
+    }
+    out.retain(|f| f.trim().len() >= MIN_LEN);
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// Percent-encode everything but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Register a secret value. Under GitHub Actions, `::add-mask::` is printed
-/// before the value is handed to anyone, so the runner masks it too.
+/// (for every form the runner could see) before the value is handed to
+/// anyone. A value shorter than [`MIN_LEN`] is not registered (see
+/// [`too_short`]).
 pub fn register(value: &str) {
-    // Very short values would mask ordinary text everywhere; GitHub itself
-    // refuses to mask them for the same reason.
-    if value.trim().len() < 4 {
+    if too_short(value) {
         return;
     }
     let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    if secrets.iter().any(|s| s == value) {
+    if secrets.values.iter().any(|s| s == value) {
         return;
     }
+    let new_forms = forms(value);
     if GITHUB.load(std::sync::atomic::Ordering::Relaxed) {
-        // One mask per line: a multi-line secret is masked line by line.
-        let mut out = std::io::stdout().lock();
-        for line in value.lines().filter(|l| l.trim().len() >= 4) {
-            let _ = writeln!(out, "::add-mask::{}", crate::github::escape_data(line));
-        }
-        let _ = out.flush();
+        // One mask per form and per line: the runner masks line by line.
+        crate::out::unredacted_commands(&mask_lines(&new_forms));
     }
-    secrets.push(value.to_string());
+    secrets.values.push(value.to_string());
+    secrets.forms.extend(new_forms);
     // Longest first, so a secret that contains another is masked whole.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.forms.dedup();
+    secrets.matcher = AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(&secrets.forms)
+        .ok();
 }
 
-/// Replace every registered secret in `text` with [`MASK`].
-pub fn redact(text: &str) -> Cow<'_, str> {
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    if !secrets.iter().any(|s| text.contains(s.as_str())) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = text.to_string();
-    for s in secrets.iter() {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), MASK);
+/// Whether a value is too short to be redacted ([`MIN_LEN`]).
+pub fn too_short(value: &str) -> bool {
+    value.trim().len() < MIN_LEN
+}
+
+/// Register the values of [`KNOWN_SECRET_VARS`] that are set.
+pub fn register_known_vars() {
+    for name in KNOWN_SECRET_VARS {
+        if let Ok(v) = std::env::var(name) {
+            register(&v);
         }
     }
-    Cow::Owned(out)
+}
+
+/// Whether `name` is a variable runbook treats as a secret.
+pub fn is_known_secret_var(name: &str) -> bool {
+    KNOWN_SECRET_VARS.contains(&name)
+}
+
+/// Replace every registered secret, in every form, in `text` with [`MASK`].
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let Some(m) = &secrets.matcher else {
+        return Cow::Borrowed(text);
+    };
+    if !m.is_match(text) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(m.replace_all(text, &vec![MASK; secrets.forms.len()]))
 }
 
 /// Whether `value` is exactly a registered secret.
 pub fn is_secret(value: &str) -> bool {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    secrets.iter().any(|s| s == value)
+    secrets.values.iter().any(|s| s == value)
 }
 
-/// Whether `text` contains a registered secret.
+/// Whether `text` contains a registered secret in any form.
 pub fn contains_secret(text: &str) -> bool {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    secrets.iter().any(|s| text.contains(s.as_str()))
+    secrets.matcher.as_ref().is_some_and(|m| m.is_match(text))
 }
 
 #[cfg(test)]
@@ -87,7 +197,30 @@ mod tests {
 
     #[test]
     fn tiny_values_are_not_registered() {
+        assert!(too_short("ab"));
         register("ab");
         assert_eq!(redact("abc"), "abc");
+    }
+
+    #[test]
+    fn every_encoded_form_is_masked() {
+        let secret = "pa\"ss\\wo%rd:1,2\nline-two-of-it";
+        register(secret);
+        let json = serde_json::json!({ "v": secret }).to_string();
+        let rhai_map = format!("#{{\"v\": {secret:?}}}");
+        let data = crate::github::escape_data(secret);
+        let prop = crate::github::escape_property(secret);
+        let url = format!("https://x/?t={}", percent_encode(secret));
+        for sink in [json, rhai_map, data, prop, url, secret.to_string()] {
+            let r = redact(&sink);
+            assert!(
+                !r.contains("wo%rd") && !r.contains("wo%25rd"),
+                "{sink} -> {r}"
+            );
+            assert!(!r.contains("line-two"), "{sink} -> {r}");
+            assert!(contains_secret(&sink), "{sink}");
+        }
+        // A line of a multi-line secret alone is masked too.
+        assert_eq!(redact("got line-two-of-it"), "got ***");
     }
 }

@@ -47,6 +47,10 @@ fn leaf_message(err: &EvalAltResult) -> String {
             crate::engine::Limits::from_env().max_operations
         ),
         EvalAltResult::ErrorStackOverflow(_) => "calls nest too deep (endless recursion?)".into(),
+        EvalAltResult::ErrorTerminated(v, _) if v.to_string() == crate::engine::CPU_BUDGET_MARK => format!(
+            "the playbook used more than {}s of CPU time itself (an ever-growing copy such as `a = [a]` in a loop, or an endless computation?); if it really needs more, raise RUNBOOK_MAX_CPU_SECONDS",
+            crate::engine::Limits::from_env().max_cpu.as_secs_f64()
+        ),
         EvalAltResult::ErrorTerminated(..) => "stopped".into(),
         EvalAltResult::ErrorFunctionNotFound(sig, _) => {
             let name = sig.split('(').next().unwrap_or(sig).trim();

@@ -55,7 +55,17 @@ impl RunOptions {
                 _ => (a, None),
             };
             match flag {
-                "--dry-run" => o.dry_run = true,
+                "--dry-run" => {
+                    o.dry_run = match inline {
+                        None | Some("true") => true,
+                        Some("false") => false,
+                        Some(v) => {
+                            return Err(Error::Usage(format!(
+                                "--dry-run={v}: give --dry-run alone, or --dry-run=true / --dry-run=false"
+                            )))
+                        }
+                    }
+                }
                 "--help" | "-h" => o.help = true,
                 "--log-format" => {
                     let v = value(&mut i, flag, inline)?;
@@ -99,20 +109,69 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
 }
 
-fn load(path: &Path) -> Result<String, Error> {
-    if path.is_dir() {
-        return Err(Error::Usage(format!(
-            "{} is a folder; give a playbook file (*.rhai)",
-            path.display()
-        )));
-    }
-    std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Usage(format!(
+/// The largest playbook or module runbook reads.
+pub const MAX_SCRIPT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The last line an error position can name (Rhai counts lines in 16 bits).
+pub const MAX_SCRIPT_LINES: usize = 65_535;
+
+/// Read a playbook or module: a regular file, at most
+/// [`MAX_SCRIPT_BYTES`] and [`MAX_SCRIPT_LINES`] lines, UTF-8.
+pub fn read_script(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
             "playbook not found: {} (run from the project's folder, or give the path to the .rhai file)",
             path.display()
-        )),
-        _ => Error::Usage(format!("cannot read the playbook {}: {e}", path.display())),
-    })
+        ),
+        _ => format!("cannot read {}: {e}", path.display()),
+    })?;
+    if meta.is_dir() {
+        return Err(format!(
+            "{} is a folder; give a playbook file (*.rhai)",
+            path.display()
+        ));
+    }
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a device, FIFO or socket); give a playbook file (*.rhai)",
+            path.display()
+        ));
+    }
+    if meta.len() > MAX_SCRIPT_BYTES {
+        return Err(format!(
+            "{} is {} bytes; a playbook may have at most {MAX_SCRIPT_BYTES} (split it into modules)",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    // take(): a file that grows after the size check cannot get past it.
+    f.take(MAX_SCRIPT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_SCRIPT_BYTES {
+        return Err(format!(
+            "{} grew past {MAX_SCRIPT_BYTES} bytes while being read",
+            path.display()
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| format!("{} is not UTF-8 text ({e})", path.display()))?;
+    let lines = text.lines().count();
+    if lines > MAX_SCRIPT_LINES {
+        return Err(format!(
+            "{} has {lines} lines; error positions can name only the first {MAX_SCRIPT_LINES}: split it into modules",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
+fn load(path: &Path) -> Result<String, Error> {
+    read_script(path).map_err(Error::Usage)
 }
 
 /// Run a playbook. The error carries the exit code.
@@ -153,9 +212,9 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     let decl = crate::params::declaration(&ast, &source)
         .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     if opts.help {
-        print!(
-            "{}",
-            crate::params::render_help(&decl, &path.display().to_string())
+        crate::out::text(
+            crate::out::Stream::Stdout,
+            &crate::params::render_help(&decl, &path.display().to_string()),
         );
         return Ok(());
     }
@@ -188,8 +247,12 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     let timeout = opts.timeout;
     let outcome = rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
+        // SIGHUP (terminal closed, runner cancelling) and SIGQUIT end a run
+        // like SIGTERM: cancel, kill the children, take artifacts back.
         let mut int = signal(SignalKind::interrupt()).ok();
         let mut term = signal(SignalKind::terminate()).ok();
+        let mut hup = signal(SignalKind::hangup()).ok();
+        let mut quit = signal(SignalKind::quit()).ok();
         let deadline = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,
@@ -201,6 +264,8 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
             r = &mut rx => return r.ok(),
             _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGINT"),
             _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGTERM"),
+            _ = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGHUP"),
+            _ = async { match quit.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGQUIT"),
             _ = deadline => CancelReason::Timeout(timeout.unwrap_or_default()),
         };
         watcher.cancel(reason);
@@ -235,7 +300,7 @@ fn settle(
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             for (k, v) in &outs {
-                println!("{k}={}", crate::redact::redact(v));
+                crate::out::println(&format!("{k}={v}"));
             }
             tracing::info!(
                 outcome = "finished",
@@ -331,12 +396,12 @@ pub fn doc(name: Option<&str>, markdown: bool, definitions: Option<&Path>) -> Re
                     dir.display()
                 ))
             })?;
-        println!("wrote definitions to {}", dir.display());
+        crate::out::println(&format!("wrote definitions to {}", dir.display()));
         return Ok(());
     }
     let entries = crate::doc::entries(&engine);
     let text = crate::doc::render(&entries, name, markdown).map_err(Error::Usage)?;
-    print!("{text}");
+    crate::out::text(crate::out::Stream::Stdout, &text);
     Ok(())
 }
 

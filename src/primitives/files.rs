@@ -138,6 +138,10 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         .with_params_info(["path: &str", "value: Dynamic", "()"])
         .with_comments([WRITE_DOC])
         .register_into_engine(engine, move |path: &str, value: Dynamic| -> RhaiResult<()> {
+            // A file name is printed everywhere (logs, `ls`, artifacts).
+            if crate::redact::contains_secret(path) {
+                return Err(error("write_json: the path contains a secret; refusing to use it as a file name"));
+            }
             let full = writable_path(&c, "write_json", path).map_err(error)?;
             let json = to_json(&value).map_err(|e| error(format!("write_json: the value cannot be JSON: {e}")))?;
             let mut text = serde_json::to_string_pretty(&json).map_err(|e| error(format!("write_json: {e}")))?;
@@ -214,13 +218,19 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
             Ok(to_dynamic(&v))
         });
 
+    fn to_json_text(value: Dynamic) -> RhaiResult<String> {
+        let v = to_json(&value).map_err(|e| error(format!("to_json: {e}")))?;
+        Ok(crate::redact::redact(&v.to_string()).into_owned())
+    }
     FuncRegistration::new("to_json")
         .with_params_info(["value: Dynamic", "String"])
-        .with_comments(["/// A value as compact JSON text."])
-        .register_into_engine(engine, |value: Dynamic| -> RhaiResult<String> {
-            let v = to_json(&value).map_err(|e| error(format!("to_json: {e}")))?;
-            Ok(crate::redact::redact(&v.to_string()).into_owned())
-        });
+        .with_comments(["/// A value as compact JSON text (secrets redacted). A value that nests\n/// deeper than 128 levels, or holds a function, is an error."])
+        .register_into_engine(engine, to_json_text);
+    // Rhai's own `to_json` for maps recurses without a bound (a map that
+    // holds a closure capturing itself overflows the stack): shadow it.
+    FuncRegistration::new("to_json")
+        .with_params_info(["value: Map", "String"])
+        .register_into_engine(engine, |m: rhai::Map| to_json_text(Dynamic::from(m)));
 }
 
 #[cfg(test)]

@@ -205,15 +205,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(secs).ok()
 }
 
-/// JSON to a Rhai value.
-pub fn to_dynamic(v: &serde_json::Value) -> Dynamic {
-    rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
-}
-
-/// A Rhai value to JSON.
-pub fn to_json(v: &Dynamic) -> Result<serde_json::Value, String> {
-    rhai::serde::from_dynamic::<serde_json::Value>(v).map_err(|e| e.to_string())
-}
+pub use crate::value::{to_dynamic, to_json};
 
 /// An array of strings from a Rhai array (an argv, a tag list).
 pub fn string_array(prim: &str, what: &str, a: &Array) -> RhaiResult<Vec<String>> {

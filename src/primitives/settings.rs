@@ -48,9 +48,14 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         .with_params_info(["name: &str", "String"])
         .with_comments(["/// A plain setting from the environment. Throws if it is not set: use\n/// `env(name, default)` for an optional one, and `secret(name)` for anything secret."])
         .register_into_engine(engine, |name: &str| -> RhaiResult<String> {
-            std::env::var(name).map_err(|_| {
+            let v = std::env::var(name).map_err(|_| {
                 error(format!("env: {name} is not set; export it, or use env(\"{name}\", default) in the playbook"))
-            })
+            })?;
+            // A variable runbook knows to be secret stays one, however read.
+            if crate::redact::is_known_secret_var(name) {
+                crate::redact::register(&v);
+            }
+            Ok(v)
         });
     FuncRegistration::new("env")
         .with_params_info(["name: &str", "default: &str", "String"])
@@ -58,18 +63,30 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
             "/// A plain setting from the environment, or `default` when unset or empty.",
         ])
         .register_into_engine(engine, |name: &str, default: &str| -> String {
-            std::env::var(name)
+            let v = std::env::var(name)
                 .ok()
                 .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_string())
+                .unwrap_or_else(|| default.to_string());
+            if crate::redact::is_known_secret_var(name) {
+                crate::redact::register(&v);
+            }
+            v
         });
 
     FuncRegistration::new("secret")
         .with_params_info(["name: &str", "String"])
-        .with_comments(["/// A secret from the environment. Its value is registered for redaction in\n/// every sink (logs, errors, outputs, summaries; `::add-mask::` under GitHub\n/// Actions) before it is returned. Throws if it is not set."])
+        .with_comments(["/// A secret from the environment. Its value is registered for redaction in\n/// every sink (logs, errors, outputs, summaries; `::add-mask::` under GitHub\n/// Actions), in every encoded form, before it is returned. A value shorter\n/// than 4 characters cannot be redacted: a warning says so. Throws if it is not set."])
         .register_into_engine(engine, |name: &str| -> RhaiResult<String> {
             match std::env::var(name) {
                 Ok(v) if !v.is_empty() => {
+                    if crate::redact::too_short(&v) {
+                        tracing::warn!(
+                            primitive = "secret",
+                            name,
+                            "secret {name} is shorter than {} characters: it cannot be redacted from logs (GitHub will not mask it either); use a longer value",
+                            crate::redact::MIN_LEN
+                        );
+                    }
                     crate::redact::register(&v);
                     tracing::info!(primitive = "secret", name, "read secret {name}");
                     Ok(v)
@@ -129,19 +146,31 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         .with_params_info(["seconds: f64", "()"])
         .with_comments(["/// Wait, waking early when the run is cancelled."])
         .register_into_engine(engine, move |secs: f64| -> RhaiResult<()> {
-            if !secs.is_finite() || secs < 0.0 {
-                return Err(error(format!("sleep: {secs} is not a number of seconds")));
-            }
-            c.sleep(Duration::from_secs_f64(secs))
+            let d = Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| *d <= crate::primitives::MAX_DURATION)
+                .ok_or_else(|| {
+                    error(format!(
+                        "sleep: {secs} is not a number of seconds from 0 to a week"
+                    ))
+                })?;
+            c.sleep(d)
         });
     let c = ctx.clone();
     FuncRegistration::new("sleep")
         .with_params_info(["seconds: i64", "()"])
         .with_comments(["/// Wait, waking early when the run is cancelled."])
         .register_into_engine(engine, move |secs: i64| -> RhaiResult<()> {
-            let secs =
-                u64::try_from(secs).map_err(|_| error(format!("sleep: {secs} is negative")))?;
-            c.sleep(Duration::from_secs(secs))
+            let d = u64::try_from(secs)
+                .ok()
+                .map(Duration::from_secs)
+                .filter(|d| *d <= crate::primitives::MAX_DURATION)
+                .ok_or_else(|| {
+                    error(format!(
+                        "sleep: {secs} is not a number of seconds from 0 to a week"
+                    ))
+                })?;
+            c.sleep(d)
         });
 
     let c = ctx.clone();

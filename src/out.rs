@@ -1,0 +1,232 @@
+//! The one place runbook writes to its stdout and stderr.
+//!
+//! Every byte passes three rules here, so no call site has to remember them:
+//!
+//! - **Redaction**: every registered secret, in every encoded form, is
+//!   masked (see [`crate::redact`]).
+//! - **No smuggled workflow commands**: under GitHub Actions
+//!   (`GITHUB_ACTIONS=true`, whatever the log format) text that runbook did
+//!   not author as a command cannot be read as one. The runner splits both
+//!   streams into lines at `\n` and at a bare `\r`, trims leading white
+//!   space, and acts on a line that starts with `::` or holds `##[`
+//!   anywhere; [`neutralize`] breaks exactly those sequences.
+//! - **A closed pipe is not a crash**: when stdout or stderr is gone
+//!   (`runbook … | head`), writes are dropped, [`pipe_closed`] turns true
+//!   and the run ends as if it got SIGPIPE (exit 141), cleaning up first.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static GITHUB: AtomicBool = AtomicBool::new(false);
+static CLOSED: AtomicBool = AtomicBool::new(false);
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Breaks a workflow command without changing what a person reads: a
+/// zero-width space. It is not white space to the runner (.NET's
+/// `TrimStart` keeps it), so `:\u{200B}:` no longer starts a command.
+pub const BREAK: char = '\u{200B}';
+
+/// Which stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Read `GITHUB_ACTIONS` once, at start-up.
+pub fn init() {
+    GITHUB.store(under_github_env(), Ordering::Relaxed);
+}
+
+/// Whether the environment says this is a GitHub Actions job.
+pub fn under_github_env() -> bool {
+    std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true")
+}
+
+/// Whether the runner reads what runbook prints (GitHub Actions).
+pub fn under_github() -> bool {
+    GITHUB.load(Ordering::Relaxed)
+}
+
+/// Whether a write found stdout or stderr closed (later writes to that
+/// stream are dropped).
+pub fn pipe_closed() -> bool {
+    CLOSED.load(Ordering::Relaxed)
+}
+
+/// Whether the runner would act on this one line (already split at
+/// `\n`/`\r`): it starts with `::` after white space, or holds `##[`.
+pub fn is_command_like(line: &str) -> bool {
+    line.trim_start_matches(|c: char| c.is_whitespace() || c.is_control())
+        .starts_with("::")
+        || line.contains("##[")
+}
+
+/// Make untrusted text safe to print under GitHub Actions: a bare `\r`
+/// becomes `\n` (what the runner sees is what a terminal shows), a line
+/// that would start a command gets [`BREAK`] between its two colons, and
+/// `##[` becomes `#` [`BREAK`] `#[`. Text with none of these is returned
+/// as it is.
+pub fn neutralize(text: &str) -> Cow<'_, str> {
+    if !text.contains('\r') && !text.contains("##[") && !text.contains("::") {
+        return Cow::Borrowed(text);
+    }
+    let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::with_capacity(normalized.len() + 8);
+    for (i, line) in normalized.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let line = line.replace("##[", &format!("#{BREAK}#["));
+        let body = line.trim_start_matches(|c: char| c.is_whitespace() || c.is_control());
+        if body.starts_with("::") {
+            let lead = line.len() - body.len();
+            out.push_str(&line[..lead]);
+            out.push(':');
+            out.push(BREAK);
+            out.push_str(&body[1..]);
+        } else {
+            out.push_str(&line);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The JSON-lines form of [`neutralize`]: a JSON line cannot start with
+/// `::`, and `##[` can only stand inside a string, where `\u005b` is the
+/// same character to every JSON reader.
+pub fn neutralize_json(text: &str) -> Cow<'_, str> {
+    if text.contains("##[") {
+        Cow::Owned(text.replace("##[", "##\\u005b"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn write_raw(stream: Stream, bytes: &[u8]) {
+    let closed = match stream {
+        Stream::Stdout => &STDOUT_CLOSED,
+        Stream::Stderr => &STDERR_CLOSED,
+    };
+    if closed.load(Ordering::Relaxed) {
+        return;
+    }
+    let r = match stream {
+        Stream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|()| out.flush())
+        }
+        Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+    };
+    if let Err(e) = r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            closed.store(true, Ordering::Relaxed);
+            CLOSED.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Write text runbook did not author as a workflow command (log lines,
+/// `print`, reports, help): redacted, and neutralized under GitHub Actions.
+pub fn text(stream: Stream, s: &str) {
+    let s = crate::redact::redact(s);
+    if under_github() {
+        write_raw(stream, neutralize(&s).as_bytes());
+    } else {
+        write_raw(stream, s.as_bytes());
+    }
+}
+
+/// Write JSON lines (the `json` log format): redacted, and `##[` escaped
+/// inside strings under GitHub Actions.
+pub fn json_lines(stream: Stream, s: &str) {
+    let s = crate::redact::redact(s);
+    if under_github() {
+        write_raw(stream, neutralize_json(&s).as_bytes());
+    } else {
+        write_raw(stream, s.as_bytes());
+    }
+}
+
+/// Write workflow commands runbook builds itself, whose data and
+/// properties are already escaped (`::error file=…::…`, `::add-mask::…`,
+/// child output inside a `::stop-commands::` block). Redacted.
+pub fn commands(stream: Stream, s: &str) {
+    let s = crate::redact::redact(s);
+    write_raw(stream, s.as_bytes());
+}
+
+/// Write `::add-mask::` lines: the one writer that must not redact (it
+/// would mask the very value the runner is asked to mask).
+pub(crate) fn unredacted_commands(s: &str) {
+    write_raw(Stream::Stdout, s.as_bytes());
+}
+
+/// Write one line of untrusted text to stdout (adds the newline).
+pub fn println(s: &str) {
+    let mut line = String::with_capacity(s.len() + 1);
+    line.push_str(s);
+    line.push('\n');
+    text(Stream::Stdout, &line);
+}
+
+/// Write one line of untrusted text to stderr (adds the newline).
+pub fn eprintln(s: &str) {
+    let mut line = String::with_capacity(s.len() + 1);
+    line.push_str(s);
+    line.push('\n');
+    text(Stream::Stderr, &line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines as the runner splits them.
+    fn runner_lines(s: &str) -> Vec<&str> {
+        s.split(['\n', '\r']).collect()
+    }
+
+    #[test]
+    fn no_line_of_untrusted_text_is_a_command() {
+        for hostile in [
+            "::error::X",
+            "ok\n::error::X",
+            "ok\r::error::X",
+            "ok\r\n  \t::add-mask::x",
+            "a ##[error]X",
+            "\u{a0}::warning::X",
+            "::::",
+            "line1\n\n\r\r::stop-commands::tok",
+        ] {
+            let safe = neutralize(hostile);
+            for line in runner_lines(&safe) {
+                assert!(!is_command_like(line), "{hostile:?} -> {line:?}");
+            }
+            // What a person reads is unchanged but for the invisible break.
+            assert_eq!(
+                safe.replace(BREAK, ""),
+                hostile.replace("\r\n", "\n").replace('\r', "\n")
+            );
+        }
+    }
+
+    #[test]
+    fn plain_text_is_untouched() {
+        assert!(matches!(neutralize("a: b, c"), Cow::Borrowed(_)));
+        assert_eq!(neutralize("host:port x::y"), "host:port x::y");
+    }
+
+    #[test]
+    fn json_lines_keep_their_value() {
+        let line = serde_json::json!({"message": "x ##[error]y"}).to_string();
+        let safe = neutralize_json(&line);
+        assert!(!safe.contains("##["));
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["message"], "x ##[error]y");
+    }
+}
