@@ -66,9 +66,33 @@ fn mask_lines(forms: &[String]) -> String {
     text
 }
 
-/// The ways a sink can print `value`: raw, JSON-escaped, Rhai/Rust-escaped,
-/// workflow-command-escaped (data and property), percent-encoded; and the
-/// same for each line of a multi-line value.
+/// The encodings a sink may apply to text that holds a secret.
+const ENCODINGS: [fn(&str) -> String; 5] = [
+    json_escape,
+    debug_escape,
+    crate::github::escape_data,
+    crate::github::escape_property,
+    percent_encode,
+];
+
+fn json_escape(s: &str) -> String {
+    let j = serde_json::to_string(s).unwrap_or_default();
+    j.get(1..j.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn debug_escape(s: &str) -> String {
+    let d = format!("{s:?}");
+    d.get(1..d.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The ways a sink can print `value`: raw, and through one or two of
+/// [`ENCODINGS`] (a map printed with Rhai's escaping, then JSON-escaped by
+/// the `json` log format, say); the same for each line of a multi-line
+/// value.
 pub fn forms(value: &str) -> Vec<String> {
     let mut parts = vec![value.to_string()];
     parts.extend(
@@ -80,14 +104,13 @@ pub fn forms(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     for p in &parts {
         out.push(p.clone());
-        if let Ok(j) = serde_json::to_string(p) {
-            out.push(j[1..j.len() - 1].to_string());
+        for first in ENCODINGS {
+            let once = first(p);
+            for second in ENCODINGS {
+                out.push(second(&once));
+            }
+            out.push(once);
         }
-        let d = format!("{p:?}");
-        out.push(d[1..d.len() - 1].to_string());
-        out.push(crate::github::escape_data(p));
-        out.push(crate::github::escape_property(p));
-        out.push(percent_encode(p));
     }
     out.retain(|f| f.trim().len() >= MIN_LEN);
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -207,11 +230,21 @@ mod tests {
         let secret = "pa\"ss\\wo%rd:1,2\nline-two-of-it";
         register(secret);
         let json = serde_json::json!({ "v": secret }).to_string();
+        let json_of_rhai =
+            serde_json::json!({ "m": format!("#{{\"v\": {secret:?}}}") }).to_string();
         let rhai_map = format!("#{{\"v\": {secret:?}}}");
         let data = crate::github::escape_data(secret);
         let prop = crate::github::escape_property(secret);
         let url = format!("https://x/?t={}", percent_encode(secret));
-        for sink in [json, rhai_map, data, prop, url, secret.to_string()] {
+        for sink in [
+            json,
+            json_of_rhai,
+            rhai_map,
+            data,
+            prop,
+            url,
+            secret.to_string(),
+        ] {
             let r = redact(&sink);
             assert!(
                 !r.contains("wo%rd") && !r.contains("wo%25rd"),

@@ -10,9 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
+/// The binary under test: this build's, or `RUNBOOK_TEST_BIN` (to run a
+/// suite against another build, e.g. to see a regression test fail on the
+/// code before its fix).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_runbook"))
+    std::env::var_os("RUNBOOK_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_runbook")))
 }
 
 /// The repository root.
