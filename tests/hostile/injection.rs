@@ -107,7 +107,7 @@ fn a_failing_child_cannot_inject_through_the_error_excerpt() {
 
 #[test]
 fn outside_github_actions_text_is_printed_as_it_is() {
-    let mut p = Project::new();
+    let p = Project::new();
     p.file("pb.rhai", r###"print("::notice::plain ##[x]");"###);
     let out = p.run(&["pb.rhai"]);
     out.code(0);

@@ -9,7 +9,7 @@ use crate::common::{wait_output, Project};
 fn alive(pid: i32) -> bool {
     // A zombie is gone for our purposes: it runs nothing.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.split(' ').nth(2).is_some_and(|s| s == "Z"),
+        Ok(stat) => stat.split(' ').nth(2).is_none_or(|s| s != "Z"),
         Err(_) => false,
     }
 }
