@@ -37,12 +37,17 @@ struct Secrets {
     /// Every form of every value, longest first.
     forms: Vec<String>,
     matcher: Option<AhoCorasick>,
+    /// Forms were added since the matcher was built (built lazily, so
+    /// registering many values, e.g. every leaf of Helm's secret values,
+    /// costs one build, not one per value).
+    dirty: bool,
 }
 
 static SECRETS: RwLock<Secrets> = RwLock::new(Secrets {
     values: Vec::new(),
     forms: Vec::new(),
     matcher: None,
+    dirty: false,
 });
 static GITHUB: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -153,10 +158,26 @@ pub fn register(value: &str) {
     // Longest first, so a secret that contains another is masked whole.
     secrets.forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
     secrets.forms.dedup();
-    secrets.matcher = AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(&secrets.forms)
-        .ok();
+    secrets.dirty = true;
+}
+
+/// Run `f` with an up-to-date matcher (`None` when nothing is registered).
+fn with_matcher<T>(f: impl FnOnce(Option<&AhoCorasick>, usize) -> T) -> T {
+    {
+        let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+        if !secrets.dirty {
+            return f(secrets.matcher.as_ref(), secrets.forms.len());
+        }
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    if secrets.dirty {
+        secrets.matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&secrets.forms)
+            .ok();
+        secrets.dirty = false;
+    }
+    f(secrets.matcher.as_ref(), secrets.forms.len())
 }
 
 /// Whether a value is too short to be redacted ([`MIN_LEN`]).
@@ -180,14 +201,10 @@ pub fn is_known_secret_var(name: &str) -> bool {
 
 /// Replace every registered secret, in every form, in `text` with [`MASK`].
 pub fn redact(text: &str) -> Cow<'_, str> {
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    let Some(m) = &secrets.matcher else {
-        return Cow::Borrowed(text);
-    };
-    if !m.is_match(text) {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(m.replace_all(text, &vec![MASK; secrets.forms.len()]))
+    with_matcher(|m, n| match m {
+        Some(m) if m.is_match(text) => Cow::Owned(m.replace_all(text, &vec![MASK; n])),
+        _ => Cow::Borrowed(text),
+    })
 }
 
 /// Whether `value` is exactly a registered secret.
@@ -198,8 +215,7 @@ pub fn is_secret(value: &str) -> bool {
 
 /// Whether `text` contains a registered secret in any form.
 pub fn contains_secret(text: &str) -> bool {
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    secrets.matcher.as_ref().is_some_and(|m| m.is_match(text))
+    with_matcher(|m, _| m.is_some_and(|m| m.is_match(text)))
 }
 
 #[cfg(test)]
