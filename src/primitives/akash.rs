@@ -118,25 +118,28 @@ async fn console(
 ) -> Result<Value, AkashError> {
     let key = api_key()?;
     let url = format!("{}{path}", cfg.api_url);
+    // The key is a header reqwest does not strip on a redirect to another
+    // host, so this client refuses such redirects.
     let mut req = ctx
-        .http
+        .http_same_origin
         .request(method.clone(), &url)
         .header("x-api-key", key);
     if let Some(b) = body {
         req = req.json(&b);
     }
     let resp = req.send().await.map_err(|e| AkashError {
-        transient: true,
-        msg: format!(
-            "{method} {url}: {}",
-            crate::primitives::files::http_error(&e)
-        ),
+        // A refused cross-origin redirect will refuse again.
+        transient: !e.is_redirect(),
+        msg: format!("{method} {url}: {}", crate::net::http_error(&e)),
     })?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| AkashError {
-        transient: true,
-        msg: format!("{method} {url}: reading the answer failed: {e}"),
-    })?;
+    let body = crate::net::read_body(resp, CONSOLE_BODY_CAP, "akash console")
+        .await
+        .map_err(|e| AkashError {
+            transient: e.transient(),
+            msg: format!("{method} {url}: {e}"),
+        })?;
+    let text = String::from_utf8_lossy(&body);
     if !status.is_success() {
         let hint = match status.as_u16() {
             401 | 403 => " (the API key was refused: check AKASH_CONSOLE_API_KEY)",
@@ -157,15 +160,11 @@ async fn console(
     })
 }
 
-/// The first 300 characters of an answer, for messages.
-pub fn snippet(text: &str) -> String {
-    let t = text.trim();
-    if t.chars().count() > 300 {
-        format!("{}…", t.chars().take(300).collect::<String>())
-    } else {
-        t.to_string()
-    }
-}
+/// Most of an Akash Console answer runbook reads (a deployment with its
+/// leases and SDL is tens of KiB).
+pub const CONSOLE_BODY_CAP: usize = crate::net::DEFAULT_BODY_CAP;
+
+use crate::net::snippet;
 
 /// The whole deployment from the Console API (`GET /v1/deployments/{dseq}`).
 pub async fn get_deployment(ctx: &Ctx, cfg: &Config, dseq: &str) -> Result<Value, AkashError> {
@@ -640,11 +639,5 @@ mod tests {
         for bad in ["", "0", "12a", "-1", " 1"] {
             assert!(check_dseq("p", bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn snippets_are_short() {
-        assert_eq!(snippet(" ok "), "ok");
-        assert_eq!(snippet(&"x".repeat(400)).chars().count(), 301);
     }
 }

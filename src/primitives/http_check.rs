@@ -218,8 +218,8 @@ where
 async fn get_once(ctx: &Ctx, url: &str) -> Probe {
     match ctx.http.get(url).send().await {
         Ok(resp) => Probe::Status(resp.status().as_u16()),
-        Err(e) if e.is_builder() => Probe::Fatal(crate::primitives::files::http_error(&e)),
-        Err(e) => Probe::Transient(crate::primitives::files::http_error(&e)),
+        Err(e) if e.is_builder() => Probe::Fatal(crate::net::http_error(&e)),
+        Err(e) => Probe::Transient(crate::net::http_error(&e)),
     }
 }
 
