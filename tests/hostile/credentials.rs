@@ -202,7 +202,13 @@ fn a_github_token_goes_to_no_registry_but_ghcr() {
         reg.host()
     ));
     p.env("GHCR_TOKEN", CANARY).env("GITHUB_TOKEN", CANARY);
-    p.run(&["pb.rhai"]).code(0).has("has=true").lacks(CANARY);
+    // Not even considered for this host (no "not sending GHCR_TOKEN" warning).
+    p.run(&["pb.rhai"])
+        .code(0)
+        .has("has=true")
+        .lacks(CANARY)
+        .lacks("GHCR_TOKEN")
+        .lacks("GITHUB_TOKEN");
     let leaked = credentials_in(&issuer.seen());
     assert!(
         leaked.is_empty(),
