@@ -538,21 +538,33 @@ const UPDATE_DOC: &str = "\
 /// deployment update` + `send-manifest` (cli). A dry run logs the SDL diff
 /// and sends nothing.
 ///
-/// Returns `#{dseq, service, previous_image, image, env, backend, sdl, planned}`.";
+/// Returns `#{dseq, service, previous_image, image, env, backend, sdl, planned}`.
+///
+/// Console answers are read up to 4 MiB (a longer one fails naming the
+/// cap); a redirect to another origin is refused, so the API key never
+/// leaves the Console's host.";
 
 const STATUS_DOC: &str = "\
 /// The lease status of an Akash deployment (what the `akash` source of
 /// `discover_port` reads): `forwarded_ports`, `services`, `ips`.
 ///
 /// Options: `dseq` (required), `gseq`, `oseq`, `provider`, `backend`,
-/// `api_url`, `from`, `timeout`.";
+/// `api_url`, `from`, `timeout`.
+///
+/// Console answers are read up to 4 MiB (a longer one fails naming the
+/// cap); a redirect to another origin is refused, so the API key never
+/// leaves the Console's host.";
 
 const DEPLOYMENT_DOC: &str = "\
 /// The deployment as the Console API reports it, plus `image` and `env`
 /// (the service's image and its env as a map, when the API returns the
 /// deployed SDL; `()` otherwise).
 ///
-/// Options: `dseq` (required), `service`, `api_url`, `timeout`.";
+/// Options: `dseq` (required), `service`, `api_url`, `timeout`.
+///
+/// Console answers are read up to 4 MiB (a longer one fails naming the
+/// cap); a redirect to another origin is refused, so the API key never
+/// leaves the Console's host.";
 
 /// Register the Akash primitives.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {

@@ -1503,11 +1503,19 @@ const HAS_TAG_DOC: &str = "\
 /// `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (a `sha256:` digest works too).
 /// One `HEAD /v2/<name>/manifests/<tag>` with every manifest media type in
 /// `Accept`, through the registry's Bearer challenge: an anonymous token
-/// by default; with `GHCR_TOKEN` or `GITHUB_TOKEN` set, HTTP Basic
-/// `x-access-token:<token>` to the token endpoint; `REGISTRY_USERNAME` /
-/// `REGISTRY_PASSWORD` for other registries (and Basic-auth registries).
-/// Tokens are cached per repository for the run and redacted everywhere.
-/// Plain HTTP only for loopback hosts and `RUNBOOK_INSECURE_REGISTRIES`.
+/// by default; for ghcr.io with `GHCR_TOKEN` or `GITHUB_TOKEN` set, HTTP
+/// Basic `x-access-token:<token>` to ghcr.io's token endpoint (never to
+/// another host); for other registries, the credential for that host:
+/// `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` when `REGISTRY_HOST` names it,
+/// else `REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+/// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` (`auths`,
+/// `credHelpers`, `credsStore`), sent to a token endpoint on the
+/// registry's own host only. Tokens are cached per repository for the run
+/// and redacted everywhere. Plain HTTP only for loopback hosts and
+/// `RUNBOOK_INSECURE_REGISTRIES`. Redirects are followed (at most 10),
+/// without `Authorization` once they leave the registry's origin.
+/// Answers are read up to 4 MiB (manifests, token answers); a longer one
+/// fails naming the cap.
 ///
 /// Returns `true` (200) or `false` (404). Throws on anything else: 401/403
 /// (naming the credential tried and the missing scope), and 429, 5xx,
