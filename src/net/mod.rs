@@ -10,6 +10,8 @@
 //! the cap up front and stops reading the stream at the cap.
 
 pub mod creds;
+#[cfg(test)]
+mod props;
 
 use std::fmt;
 
