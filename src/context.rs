@@ -103,17 +103,22 @@ impl std::ops::Deref for LazyClient {
             // Authorization, Cookie and Proxy-Authorization when one leads
             // to another origin (scheme, host or port): registry blobs may
             // go to a CDN, without the registry's credential.
-            let redirects = if self.same_origin {
-                crate::net::same_origin_redirects()
-            } else {
-                reqwest::redirect::Policy::limited(crate::net::MAX_REDIRECTS)
+            let redirects = || {
+                if self.same_origin {
+                    crate::net::same_origin_redirects()
+                } else {
+                    reqwest::redirect::Policy::limited(crate::net::MAX_REDIRECTS)
+                }
             };
             reqwest::Client::builder()
-                .redirect(redirects)
+                .redirect(redirects())
                 .connect_timeout(Duration::from_secs(10))
                 .pool_idle_timeout(Duration::from_secs(30))
                 .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
                 .build()
+                // The fallback keeps the redirect policy: it is the
+                // credential rule, not a tuning knob.
+                .or_else(|_| reqwest::Client::builder().redirect(redirects()).build())
                 .unwrap_or_else(|_| reqwest::Client::new())
         })
     }

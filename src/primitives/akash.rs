@@ -10,6 +10,7 @@ use rhai::{Dynamic, Engine, FuncRegistration, Map};
 use serde_json::{json, Value};
 
 use crate::context::{error, Ctx, RhaiResult};
+use crate::net::snippet;
 use crate::primitives::{exec, sdl, to_dynamic, Opts};
 
 /// Which way to talk to Akash.
@@ -163,8 +164,6 @@ async fn console(
 /// Most of an Akash Console answer runbook reads (a deployment with its
 /// leases and SDL is tens of KiB).
 pub const CONSOLE_BODY_CAP: usize = crate::net::DEFAULT_BODY_CAP;
-
-use crate::net::snippet;
 
 /// The whole deployment from the Console API (`GET /v1/deployments/{dseq}`).
 pub async fn get_deployment(ctx: &Ctx, cfg: &Config, dseq: &str) -> Result<Value, AkashError> {

@@ -109,6 +109,19 @@ fn a_trickling_body_is_ended_by_the_attempt_timeout() {
 }
 
 #[test]
+fn a_trickling_console_answer_is_ended_by_the_call_timeout() {
+    let srv = Hostile::start("127.0.0.1", trickle);
+    let mut p = pb(&format!(
+        r#"let d = akash_deployment(#{{ dseq: "1234", api_url: "{}", timeout: "2s" }}); print(d);"#,
+        srv.url()
+    ));
+    p.env("AKASH_CONSOLE_API_KEY", "key-0123456789abcdef");
+    let out = p.run(&["pb.rhai"]);
+    out.code(1).has("no answer within 2s");
+    assert!(out.elapsed < Duration::from_secs(6), "{:?}", out.elapsed);
+}
+
+#[test]
 fn dev_zero_fifos_and_huge_files_are_refused_before_reading() {
     if !have_time("dev_zero_fifos_and_huge_files_are_refused_before_reading") {
         return;

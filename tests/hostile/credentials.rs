@@ -12,6 +12,9 @@ use crate::{answer, pb, Hostile, Seen};
 fn credentials_in(seen: &[Seen]) -> Vec<String> {
     let mut found = Vec::new();
     for r in seen {
+        if r.body.contains(CANARY) || r.path.contains(CANARY) {
+            found.push(format!("{} {}: body {}", r.method, r.path, r.body));
+        }
         for (k, v) in &r.headers {
             if [
                 "authorization",
@@ -297,4 +300,66 @@ fn the_right_host_gets_its_credential_from_file_env_or_helper() {
         .filter_map(|r| r.headers.get("authorization").cloned())
         .collect();
     assert_eq!(got, vec![want]);
+}
+
+#[test]
+fn an_identity_token_is_traded_on_its_host_only() {
+    let auth_for = |p: &crate::common::Project, host: &str| {
+        p.file(
+            "auth.json",
+            &serde_json::json!({"auths": {host: {"identitytoken": CANARY}}}).to_string(),
+        );
+        p.path().join("auth.json").to_str().unwrap().to_string()
+    };
+    // On the registry's host: an OAuth2 refresh-token POST.
+    let (issuer, reg) = token_registry("127.0.0.1");
+    let mut p = pb(&format!(
+        r#"print(`has=${{ghcr_has_tag("{}/team/app", "v1")}}`);"#,
+        reg.host()
+    ));
+    let f = auth_for(&p, &reg.host());
+    p.env("REGISTRY_AUTH_FILE", &f);
+    p.run(&["pb.rhai"]).code(0).has("has=true").lacks(CANARY);
+    let posts: Vec<_> = issuer
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 1, "{:?}", issuer.seen());
+    assert!(
+        posts[0].body.contains("grant_type=refresh_token"),
+        "{}",
+        posts[0].body
+    );
+    assert!(
+        posts[0].body.contains(&format!("refresh_token={CANARY}")),
+        "{}",
+        posts[0].body
+    );
+    assert!(
+        posts[0]
+            .body
+            .contains("scope=repository%3Ateam%2Fapp%3Apull"),
+        "{}",
+        posts[0].body
+    );
+
+    // A token endpoint on another host: asked anonymously, with a GET.
+    let (issuer, reg) = token_registry("127.0.0.2");
+    let mut p = pb(&format!(
+        r#"print(`has=${{ghcr_has_tag("{}/team/app", "v1")}}`);"#,
+        reg.host()
+    ));
+    let f = auth_for(&p, &reg.host());
+    p.env("REGISTRY_AUTH_FILE", &f);
+    p.run(&["pb.rhai"])
+        .code(0)
+        .has("has=true")
+        .has("not sending the identitytoken");
+    assert!(issuer.seen().iter().all(|r| r.method == "GET"));
+    let leaked = credentials_in(&issuer.seen());
+    assert!(
+        leaked.is_empty(),
+        "the token endpoint on 127.0.0.2 received: {leaked:?}"
+    );
 }

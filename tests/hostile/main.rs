@@ -27,6 +27,8 @@ pub struct Seen {
     pub path: String,
     /// Header names lowercased.
     pub headers: HashMap<String, String>,
+    /// The body (at most 1 MiB), as text.
+    pub body: String,
 }
 
 /// A server on `ip` that records every request and answers with `handler`
@@ -130,14 +132,15 @@ fn read_head(s: &TcpStream) -> Option<Seen> {
         .get("content-length")
         .and_then(|l| l.parse().ok())
         .unwrap_or(0);
+    let mut body = vec![0u8; len.min(1 << 20)];
     if len > 0 {
-        let mut body = vec![0u8; len.min(1 << 20)];
         std::io::Read::read_exact(&mut r, &mut body).ok()?;
     }
     Some(Seen {
         method,
         path,
         headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
 
