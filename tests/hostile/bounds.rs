@@ -131,6 +131,7 @@ fn dev_zero_fifos_and_huge_files_are_refused_before_reading() {
     out.code(1)
         .has("read_json: cannot read '/dev/zero': it is a character device, not a regular file");
     assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB reading /dev/zero");
+    eprintln!("/dev/zero: peak RSS {rss} KiB");
 
     let p = pb(r#"let v = read_yaml("pipe"); print(v);"#);
     nix::unistd::mkfifo(&p.path().join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
