@@ -296,6 +296,75 @@ mod tests {
         format!("http://{addr}/status")
     }
 
+    /// A server on 127.0.0.1 answering each request with `answer(path)`.
+    async fn serve_by_path(
+        answer: impl Fn(&str, std::net::SocketAddr) -> String + Send + Sync + 'static,
+    ) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let answer = std::sync::Arc::new(answer);
+        tokio::spawn(async move {
+            // Bounded: a handful of connections is all a test makes.
+            for _ in 0..8 {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]);
+                    let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let _ = s.write_all(answer(&path, addr).as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn redirect_to(url: &str) -> String {
+        format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {url}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    }
+
+    fn ok(body: &str) -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn same_origin_clients_follow_only_same_origin_redirects() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let other = serve_by_path(|_, _| ok("other")).await;
+        let to_other = serve_by_path(move |_, _| redirect_to(&format!("http://{other}/x"))).await;
+        let client = reqwest::Client::builder()
+            .redirect(same_origin_redirects())
+            .build()
+            .unwrap();
+        let err = client
+            .get(format!("http://{to_other}/a"))
+            .send()
+            .await
+            .unwrap_err();
+        let msg = http_error(&err);
+        assert!(
+            msg.contains(&format!(
+                "http://{to_other} redirected to http://{other}, another origin"
+            )),
+            "{msg}"
+        );
+        // A redirect within the origin is followed.
+        let home = serve_by_path(|path, me| match path {
+            "/a" => redirect_to(&format!("http://{me}/b")),
+            _ => ok("home"),
+        })
+        .await;
+        let resp = client.get(format!("http://{home}/a")).send().await.unwrap();
+        assert_eq!(resp.text().await.unwrap(), "home");
+    }
+
     #[tokio::test]
     async fn a_declared_length_over_the_cap_is_refused_up_front() {
         let url = serve(
