@@ -47,6 +47,9 @@ pub struct Settings {
     pub workdir: PathBuf,
     /// The playbook being run (for messages and imports).
     pub playbook: PathBuf,
+    /// `exec` may use a `cwd` outside the working directory
+    /// (`--allow-cwd-outside`).
+    pub allow_cwd_outside: bool,
 }
 
 impl Settings {
@@ -68,6 +71,7 @@ impl Settings {
             call_timeout: Duration::from_secs(600),
             workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             playbook: playbook.to_path_buf(),
+            allow_cwd_outside: false,
         }
     }
 }
@@ -77,12 +81,16 @@ impl Settings {
 /// playbook that makes no request should not pay.
 pub struct LazyClient {
     cell: std::sync::OnceLock<reqwest::Client>,
+    /// Only same-origin redirects (for clients carrying a credential
+    /// header reqwest does not strip on a cross-origin redirect).
+    same_origin: bool,
 }
 
 impl LazyClient {
-    fn new() -> LazyClient {
+    fn new(same_origin: bool) -> LazyClient {
         LazyClient {
             cell: std::sync::OnceLock::new(),
+            same_origin,
         }
     }
 }
@@ -91,11 +99,26 @@ impl std::ops::Deref for LazyClient {
     type Target = reqwest::Client;
     fn deref(&self) -> &reqwest::Client {
         self.cell.get_or_init(|| {
+            // The default policy follows up to 10 redirects and drops
+            // Authorization, Cookie and Proxy-Authorization when one leads
+            // to another origin (scheme, host or port): registry blobs may
+            // go to a CDN, without the registry's credential.
+            let redirects = || {
+                if self.same_origin {
+                    crate::net::same_origin_redirects()
+                } else {
+                    reqwest::redirect::Policy::limited(crate::net::MAX_REDIRECTS)
+                }
+            };
             reqwest::Client::builder()
+                .redirect(redirects())
                 .connect_timeout(Duration::from_secs(10))
                 .pool_idle_timeout(Duration::from_secs(30))
                 .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
                 .build()
+                // The fallback keeps the redirect policy: it is the
+                // credential rule, not a tuning knob.
+                .or_else(|_| reqwest::Client::builder().redirect(redirects()).build())
                 .unwrap_or_else(|_| reqwest::Client::new())
         })
     }
@@ -110,8 +133,14 @@ pub struct Ctx {
     /// Fired on deadline or signal; every primitive watches it.
     pub cancel: CancellationToken,
     reason: Mutex<Option<CancelReason>>,
-    /// One HTTP client (one connection pool) for the whole run.
+    /// One HTTP client (one connection pool) for the whole run. Follows
+    /// redirects; reqwest drops `Authorization` and cookies on the way to
+    /// another origin.
     pub http: LazyClient,
+    /// The client for APIs keyed by a header of their own (the Akash
+    /// Console's `x-api-key`): a redirect to another origin is an error, so
+    /// the key never leaves its host.
+    pub http_same_origin: LazyClient,
     /// Where log lines go.
     pub sink: Sink,
     /// Outputs set by the playbook, written to `$GITHUB_OUTPUT` on success.
@@ -121,7 +150,7 @@ pub struct Ctx {
     /// Files this run wrote; removed again if the run fails.
     pub artifacts: Mutex<Vec<PathBuf>>,
     /// Process groups of running children, killed on cancel.
-    pub children: Mutex<HashSet<i32>>,
+    pub children: crate::process::Groups,
 }
 
 /// A primitive's result as Rhai sees it.
@@ -141,14 +170,14 @@ pub fn terminated() -> Box<EvalAltResult> {
 impl Ctx {
     /// A new context on the given runtime.
     pub fn new(settings: Settings, rt: tokio::runtime::Handle) -> Arc<Ctx> {
-        let http = LazyClient::new();
         Arc::new(Ctx {
             sink: Sink::for_format(settings.format),
             settings,
             rt,
             cancel: CancellationToken::new(),
             reason: Mutex::new(None),
-            http,
+            http: LazyClient::new(false),
+            http_same_origin: LazyClient::new(true),
             outputs: Mutex::new(Vec::new()),
             summaries: Mutex::new(Vec::new()),
             artifacts: Mutex::new(Vec::new()),
@@ -188,10 +217,7 @@ impl Ctx {
             .drain()
             .collect();
         for pgid in pgids {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pgid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            crate::process::kill_group(pgid);
         }
     }
 

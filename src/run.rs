@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub help: bool,
     /// `--allow PROGRAM`.
     pub allow: Vec<String>,
+    /// `--allow-cwd-outside`: `exec`'s `cwd` may leave the working directory.
+    pub allow_cwd_outside: bool,
 }
 
 impl RunOptions {
@@ -66,6 +68,7 @@ impl RunOptions {
                         }
                     }
                 }
+                "--allow-cwd-outside" => o.allow_cwd_outside = true,
                 "--help" | "-h" => o.help = true,
                 "--log-format" => {
                     let v = value(&mut i, flag, inline)?;
@@ -183,6 +186,7 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     let mut settings = Settings::new(&opts.playbook, format);
     settings.dry_run = opts.dry_run;
     settings.allow.extend(opts.allow.iter().cloned());
+    settings.allow_cwd_outside = opts.allow_cwd_outside;
     let ctx = Ctx::new(settings, rt.handle().clone());
     let engine = crate::engine::build(&ctx);
     let path = opts.playbook.clone();

@@ -231,11 +231,26 @@ fn credentials_go_to_the_token_endpoint_and_never_to_output() {
         .code(1)
         .has("refused no credentials (anonymous)");
 
-    // The right token, as GHCR_TOKEN: works, and appears nowhere.
+    // A GitHub token is for ghcr.io only: this registry's token endpoint
+    // never sees it (the request is anonymous, and refused).
+    let mut p = pb(&format!(r#"print(ghcr_has_tag("{img}", "v1"));"#));
+    p.env("GHCR_TOKEN", CANARY).env("GITHUB_TOKEN", CANARY);
+    p.run(&["pb.rhai"])
+        .code(1)
+        .has("refused no credentials (anonymous)")
+        .lacks(CANARY);
+
+    // The right credential, as an auths entry for this registry's host in
+    // REGISTRY_AUTH_FILE (what `podman login` writes): works, appears nowhere.
     let mut p = pb(&format!(
         r#"print(`has=${{ghcr_has_tag("{img}", "v1")}}`); print(`d=${{image_digest("{img}", "v1")}}`);"#
     ));
-    p.env("GHCR_TOKEN", CANARY);
+    p.file(
+        "auth.json",
+        &serde_json::json!({"auths": {reg.host(): {"auth": basic_b64}}}).to_string(),
+    );
+    let auth_file = p.path().join("auth.json");
+    p.env("REGISTRY_AUTH_FILE", auth_file.to_str().unwrap());
     for fmt in ["json", "pretty"] {
         p.run(&["pb.rhai", "--log-format", fmt])
             .code(0)
@@ -259,21 +274,36 @@ fn credentials_go_to_the_token_endpoint_and_never_to_output() {
         );
     }
 
-    // A wrong token, as GITHUB_TOKEN: a clear error naming the variable, never its value.
+    // A wrong password, in a Docker config.json: a clear error naming where
+    // the credential came from, never its value.
     let wrong = format!("{CANARY}-wrong");
     let mut p = pb(&format!(r#"print(ghcr_has_tag("{img}", "v1"));"#));
-    p.env("GITHUB_TOKEN", &wrong);
+    let wrong_b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{wrong}"))
+    };
+    p.file(
+        "docker/config.json",
+        &serde_json::json!({"auths": {format!("http://{}", reg.host()): {"auth": wrong_b64}}})
+            .to_string(),
+    );
+    let docker_config = p.path().join("docker");
+    p.env("DOCKER_CONFIG", docker_config.to_str().unwrap());
     p.run(&["pb.rhai"])
         .code(1)
         .has("the token endpoint http://127.0.0.1:")
-        .has("refused GITHUB_TOKEN (HTTP Basic x-access-token:$GITHUB_TOKEN to the token endpoint) (401 Unauthorized)")
+        .has(&format!(
+            "refused user 'x-access-token' from the auths entry for {} in",
+            reg.host()
+        ))
+        .has("(401 Unauthorized)")
         .has("check the credential is valid")
         .lacks(CANARY);
 }
 
 #[test]
-fn basic_auth_registries_use_registry_username_and_password() {
-    if !registry_available("basic_auth_registries_use_registry_username_and_password") {
+fn basic_auth_registries_use_credentials_bound_to_their_host() {
+    if !registry_available("basic_auth_registries_use_credentials_bound_to_their_host") {
         return;
     }
     let reg = Registry::with_basic();
@@ -286,17 +316,30 @@ fn basic_auth_registries_use_registry_username_and_password() {
         .run(&["pb.rhai"])
         .code(1)
         .has("wants HTTP Basic credentials")
-        .has("set REGISTRY_USERNAME and REGISTRY_PASSWORD");
+        .has("REGISTRY_USERNAME and REGISTRY_PASSWORD");
+    // Without REGISTRY_HOST the pair goes nowhere, and a warning says so.
     let mut p = pb(&src);
     p.env("REGISTRY_USERNAME", BASIC_USER)
         .env("REGISTRY_PASSWORD", BASIC_PASS);
+    p.run(&["pb.rhai"])
+        .code(1)
+        .has("set without REGISTRY_HOST")
+        .has("wants HTTP Basic credentials")
+        .lacks(BASIC_PASS);
+    // Bound to another host: not sent here either.
+    p.env("REGISTRY_HOST", "registry.example.com");
+    p.run(&["pb.rhai"])
+        .code(1)
+        .has("wants HTTP Basic credentials");
+    p.env("REGISTRY_HOST", &reg.host());
     p.run(&["pb.rhai"])
         .code(0)
         .has("has=true")
         .lacks(BASIC_PASS);
     let mut p = pb(&src);
     p.env("REGISTRY_USERNAME", BASIC_USER)
-        .env("REGISTRY_PASSWORD", "not-the-password");
+        .env("REGISTRY_PASSWORD", "not-the-password")
+        .env("REGISTRY_HOST", &reg.host());
     p.run(&["pb.rhai"])
         .code(1)
         .has("the registry refused access (401 Unauthorized")

@@ -10,6 +10,7 @@ use rhai::{Dynamic, Engine, FuncRegistration, Map};
 use serde_json::{json, Value};
 
 use crate::context::{error, Ctx, RhaiResult};
+use crate::net::snippet;
 use crate::primitives::{exec, sdl, to_dynamic, Opts};
 
 /// Which way to talk to Akash.
@@ -118,25 +119,28 @@ async fn console(
 ) -> Result<Value, AkashError> {
     let key = api_key()?;
     let url = format!("{}{path}", cfg.api_url);
+    // The key is a header reqwest does not strip on a redirect to another
+    // host, so this client refuses such redirects.
     let mut req = ctx
-        .http
+        .http_same_origin
         .request(method.clone(), &url)
         .header("x-api-key", key);
     if let Some(b) = body {
         req = req.json(&b);
     }
     let resp = req.send().await.map_err(|e| AkashError {
-        transient: true,
-        msg: format!(
-            "{method} {url}: {}",
-            crate::primitives::files::http_error(&e)
-        ),
+        // A refused cross-origin redirect will refuse again.
+        transient: !e.is_redirect(),
+        msg: format!("{method} {url}: {}", crate::net::http_error(&e)),
     })?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| AkashError {
-        transient: true,
-        msg: format!("{method} {url}: reading the answer failed: {e}"),
-    })?;
+    let body = crate::net::read_body(resp, CONSOLE_BODY_CAP, "akash console")
+        .await
+        .map_err(|e| AkashError {
+            transient: e.transient(),
+            msg: format!("{method} {url}: {e}"),
+        })?;
+    let text = String::from_utf8_lossy(&body);
     if !status.is_success() {
         let hint = match status.as_u16() {
             401 | 403 => " (the API key was refused: check AKASH_CONSOLE_API_KEY)",
@@ -157,15 +161,9 @@ async fn console(
     })
 }
 
-/// The first 300 characters of an answer, for messages.
-pub fn snippet(text: &str) -> String {
-    let t = text.trim();
-    if t.chars().count() > 300 {
-        format!("{}…", t.chars().take(300).collect::<String>())
-    } else {
-        t.to_string()
-    }
-}
+/// Most of an Akash Console answer runbook reads (a deployment with its
+/// leases and SDL is tens of KiB).
+pub const CONSOLE_BODY_CAP: usize = crate::net::DEFAULT_BODY_CAP;
 
 /// The whole deployment from the Console API (`GET /v1/deployments/{dseq}`).
 pub async fn get_deployment(ctx: &Ctx, cfg: &Config, dseq: &str) -> Result<Value, AkashError> {
@@ -539,21 +537,33 @@ const UPDATE_DOC: &str = "\
 /// deployment update` + `send-manifest` (cli). A dry run logs the SDL diff
 /// and sends nothing.
 ///
-/// Returns `#{dseq, service, previous_image, image, env, backend, sdl, planned}`.";
+/// Returns `#{dseq, service, previous_image, image, env, backend, sdl, planned}`.
+///
+/// Console answers are read up to 4 MiB (a longer one fails naming the
+/// cap); a redirect to another origin is refused, so the API key never
+/// leaves the Console's host.";
 
 const STATUS_DOC: &str = "\
 /// The lease status of an Akash deployment (what the `akash` source of
 /// `discover_port` reads): `forwarded_ports`, `services`, `ips`.
 ///
 /// Options: `dseq` (required), `gseq`, `oseq`, `provider`, `backend`,
-/// `api_url`, `from`, `timeout`.";
+/// `api_url`, `from`, `timeout`.
+///
+/// Console answers are read up to 4 MiB (a longer one fails naming the
+/// cap); a redirect to another origin is refused, so the API key never
+/// leaves the Console's host.";
 
 const DEPLOYMENT_DOC: &str = "\
 /// The deployment as the Console API reports it, plus `image` and `env`
 /// (the service's image and its env as a map, when the API returns the
 /// deployed SDL; `()` otherwise).
 ///
-/// Options: `dseq` (required), `service`, `api_url`, `timeout`.";
+/// Options: `dseq` (required), `service`, `api_url`, `timeout`.
+///
+/// Console answers are read up to 4 MiB (a longer one fails naming the
+/// cap); a redirect to another origin is refused, so the API key never
+/// leaves the Console's host.";
 
 /// Register the Akash primitives.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
@@ -640,11 +650,5 @@ mod tests {
         for bad in ["", "0", "12a", "-1", " 1"] {
             assert!(check_dseq("p", bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn snippets_are_short() {
-        assert_eq!(snippet(" ok "), "ok");
-        assert_eq!(snippet(&"x".repeat(400)).chars().count(), 301);
     }
 }

@@ -735,6 +735,10 @@ const DOC: &str = "\
 /// `strict` is set (or an option is misspelled); always logs one event with
 /// the status.
 ///
+/// Registry reads as `ghcr_has_tag` (per-host credentials, redirects
+/// without `Authorization` off the registry's origin); manifests are read
+/// up to 4 MiB, signature layers up to 1 MiB.
+///
 /// ```rhai
 /// let sig = cosign_soft_verify(image, digest, #{ key: \"cosign.pub\" });
 /// if sig.status != \"verified\" { log_warn(`signature ${sig.status}: ${sig.reason}`); }

@@ -204,7 +204,7 @@ fn json_attempt(
                 "{what} answered malformed JSON (line {}, column {}: {e}): {}",
                 e.line(),
                 e.column(),
-                akash::snippet(text)
+                crate::net::snippet(text)
             ))
         }
     };
@@ -239,13 +239,21 @@ async fn probe_async(
             Ok(o) => Attempt::Transient(format!("{what} exited with {}: {}", o.code, o.tail())),
             Err(e) => Attempt::Fatal(e),
         },
-        Source::File(p) => match tokio::fs::read_to_string(ctx.path(&p)).await {
-            Ok(text) => json_attempt(&what, &text, port, svc, out),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Attempt::Found(Found::Pending(format!("{p} does not exist yet")))
+        Source::File(p) => {
+            let path = ctx.path(&p);
+            if !path.exists() {
+                return Attempt::Found(Found::Pending(format!("{p} does not exist yet")));
             }
-            Err(e) => Attempt::Fatal(format!("cannot read {p}: {e}")),
-        },
+            let read = tokio::task::spawn_blocking(move || {
+                crate::fsread::read_text(&path, crate::fsread::FILE_CAP)
+            })
+            .await;
+            match read {
+                Ok(Ok(text)) => json_attempt(&what, &text, port, svc, out),
+                Ok(Err(e)) => Attempt::Fatal(format!("discover_port: cannot read {p}: {e}")),
+                Err(e) => Attempt::Fatal(format!("discover_port: reading {p} failed: {e}")),
+            }
+        }
         Source::Url(u) => match ctx.http.get(&u).send().await {
             Ok(r) if r.status().as_u16() == 404 => {
                 Attempt::Found(Found::Pending(format!("GET {u} answered 404")))
@@ -256,17 +264,12 @@ async fn probe_async(
             Ok(r) if !r.status().is_success() => {
                 Attempt::Fatal(format!("GET {u} answered {}", r.status()))
             }
-            Ok(r) => match r.text().await {
-                Ok(text) => json_attempt(&what, &text, port, svc, out),
-                Err(e) => Attempt::Transient(format!(
-                    "GET {u}: {}",
-                    crate::primitives::files::http_error(&e)
-                )),
+            Ok(r) => match crate::net::read_body(r, URL_BODY_CAP, "discover_port").await {
+                Ok(body) => json_attempt(&what, &String::from_utf8_lossy(&body), port, svc, out),
+                Err(e) if e.transient() => Attempt::Transient(e.to_string()),
+                Err(e) => Attempt::Fatal(e.to_string()),
             },
-            Err(e) => Attempt::Transient(format!(
-                "GET {u}: {}",
-                crate::primitives::files::http_error(&e)
-            )),
+            Err(e) => Attempt::Transient(format!("GET {u}: {}", crate::net::http_error(&e))),
         },
         Source::Kube(k) => {
             let port = k
@@ -437,6 +440,9 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
     )))
 }
 
+/// Most of a `url` source's answer that is read.
+const URL_BODY_CAP: usize = crate::net::DEFAULT_BODY_CAP;
+
 const DOC: &str = "\
 /// Poll a source until the external `host:port` that forwards
 /// `internal_port` appears, with bounded, jittered exponential backoff.
@@ -460,6 +466,11 @@ const DOC: &str = "\
 /// malformed JSON fails at once; 5xx, timeouts and non-zero exits are
 /// retried. Logs every attempt. The endpoint is checked with
 /// `validate_endpoint`; a bogus one is an error, never returned.
+///
+/// Bounds: a `url` answer is read up to 4 MiB (a longer one, or a
+/// `Content-Length` over it, fails at once naming the cap) within
+/// `attempt_timeout`; a `file` must be a regular file of at most 16 MiB;
+/// a `command`'s output is captured like `exec`'s (head and tail kept).
 ///
 /// ```rhai
 /// let ep = discover_port(#{

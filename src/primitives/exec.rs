@@ -3,12 +3,10 @@
 //! captured output. The group is killed on timeout, cancel or drop.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rhai::{Array, Dynamic, Engine, FuncRegistration, Map};
-use tokio::io::AsyncWriteExt;
 
 use crate::context::{error, Ctx, RhaiResult};
 use crate::logging::LogFormat;
@@ -36,6 +34,8 @@ pub struct ExecOutput {
     pub stdout: String,
     /// Captured stderr.
     pub stderr: String,
+    /// Bytes dropped from the middle of the output (over the capture cap).
+    pub dropped: u64,
 }
 
 impl ExecOutput {
@@ -46,6 +46,7 @@ impl ExecOutput {
         m.insert("ok".into(), Dynamic::from(self.code == 0));
         m.insert("stdout".into(), Dynamic::from(self.stdout.clone()));
         m.insert("stderr".into(), Dynamic::from(self.stderr.clone()));
+        m.insert("dropped".into(), Dynamic::from(self.dropped as i64));
         m.insert("planned".into(), Dynamic::from(planned));
         m
     }
@@ -64,111 +65,80 @@ impl ExecOutput {
 
 /// Refuse a program that is not a bare name on the allow-list.
 pub fn check_allowed(ctx: &Ctx, program: &str) -> Result<(), String> {
-    if program.contains('/') {
+    crate::process::check_allowed(&ctx.settings.allow, program)
+}
+
+/// The child's working directory: relative to the run's, and inside it
+/// unless the run was started with `--allow-cwd-outside`.
+fn child_cwd(ctx: &Ctx, cwd: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    let Some(cwd) = cwd else {
+        return Ok(ctx.settings.workdir.clone());
+    };
+    let full = ctx.path(&cwd.to_string_lossy());
+    if !full.is_dir() {
         return Err(format!(
-            "exec: '{program}' is a path; give the program's name and put it on PATH (the allow-list holds names)"
+            "exec: cwd '{}' is not a folder; give a folder inside the working directory",
+            cwd.display()
         ));
     }
-    if !ctx.settings.allow.iter().any(|a| a == program) {
+    if !ctx.settings.allow_cwd_outside
+        && !crate::process::inside(&ctx.settings.workdir, &full)
+            .map_err(|e| format!("exec: cwd: {e}"))?
+    {
         return Err(format!(
-            "exec: '{program}' is not on the allow-list ({}); allow it with --allow {program} or RUNBOOK_ALLOW={program}",
-            ctx.settings.allow.join(", ")
+            "exec: cwd '{}' is outside the working directory {}; give a folder inside it, or run with --allow-cwd-outside",
+            cwd.display(),
+            ctx.settings.workdir.display()
         ));
     }
-    Ok(())
+    Ok(full)
 }
 
-/// Kills the child's process group unless the run finished normally.
-struct GroupGuard {
-    ctx: Arc<Ctx>,
-    pgid: i32,
-    done: bool,
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.ctx
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.pgid);
-        if !self.done {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(self.pgid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-/// Run `argv` (allow-listed) and capture its output. The caller bounds it
-/// in time; dropping the future kills the process group.
+/// Run `argv` (allow-listed, resolved on runbook's own PATH) and capture
+/// its output (head and tail, see [`crate::process::CAPTURE_CAP`]). The
+/// caller bounds it in time; dropping the future kills the process group.
 pub async fn run(ctx: &Arc<Ctx>, argv: &[String], opts: &ExecOpts) -> Result<ExecOutput, String> {
     let Some(program) = argv.first() else {
         return Err("exec: the argv is empty; give the program and its arguments, e.g. [\"terraform\", \"output\", \"-json\"]".into());
     };
     check_allowed(ctx, program)?;
-    let mut cmd = tokio::process::Command::new(program);
+    // Runbook's PATH, not the child's: see process::resolve.
+    let path = crate::process::resolve(program, std::env::var_os("PATH").as_deref())?;
     // A child gets no secret it was not handed: variables whose value was
     // read with secret() are dropped from the inherited environment (pass
     // one on purpose with the `env` option).
-    for (k, v) in std::env::vars_os() {
-        if v.to_str().is_some_and(crate::redact::is_secret) {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.args(&argv[1..])
-        .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(ctx.path(opts.cwd.as_deref().and_then(|p| p.to_str()).unwrap_or(".")))
-        .stdin(if opts.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            format!("exec: '{program}' was not found on PATH; install it or fix PATH")
-        }
-        _ => format!("exec: could not start '{program}': {e}"),
-    })?;
-    let pgid = child.id().map(|p| p as i32).unwrap_or(0);
-    let mut guard = GroupGuard {
-        ctx: ctx.clone(),
-        pgid,
-        done: false,
+    let env_remove = std::env::vars_os()
+        .filter(|(_, v)| v.to_str().is_some_and(crate::redact::is_secret))
+        .map(|(k, _)| k)
+        .collect();
+    let spec = crate::process::Spec {
+        program: program.clone(),
+        path,
+        args: argv[1..].to_vec(),
+        env: opts.env.clone(),
+        env_remove,
+        cwd: child_cwd(ctx, opts.cwd.as_deref())?,
+        stdin: opts.stdin.clone(),
+        cap: crate::process::CAPTURE_CAP,
     };
-    if pgid > 0 {
-        ctx.children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(pgid);
-    }
-    if let (Some(text), Some(mut stdin)) = (&opts.stdin, child.stdin.take()) {
-        // A child that exits without reading its stdin is not an error.
-        let _ = stdin.write_all(text.as_bytes()).await;
-    }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| format!("exec: waiting for '{program}' failed: {e}"))?;
-    guard.done = true;
+    let started = Instant::now();
+    let out = crate::process::run(&spec, &ctx.children).await?;
     let output = ExecOutput {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.code,
+        stdout: out.stdout.text,
+        stderr: out.stderr.text,
+        dropped: out.stdout.dropped + out.stderr.dropped,
     };
     tracing::info!(
         primitive = "exec",
         argv = %argv.join(" "),
+        program_path = %spec.path.display(),
         code = output.code,
+        dropped_bytes = output.dropped,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "ran {}: exit {}",
+        "ran {} ({}): exit {}",
         argv.join(" "),
+        spec.path.display(),
         output.code
     );
     if opts.echo {
@@ -238,12 +208,23 @@ const DOC: &str = "\
 /// Run an allow-listed program with an argv array (never a shell string).
 ///
 /// Options: `env` (map; the child inherits the run's environment minus
-/// every variable read with `secret()`, so pass a secret here on purpose), `cwd`, `timeout` (default: the run's call timeout),
+/// every variable read with `secret()`, so pass a secret here on purpose),
+/// `cwd` (a folder inside the working directory; outside it only when the
+/// run is started with `--allow-cwd-outside`), `timeout` (default: the run's call timeout),
 /// `stdin` (text), `echo` (show its output in the log), `read_only` (runs
 /// in `--dry-run` too; otherwise a dry run only logs the command),
 /// `allow_failure` (return a non-zero exit instead of throwing).
 ///
-/// Returns `#{code, ok, stdout, stderr, planned}`. The program runs in its
+/// The program is found on runbook's own PATH, once, before `env` applies
+/// (a `PATH` in `env` reaches the child but cannot swap the program); the
+/// resolved path is logged. An allow-listed program is trusted with all it
+/// can do (git aliases, kubectl and helm plugins run other programs).
+///
+/// Output is captured up to 8 MiB per stream: beyond that the first and
+/// last 4 MiB are kept, a marker says how much was dropped, and `dropped`
+/// counts the bytes.
+///
+/// Returns `#{code, ok, stdout, stderr, dropped, planned}`. The program runs in its
 /// own process group, killed on timeout, on SIGINT/SIGTERM and at the
 /// run's deadline. Allowed by default: terraform, provider-services, helm,
 /// kubectl, minikube, git; more with `--allow NAME` or `RUNBOOK_ALLOW`.
@@ -268,6 +249,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
                 code: 0,
                 stdout: String::new(),
                 stderr: String::new(),
+                dropped: 0,
             };
             return Ok(planned.to_map(true));
         }

@@ -11,33 +11,6 @@ use rhai::{Dynamic, Engine, FuncRegistration};
 use crate::context::{error, Ctx, RhaiResult};
 use crate::primitives::{to_dynamic, to_json};
 
-/// Describe a reqwest error the way a user can act on.
-pub fn http_error(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_request() {
-        "the request failed"
-    } else if e.is_body() || e.is_decode() {
-        "the answer broke off"
-    } else {
-        "failed"
-    };
-    // The source chain says why (connection refused, reset, TLS, …).
-    let mut cause = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        cause = s.to_string();
-        src = s.source();
-    }
-    if cause.is_empty() {
-        what.to_string()
-    } else {
-        format!("{what}: {cause}")
-    }
-}
-
 /// Resolve a path the playbook wants to write, refusing anything outside
 /// the working directory (absolute paths, `..`, symlinks that lead out).
 pub fn writable_path(ctx: &Ctx, prim: &str, p: &str) -> Result<PathBuf, String> {
@@ -102,14 +75,12 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Read a data file a playbook names: a regular file of at most
+/// [`crate::fsread::FILE_CAP`] bytes (devices, FIFOs and huge files are
+/// refused before reading).
 fn read_text(ctx: &Ctx, prim: &str, p: &str) -> RhaiResult<String> {
-    std::fs::read_to_string(ctx.path(p)).map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::NotFound => "it does not exist".to_string(),
-            _ => e.to_string(),
-        };
-        error(format!("{prim}: cannot read '{p}': {why}"))
-    })
+    crate::fsread::read_text(&ctx.path(p), crate::fsread::FILE_CAP)
+        .map_err(|e| error(format!("{prim}: cannot read '{p}': {e}")))
 }
 
 /// Parse JSON text for a playbook, naming where it broke.
@@ -183,7 +154,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     FuncRegistration::new("read_json")
         .with_params_info(["path: &str", "Dynamic"])
         .with_comments([
-            "/// Read and parse a JSON file. Throws naming the file and where it broke.",
+            "/// Read and parse a JSON file. Throws naming the file and where it broke.\n///\n/// Only a regular file of at most 16 MiB is read: a device, FIFO, folder or\n/// larger file is refused before reading.",
         ])
         .register_into_engine(engine, move |path: &str| -> RhaiResult<Dynamic> {
             let text = read_text(&c, "read_json", path)?;
@@ -194,7 +165,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
     FuncRegistration::new("read_yaml")
         .with_params_info(["path: &str", "Dynamic"])
-        .with_comments(["/// Read and parse a YAML file (one document). Throws naming the file and where it broke."])
+        .with_comments(["/// Read and parse a YAML file (one document). Throws naming the file and where it broke.\n///\n/// Only a regular file of at most 16 MiB is read: a device, FIFO, folder or\n/// larger file is refused before reading."])
         .register_into_engine(engine, move |path: &str| -> RhaiResult<Dynamic> {
             let text = read_text(&c, "read_yaml", path)?;
             let v: serde_json::Value = serde_norway::from_str(&text)
@@ -205,8 +176,11 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
     FuncRegistration::new("file_exists")
         .with_params_info(["path: &str", "bool"])
-        .with_comments(["/// Whether a file exists (relative to the working directory)."])
-        .register_into_engine(engine, move |path: &str| c.path(path).is_file());
+        .with_comments(["/// Whether a regular file exists (relative to the working directory).\n/// Only metadata is read; a folder, device or FIFO is not a file here."])
+        .register_into_engine(engine, move |path: &str| {
+            // metadata() never opens the file: a FIFO cannot block this.
+            std::fs::metadata(c.path(path)).is_ok_and(|m| m.file_type().is_file())
+        });
 
     FuncRegistration::new("parse_json")
         .with_params_info(["text: &str", "Dynamic"])

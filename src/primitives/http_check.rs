@@ -218,8 +218,8 @@ where
 async fn get_once(ctx: &Ctx, url: &str) -> Probe {
     match ctx.http.get(url).send().await {
         Ok(resp) => Probe::Status(resp.status().as_u16()),
-        Err(e) if e.is_builder() => Probe::Fatal(crate::primitives::files::http_error(&e)),
-        Err(e) => Probe::Transient(crate::primitives::files::http_error(&e)),
+        Err(e) if e.is_builder() => Probe::Fatal(crate::net::http_error(&e)),
+        Err(e) => Probe::Transient(crate::net::http_error(&e)),
     }
 }
 
@@ -266,7 +266,8 @@ const DOC: &str = "\
 ///
 /// Returns `#{status, elapsed}` (`elapsed` in seconds). Throws after the
 /// bound with the number of attempts and the last answer seen. Read-only:
-/// runs in `--dry-run` too.
+/// runs in `--dry-run` too. Only the status is read, never the body, so an
+/// endless or huge answer costs nothing; redirects are followed (at most 10).
 ///
 /// ```rhai
 /// let r = http_check(`http://${host}:${port}/`, #{ expect: [200, 307], max_elapsed: 60 });

@@ -345,52 +345,116 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 pub enum Cred {
     /// None: an anonymous token, or no auth at all.
     Anonymous,
-    /// A GitHub token (`GHCR_TOKEN` or `GITHUB_TOKEN`), sent as HTTP Basic
-    /// `x-access-token:<token>` to the token endpoint only.
+    /// A GitHub token (`GHCR_TOKEN` or `GITHUB_TOKEN`), for ghcr.io only,
+    /// sent as HTTP Basic `x-access-token:<token>` to ghcr.io's token
+    /// endpoint only.
     GitHub {
         /// Which variable it came from.
         var: &'static str,
         /// The token (registered for redaction).
         token: String,
     },
-    /// `REGISTRY_USERNAME` / `REGISTRY_PASSWORD`.
+    /// A user name and password for one host: from an auth file, a
+    /// credential helper, or `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` bound
+    /// to `REGISTRY_HOST`.
     User {
         /// The user name.
         user: String,
         /// The password (registered for redaction).
         pass: String,
+        /// Where it came from (never the value), for messages.
+        source: String,
+    },
+    /// An OAuth2 refresh token (an auth file's `identitytoken`), traded at
+    /// the token endpoint with a POST.
+    Identity {
+        /// The token (registered for redaction).
+        token: String,
+        /// Where it came from.
+        source: String,
     },
 }
 
+/// Says once per run that unbound `REGISTRY_USERNAME`/`_PASSWORD` are not used.
+static UNBOUND_WARNED: std::sync::Once = std::sync::Once::new();
+
 impl Cred {
-    /// The credential for `registry` from the environment: for ghcr.io
-    /// `GHCR_TOKEN`, `GITHUB_TOKEN`, then `REGISTRY_USERNAME`/`_PASSWORD`;
-    /// for other registries the user/password pair first. Every secret
-    /// value is registered for redaction before it is used.
-    pub fn for_registry(registry: &str) -> Cred {
+    /// The credential for `registry` (`host[:port]`), per host:
+    ///
+    /// - ghcr.io: `GHCR_TOKEN`, then `GITHUB_TOKEN`; never for another host.
+    /// - `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` when `REGISTRY_HOST` names
+    ///   this registry exactly (without `REGISTRY_HOST` they are not sent
+    ///   anywhere; a warning says so).
+    /// - the auth files and credential helpers registry clients use (see
+    ///   `net::creds`).
+    ///
+    /// Every secret value is registered for redaction before it is used.
+    pub async fn for_registry(registry: &str) -> Cred {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let user = || match (get("REGISTRY_USERNAME"), get("REGISTRY_PASSWORD")) {
-            (Some(user), Some(pass)) => {
-                crate::redact::register(&pass);
-                Some(Cred::User { user, pass })
-            }
-            _ => None,
-        };
-        let github = || {
+        if registry.eq_ignore_ascii_case(DEFAULT_REGISTRY) {
             for var in ["GHCR_TOKEN", "GITHUB_TOKEN"] {
                 if let Some(token) = get(var) {
                     crate::redact::register(&token);
-                    return Some(Cred::GitHub { var, token });
+                    return Cred::GitHub { var, token };
                 }
             }
-            None
-        };
-        let found = if registry == DEFAULT_REGISTRY {
-            github().or_else(user)
-        } else {
-            user().or_else(github)
-        };
-        found.unwrap_or(Cred::Anonymous)
+        }
+        if let (Some(user), Some(pass)) = (get("REGISTRY_USERNAME"), get("REGISTRY_PASSWORD")) {
+            crate::redact::register(&pass);
+            match get("REGISTRY_HOST") {
+                Some(h) if crate::net::creds::normalize_key(&h) == crate::net::creds::normalize_key(registry) => {
+                    return Cred::User {
+                        source: format!("REGISTRY_USERNAME '{user}' with REGISTRY_PASSWORD (REGISTRY_HOST={h})"),
+                        user,
+                        pass,
+                    };
+                }
+                Some(_) => {}
+                None => UNBOUND_WARNED.call_once(|| {
+                    tracing::warn!(
+                        "REGISTRY_USERNAME and REGISTRY_PASSWORD are set without REGISTRY_HOST; they are sent to no registry. Set REGISTRY_HOST to the one registry (host[:port]) they belong to"
+                    )
+                }),
+            }
+        }
+        match crate::net::creds::lookup(registry).await {
+            Ok(Some(crate::net::creds::HostCred::User { user, pass, source })) => {
+                crate::redact::register(&pass);
+                Cred::User {
+                    user: user.clone(),
+                    pass,
+                    source: format!("user '{user}' from {source}"),
+                }
+            }
+            Ok(Some(crate::net::creds::HostCred::Identity { token, source })) => {
+                crate::redact::register(&token);
+                Cred::Identity { token, source }
+            }
+            Ok(None) => Cred::Anonymous,
+            Err(e) => {
+                tracing::warn!("{e}; asking {registry} without credentials");
+                Cred::Anonymous
+            }
+        }
+    }
+
+    /// Whether this credential may go to a token endpoint on `realm_host`
+    /// for the registry `registry`: a GitHub token to ghcr.io only; a
+    /// per-host credential to the registry's own host name (any port), or
+    /// Docker Hub's auth.docker.io for docker.io.
+    pub fn may_go_to(&self, registry: &str, realm_host: &str) -> bool {
+        let realm_host = realm_host.trim_matches(['[', ']']);
+        match self {
+            Cred::Anonymous => true,
+            Cred::GitHub { .. } => realm_host.eq_ignore_ascii_case(DEFAULT_REGISTRY),
+            Cred::User { .. } | Cred::Identity { .. } => {
+                let (reg_host, _) = split_host_port(registry);
+                let reg_host = reg_host.trim_matches(['[', ']']);
+                realm_host.eq_ignore_ascii_case(reg_host)
+                    || (crate::net::creds::normalize_key(registry) == "docker.io"
+                        && realm_host.eq_ignore_ascii_case("auth.docker.io"))
+            }
+        }
     }
 
     /// How the credential is named in messages (never its value).
@@ -400,16 +464,17 @@ impl Cred {
             Cred::GitHub { var, .. } => {
                 format!("{var} (HTTP Basic x-access-token:${var} to the token endpoint)")
             }
-            Cred::User { user, .. } => format!("REGISTRY_USERNAME '{user}' with REGISTRY_PASSWORD"),
+            Cred::User { source, .. } => source.clone(),
+            Cred::Identity { source, .. } => source.clone(),
         }
     }
 
     /// The `Authorization: Basic …` value, registered for redaction.
     fn basic(&self) -> Option<String> {
         let (u, p) = match self {
-            Cred::Anonymous => return None,
+            Cred::Anonymous | Cred::Identity { .. } => return None,
             Cred::GitHub { token, .. } => ("x-access-token", token.as_str()),
-            Cred::User { user, pass } => (user.as_str(), pass.as_str()),
+            Cred::User { user, pass, .. } => (user.as_str(), pass.as_str()),
         };
         let enc = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
         crate::redact::register(&enc);
@@ -418,9 +483,9 @@ impl Cred {
 
     fn hint(&self) -> &'static str {
         match self {
-            Cred::Anonymous => "the repository may be private or missing: set GHCR_TOKEN (a token with read:packages) for ghcr.io, or REGISTRY_USERNAME and REGISTRY_PASSWORD for other registries",
+            Cred::Anonymous => "the repository may be private or missing: set GHCR_TOKEN (a token with read:packages) for ghcr.io; for other registries log in with docker/podman/skopeo login (an auths entry in ~/.docker/config.json or REGISTRY_AUTH_FILE), or set REGISTRY_HOST with REGISTRY_USERNAME and REGISTRY_PASSWORD",
             Cred::GitHub { .. } => "give the token read:packages on this package (for the workflow's GITHUB_TOKEN: `permissions: packages: read` and the package's 'Manage Actions access' must list this repository)",
-            Cred::User { .. } => "check that this user may pull the repository",
+            Cred::User { .. } | Cred::Identity { .. } => "check that this user may pull the repository",
         }
     }
 }
@@ -591,7 +656,7 @@ impl Resp {
     }
 
     fn snippet(&self) -> String {
-        crate::primitives::akash::snippet(&String::from_utf8_lossy(&self.body))
+        crate::net::snippet(&String::from_utf8_lossy(&self.body))
     }
 }
 
@@ -669,6 +734,20 @@ impl Client {
         limit: usize,
         counter: &AtomicU64,
     ) -> Result<Resp, String> {
+        self.send_retrying_with(method, url, headers, None, limit, counter)
+            .await
+    }
+
+    /// [`Client::send_retrying`] with a request body.
+    async fn send_retrying_with(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(reqwest::header::HeaderName, String)],
+        body: Option<&str>,
+        limit: usize,
+        counter: &AtomicU64,
+    ) -> Result<Resp, String> {
         let mut delays = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(100))
             .with_max_delay(Duration::from_secs(4))
@@ -687,11 +766,11 @@ impl Client {
             for (k, v) in headers {
                 req = req.header(k, v);
             }
+            if let Some(b) = body {
+                req = req.body(b.to_string());
+            }
             let outcome = match req.send().await {
-                Err(e) => Err(Failure::Transient(
-                    crate::primitives::files::http_error(&e),
-                    None,
-                )),
+                Err(e) => Err(Failure::Transient(crate::net::http_error(&e), None)),
                 Ok(resp) => read(resp, limit).await,
             };
             let (msg, wait_hint) = match outcome {
@@ -763,7 +842,7 @@ impl Client {
                     .unwrap_or_else(|e| e.into_inner())
                     .get(&self.base)
                     .cloned();
-                let cred = Cred::for_registry(&self.image.registry);
+                let cred = Cred::for_registry(&self.image.registry).await;
                 if known.is_some() {
                     // Another repository on this registry already told us how it authenticates.
                     let e = self.authenticate(known, cred).await?;
@@ -902,12 +981,13 @@ impl Client {
         };
         match ch.scheme.as_str() {
             "basic" => match &cred {
+                // A GitHub token is for ghcr.io, which never asks for Basic.
                 Cred::User { .. } => {
                     let h = cred.basic().unwrap_or_default();
                     Ok(Entry { auth: Auth::Basic(h), cred, challenge: Some(ch) })
                 }
                 _ => Err(format!(
-                    "the registry {} wants HTTP Basic credentials (WWW-Authenticate: Basic) and {} were given: set REGISTRY_USERNAME and REGISTRY_PASSWORD",
+                    "the registry {} wants HTTP Basic credentials (WWW-Authenticate: Basic) and {} were given: log in to it (docker/podman login, or an auths entry in REGISTRY_AUTH_FILE), or set REGISTRY_HOST={0} with REGISTRY_USERNAME and REGISTRY_PASSWORD",
                     self.image.registry,
                     cred.describe()
                 )),
@@ -955,20 +1035,17 @@ impl Client {
                 ))
             }
         }
-        // A GitHub token only goes to GitHub's token endpoint, or one on the registry's own host.
-        let (reg_host, _) = split_host_port(&self.image.registry);
-        let cred = match cred {
-            Cred::GitHub { .. }
-                if !(realm_host == DEFAULT_REGISTRY
-                    || realm_host.eq_ignore_ascii_case(reg_host.trim_matches(['[', ']']))) =>
-            {
-                tracing::warn!(
-                    "not sending {} to the token endpoint {realm}: it is neither ghcr.io nor on the registry's host; asking anonymously",
-                    cred.describe()
-                );
-                Cred::Anonymous
-            }
-            c => c.clone(),
+        // Credentials never leave their host: a GitHub token goes to
+        // ghcr.io only, a per-host credential to its registry's host only.
+        let cred = if cred.may_go_to(&self.image.registry, &realm_host) {
+            cred.clone()
+        } else {
+            tracing::warn!(
+                "not sending {} to the token endpoint {realm}: it is not on {} (credentials only go to the host they belong to); asking anonymously",
+                cred.describe(),
+                if matches!(cred, Cred::GitHub { .. }) { DEFAULT_REGISTRY } else { self.image.registry.as_str() }
+            );
+            Cred::Anonymous
         };
         {
             let mut q = url.query_pairs_mut();
@@ -984,12 +1061,39 @@ impl Client {
         if let Some(b) = cred.basic() {
             headers.push((AUTHORIZATION, b));
         }
+        // An identity token is an OAuth2 refresh token: POSTed as a form.
+        let (method, form) = match &cred {
+            Cred::Identity { token, .. } => {
+                let mut f =
+                    reqwest::Url::parse("http://form.invalid/").map_err(|e| e.to_string())?;
+                {
+                    let mut q = f.query_pairs_mut();
+                    q.append_pair("grant_type", "refresh_token")
+                        .append_pair("refresh_token", token)
+                        .append_pair("client_id", "runbook")
+                        .append_pair(
+                            "scope",
+                            &format!("repository:{}:pull", self.image.repository),
+                        );
+                    if let Some(service) = ch.params.get("service") {
+                        q.append_pair("service", service);
+                    }
+                }
+                headers.push((
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded".to_string(),
+                ));
+                (Method::POST, f.query().map(String::from))
+            }
+            _ => (Method::GET, None),
+        };
         TOKEN_REQUESTS.fetch_add(1, Ordering::Relaxed);
         let r = self
-            .send_retrying(
-                &Method::GET,
+            .send_retrying_with(
+                &method,
                 url.as_str(),
                 &headers,
+                form.as_deref(),
                 SMALL_LIMIT,
                 &self.tokens,
             )
@@ -1147,64 +1251,38 @@ impl Client {
     }
 }
 
-/// Read an answer's body up to `limit` bytes; classify the status.
-async fn read(mut resp: reqwest::Response, limit: usize) -> Result<Resp, Failure> {
+/// Read an answer's body up to `limit` bytes (through the one bounded
+/// reader); classify the status.
+async fn read(resp: reqwest::Response, limit: usize) -> Result<Resp, Failure> {
     let status = resp.status();
     let headers = resp.headers().clone();
     if status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED
     {
         // Only a snippet is shown: read at most 4 KiB of an error body.
-        let mut body = Vec::new();
-        while let Ok(Some(c)) = resp.chunk().await {
-            body.extend_from_slice(&c);
-            if body.len() >= 4096 {
-                break;
-            }
-        }
-        let body = String::from_utf8_lossy(&body);
+        let body = crate::net::read_snippet(resp).await;
         let msg = format!(
             "the registry answered {}{}",
             status_text(status),
-            match crate::primitives::akash::snippet(&body) {
-                s if s.is_empty() => String::new(),
-                s => format!(": {s}"),
+            if body.is_empty() {
+                String::new()
+            } else {
+                format!(": {body}")
             }
         );
         return Err(Failure::Transient(msg, retry_after(&headers)));
     }
-    if let Some(len) = resp.content_length() {
-        if len as usize > limit && limit > 0 {
-            return Err(Failure::Fatal(format!(
-                "the answer is {len} bytes, over the {limit}-byte bound"
-            )));
-        }
+    // A HEAD (limit 0) has no body; error bodies of other statuses are
+    // quoted, so they get a small allowance too.
+    match crate::net::read_body(resp, limit.max(64 * 1024), "registry").await {
+        Ok(body) => Ok(Resp {
+            status,
+            headers,
+            body,
+        }),
+        Err(e) if e.transient() => Err(Failure::Transient(e.to_string(), None)),
+        Err(e) => Err(Failure::Fatal(e.to_string())),
     }
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                body.extend_from_slice(&c);
-                if body.len() > limit.max(64 * 1024) {
-                    return Err(Failure::Fatal(format!(
-                        "the answer is over the {limit}-byte bound"
-                    )));
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                return Err(Failure::Transient(
-                    crate::primitives::files::http_error(&e),
-                    None,
-                ))
-            }
-        }
-    }
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1425,11 +1503,19 @@ const HAS_TAG_DOC: &str = "\
 /// `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (a `sha256:` digest works too).
 /// One `HEAD /v2/<name>/manifests/<tag>` with every manifest media type in
 /// `Accept`, through the registry's Bearer challenge: an anonymous token
-/// by default; with `GHCR_TOKEN` or `GITHUB_TOKEN` set, HTTP Basic
-/// `x-access-token:<token>` to the token endpoint; `REGISTRY_USERNAME` /
-/// `REGISTRY_PASSWORD` for other registries (and Basic-auth registries).
-/// Tokens are cached per repository for the run and redacted everywhere.
-/// Plain HTTP only for loopback hosts and `RUNBOOK_INSECURE_REGISTRIES`.
+/// by default; for ghcr.io with `GHCR_TOKEN` or `GITHUB_TOKEN` set, HTTP
+/// Basic `x-access-token:<token>` to ghcr.io's token endpoint (never to
+/// another host); for other registries, the credential for that host:
+/// `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` when `REGISTRY_HOST` names it,
+/// else `REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+/// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` (`auths`,
+/// `credHelpers`, `credsStore`), sent to a token endpoint on the
+/// registry's own host only. Tokens are cached per repository for the run
+/// and redacted everywhere. Plain HTTP only for loopback hosts and
+/// `RUNBOOK_INSECURE_REGISTRIES`. Redirects are followed (at most 10),
+/// without `Authorization` once they leave the registry's origin.
+/// Answers are read up to 4 MiB (manifests, token answers); a longer one
+/// fails naming the cap.
 ///
 /// Returns `true` (200) or `false` (404). Throws on anything else: 401/403
 /// (naming the credential tried and the missing scope), and 429, 5xx,
@@ -1681,6 +1767,7 @@ mod tests {
         let u = Cred::User {
             user: "bob".into(),
             pass: "pw-secret-99".into(),
+            source: "user 'bob' from the auths entry".into(),
         };
         assert!(u.describe().contains("bob") && !u.describe().contains("pw-secret-99"));
         assert!(Cred::Anonymous.basic().is_none());

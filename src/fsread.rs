@@ -1,0 +1,155 @@
+//! Bounded file reads (no Rhai in here): a file a playbook names is read
+//! only if it is a regular file no larger than a cap, checked before the
+//! first byte, and read through `take()` so a file that grows while it is
+//! read cannot get past the cap either. `/dev/zero`, a FIFO or a socket
+//! would otherwise block or fill memory forever.
+
+use std::io::Read;
+use std::path::Path;
+
+/// The cap on a data file a primitive reads (`read_json`, `read_yaml`,
+/// `discover_port`'s `file` source): 16 MiB.
+pub const FILE_CAP: u64 = 16 * 1024 * 1024;
+
+/// Why a file was not read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// It does not exist.
+    Missing,
+    /// It exists but is not something to read (message says what).
+    Refused(String),
+    /// The operating system refused (permissions, I/O).
+    Io(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Missing => f.write_str("it does not exist"),
+            ReadError::Refused(m) | ReadError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What kind of file this is, for a refusal.
+fn kind_of(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Read `path` as bytes: a regular file (symlinks followed) of at most
+/// `cap` bytes.
+pub fn read_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ReadError::Missing,
+        _ => ReadError::Io(e.to_string()),
+    })?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::Refused(format!(
+            "it is {}, not a regular file; give the path of a data file",
+            kind_of(&meta.file_type())
+        )));
+    }
+    if meta.len() > cap {
+        return Err(too_large(meta.len(), cap));
+    }
+    // O_NONBLOCK: had the path been swapped for a FIFO since the check,
+    // opening it must not hang; the type is checked again on the handle.
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| ReadError::Io(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| ReadError::Io(e.to_string()))?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::Refused(format!(
+            "it is {}, not a regular file; give the path of a data file",
+            kind_of(&meta.file_type())
+        )));
+    }
+    let mut buf = Vec::with_capacity(meta.len().min(cap) as usize);
+    // One byte past the cap tells a file that grew apart from one at it.
+    file.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| ReadError::Io(e.to_string()))?;
+    if buf.len() as u64 > cap {
+        return Err(too_large(buf.len() as u64, cap));
+    }
+    Ok(buf)
+}
+
+/// Read `path` as UTF-8 text, bounded like [`read_bytes`].
+pub fn read_text(path: &Path, cap: u64) -> Result<String, ReadError> {
+    let bytes = read_bytes(path, cap)?;
+    String::from_utf8(bytes).map_err(|e| {
+        ReadError::Refused(format!(
+            "it is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+fn too_large(len: u64, cap: u64) -> ReadError {
+    ReadError::Refused(format!(
+        "it is {} bytes, over the {} cap on data files; a playbook reads small data files (JSON, YAML), not this one",
+        len,
+        crate::net::fmt_bytes(cap)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_and_fifos_are_refused_before_reading() {
+        let err = read_bytes(Path::new("/dev/zero"), FILE_CAP).unwrap_err();
+        assert!(
+            matches!(&err, ReadError::Refused(m) if m.contains("a character device")),
+            "{err:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = read_bytes(&fifo, FILE_CAP).unwrap_err();
+        assert!(
+            matches!(&err, ReadError::Refused(m) if m.contains("FIFO")),
+            "{err:?}"
+        );
+        let err = read_bytes(dir.path(), FILE_CAP).unwrap_err();
+        assert!(
+            matches!(&err, ReadError::Refused(m) if m.contains("a directory")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn size_is_checked_against_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        std::fs::write(&p, vec![b' '; 100]).unwrap();
+        assert_eq!(read_bytes(&p, 100).unwrap().len(), 100);
+        let err = read_bytes(&p, 99).unwrap_err();
+        assert!(
+            matches!(&err, ReadError::Refused(m) if m.contains("100 bytes, over the 99 bytes cap")),
+            "{err:?}"
+        );
+        assert_eq!(
+            read_bytes(&dir.path().join("nope"), 10),
+            Err(ReadError::Missing)
+        );
+    }
+}
