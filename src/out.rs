@@ -133,9 +133,14 @@ fn write_raw(stream: Stream, bytes: &[u8]) {
 /// Write text runbook did not author as a workflow command (log lines,
 /// `print`, reports, help): redacted, and neutralized under GitHub Actions.
 pub fn text(stream: Stream, s: &str) {
+    write_safe(stream, s, neutralize);
+}
+
+/// Redact, then under GitHub Actions make safe with `safe`, then write.
+fn write_safe(stream: Stream, s: &str, safe: fn(&str) -> Cow<'_, str>) {
     let s = crate::redact::redact(s);
     if under_github() {
-        write_raw(stream, neutralize(&s).as_bytes());
+        write_raw(stream, safe(&s).as_bytes());
     } else {
         write_raw(stream, s.as_bytes());
     }
@@ -144,12 +149,7 @@ pub fn text(stream: Stream, s: &str) {
 /// Write JSON lines (the `json` log format): redacted, and `##[` escaped
 /// inside strings under GitHub Actions.
 pub fn json_lines(stream: Stream, s: &str) {
-    let s = crate::redact::redact(s);
-    if under_github() {
-        write_raw(stream, neutralize_json(&s).as_bytes());
-    } else {
-        write_raw(stream, s.as_bytes());
-    }
+    write_safe(stream, s, neutralize_json);
 }
 
 /// Write workflow commands runbook builds itself, whose data and

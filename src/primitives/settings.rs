@@ -141,37 +141,28 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         .with_comments(["/// Whether this run is a dry run (`--dry-run`)."])
         .register_into_engine(engine, move || c.dry_run());
 
+    // Both number types: `sleep(2)` and `sleep(0.5)`.
+    fn sleep_for(c: &Ctx, secs: f64) -> RhaiResult<()> {
+        let d = Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| *d <= crate::primitives::MAX_DURATION)
+            .ok_or_else(|| {
+                error(format!(
+                    "sleep: {secs} is not a number of seconds from 0 to a week"
+                ))
+            })?;
+        c.sleep(d)
+    }
     let c = ctx.clone();
     FuncRegistration::new("sleep")
         .with_params_info(["seconds: f64", "()"])
-        .with_comments(["/// Wait, waking early when the run is cancelled."])
-        .register_into_engine(engine, move |secs: f64| -> RhaiResult<()> {
-            let d = Duration::try_from_secs_f64(secs)
-                .ok()
-                .filter(|d| *d <= crate::primitives::MAX_DURATION)
-                .ok_or_else(|| {
-                    error(format!(
-                        "sleep: {secs} is not a number of seconds from 0 to a week"
-                    ))
-                })?;
-            c.sleep(d)
-        });
+        .with_comments(["/// Wait, waking early when the run is cancelled (at most a week)."])
+        .register_into_engine(engine, move |secs: f64| sleep_for(&c, secs));
     let c = ctx.clone();
     FuncRegistration::new("sleep")
         .with_params_info(["seconds: i64", "()"])
-        .with_comments(["/// Wait, waking early when the run is cancelled."])
-        .register_into_engine(engine, move |secs: i64| -> RhaiResult<()> {
-            let d = u64::try_from(secs)
-                .ok()
-                .map(Duration::from_secs)
-                .filter(|d| *d <= crate::primitives::MAX_DURATION)
-                .ok_or_else(|| {
-                    error(format!(
-                        "sleep: {secs} is not a number of seconds from 0 to a week"
-                    ))
-                })?;
-            c.sleep(d)
-        });
+        .with_comments(["/// Wait, waking early when the run is cancelled (at most a week)."])
+        .register_into_engine(engine, move |secs: i64| sleep_for(&c, secs as f64));
 
     let c = ctx.clone();
     FuncRegistration::new("git_sha")

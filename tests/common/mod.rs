@@ -194,18 +194,18 @@ impl Project {
 
 /// Wait for a child with a bound, collecting its output.
 pub fn wait_output(mut child: Child, bound: Duration, started: Instant) -> Output {
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    /// Read a stream to its end on a thread (nothing when it is not piped).
+    fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    }
+    let t_out = drain(child.stdout.take());
+    let t_err = drain(child.stderr.take());
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;

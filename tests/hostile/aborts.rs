@@ -67,40 +67,18 @@ fn a_deep_copy_loop_ends_at_the_cpu_budget() {
     assert!(p.read("a.json").is_none());
 }
 
-/// Run with stdout closed before runbook writes to it (`runbook … | true`).
+/// Run with stdout a pipe whose reading end is already closed (`runbook …
+/// | true` where `true` has gone): every write to it fails with EPIPE.
 fn run_with_closed_stdout(p: &Project, args: &[&str]) -> Output {
     let started = Instant::now();
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
     let mut cmd = p.command(args);
-    cmd.stdout(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    drop(child.stdout.take());
-    // An empty stdout for wait_output to read.
-    child.stdout = None;
-    let stderr = child.stderr.take();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "runbook did not end"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = stderr {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
-    use std::os::unix::process::ExitStatusExt;
-    Output {
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-        stdout: String::new(),
-        stderr: err,
-        elapsed: started.elapsed(),
-    }
+    cmd.stdout(Stdio::from(write_end));
+    let child = cmd.spawn().unwrap();
+    // The parent's copy of the write end went into `cmd`; drop it.
+    drop(cmd);
+    wait_output(child, Duration::from_secs(60), started)
 }
 
 #[test]

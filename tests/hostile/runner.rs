@@ -39,41 +39,27 @@ fn unescape_data(s: &str) -> String {
         .replace("%25", "%")
 }
 
-fn parse_v2(line: &str, extra: Option<&str>) -> Option<Cmd> {
-    let msg = line.trim_start();
-    let rest = msg.strip_prefix("::")?;
-    let end = rest.find("::")?;
-    let info = &rest[..end];
-    let (name, props) = match info.find(' ') {
-        Some(i) => (&info[..i], info[i + 1..].trim()),
-        None => (info, ""),
-    };
-    if !REGISTERED.contains(&name) && Some(name) != extra {
-        return None;
-    }
-    Some(Cmd {
+/// A command from its info (`name props`) and data, if the runner knows
+/// the name (or it is the current stop token).
+fn command(info: &str, data: String, extra: Option<&str>) -> Option<Cmd> {
+    let (name, props) = info.split_once(' ').unwrap_or((info, ""));
+    (REGISTERED.contains(&name) || Some(name) == extra).then(|| Cmd {
         name: name.into(),
-        props: props.into(),
-        data: unescape_data(&rest[end + 2..]),
+        props: props.trim().into(),
+        data,
     })
+}
+
+fn parse_v2(line: &str, extra: Option<&str>) -> Option<Cmd> {
+    let rest = line.trim_start().strip_prefix("::")?;
+    let end = rest.find("::")?;
+    command(&rest[..end], unescape_data(&rest[end + 2..]), extra)
 }
 
 fn parse_v1(line: &str, extra: Option<&str>) -> Option<Cmd> {
     let start = line.find("##[")? + 3;
     let rb = start + line[start..].find(']')?;
-    let info = &line[start..rb];
-    let (name, props) = match info.find(' ') {
-        Some(i) => (&info[..i], &info[i + 1..]),
-        None => (info, ""),
-    };
-    if !REGISTERED.contains(&name) && Some(name) != extra {
-        return None;
-    }
-    Some(Cmd {
-        name: name.into(),
-        props: props.into(),
-        data: line[rb + 1..].into(),
-    })
+    command(&line[start..rb], line[rb + 1..].into(), extra)
 }
 
 /// The commands the runner would act on in one stream's text.
