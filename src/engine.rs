@@ -199,6 +199,15 @@ pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, 
 
 /// Build the sandboxed engine for a run (or a check) of `playbook`.
 pub fn build(ctx: &Arc<Ctx>) -> Engine {
+    let mut engine = base(ctx);
+    crate::primitives::register_all(&mut engine, ctx);
+    engine
+}
+
+/// The sandboxed engine without primitives: limits, hooks and imports.
+/// `runbook test` and `--record` put their own stand-ins for the
+/// primitives on it.
+pub fn base(ctx: &Arc<Ctx>) -> Engine {
     let mut engine = Engine::new();
     let limits = Limits::from_env();
     engine
@@ -238,7 +247,6 @@ pub fn build(ctx: &Arc<Ctx>) -> Engine {
             }
         );
     });
-    crate::primitives::register_all(&mut engine, ctx);
     engine.set_module_resolver(Resolver::new(&ctx.settings.playbook));
     engine
 }

@@ -14,3 +14,4 @@ pub mod redact;
 pub mod report;
 pub mod run;
 pub mod suggest;
+pub mod testing;

@@ -52,6 +52,20 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         definitions: Option<PathBuf>,
     },
+    /// Run playbook tests (*.test.rhai) with stubbed primitives, offline.
+    Test {
+        /// Test files or folders (default: the current folder, recursively).
+        paths: Vec<PathBuf>,
+        /// Only tests whose `file::name` contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// `text` (one line per test) or `junit` (JUnit XML on stdout).
+        #[arg(long, default_value = "text", value_parser = ["text", "junit"])]
+        format: String,
+        /// Rewrite the snapshots of assert_snapshot instead of comparing.
+        #[arg(long)]
+        update_snapshots: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -69,6 +83,17 @@ fn main() -> ExitCode {
             markdown,
             definitions,
         }) => run::doc(name.as_deref(), markdown, definitions.as_deref()),
+        Some(Command::Test {
+            paths,
+            filter,
+            format,
+            update_snapshots,
+        }) => runbook::testing::main(runbook::testing::Options {
+            paths,
+            filter,
+            junit: format == "junit",
+            update_snapshots,
+        }),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,
@@ -94,6 +119,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `runbook test` has already said everything (its last line is the count).
+        Err(e) if e.to_string().is_empty() => ExitCode::from(e.exit_code() as u8),
         Err(e) => {
             let text = runbook::redact::redact(&e.to_string()).into_owned();
             let text = if text.starts_with("error") {

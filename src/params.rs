@@ -282,8 +282,19 @@ impl Param {
     }
 }
 
-/// Parse `--name value` / `--name=value` arguments against the declaration.
+/// Parse `--name value` / `--name=value` arguments against the declaration,
+/// reading `env` fallbacks from the process environment.
 pub fn parse_args(decl: &Declaration, args: &[String]) -> Result<Map, String> {
+    parse_args_with_env(decl, args, &|name| std::env::var(name).ok())
+}
+
+/// [`parse_args`] with the environment given by `env` (`runbook test` hands
+/// it the test's `t.env` values, never the real environment).
+pub fn parse_args_with_env(
+    decl: &Declaration,
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Map, String> {
     let mut given: Vec<(String, Dynamic)> = Vec::new();
     let names: Vec<String> = decl.params.iter().map(|p| flag(&p.name)).collect();
     let mut i = 0;
@@ -315,7 +326,14 @@ pub fn parse_args(decl: &Declaration, args: &[String]) -> Result<Map, String> {
         }
         let raw = match (inline, p.kind) {
             (Some(v), _) => v,
-            (None, Kind::Bool) => "true".to_string(),
+            // `--flag` alone is true; `--flag true|false` is accepted too.
+            (None, Kind::Bool) => match args.get(i + 1).map(String::as_str) {
+                Some(v @ ("true" | "false")) => {
+                    i += 1;
+                    v.to_string()
+                }
+                _ => "true".to_string(),
+            },
             (None, _) => {
                 i += 1;
                 match args.get(i) {
@@ -332,8 +350,7 @@ pub fn parse_args(decl: &Declaration, args: &[String]) -> Result<Map, String> {
         let value = match given.iter().position(|(n, _)| *n == p.name) {
             Some(idx) => given.swap_remove(idx).1,
             None => match p.env.as_ref().and_then(|e| {
-                std::env::var(e)
-                    .ok()
+                env(e)
                     .filter(|v| !v.is_empty())
                     .map(|v| (e, v))
             }) {
@@ -486,6 +503,13 @@ print(args.sha);
         assert_eq!(m["rpc_endpoint"].to_string(), "a.b:2000");
         let m = parse_args(&decl(), &args(&["--sha", SHA])).unwrap();
         assert!(m["rpc_endpoint"].is_unit());
+        // Bool flags take a separate true/false too.
+        for (a, want) in [(&["--verbose", "false"][..], false), (&["--verbose", "true", "--dseq", "2"][..], true)] {
+            let mut v = args(&["--sha", SHA]);
+            v.extend(args(a));
+            let m = parse_args(&decl(), &v).unwrap();
+            assert_eq!(m["verbose"].as_bool().unwrap(), want, "{a:?}");
+        }
     }
 
     #[test]
@@ -504,6 +528,7 @@ print(args.sha);
                 "did you mean 'banano'",
             ),
             (&["--sha", SHA, "--verbose=maybe"], "wants true or false"),
+            (&["--sha", SHA, "--verbose", "maybe"], "unexpected argument 'maybe'"),
             (
                 &["--sha", SHA, "--shaa", "x"],
                 "unknown parameter --shaa (did you mean '--sha'?)",

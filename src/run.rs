@@ -276,7 +276,7 @@ fn settle(
 }
 
 /// A failed run leaves no artifact it promised.
-fn discard_artifacts(ctx: &Ctx) {
+pub(crate) fn discard_artifacts(ctx: &Ctx) {
     let files: Vec<PathBuf> = ctx
         .artifacts
         .lock()
