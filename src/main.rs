@@ -24,7 +24,8 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// The playbook to run, then its parameters and the runner's options
-    /// (--dry-run, --log-format pretty|json|github, --timeout SECS, --allow PROGRAM).
+    /// (--dry-run, --log-format pretty|json|github, --timeout SECS, --allow PROGRAM,
+    /// --record FILE.json).
     #[arg(
         value_name = "PLAYBOOK [ARGS]",
         trailing_var_arg = true,

@@ -73,6 +73,7 @@ pub const RESERVED: &[&str] = &[
     "log_format",
     "timeout",
     "allow",
+    "record",
     "version",
 ];
 
@@ -439,7 +440,7 @@ pub fn render_help(decl: &Declaration, playbook: &str) -> String {
             s.push_str(&format!("  {head:width$}  {}{notes}\n", p.help));
         }
     }
-    s.push_str("\nRunner options:\n  --dry-run            read for real, change nothing, print the plan\n  --log-format FORMAT  pretty (terminal), json, github (default under GitHub Actions)\n  --timeout SECS       deadline for the whole run (exit 124)\n  --allow PROGRAM      let exec() run PROGRAM too\n");
+    s.push_str("\nRunner options:\n  --dry-run            read for real, change nothing, print the plan\n  --log-format FORMAT  pretty (terminal), json, github (default under GitHub Actions)\n  --timeout SECS       deadline for the whole run (exit 124)\n  --allow PROGRAM      let exec() run PROGRAM too\n  --record FILE.json   write every primitive call and its result (for t.replay)\n");
     s
 }
 

@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub help: bool,
     /// `--allow PROGRAM`.
     pub allow: Vec<String>,
+    /// `--record FILE.json`: every primitive call and its result.
+    pub record: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -76,6 +78,10 @@ impl RunOptions {
                 "--allow" => {
                     let v = value(&mut i, flag, inline)?;
                     o.allow.push(v);
+                }
+                "--record" => {
+                    let v = value(&mut i, flag, inline)?;
+                    o.record = Some(PathBuf::from(v));
                 }
                 _ if playbook.is_none() && !a.starts_with('-') => playbook = Some(PathBuf::from(a)),
                 _ if playbook.is_none() => {
@@ -125,7 +131,15 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     settings.dry_run = opts.dry_run;
     settings.allow.extend(opts.allow.iter().cloned());
     let ctx = Ctx::new(settings, rt.handle().clone());
-    let engine = crate::engine::build(&ctx);
+    // --record: the same primitives behind stand-ins that keep each call.
+    let recorder = opts
+        .record
+        .as_ref()
+        .map(|_| crate::testing::proxy::Proxy::new(&ctx, Box::new(|_, _| None)));
+    let engine = match &recorder {
+        Some(p) => crate::testing::proxy::engine(&ctx, p),
+        None => crate::engine::build(&ctx),
+    };
     let path = opts.playbook.clone();
 
     let ast = match engine.compile(&source) {
@@ -209,6 +223,14 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     });
 
     let result = settle(&ctx, outcome, &path, &source, started);
+    if let (Some(file), Some(p)) = (&opts.record, &recorder) {
+        // Written whatever the outcome: a failed run is worth replaying too.
+        let text = crate::testing::record::render(&path, opts.dry_run, &p.calls());
+        match crate::primitives::files::write_atomic(file, &text) {
+            Ok(()) => tracing::info!("recorded {} primitive call(s) to {}", p.calls().len(), file.display()),
+            Err(e) => tracing::error!("cannot write the recording {}: {e}", file.display()),
+        }
+    }
     ctx.kill_children();
     crate::primitives::github_io::flush_summaries(&ctx);
     rt.shutdown_timeout(Duration::from_millis(200));
@@ -358,6 +380,7 @@ mod tests {
             "--timeout=5",
             "--log-format",
             "json",
+            "--record=rec.json",
         ]))
         .unwrap()
         .unwrap();
@@ -366,6 +389,7 @@ mod tests {
         assert!(o.dry_run);
         assert_eq!(o.timeout, Some(Duration::from_secs(5)));
         assert_eq!(o.format, Some(LogFormat::Json));
+        assert_eq!(o.record, Some(PathBuf::from("rec.json")));
     }
 
     #[test]
