@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
 
-use rhai::{Array, Dynamic, Engine, FnPtr, Map, AST};
+use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext, AST};
 
 use super::sandbox::{self, Caller, Spec, Stub};
 use crate::context::{error, RhaiResult};
@@ -73,12 +73,15 @@ fn text(v: &Dynamic) -> String {
     }
 }
 
-fn with_msg(base: String, msg: &Dynamic) -> String {
+/// ` (msg)` after an assertion's name; the message can be long (a report).
+fn with_msg(msg: &Dynamic) -> String {
     let msg = text(msg);
     if msg.is_empty() {
-        base
+        String::new()
+    } else if msg.contains('\n') {
+        format!(":\n{}", msg.trim_end())
     } else {
-        format!("{msg}: {base}")
+        format!(": {msg}")
     }
 }
 
@@ -174,12 +177,12 @@ fn calls_named(r: &Map, name: &str) -> Array {
 /// receives the engine and AST once they exist, for calling the test's
 /// closures from stubs.
 pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) -> Engine {
-    let mut engine = Engine::new();
+    let mut engine = crate::engine::new_engine();
     engine
         .set_max_operations(crate::engine::Limits::from_env().max_operations)
         .set_max_call_levels(64)
-        .set_max_expr_depths(64, 64)
-        .set_fail_on_invalid_map_property(true);
+        .set_max_expr_depths(64, 64);
+    engine.on_print(|s| println!("     | {s}"));
     engine.disable_symbol("eval");
     engine.register_type_with_name::<Playbook>("Playbook");
 
@@ -247,13 +250,18 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
         Ok(())
     });
     let e = env.clone();
-    engine.register_fn("run", move |t: &mut Playbook| -> RhaiResult<Map> {
+    #[allow(deprecated)] // NativeCallContextStore: "volatile", not deprecated
+    engine.register_fn("run", move |nctx: NativeCallContext, t: &mut Playbook| -> RhaiResult<Map> {
         let me = me.clone();
+        // The test's own state (its global constants, its functions), so a
+        // stub's closure sees what it would see in the test itself.
+        let store = Arc::new(nctx.store_data());
         let caller: Arc<Caller> = Arc::new(move |f: &FnPtr, args: Vec<Dynamic>| {
-            let Some((Some(engine), ast)) = me.get().map(|(w, a)| (w.upgrade(), a.clone())) else {
+            let Some(engine) = me.get().and_then(|(w, _)| w.upgrade()) else {
                 return Err(error("the test's engine is gone (an internal error)"));
             };
-            f.call::<Dynamic>(&engine, &ast, args)
+            let ctx = store.create_context(&engine);
+            f.call_within_context::<Dynamic>(&ctx, args)
         });
         sandbox::run(&t.0, caller, &e.rt)
     });
@@ -270,9 +278,11 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
         if same(&a, &b) {
             return Ok(());
         }
-        Err(fail(with_msg(
-            format!("assert_eq failed\n  left:  {}\n  right: {}", show(&a), show(&b)),
-            msg,
+        Err(fail(format!(
+            "assert_eq failed{}\n  left:  {}\n  right: {}",
+            with_msg(msg),
+            show(&a),
+            show(&b)
         )))
     };
     engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic| eq(a, b, &Dynamic::UNIT));
@@ -281,10 +291,7 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
         if !same(&a, &b) {
             return Ok(());
         }
-        Err(fail(with_msg(
-            format!("assert_ne failed: both are {}", show(&a)),
-            msg,
-        )))
+        Err(fail(format!("assert_ne failed{}: both are {}", with_msg(msg), show(&a))))
     };
     engine.register_fn("assert_ne", move |a: Dynamic, b: Dynamic| ne(a, b, &Dynamic::UNIT));
     engine.register_fn("assert_ne", move |a: Dynamic, b: Dynamic, m: Dynamic| ne(a, b, &m));
@@ -294,9 +301,10 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
         if rx.is_match(&text(&subject)) {
             return Ok(());
         }
-        Err(fail(with_msg(
-            format!("assert_match failed\n  text:  {}\n  regex: {re}", show(&subject)),
-            msg,
+        Err(fail(format!(
+            "assert_match failed{}\n  text:  {}\n  regex: {re}",
+            with_msg(msg),
+            show(&subject)
         )))
     };
     engine.register_fn("assert_match", move |t: Dynamic, re: &str| matches(t, re, &Dynamic::UNIT));

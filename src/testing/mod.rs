@@ -215,8 +215,7 @@ pub fn main(opts: Options) -> Result<(), Error> {
             crate::context::Settings::new(Path::new("test.rhai"), crate::logging::LogFormat::Json),
             rt.handle().clone(),
         );
-        let real = crate::engine::build(&ctx);
-        let mut names: Vec<String> = proxy::signatures(&real).iter().map(|(n, _)| n.clone()).collect();
+        let mut names: Vec<String> = proxy::signatures(&ctx).iter().map(|(n, _)| n.clone()).collect();
         names.dedup();
         names
     };

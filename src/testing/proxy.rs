@@ -28,10 +28,11 @@ pub struct Call {
 pub type Handler = dyn Fn(&str, &[Dynamic]) -> Option<RhaiResult<Dynamic>> + Send + Sync;
 
 /// Every primitive the engine registers, as (name, arity), read once from
-/// the engine's metadata.
-pub fn signatures(real: &Engine) -> &'static [(String, usize)] {
+/// the metadata of the engine of `ctx`.
+pub fn signatures(ctx: &Arc<Ctx>) -> &'static [(String, usize)] {
     static SIGS: OnceLock<Vec<(String, usize)>> = OnceLock::new();
     SIGS.get_or_init(|| {
+        let real = crate::engine::build(ctx);
         let json = real.gen_fn_metadata_to_json(false).unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
         let mut out: Vec<(String, usize)> = v
@@ -55,7 +56,9 @@ pub fn signatures(real: &Engine) -> &'static [(String, usize)] {
 
 /// The stand-ins' shared state.
 pub struct Proxy {
-    real: Engine,
+    ctx: Arc<Ctx>,
+    // Built on first forward: many test runs stub everything they call.
+    real: OnceLock<Engine>,
     calls_ast: Mutex<HashMap<String, Arc<AST>>>,
     /// Every call so far, in order.
     pub calls: Mutex<Vec<Call>>,
@@ -66,7 +69,8 @@ impl Proxy {
     /// A proxy in front of the real primitives of `ctx`'s run.
     pub fn new(ctx: &Arc<Ctx>, handler: Box<Handler>) -> Arc<Proxy> {
         Arc::new(Proxy {
-            real: crate::engine::build(ctx),
+            ctx: ctx.clone(),
+            real: OnceLock::new(),
             calls_ast: Mutex::new(HashMap::new()),
             calls: Mutex::new(Vec::new()),
             handler,
@@ -76,6 +80,10 @@ impl Proxy {
     /// The calls recorded so far.
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn real(&self) -> &Engine {
+        self.real.get_or_init(|| crate::engine::build(&self.ctx))
     }
 
     /// Call the real primitive `name` with `args`.
@@ -88,7 +96,7 @@ impl Proxy {
                 None => {
                     let params: Vec<String> = (0..args.len()).map(|i| format!("a{i}")).collect();
                     let text = format!("{name}({})", params.join(", "));
-                    let ast = Arc::new(self.real.compile(&text).map_err(|e| {
+                    let ast = Arc::new(self.real().compile(&text).map_err(|e| {
                         crate::context::error(format!("cannot call {name}: {e}"))
                     })?);
                     cache.insert(key, ast.clone());
@@ -100,7 +108,7 @@ impl Proxy {
         for (i, a) in args.iter().enumerate() {
             scope.push_dynamic(format!("a{i}"), a.clone());
         }
-        self.real
+        self.real()
             .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
             .map_err(|mut e| {
                 // The position is inside the one-line call above; the
@@ -151,7 +159,7 @@ pub fn error_text(e: &EvalAltResult) -> String {
 /// The sandboxed engine with stand-ins for every primitive.
 pub fn engine(ctx: &Arc<Ctx>, proxy: &Arc<Proxy>) -> Engine {
     let mut engine = crate::engine::base(ctx);
-    for (name, arity) in signatures(&proxy.real) {
+    for (name, arity) in signatures(ctx) {
         let p = proxy.clone();
         let n = name.clone();
         let types = vec![std::any::TypeId::of::<Dynamic>(); *arity];

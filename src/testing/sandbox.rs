@@ -330,6 +330,20 @@ fn answer_stub(name: &str, v: Dynamic, args: &[Dynamic], caller: &Arc<Caller>) -
     }
 }
 
+/// The playbook's AST, compiled once per process (tests run it many times).
+fn compile_cached(engine: &rhai::Engine, path: &Path, source: &str) -> Result<rhai::AST, rhai::ParseError> {
+    type Cache = Mutex<HashMap<(PathBuf, String), rhai::AST>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (path.to_path_buf(), source.to_string());
+    if let Some(a) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(a.clone());
+    }
+    let ast = engine.compile(source)?;
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, ast.clone());
+    Ok(ast)
+}
+
 /// Compile, validate the parameters, run. Returns the exit code and, on
 /// failure, the message and the full report.
 fn execute(
@@ -347,7 +361,7 @@ fn execute(
             return (2, Some((m.clone(), m)));
         }
     };
-    let ast = match engine.compile(&source) {
+    let ast = match compile_cached(engine, path, &source) {
         Ok(a) => a,
         Err(e) => {
             let r = crate::report::parse_error(&e, path, &source);
