@@ -240,6 +240,9 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
         Ok(())
     });
     engine.register_fn("dry_run", |t: &mut Playbook, on: bool| t.0.dry_run = on);
+    engine.register_fn("param", |t: &mut Playbook, k: &str, v: Dynamic| {
+        t.0.params.insert(k.into(), v);
+    });
     let e = env.clone();
     engine.register_fn("replay", move |t: &mut Playbook, p: &str| -> RhaiResult<()> {
         let full = e.dir().join(p);
