@@ -129,7 +129,8 @@ fn assert_snapshot(env: &FileEnv, name: &str, value: &Dynamic) -> RhaiResult<()>
         .map_err(|e| fail(format!("snapshot {} is not valid JSON: {e}", path.display())))?;
     if stored_json != json {
         let mut diff = String::new();
-        for d in diff_lines(&stored, &text) {
+        let stored_pretty = serde_json::to_string_pretty(&stored_json).unwrap_or(stored);
+        for d in diff_lines(&stored_pretty, &text) {
             diff.push_str(&d);
             diff.push('\n');
         }
