@@ -84,6 +84,106 @@ fn first_property(e: &Expr) -> Option<(String, Position)> {
     }
 }
 
+/// `\n`, `\t` and friends written inside backtick strings, which Rhai
+/// keeps as a backslash and a letter: (line, column, the escape).
+pub fn backtick_escapes(source: &str) -> Vec<(usize, usize, String)> {
+    #[derive(PartialEq)]
+    enum St {
+        Code,
+        Str,
+        Back,
+    }
+    let mut out = Vec::new();
+    // Each level: the state, and for code inside `${…}` its brace depth.
+    let mut stack: Vec<(St, usize)> = vec![(St::Code, 0)];
+    let chars: Vec<char> = source.chars().collect();
+    let (mut line, mut col) = (1usize, 1usize);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let mut step = 1;
+        let top = stack.last().map(|(s, _)| s);
+        match top {
+            Some(St::Code) | None => match (c, next) {
+                ('/', Some('/')) => {
+                    while i + step < chars.len() && chars[i + step] != '\n' {
+                        step += 1;
+                    }
+                }
+                ('/', Some('*')) => {
+                    step = 2;
+                    while i + step + 1 < chars.len() && !(chars[i + step] == '*' && chars[i + step + 1] == '/') {
+                        if chars[i + step] == '\n' {
+                            line += 1;
+                            col = 0;
+                        }
+                        step += 1;
+                        col += 1;
+                    }
+                    step += 2;
+                }
+                ('"', _) => stack.push((St::Str, 0)),
+                ('\'', _) => {
+                    // A character literal: skip it whole.
+                    step = if next == Some('\\') { 4 } else { 3 };
+                }
+                ('`', _) => stack.push((St::Back, 0)),
+                ('{', _) => {
+                    if let Some(l) = stack.last_mut() {
+                        l.1 += 1;
+                    }
+                }
+                ('}', _) => {
+                    let depth = stack.last().map_or(0, |l| l.1);
+                    if depth > 0 {
+                        if let Some(l) = stack.last_mut() {
+                            l.1 -= 1;
+                        }
+                    } else if stack.len() > 1 {
+                        // The end of a `${…}`: back in the backtick string.
+                        stack.pop();
+                    }
+                }
+                _ => {}
+            },
+            Some(St::Str) => match c {
+                '\\' => step = 2,
+                '"' => {
+                    stack.pop();
+                }
+                _ => {}
+            },
+            Some(St::Back) => match (c, next) {
+                ('\\', Some(e @ ('n' | 't' | 'r' | '"' | '\\' | '0'))) => {
+                    out.push((line, col, format!("\\{e}")));
+                    step = 2;
+                }
+                ('`', _) => {
+                    stack.pop();
+                }
+                ('$', Some('{')) => {
+                    stack.push((St::Code, 0));
+                    step = 2;
+                }
+                _ => {}
+            },
+        }
+        for k in 0..step {
+            match chars.get(i + k) {
+                Some('\n') => {
+                    line += 1;
+                    col = 1;
+                }
+                Some(_) => col += 1,
+                None => {}
+            }
+        }
+        i += step;
+    }
+    out
+}
+
 /// Lint one playbook (or module) file.
 pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
     let finding = |pos: Option<(usize, usize)>, message: String| Finding {
@@ -98,7 +198,19 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
     let mut settings = Settings::new(path, crate::logging::LogFormat::Pretty);
     settings.dry_run = true;
     let ctx = Ctx::new(settings, rt.clone());
-    let engine = crate::engine::build(&ctx);
+    // A test file runs on the test engine (playbook(), assert_eq, …).
+    let is_test = path.to_string_lossy().ends_with(".test.rhai");
+    let engine = if is_test {
+        let env = crate::testing::harness::FileEnv {
+            file: path.to_path_buf(),
+            update_snapshots: false,
+            rt: rt.clone(),
+            primitives: Vec::new(),
+        };
+        crate::testing::harness::engine(Arc::new(env), Arc::default())
+    } else {
+        crate::engine::build(&ctx)
+    };
     let ast = match engine.compile(&source) {
         Ok(a) => a,
         Err(e) => {
@@ -110,17 +222,43 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
         }
     };
     let mut out = Vec::new();
-    let decl = match crate::params::declaration(&ast, &source) {
-        Ok(d) => d,
-        Err(e) => {
-            out.push(finding(None, e));
-            crate::params::Declaration::default()
-        }
-    };
+    // Every PARAMS mistake at once; the parameters stay declared.
+    let (decl, errors) = crate::params::declaration_all(&ast, &source);
+    for e in errors {
+        out.push(finding(None, e));
+    }
     lint_ast(&engine, &ctx, &ast, &decl, &mut |pos, msg| {
         out.push(finding(pos, msg))
     });
+    for (pos, msg) in lint_source(&source) {
+        out.push(finding(Some(pos), msg));
+    }
     out
+}
+
+/// Lints of the source text itself.
+pub fn lint_source(source: &str) -> Vec<((usize, usize), String)> {
+    backtick_escapes(source)
+        .into_iter()
+        .map(|(l, c, esc)| {
+            ((l, c), format!(
+                "`{esc}` inside a backtick string stays a backslash and a letter (Rhai does not process escapes there): break the line in the source instead, or use a \"…\" string"
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_in_backtick_strings_are_found() {
+        let src = "let a = \"x\\ny\"; // `not\\n code`\nsummary(`### T\\n\\n${a + `in\\tner`} \"q\"`);\nlet c = '`';\n/* `\\n` */ let d = `ok\n`;\n";
+        let found = backtick_escapes(src);
+        let got: Vec<(usize, usize, &str)> = found.iter().map(|(l, c, e)| (*l, *c, e.as_str())).collect();
+        assert_eq!(got, [(2, 15, "\\n"), (2, 17, "\\n"), (2, 28, "\\t")], "{src}");
+    }
 }
 
 fn lint_ast(

@@ -97,10 +97,23 @@ fn spec_err(name: &str, msg: impl std::fmt::Display) -> String {
 
 /// Read the declaration from a compiled playbook.
 pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
+    let (decl, errors) = declaration_all(ast, source);
+    if errors.is_empty() {
+        Ok(decl)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// Read the declaration and every mistake in it, in one pass. Parameters
+/// with a mistake are still declared as far as they can be read, so later
+/// checks (`args.x`) do not report false follow-ups.
+pub fn declaration_all(ast: &AST, source: &str) -> (Declaration, Vec<String>) {
     let mut decl = Declaration {
         description: description(source),
         params: Vec::new(),
     };
+    let mut errors = Vec::new();
     let literal = ast
         .iter_literal_variables(true, true)
         .find(|(name, ..)| *name == "PARAMS");
@@ -110,33 +123,34 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
                 .lines()
                 .any(|l| l.trim_start().starts_with("const PARAMS"))
         {
-            return Err("PARAMS must be a literal map (no variables, calls or expressions inside it), at the top level".into());
+            errors.push("PARAMS must be a literal map (no variables, calls or expressions inside it), at the top level".into());
         }
-        return Ok(decl);
+        return (decl, errors);
     };
     if !is_const {
-        return Err(
+        errors.push(
             "declare parameters with `const PARAMS = #{ ... };` (a constant, not `let`)".into(),
         );
     }
     let Some(map) = value.try_cast::<Map>() else {
-        return Err(
-            "PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".into(),
-        );
+        errors.push("PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".into());
+        return (decl, errors);
     };
     for (name, spec) in map {
         let name = name.to_string();
         if RESERVED.contains(&name.as_str()) {
-            return Err(spec_err(
+            errors.push(spec_err(
                 &name,
                 "the name is reserved for the runner's own options; choose another",
             ));
+            continue;
         }
         let Some(spec) = spec.try_cast::<Map>() else {
-            return Err(spec_err(
+            errors.push(spec_err(
                 &name,
                 "wants a map like #{ type: \"string\", help: \"…\" }",
             ));
+            continue;
         };
         const KEYS: &[&str] = &[
             "type",
@@ -148,8 +162,13 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
             "help",
         ];
         for k in spec.keys() {
-            if !KEYS.contains(&k.as_str()) {
-                return Err(spec_err(
+            if k.as_str() == "default" {
+                errors.push(spec_err(
+                    &name,
+                    "write `default_value: …` for the default (`default` is a reserved word in Rhai)",
+                ));
+            } else if !KEYS.contains(&k.as_str()) {
+                errors.push(spec_err(
                     &name,
                     format!(
                         "unknown key '{k}'{}; keys: {}",
@@ -165,19 +184,25 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
             Some("int") => Kind::Int,
             Some("bool") => Kind::Bool,
             Some(t) => {
-                return Err(spec_err(
+                errors.push(spec_err(
                     &name,
                     format!("type '{t}' is not one of string, int, bool"),
-                ))
+                ));
+                Kind::String
             }
         };
         let required = match spec.get("required") {
             None => false,
-            Some(v) => v
-                .as_bool()
-                .map_err(|_| spec_err(&name, "required wants true or false"))?,
+            Some(v) => v.as_bool().unwrap_or_else(|_| {
+                errors.push(spec_err(&name, "required wants true or false"));
+                false
+            }),
         };
-        let default = spec.get("default_value").cloned().filter(|v| !v.is_unit());
+        let mut default = spec
+            .get("default_value")
+            .or_else(|| spec.get("default"))
+            .cloned()
+            .filter(|v| !v.is_unit());
         if let Some(d) = &default {
             let ok = match kind {
                 Kind::String => d.is_string(),
@@ -185,13 +210,13 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
                 Kind::Bool => d.is_bool(),
             };
             if !ok {
-                return Err(spec_err(
+                errors.push(spec_err(
                     &name,
                     format!("default_value {d} is not of type {}", kind.name()),
                 ));
-            }
-            if required {
-                return Err(spec_err(
+                default = None;
+            } else if required {
+                errors.push(spec_err(
                     &name,
                     "is required and has a default_value; choose one",
                 ));
@@ -199,25 +224,26 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
         }
         let pattern = match text("pattern") {
             None => None,
-            Some(p) => {
-                let re = Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                    spec_err(
+            Some(p) => match Regex::new(&format!("^(?:{p})$")) {
+                Ok(re) => Some((p, re)),
+                Err(e) => {
+                    errors.push(spec_err(
                         &name,
                         format!("pattern is not a valid regular expression: {e}"),
-                    )
-                })?;
-                Some((p, re))
-            }
+                    ));
+                    None
+                }
+            },
         };
         let choices = match spec.get("choices") {
             None => Vec::new(),
-            Some(v) => v
-                .clone()
-                .try_cast::<rhai::Array>()
-                .ok_or_else(|| spec_err(&name, "choices wants an array of strings"))?
-                .iter()
-                .map(|c| c.to_string())
-                .collect(),
+            Some(v) => match v.clone().try_cast::<rhai::Array>() {
+                Some(a) => a.iter().map(|c| c.to_string()).collect(),
+                None => {
+                    errors.push(spec_err(&name, "choices wants an array of strings"));
+                    Vec::new()
+                }
+            },
         };
         decl.params.push(Param {
             name,
@@ -233,7 +259,7 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
     // Maps have no order of their own: required ones first, then by name.
     decl.params
         .sort_by(|a, b| b.required.cmp(&a.required).then(a.name.cmp(&b.name)));
-    Ok(decl)
+    (decl, errors)
 }
 
 fn flag(name: &str) -> String {
@@ -575,5 +601,24 @@ print(args.sha);
             let err = declaration(&ast, src).unwrap_err();
             assert!(err.contains(want), "{src}: {err}");
         }
+    }
+
+    #[test]
+    fn every_mistake_in_one_pass_without_follow_ups() {
+        let src = r#"const PARAMS = #{
+    tag: #{ "default": "x", typ: "int" },
+    n: #{ requred: true, type: "float" },
+};"#;
+        let ast = rhai::Engine::new().compile(src).unwrap();
+        let (decl, errors) = declaration_all(&ast, src);
+        let all = errors.join("\n");
+        assert_eq!(errors.len(), 4, "{all}");
+        assert!(all.contains("PARAMS.tag: write `default_value: …`"), "{all}");
+        assert!(all.contains("PARAMS.tag: unknown key 'typ' (did you mean 'type'?)"), "{all}");
+        assert!(all.contains("PARAMS.n: unknown key 'requred' (did you mean 'required'?)"), "{all}");
+        assert!(all.contains("PARAMS.n: type 'float'"), "{all}");
+        // Both stay declared: `args.tag` is not a false "not declared".
+        let names: Vec<&str> = decl.params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["n", "tag"]);
     }
 }

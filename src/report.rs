@@ -131,7 +131,10 @@ fn fmt_pos(p: Position) -> String {
 /// Render a compile error of the playbook at `path`.
 pub fn parse_error(err: &ParseError, path: &Path, source: &str) -> Report {
     let pos = err.position();
-    let message = err.err_type().to_string();
+    let mut message = err.err_type().to_string();
+    if message.contains("'default' is a reserved keyword") {
+        message.push_str("; in PARAMS write `default_value: …` for a parameter's default");
+    }
     let position = pos.line().map(|l| (l, pos.position().unwrap_or(1)));
     let mut text = format!("error: the playbook does not compile: {message}\n");
     if let Some((l, c)) = position {
@@ -193,5 +196,13 @@ mod tests {
         let r = parse_error(&err, Path::new("pb.rhai"), src);
         assert!(r.text.contains("does not compile"), "{}", r.text);
         assert!(r.text.contains("1 | let a = ;"), "{}", r.text);
+    }
+
+    #[test]
+    fn default_in_params_suggests_default_value() {
+        let src = "const PARAMS = #{ tag: #{ default: \"x\" } };\n";
+        let err = rhai::Engine::new().compile(src).unwrap_err();
+        let r = parse_error(&err, Path::new("pb.rhai"), src);
+        assert!(r.message.contains("write `default_value: …`"), "{}", r.text);
     }
 }
