@@ -113,7 +113,9 @@ pub fn backtick_escapes(source: &str) -> Vec<(usize, usize, String)> {
                 }
                 ('/', Some('*')) => {
                     step = 2;
-                    while i + step + 1 < chars.len() && !(chars[i + step] == '*' && chars[i + step + 1] == '/') {
+                    while i + step + 1 < chars.len()
+                        && !(chars[i + step] == '*' && chars[i + step + 1] == '/')
+                    {
                         if chars[i + step] == '\n' {
                             line += 1;
                             col = 0;
@@ -256,8 +258,13 @@ mod tests {
     fn escapes_in_backtick_strings_are_found() {
         let src = "let a = \"x\\ny\"; // `not\\n code`\nsummary(`### T\\n\\n${a + `in\\tner`} \"q\"`);\nlet c = '`';\n/* `\\n` */ let d = `ok\n`;\n";
         let found = backtick_escapes(src);
-        let got: Vec<(usize, usize, &str)> = found.iter().map(|(l, c, e)| (*l, *c, e.as_str())).collect();
-        assert_eq!(got, [(2, 15, "\\n"), (2, 17, "\\n"), (2, 28, "\\t")], "{src}");
+        let got: Vec<(usize, usize, &str)> =
+            found.iter().map(|(l, c, e)| (*l, *c, e.as_str())).collect();
+        assert_eq!(
+            got,
+            [(2, 15, "\\n"), (2, 17, "\\n"), (2, 28, "\\t")],
+            "{src}"
+        );
     }
 }
 

@@ -160,7 +160,11 @@ impl ModuleResolver for Resolver {
 
 /// A module's compiled AST, kept per process by source and text: a test
 /// run imports the same modules run after run.
-fn compile_module(engine: &Engine, origin: &str, text: &str) -> Result<rhai::AST, rhai::ParseError> {
+fn compile_module(
+    engine: &Engine,
+    origin: &str,
+    text: &str,
+) -> Result<rhai::AST, rhai::ParseError> {
     type Cache = std::sync::Mutex<std::collections::HashMap<(String, String), rhai::AST>>;
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);

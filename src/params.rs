@@ -133,7 +133,8 @@ pub fn declaration_all(ast: &AST, source: &str) -> (Declaration, Vec<String>) {
         );
     }
     let Some(map) = value.try_cast::<Map>() else {
-        errors.push("PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".into());
+        errors
+            .push("PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".into());
         return (decl, errors);
     };
     for (name, spec) in map {
@@ -376,11 +377,11 @@ pub fn parse_args_with_env(
     for p in &decl.params {
         let value = match given.iter().position(|(n, _)| *n == p.name) {
             Some(idx) => given.swap_remove(idx).1,
-            None => match p.env.as_ref().and_then(|e| {
-                env(e)
-                    .filter(|v| !v.is_empty())
-                    .map(|v| (e, v))
-            }) {
+            None => match p
+                .env
+                .as_ref()
+                .and_then(|e| env(e).filter(|v| !v.is_empty()).map(|v| (e, v)))
+            {
                 Some((e, v)) => p.convert(&v, &format!(" (from ${e})"))?,
                 None => match &p.default {
                     Some(d) => d.clone(),
@@ -531,7 +532,10 @@ print(args.sha);
         let m = parse_args(&decl(), &args(&["--sha", SHA])).unwrap();
         assert!(m["rpc_endpoint"].is_unit());
         // Bool flags take a separate true/false too.
-        for (a, want) in [(&["--verbose", "false"][..], false), (&["--verbose", "true", "--dseq", "2"][..], true)] {
+        for (a, want) in [
+            (&["--verbose", "false"][..], false),
+            (&["--verbose", "true", "--dseq", "2"][..], true),
+        ] {
             let mut v = args(&["--sha", SHA]);
             v.extend(args(a));
             let m = parse_args(&decl(), &v).unwrap();
@@ -555,7 +559,10 @@ print(args.sha);
                 "did you mean 'banano'",
             ),
             (&["--sha", SHA, "--verbose=maybe"], "wants true or false"),
-            (&["--sha", SHA, "--verbose", "maybe"], "unexpected argument 'maybe'"),
+            (
+                &["--sha", SHA, "--verbose", "maybe"],
+                "unexpected argument 'maybe'",
+            ),
             (
                 &["--sha", SHA, "--shaa", "x"],
                 "unknown parameter --shaa (did you mean '--sha'?)",
@@ -613,9 +620,18 @@ print(args.sha);
         let (decl, errors) = declaration_all(&ast, src);
         let all = errors.join("\n");
         assert_eq!(errors.len(), 4, "{all}");
-        assert!(all.contains("PARAMS.tag: write `default_value: …`"), "{all}");
-        assert!(all.contains("PARAMS.tag: unknown key 'typ' (did you mean 'type'?)"), "{all}");
-        assert!(all.contains("PARAMS.n: unknown key 'requred' (did you mean 'required'?)"), "{all}");
+        assert!(
+            all.contains("PARAMS.tag: write `default_value: …`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("PARAMS.tag: unknown key 'typ' (did you mean 'type'?)"),
+            "{all}"
+        );
+        assert!(
+            all.contains("PARAMS.n: unknown key 'requred' (did you mean 'required'?)"),
+            "{all}"
+        );
         assert!(all.contains("PARAMS.n: type 'float'"), "{all}");
         // Both stay declared: `args.tag` is not a false "not declared".
         let names: Vec<&str> = decl.params.iter().map(|p| p.name.as_str()).collect();

@@ -227,7 +227,11 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         // Written whatever the outcome: a failed run is worth replaying too.
         let text = crate::testing::record::render(&path, opts.dry_run, &p.calls());
         match crate::primitives::files::write_atomic(file, &text) {
-            Ok(()) => tracing::info!("recorded {} primitive call(s) to {}", p.calls().len(), file.display()),
+            Ok(()) => tracing::info!(
+                "recorded {} primitive call(s) to {}",
+                p.calls().len(),
+                file.display()
+            ),
             Err(e) => tracing::error!("cannot write the recording {}: {e}", file.display()),
         }
     }

@@ -62,7 +62,12 @@ fn helper_is_not_a_test() { throw "not run"; }
         .has("ok   ./pb.test.rhai::test_deploys (")
         .has("ok   ./pb.test.rhai::test_missing_image_changes_nothing (")
         .lacks("helper_is_not_a_test");
-    assert_eq!(out.stdout.lines().last(), Some("3 passed, 0 failed"), "{}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some("3 passed, 0 failed"),
+        "{}",
+        out.stdout
+    );
     // Nothing leaks into the project: each run has its own temporary folder.
     assert!(p.read("deployed.json").is_none());
 }
@@ -183,8 +188,14 @@ fn test_diverges() {
     );
     p.env("API_TOKEN", CANARY);
     std::fs::create_dir_all(p.path().join("fixtures")).unwrap();
-    p.run(&["rec.rhai", "--host", "node.example", "--record", "fixtures/ok.json"])
-        .code(0);
+    p.run(&[
+        "rec.rhai",
+        "--host",
+        "node.example",
+        "--record",
+        "fixtures/ok.json",
+    ])
+    .code(0);
     let rec = p.read("fixtures/ok.json").expect("the recording");
     assert!(rec.contains("\"format\": \"runbook-record/1\""), "{rec}");
     assert!(rec.contains("\"name\": \"exec\""), "{rec}");
@@ -207,10 +218,15 @@ fn snapshots_are_written_on_request_and_compared_after() {
     );
     p.run(&["test"]).code(1).has("--update-snapshots");
     p.run(&["test", "--update-snapshots"]).code(0);
-    let snap = p.read("snapshots/pb.outputs.json").expect("snapshot written");
+    let snap = p
+        .read("snapshots/pb.outputs.json")
+        .expect("snapshot written");
     assert!(snap.contains("\"digest\": \"sha256:one\""), "{snap}");
     p.run(&["test"]).code(0);
-    p.file("snapshots/pb.outputs.json", "{\"digest\": \"sha256:two\"}\n");
+    p.file(
+        "snapshots/pb.outputs.json",
+        "{\"digest\": \"sha256:two\"}\n",
+    );
     p.run(&["test"])
         .code(1)
         .has("snapshot 'outputs' differs")
@@ -229,9 +245,15 @@ fn junit_filter_and_exit_codes() {
         .has("<testcase classname=\"./pb.test.rhai\" name=\"test_a\"")
         .has("<failure message=\"assertion failed: one is not two\">");
     assert!(out.stderr.contains("1 passed, 1 failed"), "{}", out.stderr);
-    p.run(&["test", "--filter", "test_a"]).code(0).has("1 passed, 0 failed");
-    p.run(&["test", "--filter", "nothing"]).code(2).has("no test matches --filter");
-    p.run(&["test", "nowhere"]).code(2).has("nowhere: no such file or folder");
+    p.run(&["test", "--filter", "test_a"])
+        .code(0)
+        .has("1 passed, 0 failed");
+    p.run(&["test", "--filter", "nothing"])
+        .code(2)
+        .has("no test matches --filter");
+    p.run(&["test", "nowhere"])
+        .code(2)
+        .has("nowhere: no such file or folder");
     p.file("bad.test.rhai", "fn test_x() { let = 1; }\n");
     p.run(&["test", "bad.test.rhai"])
         .code(2)

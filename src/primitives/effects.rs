@@ -87,7 +87,13 @@ mod tests {
 
     #[test]
     fn network_primitives_need_stubs() {
-        for name in ["image_digest", "ghcr_has_tag", "exec", "akash_update", "git_sha"] {
+        for name in [
+            "image_digest",
+            "ghcr_has_tag",
+            "exec",
+            "akash_update",
+            "git_sha",
+        ] {
             assert!(!runs_in_tests(name), "{name}");
         }
         assert!(runs_in_tests("validate_endpoint"));

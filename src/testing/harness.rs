@@ -103,21 +103,35 @@ fn snapshot_path(env: &FileEnv, name: &str) -> RhaiResult<PathBuf> {
         .unwrap_or("test")
         .trim_end_matches(".rhai")
         .trim_end_matches(".test");
-    Ok(env.dir().join("snapshots").join(format!("{stem}.{name}.json")))
+    Ok(env
+        .dir()
+        .join("snapshots")
+        .join(format!("{stem}.{name}.json")))
 }
 
 fn assert_snapshot(env: &FileEnv, name: &str, value: &Dynamic) -> RhaiResult<()> {
     let path = snapshot_path(env, name)?;
-    let json = crate::primitives::to_json(value)
-        .map_err(|e| error(format!("assert_snapshot {name}: the value cannot be JSON: {e}")))?;
+    let json = crate::primitives::to_json(value).map_err(|e| {
+        error(format!(
+            "assert_snapshot {name}: the value cannot be JSON: {e}"
+        ))
+    })?;
     let text = serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
     if env.update_snapshots {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| error(format!("assert_snapshot: cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                error(format!(
+                    "assert_snapshot: cannot create {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
-        return crate::primitives::files::write_atomic(&path, &text)
-            .map_err(|e| error(format!("assert_snapshot: cannot write {}: {e}", path.display())));
+        return crate::primitives::files::write_atomic(&path, &text).map_err(|e| {
+            error(format!(
+                "assert_snapshot: cannot write {}: {e}",
+                path.display()
+            ))
+        });
     }
     let stored = std::fs::read_to_string(&path).map_err(|_| {
         fail(format!(
@@ -125,8 +139,12 @@ fn assert_snapshot(env: &FileEnv, name: &str, value: &Dynamic) -> RhaiResult<()>
             path.display()
         ))
     })?;
-    let stored_json: serde_json::Value = serde_json::from_str(&stored)
-        .map_err(|e| fail(format!("snapshot {} is not valid JSON: {e}", path.display())))?;
+    let stored_json: serde_json::Value = serde_json::from_str(&stored).map_err(|e| {
+        fail(format!(
+            "snapshot {} is not valid JSON: {e}",
+            path.display()
+        ))
+    })?;
     if stored_json != json {
         let mut diff = String::new();
         let stored_pretty = serde_json::to_string_pretty(&stored_json).unwrap_or(stored);
@@ -214,69 +232,97 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
         )))
     };
     let cn = check_name.clone();
-    engine.register_fn("stub", move |t: &mut Playbook, name: &str, v: Dynamic| -> RhaiResult<()> {
-        cn(name)?;
-        t.0.stubs.insert(name.to_string(), Stub::Value(v));
-        Ok(())
-    });
-    engine.register_fn("stub_seq", move |t: &mut Playbook, name: &str, vs: Array| -> RhaiResult<()> {
-        check_name(name)?;
-        if vs.is_empty() {
-            return Err(error("t.stub_seq: give at least one value"));
-        }
-        t.0.stubs.insert(name.to_string(), Stub::Seq(vs));
-        Ok(())
-    });
+    engine.register_fn(
+        "stub",
+        move |t: &mut Playbook, name: &str, v: Dynamic| -> RhaiResult<()> {
+            cn(name)?;
+            t.0.stubs.insert(name.to_string(), Stub::Value(v));
+            Ok(())
+        },
+    );
+    engine.register_fn(
+        "stub_seq",
+        move |t: &mut Playbook, name: &str, vs: Array| -> RhaiResult<()> {
+            check_name(name)?;
+            if vs.is_empty() {
+                return Err(error("t.stub_seq: give at least one value"));
+            }
+            t.0.stubs.insert(name.to_string(), Stub::Seq(vs));
+            Ok(())
+        },
+    );
     engine.register_fn("env", |t: &mut Playbook, k: &str, v: Dynamic| {
         t.0.env.insert(k.to_string(), v.to_string());
     });
     engine.register_fn("secret", |t: &mut Playbook, k: &str, v: &str| {
         t.0.secrets.insert(k.to_string(), v.to_string());
     });
-    engine.register_fn("file", |t: &mut Playbook, p: &str, v: Dynamic| -> RhaiResult<()> {
-        if !sandbox::inside(p) {
-            return Err(error(format!("t.file: '{p}' must be a relative path inside the run's folder")));
-        }
-        t.0.files.push((p.to_string(), v));
-        Ok(())
-    });
+    engine.register_fn(
+        "file",
+        |t: &mut Playbook, p: &str, v: Dynamic| -> RhaiResult<()> {
+            if !sandbox::inside(p) {
+                return Err(error(format!(
+                    "t.file: '{p}' must be a relative path inside the run's folder"
+                )));
+            }
+            t.0.files.push((p.to_string(), v));
+            Ok(())
+        },
+    );
     engine.register_fn("dry_run", |t: &mut Playbook, on: bool| t.0.dry_run = on);
     engine.register_fn("param", |t: &mut Playbook, k: &str, v: Dynamic| {
         t.0.params.insert(k.into(), v);
     });
     let e = env.clone();
-    engine.register_fn("replay", move |t: &mut Playbook, p: &str| -> RhaiResult<()> {
-        let full = e.dir().join(p);
-        if !full.is_file() {
-            return Err(error(format!("t.replay: {} does not exist", full.display())));
-        }
-        t.0.replay = Some(full);
-        Ok(())
-    });
+    engine.register_fn(
+        "replay",
+        move |t: &mut Playbook, p: &str| -> RhaiResult<()> {
+            let full = e.dir().join(p);
+            if !full.is_file() {
+                return Err(error(format!(
+                    "t.replay: {} does not exist",
+                    full.display()
+                )));
+            }
+            t.0.replay = Some(full);
+            Ok(())
+        },
+    );
     let e = env.clone();
     #[allow(deprecated)] // NativeCallContextStore: "volatile", not deprecated
-    engine.register_fn("run", move |nctx: NativeCallContext, t: &mut Playbook| -> RhaiResult<Map> {
-        let me = me.clone();
-        // The test's own state (its global constants, its functions), so a
-        // stub's closure sees what it would see in the test itself.
-        let store = Arc::new(nctx.store_data());
-        let caller: Arc<Caller> = Arc::new(move |f: &FnPtr, args: Vec<Dynamic>| {
-            let Some(engine) = me.get().and_then(|(w, _)| w.upgrade()) else {
-                return Err(error("the test's engine is gone (an internal error)"));
-            };
-            let ctx = store.create_context(&engine);
-            f.call_within_context::<Dynamic>(&ctx, args)
-        });
-        sandbox::run(&t.0, caller, &e.rt)
-    });
+    engine.register_fn(
+        "run",
+        move |nctx: NativeCallContext, t: &mut Playbook| -> RhaiResult<Map> {
+            let me = me.clone();
+            // The test's own state (its global constants, its functions), so a
+            // stub's closure sees what it would see in the test itself.
+            let store = Arc::new(nctx.store_data());
+            let caller: Arc<Caller> = Arc::new(move |f: &FnPtr, args: Vec<Dynamic>| {
+                let Some(engine) = me.get().and_then(|(w, _)| w.upgrade()) else {
+                    return Err(error("the test's engine is gone (an internal error)"));
+                };
+                let ctx = store.create_context(&engine);
+                f.call_within_context::<Dynamic>(&ctx, args)
+            });
+            sandbox::run(&t.0, caller, &e.rt)
+        },
+    );
     engine.register_fn("calls", |r: &mut Map, name: &str| calls_named(r, name));
     engine.register_fn("calls_of", |r: &mut Map, name: &str| calls_named(r, name));
 
     engine.register_fn("assert", |c: bool| -> RhaiResult<()> {
-        if c { Ok(()) } else { Err(fail("assertion failed".into())) }
+        if c {
+            Ok(())
+        } else {
+            Err(fail("assertion failed".into()))
+        }
     });
     engine.register_fn("assert", |c: bool, msg: Dynamic| -> RhaiResult<()> {
-        if c { Ok(()) } else { Err(fail(format!("assertion failed: {}", text(&msg)))) }
+        if c {
+            Ok(())
+        } else {
+            Err(fail(format!("assertion failed: {}", text(&msg))))
+        }
     });
     let eq = |a: Dynamic, b: Dynamic, msg: &Dynamic| -> RhaiResult<()> {
         if same(&a, &b) {
@@ -289,19 +335,34 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
             show(&b)
         )))
     };
-    engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic| eq(a, b, &Dynamic::UNIT));
-    engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic, m: Dynamic| eq(a, b, &m));
+    engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic| {
+        eq(a, b, &Dynamic::UNIT)
+    });
+    engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic, m: Dynamic| {
+        eq(a, b, &m)
+    });
     let ne = |a: Dynamic, b: Dynamic, msg: &Dynamic| -> RhaiResult<()> {
         if !same(&a, &b) {
             return Ok(());
         }
-        Err(fail(format!("assert_ne failed{}: both are {}", with_msg(msg), show(&a))))
+        Err(fail(format!(
+            "assert_ne failed{}: both are {}",
+            with_msg(msg),
+            show(&a)
+        )))
     };
-    engine.register_fn("assert_ne", move |a: Dynamic, b: Dynamic| ne(a, b, &Dynamic::UNIT));
-    engine.register_fn("assert_ne", move |a: Dynamic, b: Dynamic, m: Dynamic| ne(a, b, &m));
+    engine.register_fn("assert_ne", move |a: Dynamic, b: Dynamic| {
+        ne(a, b, &Dynamic::UNIT)
+    });
+    engine.register_fn("assert_ne", move |a: Dynamic, b: Dynamic, m: Dynamic| {
+        ne(a, b, &m)
+    });
     let matches = |subject: Dynamic, re: &str, msg: &Dynamic| -> RhaiResult<()> {
-        let rx = regex::Regex::new(re)
-            .map_err(|e| error(format!("assert_match: '{re}' is not a valid regular expression: {e}")))?;
+        let rx = regex::Regex::new(re).map_err(|e| {
+            error(format!(
+                "assert_match: '{re}' is not a valid regular expression: {e}"
+            ))
+        })?;
         if rx.is_match(&text(&subject)) {
             return Ok(());
         }
@@ -311,10 +372,16 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
             show(&subject)
         )))
     };
-    engine.register_fn("assert_match", move |t: Dynamic, re: &str| matches(t, re, &Dynamic::UNIT));
-    engine.register_fn("assert_match", move |t: Dynamic, re: &str, m: Dynamic| matches(t, re, &m));
+    engine.register_fn("assert_match", move |t: Dynamic, re: &str| {
+        matches(t, re, &Dynamic::UNIT)
+    });
+    engine.register_fn("assert_match", move |t: Dynamic, re: &str, m: Dynamic| {
+        matches(t, re, &m)
+    });
     let e = env;
-    engine.register_fn("assert_snapshot", move |name: &str, v: Dynamic| assert_snapshot(&e, name, &v));
+    engine.register_fn("assert_snapshot", move |name: &str, v: Dynamic| {
+        assert_snapshot(&e, name, &v)
+    });
     engine
 }
 

@@ -74,12 +74,28 @@ mod tests {
     #[test]
     fn failures_are_escaped() {
         let o = vec![
-            Outcome { file: "a.test.rhai".into(), name: "test_ok".into(), elapsed: Duration::from_millis(2), failure: None },
-            Outcome { file: "a.test.rhai".into(), name: "test_bad".into(), elapsed: Duration::ZERO, failure: Some("left: \"<x>\" & y\n  --> a:1:1".into()) },
+            Outcome {
+                file: "a.test.rhai".into(),
+                name: "test_ok".into(),
+                elapsed: Duration::from_millis(2),
+                failure: None,
+            },
+            Outcome {
+                file: "a.test.rhai".into(),
+                name: "test_bad".into(),
+                elapsed: Duration::ZERO,
+                failure: Some("left: \"<x>\" & y\n  --> a:1:1".into()),
+            },
         ];
         let x = render(&o, Duration::from_millis(3));
         assert!(x.contains("tests=\"2\" failures=\"1\""), "{x}");
-        assert!(x.contains("<failure message=\"left: &quot;&lt;x&gt;&quot; &amp; y\">"), "{x}");
-        assert!(x.contains("<testcase classname=\"a.test.rhai\" name=\"test_ok\" time=\"0.002\"/>"), "{x}");
+        assert!(
+            x.contains("<failure message=\"left: &quot;&lt;x&gt;&quot; &amp; y\">"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<testcase classname=\"a.test.rhai\" name=\"test_ok\" time=\"0.002\"/>"),
+            "{x}"
+        );
     }
 }

@@ -55,7 +55,8 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         } else if p.is_dir() {
             let mut stack = vec![p.clone()];
             while let Some(d) = stack.pop() {
-                let rd = std::fs::read_dir(&d).map_err(|e| format!("cannot read {}: {e}", d.display()))?;
+                let rd = std::fs::read_dir(&d)
+                    .map_err(|e| format!("cannot read {}: {e}", d.display()))?;
                 for e in rd.flatten() {
                     let q = e.path();
                     let name = e.file_name().to_string_lossy().to_string();
@@ -138,7 +139,8 @@ fn run_file(
     primitives: &[String],
     report: &mut dyn FnMut(&Outcome),
 ) -> Result<Vec<Outcome>, String> {
-    let source = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let source = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let env = Arc::new(harness::FileEnv {
         file: file.to_path_buf(),
         update_snapshots: opts.update_snapshots,
@@ -147,9 +149,10 @@ fn run_file(
     });
     let probe = harness::engine(env.clone(), Arc::new(OnceLock::new()));
     let ast = Arc::new(probe.compile(&source).map_err(|e| {
-        crate::report::parse_error(&e, file, &source)
-            .text
-            .replace("the playbook does not compile", "the test file does not compile")
+        crate::report::parse_error(&e, file, &source).text.replace(
+            "the playbook does not compile",
+            "the test file does not compile",
+        )
     })?);
     let mut names: Vec<String> = ast
         .iter_functions()
@@ -160,7 +163,11 @@ fn run_file(
     let mut out = Vec::new();
     for name in names {
         let id = format!("{}::{name}", file.display());
-        if opts.filter.as_ref().is_some_and(|f| !id.contains(f.as_str())) {
+        if opts
+            .filter
+            .as_ref()
+            .is_some_and(|f| !id.contains(f.as_str()))
+        {
             continue;
         }
         let me = Arc::new(OnceLock::new());
@@ -203,7 +210,11 @@ pub fn main(opts: Options) -> Result<(), Error> {
     if files.is_empty() {
         return Err(Error::Usage(format!(
             "no *.test.rhai file in {}",
-            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -215,7 +226,10 @@ pub fn main(opts: Options) -> Result<(), Error> {
             crate::context::Settings::new(Path::new("test.rhai"), crate::logging::LogFormat::Json),
             rt.handle().clone(),
         );
-        let mut names: Vec<String> = proxy::signatures(&ctx).iter().map(|(n, _)| n.clone()).collect();
+        let mut names: Vec<String> = proxy::signatures(&ctx)
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
         names.dedup();
         names
     };
@@ -271,7 +285,10 @@ pub fn main(opts: Options) -> Result<(), Error> {
         println!("{line}");
     }
     if !compile_errors.is_empty() {
-        return Err(Error::Usage(format!("{} test file(s) do not compile", compile_errors.len())));
+        return Err(Error::Usage(format!(
+            "{} test file(s) do not compile",
+            compile_errors.len()
+        )));
     }
     if all.is_empty() && filtered {
         return Err(Error::Usage("no test matches --filter".into()));

@@ -42,7 +42,10 @@ pub fn signatures(ctx: &Arc<Ctx>) -> &'static [(String, usize)] {
                 fs.iter()
                     .filter_map(|f| {
                         let name = f.get("name")?.as_str()?.to_string();
-                        let n = f.get("params").and_then(|p| p.as_array()).map_or(0, Vec::len);
+                        let n = f
+                            .get("params")
+                            .and_then(|p| p.as_array())
+                            .map_or(0, Vec::len);
                         Some((name, n))
                     })
                     .collect()
@@ -96,9 +99,10 @@ impl Proxy {
                 None => {
                     let params: Vec<String> = (0..args.len()).map(|i| format!("a{i}")).collect();
                     let text = format!("{name}({})", params.join(", "));
-                    let ast = Arc::new(self.real().compile(&text).map_err(|e| {
-                        crate::context::error(format!("cannot call {name}: {e}"))
-                    })?);
+                    let ast =
+                        Arc::new(self.real().compile(&text).map_err(|e| {
+                            crate::context::error(format!("cannot call {name}: {e}"))
+                        })?);
                     cache.insert(key, ast.clone());
                     ast
                 }
@@ -186,7 +190,9 @@ mod tests {
 
     #[test]
     fn stand_ins_record_and_forward() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let c = ctx(&rt);
         let proxy = Proxy::new(
             &c,
@@ -202,7 +208,9 @@ mod tests {
         let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["git_sha", "validate_endpoint"]);
         // A real primitive's error keeps its message and gets the caller's line.
-        let err = e.run("let a = 1;\nvalidate_endpoint(\"1.2.3.4:80\");").unwrap_err();
+        let err = e
+            .run("let a = 1;\nvalidate_endpoint(\"1.2.3.4:80\");")
+            .unwrap_err();
         assert_eq!(err.position().line(), Some(2), "{err}");
         assert!(proxy.calls().last().unwrap().result.is_err());
     }

@@ -94,7 +94,11 @@ impl Replay {
     }
 
     /// Parse recording text (`file` names it in messages).
-    pub fn parse(file: &str, text: &str, replayed: &dyn Fn(&str) -> bool) -> Result<Replay, String> {
+    pub fn parse(
+        file: &str,
+        text: &str,
+        replayed: &dyn Fn(&str) -> bool,
+    ) -> Result<Replay, String> {
         let doc: Value = serde_json::from_str(text)
             .map_err(|e| format!("replay: {file} is not valid JSON: {e}"))?;
         let format = doc.get("format").and_then(Value::as_str).unwrap_or("");
@@ -118,7 +122,11 @@ impl Replay {
                     Some(e) => Err(e.to_string()),
                     None => Ok(c.get("result").cloned().unwrap_or(Value::Null)),
                 };
-                Some(Recorded { name, args, outcome })
+                Some(Recorded {
+                    name,
+                    args,
+                    outcome,
+                })
             })
             .collect();
         Ok(Replay {
@@ -191,9 +199,21 @@ mod tests {
     #[test]
     fn round_trip_and_divergence() {
         let calls = vec![
-            call("validate_endpoint", vec!["a.b:2000".into()], Ok(Dynamic::UNIT)),
-            call("ghcr_has_tag", vec!["r".into(), "t".into()], Ok(true.into())),
-            call("image_digest", vec!["r".into(), "t".into()], Err("boom".into())),
+            call(
+                "validate_endpoint",
+                vec!["a.b:2000".into()],
+                Ok(Dynamic::UNIT),
+            ),
+            call(
+                "ghcr_has_tag",
+                vec!["r".into(), "t".into()],
+                Ok(true.into()),
+            ),
+            call(
+                "image_digest",
+                vec!["r".into(), "t".into()],
+                Err("boom".into()),
+            ),
         ];
         let text = render(Path::new("pb.rhai"), false, &calls);
         assert!(text.contains(FORMAT));
@@ -202,10 +222,16 @@ mod tests {
         let ok = r.answer("ghcr_has_tag", &["r".into(), "t".into()]).unwrap();
         assert!(ok.as_bool().unwrap());
         assert!(r.leftover().unwrap().contains("image_digest"));
-        let err = r.answer("image_digest", &["r".into(), "u".into()]).unwrap_err().to_string();
+        let err = r
+            .answer("image_digest", &["r".into(), "u".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("diverged at call #2"), "{err}");
         assert!(err.contains(r#"image_digest("r","u")"#), "{err}");
-        let err = r.answer("image_digest", &["r".into(), "t".into()]).unwrap_err().to_string();
+        let err = r
+            .answer("image_digest", &["r".into(), "t".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("boom"), "{err}");
         assert!(r.leftover().is_none());
         let bad = Replay::parse("x", r#"{"format":"other","calls":[]}"#, &impure).unwrap_err();
@@ -215,7 +241,11 @@ mod tests {
     #[test]
     fn secrets_are_redacted() {
         crate::redact::register("s3cr3t-value-for-record");
-        let calls = vec![call("secret", vec!["K".into()], Ok("s3cr3t-value-for-record".into()))];
+        let calls = vec![call(
+            "secret",
+            vec!["K".into()],
+            Ok("s3cr3t-value-for-record".into()),
+        )];
         let text = render(Path::new("pb.rhai"), false, &calls);
         assert!(!text.contains("s3cr3t-value-for-record"), "{text}");
     }

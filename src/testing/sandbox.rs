@@ -17,7 +17,14 @@ use crate::primitives::effects;
 
 /// Primitives the test itself answers: the environment and secrets come
 /// from `t.env`/`t.secret`, sleeps take no time, logs are kept for `r.logs`.
-pub const ANSWERED: &[&str] = &["env", "secret", "sleep", "log_info", "log_warn", "log_event"];
+pub const ANSWERED: &[&str] = &[
+    "env",
+    "secret",
+    "sleep",
+    "log_info",
+    "log_warn",
+    "log_event",
+];
 
 /// Whether a call of `name` needs a stub (or a replayed answer).
 pub fn needs_stub(name: &str) -> bool {
@@ -103,7 +110,8 @@ fn write_files(dir: &Path, files: &[(String, Dynamic)]) -> Result<(), String> {
         let text = if content.is_string() {
             content.to_string()
         } else {
-            let v = crate::primitives::to_json(content).map_err(|e| format!("t.file {rel}: {e}"))?;
+            let v =
+                crate::primitives::to_json(content).map_err(|e| format!("t.file {rel}: {e}"))?;
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         };
         std::fs::write(&full, text).map_err(|e| format!("t.file {rel}: {e}"))?;
@@ -117,7 +125,9 @@ fn read_files(dir: &Path) -> Map {
     let mut out = Map::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -167,76 +177,93 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
         let spec = spec.clone();
         let replay = replay.clone();
         let seq_pos: Mutex<HashMap<String, usize>> = Mutex::new(HashMap::new());
-        Box::new(move |name: &str, args: &[Dynamic]| -> Option<RhaiResult<Dynamic>> {
-            let arg = |i: usize| args.get(i).map(|a| a.to_string()).unwrap_or_default();
-            if let Some(stub) = spec.stubs.get(name) {
-                let v = match stub {
-                    Stub::Value(v) => v.clone(),
-                    Stub::Seq(vs) => {
-                        let mut pos = seq_pos.lock().unwrap_or_else(|e| e.into_inner());
-                        let k = pos.entry(name.to_string()).or_insert(0);
-                        let v = vs.get(*k).or(vs.last()).cloned().unwrap_or(Dynamic::UNIT);
-                        *k += 1;
-                        v
+        Box::new(
+            move |name: &str, args: &[Dynamic]| -> Option<RhaiResult<Dynamic>> {
+                let arg = |i: usize| args.get(i).map(|a| a.to_string()).unwrap_or_default();
+                if let Some(stub) = spec.stubs.get(name) {
+                    let v = match stub {
+                        Stub::Value(v) => v.clone(),
+                        Stub::Seq(vs) => {
+                            let mut pos = seq_pos.lock().unwrap_or_else(|e| e.into_inner());
+                            let k = pos.entry(name.to_string()).or_insert(0);
+                            let v = vs.get(*k).or(vs.last()).cloned().unwrap_or(Dynamic::UNIT);
+                            *k += 1;
+                            v
+                        }
+                    };
+                    return Some(answer_stub(name, v, args, &caller));
+                }
+                match name {
+                    "env" => {
+                        return Some(match (spec.env.get(&arg(0)), args.len()) {
+                            (Some(v), _) if !v.is_empty() => Ok(Dynamic::from(v.clone())),
+                            (_, 2) => Ok(Dynamic::from(arg(1))),
+                            _ => Err(error(format!(
+                                "env: {} is not set; set it with t.env(\"{}\", value)",
+                                arg(0),
+                                arg(0)
+                            ))),
+                        })
                     }
-                };
-                return Some(answer_stub(name, v, args, &caller));
-            }
-            match name {
-                "env" => {
-                    return Some(match (spec.env.get(&arg(0)), args.len()) {
-                        (Some(v), _) if !v.is_empty() => Ok(Dynamic::from(v.clone())),
-                        (_, 2) => Ok(Dynamic::from(arg(1))),
-                        _ => Err(error(format!("env: {} is not set; set it with t.env(\"{}\", value)", arg(0), arg(0)))),
-                    })
+                    "secret" => {
+                        return Some(match spec.secrets.get(&arg(0)) {
+                            Some(v) if !v.is_empty() => Ok(Dynamic::from(v.clone())),
+                            _ => Err(error(format!(
+                                "secret: {} is not set; set it with t.secret(\"{}\", value)",
+                                arg(0),
+                                arg(0)
+                            ))),
+                        })
+                    }
+                    "sleep" => return Some(Ok(Dynamic::UNIT)),
+                    "log_info" | "log_warn" => {
+                        let level = if name == "log_info" { "info" } else { "warn" };
+                        let line =
+                            crate::redact::redact(&format!("{level}: {}", arg(0))).into_owned();
+                        logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                        return Some(Ok(Dynamic::UNIT));
+                    }
+                    "log_event" => {
+                        let fields = args.get(1).cloned().unwrap_or(Dynamic::UNIT);
+                        let line =
+                            format!("event {}: {}", arg(0), super::record::value_json(&fields));
+                        logs.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(crate::redact::redact(&line).into_owned());
+                        let mut ev = Map::new();
+                        ev.insert("name".into(), Dynamic::from(arg(0)));
+                        ev.insert("fields".into(), fields);
+                        events
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(Dynamic::from(ev));
+                        return Some(Ok(Dynamic::UNIT));
+                    }
+                    _ => {}
                 }
-                "secret" => {
-                    return Some(match spec.secrets.get(&arg(0)) {
-                        Some(v) if !v.is_empty() => Ok(Dynamic::from(v.clone())),
-                        _ => Err(error(format!("secret: {} is not set; set it with t.secret(\"{}\", value)", arg(0), arg(0)))),
-                    })
+                if let Some(r) = &replay {
+                    if needs_stub(name) {
+                        return Some(r.answer(name, args));
+                    }
                 }
-                "sleep" => return Some(Ok(Dynamic::UNIT)),
-                "log_info" | "log_warn" => {
-                    let level = if name == "log_info" { "info" } else { "warn" };
-                    let line = crate::redact::redact(&format!("{level}: {}", arg(0))).into_owned();
-                    logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-                    return Some(Ok(Dynamic::UNIT));
-                }
-                "log_event" => {
-                    let fields = args.get(1).cloned().unwrap_or(Dynamic::UNIT);
-                    let line = format!("event {}: {}", arg(0), super::record::value_json(&fields));
-                    logs.lock().unwrap_or_else(|e| e.into_inner()).push(crate::redact::redact(&line).into_owned());
-                    let mut ev = Map::new();
-                    ev.insert("name".into(), Dynamic::from(arg(0)));
-                    ev.insert("fields".into(), fields);
-                    events.lock().unwrap_or_else(|e| e.into_inner()).push(Dynamic::from(ev));
-                    return Some(Ok(Dynamic::UNIT));
-                }
-                _ => {}
-            }
-            if let Some(r) = &replay {
-                if needs_stub(name) {
-                    return Some(r.answer(name, args));
-                }
-            }
-            if effects::WORKDIR_FILES.contains(&name) && !inside(&arg(0)) {
-                return Some(Err(error(format!(
+                if effects::WORKDIR_FILES.contains(&name) && !inside(&arg(0)) {
+                    return Some(Err(error(format!(
                     "{name}: '{}' is outside the run's folder; in a test, give a relative path and create it with t.file, or stub {name}",
                     arg(0)
                 ))));
-            }
-            if needs_stub(name) {
-                let msg = format!(
+                }
+                if needs_stub(name) {
+                    let msg = format!(
                     "unstubbed primitive `{}`: stub it with t.stub(\"{name}\", value) or t.stub(\"{name}\", |…| …)",
                     call_text(name, args)
                 );
-                let mut first = unstubbed.lock().unwrap_or_else(|e| e.into_inner());
-                first.get_or_insert_with(|| msg.clone());
-                return Some(Err(error(msg)));
-            }
-            None
-        })
+                    let mut first = unstubbed.lock().unwrap_or_else(|e| e.into_inner());
+                    first.get_or_insert_with(|| msg.clone());
+                    return Some(Err(error(msg)));
+                }
+                None
+            },
+        )
     };
     let proxy = Proxy::new(&ctx, handler);
     let mut engine = proxy::engine(&ctx, &proxy);
@@ -273,10 +300,19 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
         }
     }
     r.insert("outputs".into(), Dynamic::from(outputs));
-    let summary = ctx.summaries.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+    let summary = ctx
+        .summaries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .join("\n");
     r.insert("summary".into(), Dynamic::from(summary));
     let mut artifacts = Map::new();
-    for f in ctx.artifacts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    for f in ctx
+        .artifacts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
         if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir.path()), std::fs::read_to_string(f)) {
             artifacts.insert(rel.display().to_string().into(), content_value(&text));
         }
@@ -299,13 +335,21 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
     r.insert("calls".into(), Dynamic::from(calls));
     r.insert("mutations".into(), Dynamic::from(mutations));
     let logs = logs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    r.insert("logs".into(), Dynamic::from(logs.into_iter().map(Dynamic::from).collect::<Array>()));
+    r.insert(
+        "logs".into(),
+        Dynamic::from(logs.into_iter().map(Dynamic::from).collect::<Array>()),
+    );
     let events = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
     r.insert("events".into(), Dynamic::from(events));
     Ok(r)
 }
 
-fn answer_stub(name: &str, v: Dynamic, args: &[Dynamic], caller: &Arc<Caller>) -> RhaiResult<Dynamic> {
+fn answer_stub(
+    name: &str,
+    v: Dynamic,
+    args: &[Dynamic],
+    caller: &Arc<Caller>,
+) -> RhaiResult<Dynamic> {
     let Some(f) = v.clone().try_cast::<FnPtr>() else {
         return Ok(v);
     };
@@ -313,7 +357,12 @@ fn answer_stub(name: &str, v: Dynamic, args: &[Dynamic], caller: &Arc<Caller>) -
     let mut n = args.len();
     loop {
         match caller(&f, args[..n].to_vec()) {
-            Err(e) if n > 0 && matches!(&*e, EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with(f.fn_name())) => n -= 1,
+            Err(e)
+                if n > 0
+                    && matches!(&*e, EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with(f.fn_name())) =>
+            {
+                n -= 1
+            }
             Ok(v) => return Ok(v),
             // `throw` in a stub is the primitive's error.
             Err(e) => {
@@ -322,7 +371,9 @@ fn answer_stub(name: &str, v: Dynamic, args: &[Dynamic], caller: &Arc<Caller>) -
                     cur = *inner;
                 }
                 return Err(match cur {
-                    EvalAltResult::ErrorRuntime(v, _) => EvalAltResult::ErrorRuntime(v, Position::NONE).into(),
+                    EvalAltResult::ErrorRuntime(v, _) => {
+                        EvalAltResult::ErrorRuntime(v, Position::NONE).into()
+                    }
                     other => error(format!("the stub of {name} failed: {other}")),
                 });
             }
@@ -331,7 +382,11 @@ fn answer_stub(name: &str, v: Dynamic, args: &[Dynamic], caller: &Arc<Caller>) -
 }
 
 /// The playbook's AST, compiled once per process (tests run it many times).
-fn compile_cached(engine: &rhai::Engine, path: &Path, source: &str) -> Result<rhai::AST, rhai::ParseError> {
+fn compile_cached(
+    engine: &rhai::Engine,
+    path: &Path,
+    source: &str,
+) -> Result<rhai::AST, rhai::ParseError> {
     type Cache = Mutex<HashMap<(PathBuf, String), rhai::AST>>;
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
@@ -340,7 +395,10 @@ fn compile_cached(engine: &rhai::Engine, path: &Path, source: &str) -> Result<rh
         return Ok(a.clone());
     }
     let ast = engine.compile(source)?;
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, ast.clone());
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, ast.clone());
     Ok(ast)
 }
 
@@ -369,7 +427,10 @@ fn execute(
         }
     };
     let resolver = crate::engine::Resolver::new(path);
-    if let Some((msg, pos)) = crate::engine::unresolved_imports(&ast, &resolver).into_iter().next() {
+    if let Some((msg, pos)) = crate::engine::unresolved_imports(&ast, &resolver)
+        .into_iter()
+        .next()
+    {
         let err = EvalAltResult::ErrorRuntime(msg.into(), pos);
         let r = crate::report::eval_error(&err, path, &source);
         return (2, Some((r.message, r.text)));
@@ -380,7 +441,8 @@ fn execute(
         Err(e) => return usage(format!("{}: {e}", path.display())),
     };
     let env = |k: &str| spec.env.get(k).cloned();
-    let args = match crate::params::parse_args_with_env(&decl, &params_as_args(&spec.params), &env) {
+    let args = match crate::params::parse_args_with_env(&decl, &params_as_args(&spec.params), &env)
+    {
         Ok(a) => a,
         Err(e) => return usage(e),
     };
