@@ -229,13 +229,49 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
     for e in errors {
         out.push(finding(None, e));
     }
-    lint_ast(&engine, &ctx, &ast, &decl, &mut |pos, msg| {
-        out.push(finding(pos, msg))
-    });
-    for (pos, msg) in lint_source(&source) {
-        out.push(finding(Some(pos), msg));
+    for (pos, msg) in lints(&engine, &ctx, &ast, &decl, &source) {
+        out.push(finding(pos, msg));
     }
     out
+}
+
+/// Every lint of a compiled playbook: what `runbook check` reports, and
+/// what a run refuses to start with (before its first primitive).
+pub fn lints(
+    engine: &Engine,
+    ctx: &Arc<Ctx>,
+    ast: &AST,
+    decl: &crate::params::Declaration,
+    source: &str,
+) -> Vec<(Option<(usize, usize)>, String)> {
+    let mut out = Vec::new();
+    lint_ast(engine, ctx, ast, decl, &mut |pos, msg| out.push((pos, msg)));
+    let table = crate::signatures::Table::new(engine);
+    for (pos, msg) in crate::signatures::check(&table, ast) {
+        out.push((pos_of(pos), msg));
+    }
+    for (pos, msg) in lint_source(source) {
+        out.push((Some(pos), msg));
+    }
+    out.sort_by_key(|(p, _)| *p);
+    out
+}
+
+/// The lints as one usage error for a run: file:line:col: message, each.
+pub fn lint_report(path: &Path, findings: &[(Option<(usize, usize)>, String)]) -> String {
+    let mut s = format!(
+        "{} has {} problem(s) that would fail the run; nothing was run (`runbook check {}` lists them too):\n",
+        path.display(),
+        findings.len(),
+        path.display()
+    );
+    for (pos, msg) in findings {
+        match pos {
+            Some((l, c)) => s.push_str(&format!("  {}:{l}:{c}: {msg}\n", path.display())),
+            None => s.push_str(&format!("  {}: {msg}\n", path.display())),
+        }
+    }
+    s
 }
 
 /// Lints of the source text itself.

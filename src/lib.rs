@@ -13,5 +13,6 @@ pub mod primitives;
 pub mod redact;
 pub mod report;
 pub mod run;
+pub mod signatures;
 pub mod suggest;
 pub mod testing;

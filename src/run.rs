@@ -173,6 +173,12 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         );
         return Ok(());
     }
+    // check's lints before the first primitive: a typo on line 40 must not
+    // fire after 39 lines of side effects.
+    let findings = crate::check::lints(&engine, &ctx, &ast, &decl, &source);
+    if !findings.is_empty() {
+        return Err(Error::Usage(crate::check::lint_report(&path, &findings)));
+    }
     let args = crate::params::parse_args(&decl, &opts.params).map_err(|e| {
         Error::Usage(format!(
             "{e}\n(run `runbook {} --help` for its parameters)",

@@ -402,6 +402,33 @@ fn compile_cached(
     Ok(ast)
 }
 
+type Findings = Vec<(Option<(usize, usize)>, String)>;
+
+/// check's lints of a playbook, once per process: they depend only on the
+/// source and the primitives, and tests run the same playbook many times.
+fn lints_cached(
+    engine: &rhai::Engine,
+    ctx: &Arc<Ctx>,
+    ast: &rhai::AST,
+    decl: &crate::params::Declaration,
+    path: &Path,
+    source: &str,
+) -> Findings {
+    type Cache = Mutex<HashMap<(PathBuf, String), Findings>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (path.to_path_buf(), source.to_string());
+    if let Some(f) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return f.clone();
+    }
+    let f = crate::check::lints(engine, ctx, ast, decl, source);
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, f.clone());
+    f
+}
+
 /// Compile, validate the parameters, run. Returns the exit code and, on
 /// failure, the message and the full report.
 fn execute(
@@ -440,13 +467,16 @@ fn execute(
         Ok(d) => d,
         Err(e) => return usage(format!("{}: {e}", path.display())),
     };
+    let findings = lints_cached(engine, ctx, &ast, &decl, path, &source);
+    if !findings.is_empty() {
+        return usage(crate::check::lint_report(path, &findings));
+    }
     let env = |k: &str| spec.env.get(k).cloned();
     let args = match crate::params::parse_args_with_env(&decl, &params_as_args(&spec.params), &env)
     {
         Ok(a) => a,
         Err(e) => return usage(e),
     };
-    let _ = ctx;
     let mut scope = Scope::new();
     scope.push_constant("args", Dynamic::from(args));
     let outcome = engine.run_ast_with_scope(&mut scope, &ast);
