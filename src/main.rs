@@ -42,9 +42,10 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// The reference of every primitive, from the engine itself.
+    /// The reference of every primitive, from the engine itself
+    /// (`runbook doc builtins`: the language's own functions).
     Doc {
-        /// Only this primitive.
+        /// Only this primitive (or built-in); `builtins` lists the language's functions.
         name: Option<String>,
         /// Markdown (for the README's reference).
         #[arg(long)]

@@ -367,7 +367,9 @@ pub fn doc(name: Option<&str>, markdown: bool, definitions: Option<&Path>) -> Re
         return Ok(());
     }
     let entries = crate::doc::entries(&engine);
-    let text = crate::doc::render(&entries, name, markdown).map_err(Error::Usage)?;
+    let builtins = crate::doc::builtins(&engine);
+    let text =
+        crate::doc::render_with(&entries, &builtins, name, markdown).map_err(Error::Usage)?;
     print!("{text}");
     Ok(())
 }
