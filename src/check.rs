@@ -286,24 +286,6 @@ pub fn lint_source(source: &str) -> Vec<((usize, usize), String)> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_in_backtick_strings_are_found() {
-        let src = "let a = \"x\\ny\"; // `not\\n code`\nsummary(`### T\\n\\n${a + `in\\tner`} \"q\"`);\nlet c = '`';\n/* `\\n` */ let d = `ok\n`;\n";
-        let found = backtick_escapes(src);
-        let got: Vec<(usize, usize, &str)> =
-            found.iter().map(|(l, c, e)| (*l, *c, e.as_str())).collect();
-        assert_eq!(
-            got,
-            [(2, 15, "\\n"), (2, 17, "\\n"), (2, 28, "\\t")],
-            "{src}"
-        );
-    }
-}
-
 fn lint_ast(
     engine: &Engine,
     ctx: &Arc<Ctx>,
@@ -451,4 +433,22 @@ pub fn run(paths: &[PathBuf], rt: &tokio::runtime::Handle) -> Result<usize, Stri
         count += findings.len();
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_in_backtick_strings_are_found() {
+        let src = "let a = \"x\\ny\"; // `not\\n code`\nsummary(`### T\\n\\n${a + `in\\tner`} \"q\"`);\nlet c = '`';\n/* `\\n` */ let d = `ok\n`;\n";
+        let found = backtick_escapes(src);
+        let got: Vec<(usize, usize, &str)> =
+            found.iter().map(|(l, c, e)| (*l, *c, e.as_str())).collect();
+        assert_eq!(
+            got,
+            [(2, 15, "\\n"), (2, 17, "\\n"), (2, 28, "\\t")],
+            "{src}"
+        );
+    }
 }

@@ -28,7 +28,8 @@ fn an_error_in_a_module_shows_the_module_line_first_then_the_calls() {
 
 #[test]
 fn an_error_without_a_position_gets_one_and_a_data_race_an_explanation() {
-    let out = pb("let m = #{ a: true, b: false };\nprint(m.keys().filter(|k| !m[k]));\n").run(&["pb.rhai"]);
+    let out = pb("let m = #{ a: true, b: false };\nprint(m.keys().filter(|k| !m[k]));\n")
+        .run(&["pb.rhai"]);
     out.code(1)
         .has("Data race detected on argument #2 of function 'filter'")
         .has("let keys = m.keys(); keys.filter(|k| m[k])")
@@ -60,7 +61,10 @@ summary(`### Title\n\nbody`);
         // `tag` is declared despite its mistakes: no false follow-up.
         .lacks("no parameter 'tag'");
     Project::new()
-        .run(&["check", &common::repo().join("playbooks").display().to_string()])
+        .run(&[
+            "check",
+            &common::repo().join("playbooks").display().to_string(),
+        ])
         .code(0);
 }
 
@@ -77,10 +81,18 @@ fn a_run_applies_the_lints_before_its_first_primitive() {
 #[test]
 fn bool_parameters_take_true_or_false_as_a_separate_word() {
     let p = pb("const PARAMS = #{ strict: #{ type: \"bool\", default_value: true }, n: #{ type: \"int\", default_value: 1 } };\nprint(`strict=${args.strict} n=${args.n}`);\n");
-    p.run(&["pb.rhai", "--strict", "false", "--n", "2"]).code(0).has("strict=false n=2");
-    p.run(&["pb.rhai", "--strict", "--n", "3"]).code(0).has("strict=true n=3");
-    p.run(&["pb.rhai", "--strict=false"]).code(0).has("strict=false n=1");
-    p.run(&["pb.rhai", "--strict", "maybe"]).code(2).has("unexpected argument 'maybe'");
+    p.run(&["pb.rhai", "--strict", "false", "--n", "2"])
+        .code(0)
+        .has("strict=false n=2");
+    p.run(&["pb.rhai", "--strict", "--n", "3"])
+        .code(0)
+        .has("strict=true n=3");
+    p.run(&["pb.rhai", "--strict=false"])
+        .code(0)
+        .has("strict=false n=1");
+    p.run(&["pb.rhai", "--strict", "maybe"])
+        .code(2)
+        .has("unexpected argument 'maybe'");
 }
 
 #[test]
@@ -95,15 +107,22 @@ fn doc_points_at_the_languages_builtins() {
         .code(0)
         .has("split is not a runbook primitive but a function of the language")
         .has("split(string: string, delimiter: string) -> Array");
-    p.run(&["doc", "builtins"]).code(0).has("trim(string: string)");
+    p.run(&["doc", "builtins"])
+        .code(0)
+        .has("trim(string: string)");
 }
 
 #[test]
 fn a_report_written_to_keep_survives_the_failed_run() {
     let p = pb("write_json(\"report.json\", #{ passed: false }, #{ keep_on_failure: true });\nwrite_json(\"endpoint.json\", #{ a: 1 });\nfail(\"gate failed\");\n");
     p.run(&["pb.rhai"]).code(1).has("gate failed");
-    assert!(p.read("report.json").is_some_and(|t| t.contains("\"passed\": false")));
-    assert!(p.read("endpoint.json").is_none(), "the default is still to take it back");
+    assert!(p
+        .read("report.json")
+        .is_some_and(|t| t.contains("\"passed\": false")));
+    assert!(
+        p.read("endpoint.json").is_none(),
+        "the default is still to take it back"
+    );
     pb("write_json(\"r.json\", 1, #{ keep: true });\n")
         .run(&["pb.rhai"])
         .code(1)

@@ -83,16 +83,11 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 fn innermost(err: &EvalAltResult) -> (Position, String) {
     let mut cur = err;
     let mut pos = err.position();
-    loop {
-        match cur {
-            EvalAltResult::ErrorInFunctionCall(_, _, inner, p) => {
-                if !p.is_none() {
-                    pos = *p;
-                }
-                cur = inner;
-            }
-            _ => break,
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, p) = cur {
+        if !p.is_none() {
+            pos = *p;
         }
+        cur = inner;
     }
     if !cur.position().is_none() {
         pos = cur.position();
