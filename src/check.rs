@@ -245,8 +245,10 @@ pub fn lints(
     source: &str,
 ) -> Vec<(Option<(usize, usize)>, String)> {
     let mut out = Vec::new();
-    lint_ast(engine, ctx, ast, decl, &mut |pos, msg| out.push((pos, msg)));
     let table = crate::signatures::Table::new(engine);
+    lint_ast(&table, engine, ctx, ast, decl, &mut |pos, msg| {
+        out.push((pos, msg))
+    });
     for (pos, msg) in crate::signatures::check(&table, ast) {
         out.push((pos_of(pos), msg));
     }
@@ -287,17 +289,14 @@ pub fn lint_source(source: &str) -> Vec<((usize, usize), String)> {
 }
 
 fn lint_ast(
+    table: &crate::signatures::Table,
     engine: &Engine,
     ctx: &Arc<Ctx>,
     ast: &AST,
     decl: &crate::params::Declaration,
     report: &mut dyn FnMut(Option<(usize, usize)>, String),
 ) {
-    let mut known: HashSet<String> = engine
-        .gen_fn_signatures(true)
-        .iter()
-        .map(|s| s.split('(').next().unwrap_or("").trim().to_string())
-        .collect();
+    let mut known: HashSet<String> = table.names().map(String::from).collect();
     known.extend(KEYWORD_FNS.iter().map(|s| s.to_string()));
     known.extend(ast.iter_functions().map(|f| f.name.to_string()));
 
@@ -332,7 +331,7 @@ fn lint_ast(
     for (name, alias, pos) in &imports {
         match resolver.find(name) {
             None => {}
-            Some((origin, text)) => match engine.compile(&text) {
+            Some((origin, text)) => match crate::engine::compile_module(engine, &origin, &text) {
                 Ok(m) => {
                     let fns = m
                         .iter_functions()

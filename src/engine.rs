@@ -160,7 +160,7 @@ impl ModuleResolver for Resolver {
 
 /// A module's compiled AST, kept per process by source and text: a test
 /// run imports the same modules run after run.
-fn compile_module(
+pub fn compile_module(
     engine: &Engine,
     origin: &str,
     text: &str,

@@ -18,8 +18,50 @@ pub struct Sig {
 
 /// Every function the engine knows, by name.
 pub struct Table {
-    by_name: HashMap<String, Vec<Sig>>,
+    std: &'static HashMap<String, Vec<Sig>>,
+    own: HashMap<String, Vec<Sig>>,
     primitives: HashSet<String>,
+}
+
+/// Signatures by name, read from the engine's metadata without formatting
+/// every one (that costs milliseconds a run should not pay).
+fn collect(engine: &Engine, std: bool) -> HashMap<String, Vec<Sig>> {
+    let list = engine.collect_fn_metadata(
+        None,
+        |info| {
+            let m = info.metadata;
+            let mut infos: Vec<String> = m.params_info.iter().map(|p| p.to_string()).collect();
+            // The last entry of params_info is the return type when given.
+            if infos.len() == m.num_params + 1 {
+                infos.pop();
+            }
+            if infos.len() != m.num_params {
+                infos = vec!["_: ?".to_string(); m.num_params];
+            }
+            let params = infos
+                .iter()
+                .map(|p| match p.rsplit_once(": ") {
+                    Some((_, t)) => t.trim().to_string(),
+                    None => p.trim().to_string(),
+                })
+                .collect();
+            let text = format!("{}({})", m.name, infos.join(", "));
+            Some((m.name.to_string(), Sig { params, text }))
+        },
+        std,
+    );
+    let mut out: HashMap<String, Vec<Sig>> = HashMap::new();
+    for (name, sig) in list {
+        out.entry(name).or_default().push(sig);
+    }
+    out
+}
+
+/// The language's own functions, read once per process (they are the same
+/// for every engine).
+fn std_table() -> &'static HashMap<String, Vec<Sig>> {
+    static STD: std::sync::OnceLock<HashMap<String, Vec<Sig>>> = std::sync::OnceLock::new();
+    STD.get_or_init(|| collect(&crate::engine::new_engine(), true))
 }
 
 /// Split `name(a: T, b: U) -> R` into the name and the parameter types.
@@ -144,34 +186,33 @@ fn pretty_type(t: &str) -> String {
 impl Table {
     /// The signatures of `engine` (its primitives and the language's packages).
     pub fn new(engine: &Engine) -> Table {
-        let mut by_name: HashMap<String, Vec<Sig>> = HashMap::new();
-        for s in engine.gen_fn_signatures(true) {
-            if let Some((name, params)) = parse_signature(&s) {
-                by_name
-                    .entry(name)
-                    .or_default()
-                    .push(Sig { params, text: s });
-            }
-        }
-        let primitives = engine
-            .gen_fn_signatures(false)
-            .iter()
-            .filter_map(|s| parse_signature(s).map(|(n, _)| n))
-            .collect();
+        let own = collect(engine, false);
+        let primitives = own.keys().cloned().collect();
         Table {
-            by_name,
+            std: std_table(),
+            own,
             primitives,
         }
     }
 
+    fn sigs(&self, name: &str) -> Vec<&Sig> {
+        let mut v: Vec<&Sig> = self
+            .own
+            .get(name)
+            .map(|s| s.iter().collect())
+            .unwrap_or_default();
+        v.extend(self.std.get(name).map(|s| s.iter()).into_iter().flatten());
+        v
+    }
+
     /// Whether any function of that name exists.
     pub fn knows(&self, name: &str) -> bool {
-        self.by_name.contains_key(name)
+        self.own.contains_key(name) || self.std.contains_key(name)
     }
 
     /// Every function name, for did-you-mean hints.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.by_name.keys().map(String::as_str)
+        self.own.keys().chain(self.std.keys()).map(String::as_str)
     }
 
     /// What is wrong with a call of primitive `name` with `args`, if anything.
@@ -179,19 +220,20 @@ impl Table {
         if !self.primitives.contains(name) {
             return None;
         }
-        let sigs = self.by_name.get(name)?;
+        let sigs = self.sigs(name);
         let list = || {
-            let mut v: Vec<String> = sigs
-                .iter()
-                .filter(|s| self.primitives.contains(name) && !s.text.contains("&mut"))
-                .map(|s| pretty_type(&s.text))
-                .collect();
+            let mut v: Vec<String> = self
+                .own
+                .get(name)
+                .map(|s| s.iter().map(|s| pretty_type(&s.text)).collect())
+                .unwrap_or_default();
             v.sort();
             v.dedup();
             v.join("; ")
         };
         let same_arity: Vec<&Sig> = sigs
             .iter()
+            .copied()
             .filter(|s| s.params.len() == args.len())
             .collect();
         if same_arity.is_empty() {
@@ -351,12 +393,12 @@ mod tests {
         assert_eq!(f.len(), 3, "{f:#?}");
         assert!(
             f[0].starts_with(
-                "2: validate_endpoint: argument 2 wants map, this call gives an integer"
+                "2: validate_endpoint: argument 2 wants Map, this call gives an integer"
             ),
             "{f:#?}"
         );
         assert!(
-            f[1].starts_with("3: ghcr_has_tags: argument 2 wants array, this call gives a string"),
+            f[1].starts_with("3: ghcr_has_tags: argument 2 wants Array, this call gives a string"),
             "{f:#?}"
         );
         assert!(

@@ -433,7 +433,7 @@ fn exec_runs_only_allow_listed_argv() {
     pb("exec(\"ls -la\");")
         .run(&["pb.rhai"])
         .code(2)
-        .has("exec: argument 1 wants array, this call gives a string");
+        .has("exec: argument 1 wants Array, this call gives a string");
     pb("exec([]);")
         .run(&["pb.rhai"])
         .code(1)

@@ -53,8 +53,8 @@ summary(`### Title\n\nbody`);
         .has("PARAMS.tag: write `default_value: …`")
         .has("PARAMS.tag: unknown key 'typ' (did you mean 'type'?)")
         .has("PARAMS.n: unknown key 'requred' (did you mean 'required'?)")
-        .has("pb.rhai:5:9: validate_endpoint: argument 2 wants map, this call gives an integer")
-        .has("pb.rhai:6:1: ghcr_has_tags: argument 2 wants array, this call gives a string")
+        .has("pb.rhai:5:9: validate_endpoint: argument 2 wants Map, this call gives an integer")
+        .has("pb.rhai:6:1: ghcr_has_tags: argument 2 wants Array, this call gives a string")
         .has("pb.rhai:7:14: no function or method 'join'")
         .has("pb.rhai:8:19: `\\n` inside a backtick string stays a backslash and a letter")
         .has("8 problem(s) found")
@@ -74,7 +74,7 @@ fn a_run_applies_the_lints_before_its_first_primitive() {
     let out = p.run(&["pb.rhai"]);
     out.code(2)
         .has("pb.rhai has 1 problem(s) that would fail the run; nothing was run")
-        .has("pb.rhai:3:9: validate_endpoint: argument 2 wants map");
+        .has("pb.rhai:3:9: validate_endpoint: argument 2 wants Map");
     assert!(p.read("report.json").is_none(), "nothing ran");
 }
 
