@@ -262,3 +262,39 @@ fn junit_filter_and_exit_codes() {
     let empty = Project::new();
     empty.run(&["test"]).code(2).has("no *.test.rhai file");
 }
+
+#[test]
+fn a_dry_run_plans_exec_without_a_stub_but_reads_need_one() {
+    let p = project(
+        r####"fn test_dry_run_exec() {
+    let t = playbook("ex.rhai");
+    t.dry_run(true);
+    let r = t.run();
+    assert_eq(r.code, 0, r.report);
+    assert_eq(r.outputs, #{ planned: "true" });
+    assert_eq(r.mutations[0].name, "exec");
+    assert(r.mutations[0].planned);
+}
+fn test_real_run_needs_a_stub() {
+    let r = playbook("ex.rhai").run();
+    assert_eq(r.code, 1);
+    assert_match(r.error, "unstubbed primitive `exec\\(\\[\"helm\",\"uninstall\",\"x\"\\]\\)`");
+}
+fn test_read_only_exec_needs_a_stub_in_a_dry_run_too() {
+    let t = playbook("ro.rhai");
+    t.dry_run(true);
+    let r = t.run();
+    assert_eq(r.code, 1);
+    assert_match(r.error, "unstubbed primitive `exec");
+}"####,
+    );
+    p.file(
+        "ex.rhai",
+        "let r = exec([\"helm\", \"uninstall\", \"x\"]);\noutput(\"planned\", `${r.planned}`);\n",
+    );
+    p.file(
+        "ro.rhai",
+        "exec([\"helm\", \"status\", \"x\"], #{ read_only: true });\n",
+    );
+    p.run(&["test"]).code(0).has("3 passed, 0 failed");
+}
