@@ -293,3 +293,50 @@ pub fn main(opts: Options) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_finds_test_files_only_and_skips_build_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "a.test.rhai",
+            "sub/b.test.rhai",
+            "pb.rhai",
+            "target/c.test.rhai",
+            ".git/d.test.rhai",
+        ] {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        }
+        let found = discover(&[root.to_path_buf()]).unwrap();
+        let rel: Vec<String> = found
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(rel, ["a.test.rhai", "sub/b.test.rhai"]);
+        assert!(discover(&[root.join("nope")])
+            .unwrap_err()
+            .contains("no such file"));
+    }
+
+    #[test]
+    fn failures_point_at_the_innermost_line() {
+        let src = "fn helper() {\n    throw \"boom\";\n}\nfn test_x() {\n    helper();\n}\n";
+        let engine = crate::engine::new_engine();
+        let ast = engine.compile(src).unwrap();
+        let err = engine
+            .call_fn::<rhai::Dynamic>(&mut Scope::new(), &ast, "test_x", ())
+            .unwrap_err();
+        let text = failure_text(&err, Path::new("t.test.rhai"), src);
+        assert!(text.starts_with("boom\n  --> t.test.rhai:2:5\n"), "{text}");
+        assert!(
+            text.contains("2 |     throw \"boom\";\n  |     ^"),
+            "{text}"
+        );
+    }
+}
