@@ -208,6 +208,7 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
             update_snapshots: false,
             rt: rt.clone(),
             primitives: Vec::new(),
+            print_to_stderr: false,
         };
         crate::testing::harness::engine(Arc::new(env), Arc::default())
     } else {

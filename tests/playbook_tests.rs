@@ -237,7 +237,7 @@ fn snapshots_are_written_on_request_and_compared_after() {
 #[test]
 fn junit_filter_and_exit_codes() {
     let p = project(
-        "fn test_a() { assert(true); }\nfn test_b() { assert(1 == 2, \"one is not two\"); }\n",
+        "fn test_a() { print(\"noise\"); assert(true); }\nfn test_b() { assert(1 == 2, \"one is not two\"); }\n",
     );
     let out = p.run(&["test", "--format", "junit"]);
     out.code(1)
@@ -245,6 +245,12 @@ fn junit_filter_and_exit_codes() {
         .has("<testcase classname=\"./pb.test.rhai\" name=\"test_a\"")
         .has("<failure message=\"assertion failed: one is not two\">");
     assert!(out.stderr.contains("1 passed, 1 failed"), "{}", out.stderr);
+    // stdout is the XML alone: a test's print goes to stderr.
+    assert!(
+        out.stdout.starts_with("<?xml") && !out.stdout.contains("noise"),
+        "{}",
+        out.stdout
+    );
     p.run(&["test", "--filter", "test_a"])
         .code(0)
         .has("1 passed, 0 failed");

@@ -20,6 +20,8 @@ pub struct FileEnv {
     pub rt: tokio::runtime::Handle,
     /// Primitive names, for stub-name checks.
     pub primitives: Vec<String>,
+    /// stdout holds a report (JUnit XML): a test's `print` goes to stderr.
+    pub print_to_stderr: bool,
 }
 
 impl FileEnv {
@@ -201,7 +203,11 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
         .set_max_operations(crate::engine::Limits::from_env().max_operations)
         .set_max_call_levels(64)
         .set_max_expr_depths(64, 64);
-    engine.on_print(|s| println!("     | {s}"));
+    if env.print_to_stderr {
+        engine.on_print(|s| eprintln!("     | {s}"));
+    } else {
+        engine.on_print(|s| println!("     | {s}"));
+    }
     engine.disable_symbol("eval");
     engine.register_type_with_name::<Playbook>("Playbook");
 

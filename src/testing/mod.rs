@@ -141,6 +141,7 @@ fn run_file(
         update_snapshots: opts.update_snapshots,
         rt: rt.clone(),
         primitives: primitives.to_vec(),
+        print_to_stderr: opts.junit,
     });
     let probe = harness::engine(env.clone(), Arc::new(OnceLock::new()));
     let ast = Arc::new(probe.compile(&source).map_err(|e| {
