@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: lint of the infra, workflow and Kubernetes files,
-# `runbook check` of the playbooks, then every Rust unit and integration test
+# `runbook check` and `runbook test` of the playbooks, then every Rust unit and integration test
 # (the binary against real local servers and stand-in processes).
 # Installs the external test programs first when they are missing.
 set -euo pipefail
@@ -17,6 +17,8 @@ bash ci/lint-k8s.sh
 
 cargo build --quiet
 ./target/debug/runbook check playbooks stdlib
+# The playbooks' own test suites (stubbed primitives, offline, well under 1 s).
+./target/debug/runbook test playbooks
 
 # Last, so its summary is the run's closing line.
 if cargo nextest --version >/dev/null 2>&1; then

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "== building runbook (release)"
-cargo build --release --quiet
+echo "== building runbook (release; the first build takes minutes on 2 cores)"
+cargo build --release
 
 work=$(mktemp -d)
 cleanup() {

@@ -87,6 +87,108 @@ fn first_property(e: &Expr) -> Option<(String, Position)> {
     }
 }
 
+/// `\n`, `\t` and friends written inside backtick strings, which Rhai
+/// keeps as a backslash and a letter: (line, column, the escape).
+pub fn backtick_escapes(source: &str) -> Vec<(usize, usize, String)> {
+    #[derive(PartialEq)]
+    enum St {
+        Code,
+        Str,
+        Back,
+    }
+    let mut out = Vec::new();
+    // Each level: the state, and for code inside `${…}` its brace depth.
+    let mut stack: Vec<(St, usize)> = vec![(St::Code, 0)];
+    let chars: Vec<char> = source.chars().collect();
+    let (mut line, mut col) = (1usize, 1usize);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let mut step = 1;
+        let top = stack.last().map(|(s, _)| s);
+        match top {
+            Some(St::Code) | None => match (c, next) {
+                ('/', Some('/')) => {
+                    while i + step < chars.len() && chars[i + step] != '\n' {
+                        step += 1;
+                    }
+                }
+                ('/', Some('*')) => {
+                    step = 2;
+                    while i + step + 1 < chars.len()
+                        && !(chars[i + step] == '*' && chars[i + step + 1] == '/')
+                    {
+                        if chars[i + step] == '\n' {
+                            line += 1;
+                            col = 0;
+                        }
+                        step += 1;
+                        col += 1;
+                    }
+                    step += 2;
+                }
+                ('"', _) => stack.push((St::Str, 0)),
+                ('\'', _) => {
+                    // A character literal: skip it whole.
+                    step = if next == Some('\\') { 4 } else { 3 };
+                }
+                ('`', _) => stack.push((St::Back, 0)),
+                ('{', _) => {
+                    if let Some(l) = stack.last_mut() {
+                        l.1 += 1;
+                    }
+                }
+                ('}', _) => {
+                    let depth = stack.last().map_or(0, |l| l.1);
+                    if depth > 0 {
+                        if let Some(l) = stack.last_mut() {
+                            l.1 -= 1;
+                        }
+                    } else if stack.len() > 1 {
+                        // The end of a `${…}`: back in the backtick string.
+                        stack.pop();
+                    }
+                }
+                _ => {}
+            },
+            Some(St::Str) => match c {
+                '\\' => step = 2,
+                '"' => {
+                    stack.pop();
+                }
+                _ => {}
+            },
+            Some(St::Back) => match (c, next) {
+                ('\\', Some(e @ ('n' | 't' | 'r' | '"' | '\\' | '0'))) => {
+                    out.push((line, col, format!("\\{e}")));
+                    step = 2;
+                }
+                ('`', _) => {
+                    stack.pop();
+                }
+                ('$', Some('{')) => {
+                    stack.push((St::Code, 0));
+                    step = 2;
+                }
+                _ => {}
+            },
+        }
+        for k in 0..step {
+            match chars.get(i + k) {
+                Some('\n') => {
+                    line += 1;
+                    col = 1;
+                }
+                Some(_) => col += 1,
+                None => {}
+            }
+        }
+        i += step;
+    }
+    out
+}
+
 /// Lint one playbook (or module) file.
 pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
     let finding = |pos: Option<(usize, usize)>, message: String| Finding {
@@ -101,7 +203,20 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
     let mut settings = Settings::new(path, crate::logging::LogFormat::Pretty);
     settings.dry_run = true;
     let ctx = Ctx::new(settings, rt.clone());
-    let engine = crate::engine::build(&ctx);
+    // A test file runs on the test engine (playbook(), assert_eq, …).
+    let is_test = path.to_string_lossy().ends_with(".test.rhai");
+    let engine = if is_test {
+        let env = crate::testing::harness::FileEnv {
+            file: path.to_path_buf(),
+            update_snapshots: false,
+            rt: rt.clone(),
+            primitives: Vec::new(),
+            print_to_stderr: false,
+        };
+        crate::testing::harness::engine(Arc::new(env), Arc::default())
+    } else {
+        crate::engine::build(&ctx)
+    };
     let ast = match engine.compile(&source) {
         Ok(a) => a,
         Err(e) => {
@@ -113,31 +228,79 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
         }
     };
     let mut out = Vec::new();
-    let decl = match crate::params::declaration(&ast, &source) {
-        Ok(d) => d,
-        Err(e) => {
-            out.push(finding(None, e));
-            crate::params::Declaration::default()
-        }
-    };
-    lint_ast(&engine, &ctx, &ast, &decl, &mut |pos, msg| {
-        out.push(finding(pos, msg))
-    });
+    // Every PARAMS mistake at once; the parameters stay declared.
+    let (decl, errors) = crate::params::declaration_all(&ast, &source);
+    for e in errors {
+        out.push(finding(None, e));
+    }
+    for (pos, msg) in lints(&engine, &ctx, &ast, &decl, &source) {
+        out.push(finding(pos, msg));
+    }
     out
 }
 
+/// Every lint of a compiled playbook: what `runbook check` reports, and
+/// what a run refuses to start with (before its first primitive).
+pub fn lints(
+    engine: &Engine,
+    ctx: &Arc<Ctx>,
+    ast: &AST,
+    decl: &crate::params::Declaration,
+    source: &str,
+) -> Vec<(Option<(usize, usize)>, String)> {
+    let mut out = Vec::new();
+    let table = crate::signatures::Table::new(engine);
+    lint_ast(&table, engine, ctx, ast, decl, &mut |pos, msg| {
+        out.push((pos, msg))
+    });
+    for (pos, msg) in crate::signatures::check(&table, ast) {
+        out.push((pos_of(pos), msg));
+    }
+    for (pos, msg) in lint_source(source) {
+        out.push((Some(pos), msg));
+    }
+    out.sort_by_key(|(p, _)| *p);
+    out
+}
+
+/// The lints as one usage error for a run: file:line:col: message, each.
+pub fn lint_report(path: &Path, findings: &[(Option<(usize, usize)>, String)]) -> String {
+    let mut s = format!(
+        "{} has {} problem(s) that would fail the run; nothing was run (`runbook check {}` lists them too):\n",
+        path.display(),
+        findings.len(),
+        path.display()
+    );
+    for (pos, msg) in findings {
+        match pos {
+            Some((l, c)) => s.push_str(&format!("  {}:{l}:{c}: {msg}\n", path.display())),
+            None => s.push_str(&format!("  {}: {msg}\n", path.display())),
+        }
+    }
+    s
+}
+
+/// Lints of the source text itself.
+pub fn lint_source(source: &str) -> Vec<((usize, usize), String)> {
+    backtick_escapes(source)
+        .into_iter()
+        .map(|(l, c, esc)| {
+            ((l, c), format!(
+                "`{esc}` inside a backtick string stays a backslash and a letter (Rhai does not process escapes there): break the line in the source instead, or use a \"…\" string"
+            ))
+        })
+        .collect()
+}
+
 fn lint_ast(
+    table: &crate::signatures::Table,
     engine: &Engine,
     ctx: &Arc<Ctx>,
     ast: &AST,
     decl: &crate::params::Declaration,
     report: &mut dyn FnMut(Option<(usize, usize)>, String),
 ) {
-    let mut known: HashSet<String> = engine
-        .gen_fn_signatures(true)
-        .iter()
-        .map(|s| s.split('(').next().unwrap_or("").trim().to_string())
-        .collect();
+    let mut known: HashSet<String> = table.names().map(String::from).collect();
     known.extend(KEYWORD_FNS.iter().map(|s| s.to_string()));
     known.extend(ast.iter_functions().map(|f| f.name.to_string()));
 
@@ -172,7 +335,7 @@ fn lint_ast(
     for (name, alias, pos) in &imports {
         match resolver.find(name) {
             None => {}
-            Some((origin, text)) => match engine.compile(&text) {
+            Some((origin, text)) => match crate::engine::compile_module(engine, &origin, &text) {
                 Ok(m) => {
                     let fns = m
                         .iter_functions()
@@ -273,4 +436,22 @@ pub fn run(paths: &[PathBuf], rt: &tokio::runtime::Handle) -> Result<usize, Stri
         count += findings.len();
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_in_backtick_strings_are_found() {
+        let src = "let a = \"x\\ny\"; // `not\\n code`\nsummary(`### T\\n\\n${a + `in\\tner`} \"q\"`);\nlet c = '`';\n/* `\\n` */ let d = `ok\n`;\n";
+        let found = backtick_escapes(src);
+        let got: Vec<(usize, usize, &str)> =
+            found.iter().map(|(l, c, e)| (*l, *c, e.as_str())).collect();
+        assert_eq!(
+            got,
+            [(2, 15, "\\n"), (2, 17, "\\n"), (2, 28, "\\t")],
+            "{src}"
+        );
+    }
 }

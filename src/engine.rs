@@ -205,14 +205,35 @@ impl ModuleResolver for Resolver {
             )
             .into());
         };
-        let mut ast = engine
-            .compile(&text)
+        let ast = compile_module(engine, &origin, &text)
             .map_err(|e| EvalAltResult::ErrorInModule(origin.clone(), e.into(), pos))?;
-        ast.set_source(origin.clone());
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| EvalAltResult::ErrorInModule(origin, e, pos))?;
         Ok(module.into())
     }
+}
+
+/// A module's compiled AST, kept per process by source and text: a test
+/// run imports the same modules run after run.
+pub fn compile_module(
+    engine: &Engine,
+    origin: &str,
+    text: &str,
+) -> Result<rhai::AST, rhai::ParseError> {
+    type Cache = std::sync::Mutex<std::collections::HashMap<(String, String), rhai::AST>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (origin.to_string(), text.to_string());
+    if let Some(ast) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(ast.clone());
+    }
+    let mut ast = engine.compile(text)?;
+    ast.set_source(origin);
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, ast.clone());
+    Ok(ast)
 }
 
 /// The constant `import "…"` paths of a script, with their positions.
@@ -256,9 +277,32 @@ pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, 
         .collect()
 }
 
+/// `Engine::new()` with the language's standard package built once per
+/// process and shared: `runbook test` builds several engines per test.
+pub fn new_engine() -> Engine {
+    use rhai::packages::Package;
+    static STD: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
+    let mut engine = Engine::new_raw();
+    engine.set_max_strings_interned(1024);
+    engine.register_global_module(
+        STD.get_or_init(|| rhai::packages::StandardPackage::new().as_shared_module())
+            .clone(),
+    );
+    engine
+}
+
 /// Build the sandboxed engine for a run (or a check) of `playbook`.
 pub fn build(ctx: &Arc<Ctx>) -> Engine {
-    let mut engine = Engine::new();
+    let mut engine = base(ctx);
+    crate::primitives::register_all(&mut engine, ctx);
+    engine
+}
+
+/// The sandboxed engine without primitives: limits, hooks and imports.
+/// `runbook test` and `--record` put their own stand-ins for the
+/// primitives on it.
+pub fn base(ctx: &Arc<Ctx>) -> Engine {
+    let mut engine = new_engine();
     let limits = Limits::from_env();
     engine
         .set_max_operations(limits.max_operations)
@@ -315,7 +359,6 @@ pub fn build(ctx: &Arc<Ctx>) -> Engine {
             }
         );
     });
-    crate::primitives::register_all(&mut engine, ctx);
     engine.set_module_resolver(Resolver::new(&ctx.settings.playbook));
     engine
 }

@@ -17,5 +17,7 @@ pub mod process;
 pub mod redact;
 pub mod report;
 pub mod run;
+pub mod signatures;
 pub mod suggest;
+pub mod testing;
 pub mod value;

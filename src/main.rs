@@ -25,7 +25,8 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// The playbook to run, then its parameters and the runner's options
-    /// (--dry-run, --log-format pretty|json|github, --timeout SECS, --allow PROGRAM).
+    /// (--dry-run, --log-format pretty|json|github, --timeout SECS, --allow PROGRAM,
+    /// --record FILE.json).
     #[arg(
         value_name = "PLAYBOOK [ARGS]",
         trailing_var_arg = true,
@@ -42,9 +43,10 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// The reference of every primitive, from the engine itself.
+    /// The reference of every primitive, from the engine itself
+    /// (`runbook doc builtins`: the language's own functions).
     Doc {
-        /// Only this primitive.
+        /// Only this primitive (or built-in); `builtins` lists the language's functions.
         name: Option<String>,
         /// Markdown (for the README's reference).
         #[arg(long)]
@@ -52,6 +54,20 @@ enum Command {
         /// Write `.d.rhai` definition files for editors into DIR.
         #[arg(long, value_name = "DIR")]
         definitions: Option<PathBuf>,
+    },
+    /// Run playbook tests (*.test.rhai) with stubbed primitives, offline.
+    Test {
+        /// Test files or folders (default: the current folder, recursively).
+        paths: Vec<PathBuf>,
+        /// Only tests whose `file::name` contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// `text` (one line per test) or `junit` (JUnit XML on stdout).
+        #[arg(long, default_value = "text", value_parser = ["text", "junit"])]
+        format: String,
+        /// Rewrite the snapshots of assert_snapshot instead of comparing.
+        #[arg(long)]
+        update_snapshots: bool,
     },
     /// Print a shell completion script.
     Completions {
@@ -91,6 +107,17 @@ fn main() -> ExitCode {
             markdown,
             definitions,
         }) => run::doc(name.as_deref(), markdown, definitions.as_deref()),
+        Some(Command::Test {
+            paths,
+            filter,
+            format,
+            update_snapshots,
+        }) => runbook::testing::main(runbook::testing::Options {
+            paths,
+            filter,
+            junit: format == "junit",
+            update_snapshots,
+        }),
         Some(Command::Completions { shell }) => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut buf);
@@ -121,6 +148,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Quietly: the reader is gone, and so may be the terminal.
         Err(e @ Error::Interrupted("SIGPIPE")) => ExitCode::from(e.exit_code() as u8),
+        // `runbook test` has already said everything (its last line is the count).
+        Err(e) if e.to_string().is_empty() => ExitCode::from(e.exit_code() as u8),
         Err(e) => {
             let text = e.to_string();
             let text = if text.starts_with("error") {

@@ -73,6 +73,7 @@ pub const RESERVED: &[&str] = &[
     "log_format",
     "timeout",
     "allow",
+    "record",
     "version",
 ];
 
@@ -96,10 +97,23 @@ fn spec_err(name: &str, msg: impl std::fmt::Display) -> String {
 
 /// Read the declaration from a compiled playbook.
 pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
+    let (decl, errors) = declaration_all(ast, source);
+    if errors.is_empty() {
+        Ok(decl)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// Read the declaration and every mistake in it, in one pass. Parameters
+/// with a mistake are still declared as far as they can be read, so later
+/// checks (`args.x`) do not report false follow-ups.
+pub fn declaration_all(ast: &AST, source: &str) -> (Declaration, Vec<String>) {
     let mut decl = Declaration {
         description: description(source),
         params: Vec::new(),
     };
+    let mut errors = Vec::new();
     let literal = ast
         .iter_literal_variables(true, true)
         .find(|(name, ..)| *name == "PARAMS");
@@ -109,33 +123,35 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
                 .lines()
                 .any(|l| l.trim_start().starts_with("const PARAMS"))
         {
-            return Err("PARAMS must be a literal map (no variables, calls or expressions inside it), at the top level".into());
+            errors.push("PARAMS must be a literal map (no variables, calls or expressions inside it), at the top level".into());
         }
-        return Ok(decl);
+        return (decl, errors);
     };
     if !is_const {
-        return Err(
+        errors.push(
             "declare parameters with `const PARAMS = #{ ... };` (a constant, not `let`)".into(),
         );
     }
     let Some(map) = value.try_cast::<Map>() else {
-        return Err(
-            "PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".into(),
-        );
+        errors
+            .push("PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".into());
+        return (decl, errors);
     };
     for (name, spec) in map {
         let name = name.to_string();
         if RESERVED.contains(&name.as_str()) {
-            return Err(spec_err(
+            errors.push(spec_err(
                 &name,
                 "the name is reserved for the runner's own options; choose another",
             ));
+            continue;
         }
         let Some(spec) = spec.try_cast::<Map>() else {
-            return Err(spec_err(
+            errors.push(spec_err(
                 &name,
                 "wants a map like #{ type: \"string\", help: \"…\" }",
             ));
+            continue;
         };
         const KEYS: &[&str] = &[
             "type",
@@ -147,8 +163,13 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
             "help",
         ];
         for k in spec.keys() {
-            if !KEYS.contains(&k.as_str()) {
-                return Err(spec_err(
+            if k.as_str() == "default" {
+                errors.push(spec_err(
+                    &name,
+                    "write `default_value: …` for the default (`default` is a reserved word in Rhai)",
+                ));
+            } else if !KEYS.contains(&k.as_str()) {
+                errors.push(spec_err(
                     &name,
                     format!(
                         "unknown key '{k}'{}; keys: {}",
@@ -164,19 +185,25 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
             Some("int") => Kind::Int,
             Some("bool") => Kind::Bool,
             Some(t) => {
-                return Err(spec_err(
+                errors.push(spec_err(
                     &name,
                     format!("type '{t}' is not one of string, int, bool"),
-                ))
+                ));
+                Kind::String
             }
         };
         let required = match spec.get("required") {
             None => false,
-            Some(v) => v
-                .as_bool()
-                .map_err(|_| spec_err(&name, "required wants true or false"))?,
+            Some(v) => v.as_bool().unwrap_or_else(|_| {
+                errors.push(spec_err(&name, "required wants true or false"));
+                false
+            }),
         };
-        let default = spec.get("default_value").cloned().filter(|v| !v.is_unit());
+        let mut default = spec
+            .get("default_value")
+            .or_else(|| spec.get("default"))
+            .cloned()
+            .filter(|v| !v.is_unit());
         if let Some(d) = &default {
             let ok = match kind {
                 Kind::String => d.is_string(),
@@ -184,13 +211,13 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
                 Kind::Bool => d.is_bool(),
             };
             if !ok {
-                return Err(spec_err(
+                errors.push(spec_err(
                     &name,
                     format!("default_value {d} is not of type {}", kind.name()),
                 ));
-            }
-            if required {
-                return Err(spec_err(
+                default = None;
+            } else if required {
+                errors.push(spec_err(
                     &name,
                     "is required and has a default_value; choose one",
                 ));
@@ -198,25 +225,26 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
         }
         let pattern = match text("pattern") {
             None => None,
-            Some(p) => {
-                let re = Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                    spec_err(
+            Some(p) => match Regex::new(&format!("^(?:{p})$")) {
+                Ok(re) => Some((p, re)),
+                Err(e) => {
+                    errors.push(spec_err(
                         &name,
                         format!("pattern is not a valid regular expression: {e}"),
-                    )
-                })?;
-                Some((p, re))
-            }
+                    ));
+                    None
+                }
+            },
         };
         let choices = match spec.get("choices") {
             None => Vec::new(),
-            Some(v) => v
-                .clone()
-                .try_cast::<rhai::Array>()
-                .ok_or_else(|| spec_err(&name, "choices wants an array of strings"))?
-                .iter()
-                .map(|c| c.to_string())
-                .collect(),
+            Some(v) => match v.clone().try_cast::<rhai::Array>() {
+                Some(a) => a.iter().map(|c| c.to_string()).collect(),
+                None => {
+                    errors.push(spec_err(&name, "choices wants an array of strings"));
+                    Vec::new()
+                }
+            },
         };
         decl.params.push(Param {
             name,
@@ -232,7 +260,7 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
     // Maps have no order of their own: required ones first, then by name.
     decl.params
         .sort_by(|a, b| b.required.cmp(&a.required).then(a.name.cmp(&b.name)));
-    Ok(decl)
+    (decl, errors)
 }
 
 fn flag(name: &str) -> String {
@@ -282,8 +310,19 @@ impl Param {
     }
 }
 
-/// Parse `--name value` / `--name=value` arguments against the declaration.
+/// Parse `--name value` / `--name=value` arguments against the declaration,
+/// reading `env` fallbacks from the process environment.
 pub fn parse_args(decl: &Declaration, args: &[String]) -> Result<Map, String> {
+    parse_args_with_env(decl, args, &|name| std::env::var(name).ok())
+}
+
+/// [`parse_args`] with the environment given by `env` (`runbook test` hands
+/// it the test's `t.env` values, never the real environment).
+pub fn parse_args_with_env(
+    decl: &Declaration,
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Map, String> {
     let mut given: Vec<(String, Dynamic)> = Vec::new();
     let names: Vec<String> = decl.params.iter().map(|p| flag(&p.name)).collect();
     let mut i = 0;
@@ -315,7 +354,14 @@ pub fn parse_args(decl: &Declaration, args: &[String]) -> Result<Map, String> {
         }
         let raw = match (inline, p.kind) {
             (Some(v), _) => v,
-            (None, Kind::Bool) => "true".to_string(),
+            // `--flag` alone is true; `--flag true|false` is accepted too.
+            (None, Kind::Bool) => match args.get(i + 1).map(String::as_str) {
+                Some(v @ ("true" | "false")) => {
+                    i += 1;
+                    v.to_string()
+                }
+                _ => "true".to_string(),
+            },
             (None, _) => {
                 i += 1;
                 match args.get(i) {
@@ -331,12 +377,11 @@ pub fn parse_args(decl: &Declaration, args: &[String]) -> Result<Map, String> {
     for p in &decl.params {
         let value = match given.iter().position(|(n, _)| *n == p.name) {
             Some(idx) => given.swap_remove(idx).1,
-            None => match p.env.as_ref().and_then(|e| {
-                std::env::var(e)
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .map(|v| (e, v))
-            }) {
+            None => match p
+                .env
+                .as_ref()
+                .and_then(|e| env(e).filter(|v| !v.is_empty()).map(|v| (e, v)))
+            {
                 Some((e, v)) => p.convert(&v, &format!(" (from ${e})"))?,
                 None => match &p.default {
                     Some(d) => d.clone(),
@@ -422,7 +467,7 @@ pub fn render_help(decl: &Declaration, playbook: &str) -> String {
             s.push_str(&format!("  {head:width$}  {}{notes}\n", p.help));
         }
     }
-    s.push_str("\nRunner options:\n  --dry-run            read for real, change nothing, print the plan\n  --log-format FORMAT  pretty (terminal), json, github (default under GitHub Actions)\n  --timeout SECS       deadline for the whole run (exit 124)\n  --allow PROGRAM      let exec() run PROGRAM too\n");
+    s.push_str("\nRunner options:\n  --dry-run            read for real, change nothing, print the plan\n  --log-format FORMAT  pretty (terminal), json, github (default under GitHub Actions)\n  --timeout SECS       deadline for the whole run (exit 124)\n  --allow PROGRAM      let exec() run PROGRAM too\n  --record FILE.json   write every primitive call and its result (for t.replay)\n");
     s
 }
 
@@ -486,6 +531,16 @@ print(args.sha);
         assert_eq!(m["rpc_endpoint"].to_string(), "a.b:2000");
         let m = parse_args(&decl(), &args(&["--sha", SHA])).unwrap();
         assert!(m["rpc_endpoint"].is_unit());
+        // Bool flags take a separate true/false too.
+        for (a, want) in [
+            (&["--verbose", "false"][..], false),
+            (&["--verbose", "true", "--dseq", "2"][..], true),
+        ] {
+            let mut v = args(&["--sha", SHA]);
+            v.extend(args(a));
+            let m = parse_args(&decl(), &v).unwrap();
+            assert_eq!(m["verbose"].as_bool().unwrap(), want, "{a:?}");
+        }
     }
 
     #[test]
@@ -504,6 +559,10 @@ print(args.sha);
                 "did you mean 'banano'",
             ),
             (&["--sha", SHA, "--verbose=maybe"], "wants true or false"),
+            (
+                &["--sha", SHA, "--verbose", "maybe"],
+                "unexpected argument 'maybe'",
+            ),
             (
                 &["--sha", SHA, "--shaa", "x"],
                 "unknown parameter --shaa (did you mean '--sha'?)",
@@ -549,5 +608,33 @@ print(args.sha);
             let err = declaration(&ast, src).unwrap_err();
             assert!(err.contains(want), "{src}: {err}");
         }
+    }
+
+    #[test]
+    fn every_mistake_in_one_pass_without_follow_ups() {
+        let src = r#"const PARAMS = #{
+    tag: #{ "default": "x", typ: "int" },
+    n: #{ requred: true, type: "float" },
+};"#;
+        let ast = rhai::Engine::new().compile(src).unwrap();
+        let (decl, errors) = declaration_all(&ast, src);
+        let all = errors.join("\n");
+        assert_eq!(errors.len(), 4, "{all}");
+        assert!(
+            all.contains("PARAMS.tag: write `default_value: …`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("PARAMS.tag: unknown key 'typ' (did you mean 'type'?)"),
+            "{all}"
+        );
+        assert!(
+            all.contains("PARAMS.n: unknown key 'requred' (did you mean 'required'?)"),
+            "{all}"
+        );
+        assert!(all.contains("PARAMS.n: type 'float'"), "{all}");
+        // Both stay declared: `args.tag` is not a false "not declared".
+        let names: Vec<&str> = decl.params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["n", "tag"]);
     }
 }

@@ -82,40 +82,143 @@ pub fn is_usage(err: &EvalAltResult) -> bool {
     }
 }
 
-/// Render a runtime error of the playbook at `path`.
+/// The text of a module (or the playbook) by its source name, for carets.
+fn source_of(src: &str, path: &Path, source: &str) -> Option<String> {
+    if src.is_empty() || Path::new(src) == path {
+        return Some(source.to_string());
+    }
+    if let Some(name) = src
+        .strip_prefix("<embedded stdlib>/")
+        .and_then(|n| n.strip_suffix(".rhai"))
+    {
+        return crate::engine::EMBEDDED_STDLIB
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.to_string());
+    }
+    std::fs::read_to_string(src).ok()
+}
+
+/// Where an error without a position most likely happened: the first call
+/// of the function its message names (Rhai leaves some errors, such as a
+/// data race, without a position).
+fn locate_call(source: &str, err: &EvalAltResult) -> Position {
+    let text = err.to_string();
+    let name = match err {
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+            sig.split(['(', ' ']).next().unwrap_or("").to_string()
+        }
+        _ => match text.split_once("function '") {
+            Some((_, rest)) => rest.split('\'').next().unwrap_or("").to_string(),
+            None => return Position::NONE,
+        },
+    };
+    if name.is_empty() {
+        return Position::NONE;
+    }
+    let mut engine = crate::engine::new_engine();
+    engine.set_max_expr_depths(64, 64);
+    let Ok(ast) = engine.compile(source) else {
+        return Position::NONE;
+    };
+    let mut found = Position::NONE;
+    ast.walk(&mut |nodes: &[rhai::ASTNode]| {
+        if found.is_none() {
+            match nodes.last() {
+                Some(rhai::ASTNode::Expr(rhai::Expr::FnCall(f, pos)))
+                | Some(rhai::ASTNode::Expr(rhai::Expr::MethodCall(f, pos)))
+                | Some(rhai::ASTNode::Stmt(rhai::Stmt::FnCall(f, pos)))
+                    if f.name.as_str() == name =>
+                {
+                    found = *pos;
+                }
+                _ => {}
+            }
+        }
+        true
+    });
+    found
+}
+
+/// What to write instead, for errors whose Rhai message does not say.
+fn explain(err: &EvalAltResult) -> Option<&'static str> {
+    match err {
+        EvalAltResult::ErrorDataRace(..) => Some(
+            "a closure here captures a variable that the same call also uses (e.g. `m` in `m.keys().filter(|k| m[k])`); Rhai shares a captured variable and cannot lend it twice at once. Read it into its own variable first: `let keys = m.keys(); keys.filter(|k| m[k])`",
+        ),
+        _ => None,
+    }
+}
+
+/// Render a runtime error of the playbook at `path`: the innermost
+/// location first (a module's file, line and caret), then the calls that
+/// led there, innermost first.
 pub fn eval_error(err: &EvalAltResult, path: &Path, source: &str) -> Report {
-    let mut frames = Vec::new();
+    // (what, the file it is in, the call's position in the caller's file)
+    let mut frames: Vec<(String, String, Position)> = Vec::new();
     let mut cur = err;
     let top_pos = err.position();
+    // The file the current level's positions are in.
+    let mut file = String::new();
     loop {
         match cur {
             EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
-                frames.push(format!(
-                    "in call to {name}(){}",
-                    if src.is_empty() {
-                        format!(" at {}", fmt_pos(*pos))
-                    } else {
-                        format!(" in {src} at {}", fmt_pos(*pos))
-                    }
-                ));
+                frames.push((format!("{name}()"), file.clone(), *pos));
+                file = src.clone();
                 cur = inner;
             }
             EvalAltResult::ErrorInModule(name, inner, pos) => {
-                frames.push(format!("in module {name} (imported at {})", fmt_pos(*pos)));
+                frames.push((format!("module {name}"), file.clone(), *pos));
+                file = name.clone();
                 cur = inner;
             }
             _ => break,
         }
     }
-    let message = leaf_message(cur);
-    let position = top_pos.line().map(|l| (l, top_pos.position().unwrap_or(1)));
-    let mut text = format!("error: {message}\n");
-    if let Some((l, c)) = position {
-        text.push_str(&format!("  --> {}:{l}:{c}\n", path.display()));
-        text.push_str(&caret(source, top_pos));
+    let mut message = leaf_message(cur);
+    if let Some(why) = explain(cur) {
+        message = format!("{message}: {why}");
     }
-    for f in frames {
-        text.push_str(&format!("  = {f}\n"));
+    let shown = |f: &str| {
+        if f.is_empty() {
+            path.display().to_string()
+        } else {
+            f.to_string()
+        }
+    };
+    // The innermost position; without one, the innermost call site; at the
+    // top level without any, the call the message names.
+    let (mut at_file, mut at_pos) = (file.clone(), cur.position());
+    if at_pos.is_none() {
+        if let Some((_, f, p)) = frames.iter().rev().find(|(_, _, p)| !p.is_none()) {
+            at_file = f.clone();
+            at_pos = *p;
+        }
+    }
+    if at_pos.is_none() && at_file.is_empty() {
+        at_pos = locate_call(source, cur);
+    }
+    let position = if top_pos.is_none() {
+        (at_file.is_empty())
+            .then(|| at_pos.line().map(|l| (l, at_pos.position().unwrap_or(1))))
+            .flatten()
+    } else {
+        top_pos.line().map(|l| (l, top_pos.position().unwrap_or(1)))
+    };
+    let mut text = format!("error: {message}\n");
+    if let Some(l) = at_pos.line() {
+        let c = at_pos.position().unwrap_or(1);
+        text.push_str(&format!("  --> {}:{l}:{c}\n", shown(&at_file)));
+        if let Some(src) = source_of(&at_file, path, source) {
+            text.push_str(&caret(&src, at_pos));
+        }
+    }
+    for (what, f, pos) in frames.iter().rev() {
+        text.push_str(&format!(
+            "  = in {what}, called from {}:{}\n",
+            shown(f),
+            fmt_pos(*pos)
+        ));
     }
     Report {
         message,
@@ -135,7 +238,10 @@ fn fmt_pos(p: Position) -> String {
 /// Render a compile error of the playbook at `path`.
 pub fn parse_error(err: &ParseError, path: &Path, source: &str) -> Report {
     let pos = err.position();
-    let message = err.err_type().to_string();
+    let mut message = err.err_type().to_string();
+    if message.contains("'default' is a reserved keyword") {
+        message.push_str("; in PARAMS write `default_value: …` for a parameter's default");
+    }
     let position = pos.line().map(|l| (l, pos.position().unwrap_or(1)));
     let mut text = format!("error: the playbook does not compile: {message}\n");
     if let Some((l, c)) = position {
@@ -197,5 +303,13 @@ mod tests {
         let r = parse_error(&err, Path::new("pb.rhai"), src);
         assert!(r.text.contains("does not compile"), "{}", r.text);
         assert!(r.text.contains("1 | let a = ;"), "{}", r.text);
+    }
+
+    #[test]
+    fn default_in_params_suggests_default_value() {
+        let src = "const PARAMS = #{ tag: #{ default: \"x\" } };\n";
+        let err = rhai::Engine::new().compile(src).unwrap_err();
+        let r = parse_error(&err, Path::new("pb.rhai"), src);
+        assert!(r.message.contains("write `default_value: …`"), "{}", r.text);
     }
 }

@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub allow: Vec<String>,
     /// `--allow-cwd-outside`: `exec`'s `cwd` may leave the working directory.
     pub allow_cwd_outside: bool,
+    /// `--record FILE.json`: every primitive call and its result.
+    pub record: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -89,6 +91,10 @@ impl RunOptions {
                 "--allow" => {
                     let v = value(&mut i, flag, inline)?;
                     o.allow.push(v);
+                }
+                "--record" => {
+                    let v = value(&mut i, flag, inline)?;
+                    o.record = Some(PathBuf::from(v));
                 }
                 _ if playbook.is_none() && !a.starts_with('-') => playbook = Some(PathBuf::from(a)),
                 _ if playbook.is_none() => {
@@ -188,7 +194,15 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     settings.allow.extend(opts.allow.iter().cloned());
     settings.allow_cwd_outside = opts.allow_cwd_outside;
     let ctx = Ctx::new(settings, rt.handle().clone());
-    let engine = crate::engine::build(&ctx);
+    // --record: the same primitives behind stand-ins that keep each call.
+    let recorder = opts
+        .record
+        .as_ref()
+        .map(|_| crate::testing::proxy::Proxy::new(&ctx, Box::new(|_, _| None)));
+    let engine = match &recorder {
+        Some(p) => crate::testing::proxy::engine(&ctx, p),
+        None => crate::engine::build(&ctx),
+    };
     let path = opts.playbook.clone();
 
     let ast = match engine.compile(&source) {
@@ -221,6 +235,12 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
             &crate::params::render_help(&decl, &path.display().to_string()),
         );
         return Ok(());
+    }
+    // check's lints before the first primitive: a typo on line 40 must not
+    // fire after 39 lines of side effects.
+    let findings = crate::check::lints(&engine, &ctx, &ast, &decl, &source);
+    if !findings.is_empty() {
+        return Err(Error::Usage(crate::check::lint_report(&path, &findings)));
     }
     let args = crate::params::parse_args(&decl, &opts.params).map_err(|e| {
         Error::Usage(format!(
@@ -278,6 +298,18 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     });
 
     let result = settle(&ctx, outcome, &path, &source, started);
+    if let (Some(file), Some(p)) = (&opts.record, &recorder) {
+        // Written whatever the outcome: a failed run is worth replaying too.
+        let text = crate::testing::record::render(&path, opts.dry_run, &p.calls());
+        match crate::primitives::files::write_atomic(file, &text) {
+            Ok(()) => tracing::info!(
+                "recorded {} primitive call(s) to {}",
+                p.calls().len(),
+                file.display()
+            ),
+            Err(e) => tracing::error!("cannot write the recording {}: {e}", file.display()),
+        }
+    }
     ctx.kill_children();
     crate::primitives::github_io::flush_summaries(&ctx);
     rt.shutdown_timeout(Duration::from_millis(200));
@@ -345,7 +377,7 @@ fn settle(
 }
 
 /// A failed run leaves no artifact it promised.
-fn discard_artifacts(ctx: &Ctx) {
+pub(crate) fn discard_artifacts(ctx: &Ctx) {
     let files: Vec<PathBuf> = ctx
         .artifacts
         .lock()
@@ -404,7 +436,9 @@ pub fn doc(name: Option<&str>, markdown: bool, definitions: Option<&Path>) -> Re
         return Ok(());
     }
     let entries = crate::doc::entries(&engine);
-    let text = crate::doc::render(&entries, name, markdown).map_err(Error::Usage)?;
+    let builtins = crate::doc::builtins(&engine);
+    let text =
+        crate::doc::render_with(&entries, &builtins, name, markdown).map_err(Error::Usage)?;
     crate::out::text(crate::out::Stream::Stdout, &text);
     Ok(())
 }
@@ -427,6 +461,7 @@ mod tests {
             "--timeout=5",
             "--log-format",
             "json",
+            "--record=rec.json",
         ]))
         .unwrap()
         .unwrap();
@@ -435,6 +470,7 @@ mod tests {
         assert!(o.dry_run);
         assert_eq!(o.timeout, Some(Duration::from_secs(5)));
         assert_eq!(o.format, Some(LogFormat::Json));
+        assert_eq!(o.record, Some(PathBuf::from("rec.json")));
     }
 
     #[test]

@@ -182,10 +182,12 @@ fn runtime_errors_exit_1_and_name_the_primitive() {
         .code(1)
         .has("validate_endpoint: '10.0.0.1:31877'")
         .has("bare dotted number");
+    // check's lints run before the first primitive: exit 2, nothing run.
     pb("let x = nosuch_primitive(1);")
         .run(&["pb.rhai"])
-        .code(1)
-        .has("no function nosuch_primitive")
+        .code(2)
+        .has("unknown function 'nosuch_primitive'")
+        .has("nothing was run")
         .has("runbook doc");
     pb("discover_port(#{ internal_port: 7072, max_elpased: 2 });")
         .run(&["pb.rhai"])
@@ -430,8 +432,8 @@ fn exec_runs_only_allow_listed_argv() {
         .has("is a path");
     pb("exec(\"ls -la\");")
         .run(&["pb.rhai"])
-        .code(1)
-        .has("no function exec");
+        .code(2)
+        .has("exec: argument 1 wants Array, this call gives a string");
     pb("exec([]);")
         .run(&["pb.rhai"])
         .code(1)

@@ -100,7 +100,61 @@ const WRITE_DOC: &str = "\
 ///
 /// The file is an artifact of the run: if the playbook fails afterwards,
 /// it is removed again, so a failed run never leaves an artifact it
-/// promised. Refuses a value that contains a secret. A dry run only logs.";
+/// promised (`#{ keep_on_failure: true }` keeps it). Refuses a value that
+/// contains a secret. A dry run only logs.";
+
+const WRITE_OPTS_DOC: &str = "\
+/// `write_json` with options: `keep_on_failure: true` keeps the file when
+/// the run fails afterwards (a report that a failing gate writes on purpose);
+/// by default a failed run removes it.";
+
+/// `write_json`: atomic, inside the working directory, never a secret;
+/// taken back if the run fails unless `keep`.
+fn write_json(c: &Ctx, path: &str, value: &Dynamic, keep: bool) -> RhaiResult<()> {
+    // A file name is printed everywhere (logs, `ls`, artifacts).
+    if crate::redact::contains_secret(path) {
+        return Err(error(
+            "write_json: the path contains a secret; refusing to use it as a file name",
+        ));
+    }
+    let full = writable_path(c, "write_json", path).map_err(error)?;
+    let json =
+        to_json(value).map_err(|e| error(format!("write_json: the value cannot be JSON: {e}")))?;
+    let mut text =
+        serde_json::to_string_pretty(&json).map_err(|e| error(format!("write_json: {e}")))?;
+    text.push('\n');
+    if crate::redact::contains_secret(&text) {
+        return Err(error(format!(
+            "write_json: the value for '{path}' contains a secret; refusing to write it to a file"
+        )));
+    }
+    if c.dry_run() {
+        tracing::info!(
+            primitive = "write_json",
+            path,
+            planned = true,
+            "dry run: would write {path}:\n{text}"
+        );
+        return Ok(());
+    }
+    write_atomic(&full, &text)
+        .map_err(|e| error(format!("write_json: cannot write '{path}': {e}")))?;
+    // Only artifacts the run may take back are registered.
+    if !keep {
+        c.artifacts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(full);
+    }
+    tracing::info!(
+        primitive = "write_json",
+        path,
+        bytes = text.len(),
+        keep_on_failure = keep,
+        "wrote {path}"
+    );
+    Ok(())
+}
 
 /// Register the file and data primitives.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
@@ -108,27 +162,24 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     FuncRegistration::new("write_json")
         .with_params_info(["path: &str", "value: Dynamic", "()"])
         .with_comments([WRITE_DOC])
-        .register_into_engine(engine, move |path: &str, value: Dynamic| -> RhaiResult<()> {
-            // A file name is printed everywhere (logs, `ls`, artifacts).
-            if crate::redact::contains_secret(path) {
-                return Err(error("write_json: the path contains a secret; refusing to use it as a file name"));
-            }
-            let full = writable_path(&c, "write_json", path).map_err(error)?;
-            let json = to_json(&value).map_err(|e| error(format!("write_json: the value cannot be JSON: {e}")))?;
-            let mut text = serde_json::to_string_pretty(&json).map_err(|e| error(format!("write_json: {e}")))?;
-            text.push('\n');
-            if crate::redact::contains_secret(&text) {
-                return Err(error(format!("write_json: the value for '{path}' contains a secret; refusing to write it to a file")));
-            }
-            if c.dry_run() {
-                tracing::info!(primitive = "write_json", path, planned = true, "dry run: would write {path}:\n{text}");
-                return Ok(());
-            }
-            write_atomic(&full, &text).map_err(|e| error(format!("write_json: cannot write '{path}': {e}")))?;
-            c.artifacts.lock().unwrap_or_else(|e| e.into_inner()).push(full);
-            tracing::info!(primitive = "write_json", path, bytes = text.len(), "wrote {path}");
-            Ok(())
-        });
+        .register_into_engine(
+            engine,
+            move |path: &str, value: Dynamic| -> RhaiResult<()> {
+                write_json(&c, path, &value, false)
+            },
+        );
+    let c = ctx.clone();
+    FuncRegistration::new("write_json")
+        .with_params_info(["path: &str", "value: Dynamic", "opts: Map", "()"])
+        .with_comments([WRITE_OPTS_DOC])
+        .register_into_engine(
+            engine,
+            move |path: &str, value: Dynamic, opts: rhai::Map| -> RhaiResult<()> {
+                let o = crate::primitives::Opts::new("write_json", &opts, &["keep_on_failure"])?;
+                let keep = o.bool("keep_on_failure")?.unwrap_or(false);
+                write_json(&c, path, &value, keep)
+            },
+        );
 
     let c = ctx.clone();
     FuncRegistration::new("remove_artifact")

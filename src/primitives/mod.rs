@@ -5,6 +5,7 @@
 pub mod akash;
 pub mod cosign;
 pub mod discover_port;
+pub mod effects;
 pub mod exec;
 pub mod files;
 pub mod github_io;

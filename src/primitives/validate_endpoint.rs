@@ -1,6 +1,7 @@
-//! `validate_endpoint(s)`: the endpoint rules of the split-deploy plan.
-//! Host `[a-z0-9.-]+`, not empty, with at least one letter or hyphen (so a
-//! bare dotted number is refused); port an integer 1024–65535; nothing else.
+//! `validate_endpoint(s[, opts])`: the endpoint rules of the split-deploy
+//! plan. Host `[a-z0-9.-]+`, not empty, with at least one letter or hyphen
+//! (so a bare dotted number is refused); port an integer 1024–65535; nothing
+//! else. Options loosen them for other uses: `allow_ip`, `ports`.
 
 use rhai::{Dynamic, Engine, FuncRegistration, Map};
 
@@ -32,8 +33,33 @@ impl Endpoint {
     }
 }
 
+/// The rules an endpoint is checked by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// Accept a bare dotted number (an IPv4 address) as the host.
+    pub allow_ip: bool,
+    /// The port range, inclusive.
+    pub ports: (u16, u16),
+}
+
+impl Default for Rules {
+    /// The split-deploy plan's rules: a provider's host name and a
+    /// forwarded port (never below 1024).
+    fn default() -> Rules {
+        Rules {
+            allow_ip: false,
+            ports: (1024, 65535),
+        }
+    }
+}
+
 /// Check a host on its own.
 pub fn validate_host(host: &str) -> Result<(), String> {
+    validate_host_with(host, &Rules::default())
+}
+
+/// Check a host by `rules`.
+pub fn validate_host_with(host: &str, rules: &Rules) -> Result<(), String> {
     if host.is_empty() {
         return Err("the host is empty".into());
     }
@@ -50,16 +76,37 @@ pub fn validate_host(host: &str) -> Result<(), String> {
         };
         return Err(format!("the host '{host}' has the character {c:?}: {why}"));
     }
-    if !host.chars().any(|c| c.is_ascii_lowercase() || c == '-') {
+    if !rules.allow_ip && !host.chars().any(|c| c.is_ascii_lowercase() || c == '-') {
         return Err(format!(
-            "the host '{host}' has no letter or hyphen: a bare dotted number (an IP address) is not accepted; use the provider's host name"
+            "the host '{host}' has no letter or hyphen: a bare dotted number (an IP address) is not accepted; use the provider's host name (or pass #{{ allow_ip: true }})"
         ));
+    }
+    if rules.allow_ip
+        && host
+            .split('.')
+            .all(|p| p.chars().all(|c| c.is_ascii_digit()))
+    {
+        let parts: Vec<&str> = host.split('.').collect();
+        let ok = parts.len() == 4
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.parse::<u8>().is_ok());
+        if !ok {
+            return Err(format!(
+                "the host '{host}' is not an IPv4 address (four numbers 0-255) nor a host name"
+            ));
+        }
     }
     Ok(())
 }
 
 /// Check a port given as text.
 pub fn validate_port(port: &str) -> Result<u16, String> {
+    validate_port_with(port, &Rules::default())
+}
+
+/// Check a port given as text, by `rules`.
+pub fn validate_port_with(port: &str, rules: &Rules) -> Result<u16, String> {
     if port.is_empty() {
         return Err("the port is empty".into());
     }
@@ -69,23 +116,30 @@ pub fn validate_port(port: &str) -> Result<u16, String> {
     if port.len() > 1 && port.starts_with('0') {
         return Err(format!("the port '{port}' has a leading zero"));
     }
+    let (lo, hi) = rules.ports;
     match port.parse::<u32>() {
-        Ok(p) if (1024..=65535).contains(&p) => Ok(p as u16),
-        _ => Err(format!(
-            "the port {port} is outside 1024–65535 (ports below 1024 are never a forwarded port)"
+        Ok(p) if (u32::from(lo)..=u32::from(hi)).contains(&p) => Ok(p as u16),
+        _ if rules.ports == Rules::default().ports => Err(format!(
+            "the port {port} is outside 1024–65535 (ports below 1024 are never a forwarded port; pass #{{ ports: [1, 65535] }} for other uses)"
         )),
+        _ => Err(format!("the port {port} is outside {lo}–{hi} (the `ports` option)")),
     }
 }
 
 /// Validate `host:port` by the plan's rules.
 pub fn validate(s: &str) -> Result<Endpoint, String> {
+    validate_with(s, &Rules::default())
+}
+
+/// Validate `host:port` by `rules`.
+pub fn validate_with(s: &str, rules: &Rules) -> Result<Endpoint, String> {
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err(format!(
             "'{s}' has no ':port'; an endpoint is written host:port, e.g. provider.example.com:31877"
         ));
     };
-    validate_host(host).map_err(|e| format!("'{s}': {e}"))?;
-    let port = validate_port(port).map_err(|e| format!("'{s}': {e}"))?;
+    validate_host_with(host, rules).map_err(|e| format!("'{s}': {e}"))?;
+    let port = validate_port_with(port, rules).map_err(|e| format!("'{s}': {e}"))?;
     Ok(Endpoint {
         host: host.to_string(),
         port,
@@ -106,6 +160,46 @@ const DOC: &str = "\
 /// print(ep.port);   // 31877
 /// ```";
 
+const DOC_OPTS: &str = "\
+/// `validate_endpoint` with other rules, for endpoints that are not a
+/// provider's forwarded port. Options: `allow_ip` (accept an IPv4 address as
+/// the host; default false), `ports` (`[low, high]`, inclusive; default
+/// `[1024, 65535]`).
+///
+/// ```rhai
+/// let db = validate_endpoint(\"10.0.0.5:5432\", #{ allow_ip: true, ports: [1, 65535] });
+/// ```";
+
+/// Read the options of `validate_endpoint(s, opts)`.
+pub fn rules_from(opts: &Map) -> RhaiResult<Rules> {
+    let o = crate::primitives::Opts::new("validate_endpoint", opts, &["allow_ip", "ports"])?;
+    let mut rules = Rules::default();
+    if let Some(b) = o.bool("allow_ip")? {
+        rules.allow_ip = b;
+    }
+    if let Some(a) = o.array("ports")? {
+        let nums: Vec<Option<u16>> = a
+            .iter()
+            .map(|v| {
+                v.as_int()
+                    .ok()
+                    .and_then(|i| u16::try_from(i).ok())
+                    .filter(|p| *p >= 1)
+            })
+            .collect();
+        match nums.as_slice() {
+            [Some(lo), Some(hi)] if lo <= hi => rules.ports = (*lo, *hi),
+            _ => {
+                return Err(error(format!(
+                    "validate_endpoint: option 'ports' wants [low, high] with 1 <= low <= high <= 65535, got {}",
+                    Dynamic::from(a)
+                )))
+            }
+        }
+    }
+    Ok(rules)
+}
+
 /// Register `validate_endpoint`.
 pub fn register(engine: &mut Engine) {
     FuncRegistration::new("validate_endpoint")
@@ -119,6 +213,15 @@ pub fn register(engine: &mut Engine) {
                 }
                 Err(e) => Err(error(format!("validate_endpoint: {e}"))),
             }
+        });
+    FuncRegistration::new("validate_endpoint")
+        .with_params_info(["endpoint: &str", "opts: Map", "Map"])
+        .with_comments([DOC_OPTS])
+        .register_into_engine(engine, |s: &str, opts: Map| -> RhaiResult<Map> {
+            let rules = rules_from(&opts)?;
+            validate_with(s, &rules)
+                .map(|ep| ep.to_map())
+                .map_err(|e| error(format!("validate_endpoint: {e}")))
         });
 }
 
@@ -162,6 +265,56 @@ mod tests {
         for (input, want) in cases {
             let err = validate(input).unwrap_err();
             assert!(err.contains(want), "{input:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn options_loosen_the_rules_and_defaults_stay() {
+        let mut engine = Engine::new();
+        register(&mut engine);
+        let ok = |src: &str| engine.eval::<Map>(src).map(|m| m["endpoint"].to_string());
+        assert_eq!(
+            ok(r#"validate_endpoint("10.0.0.5:5432", #{ allow_ip: true })"#).unwrap(),
+            "10.0.0.5:5432"
+        );
+        assert_eq!(
+            ok(r#"validate_endpoint("db.example:80", #{ ports: [1, 65535] })"#).unwrap(),
+            "db.example:80"
+        );
+        for (src, want) in [
+            (r#"validate_endpoint("10.0.0.5:5432")"#, "allow_ip: true"),
+            (r#"validate_endpoint("db.example:80")"#, "ports: [1, 65535]"),
+            (
+                r#"validate_endpoint("db.example:80", #{})"#,
+                "outside 1024–65535",
+            ),
+            (
+                r#"validate_endpoint("10.0.0.5:80", #{ allow_ip: true })"#,
+                "outside 1024",
+            ),
+            (
+                r#"validate_endpoint("db.example:9000", #{ ports: [80, 443] })"#,
+                "outside 80–443",
+            ),
+            (
+                r#"validate_endpoint("300.1.1.1:5432", #{ allow_ip: true })"#,
+                "not an IPv4 address",
+            ),
+            (
+                r#"validate_endpoint("1.2.3:5432", #{ allow_ip: true })"#,
+                "not an IPv4 address",
+            ),
+            (
+                r#"validate_endpoint("a.b:5432", #{ ports: [0, 10] })"#,
+                "wants [low, high]",
+            ),
+            (
+                r#"validate_endpoint("a.b:5432", #{ port: [1, 10] })"#,
+                "did you mean 'ports'",
+            ),
+        ] {
+            let err = ok(src).unwrap_err().to_string();
+            assert!(err.contains(want), "{src}: {err}");
         }
     }
 }

@@ -1,0 +1,414 @@
+//! Calls checked against the engine's own function signatures, before
+//! anything runs: a primitive called with the wrong number of arguments or
+//! a literal of the wrong type, and a method no function provides
+//! (`arr.join(", ")`). `runbook check` reports them; a run refuses to start.
+
+use std::collections::{HashMap, HashSet};
+
+use rhai::{ASTNode, Dynamic, Engine, Expr, Position, Stmt, AST};
+
+/// One signature: its parameter types and its text.
+#[derive(Clone, Debug)]
+pub struct Sig {
+    /// Parameter types as the metadata writes them (`&str`, `Map`, `Dynamic`, …).
+    pub params: Vec<String>,
+    /// The whole signature, for messages.
+    pub text: String,
+}
+
+/// Every function the engine knows, by name.
+pub struct Table {
+    std: &'static HashMap<String, Vec<Sig>>,
+    own: HashMap<String, Vec<Sig>>,
+    primitives: HashSet<String>,
+}
+
+/// Signatures by name, read from the engine's metadata without formatting
+/// every one (that costs milliseconds a run should not pay).
+fn collect(engine: &Engine, std: bool) -> HashMap<String, Vec<Sig>> {
+    let list = engine.collect_fn_metadata(
+        None,
+        |info| {
+            let m = info.metadata;
+            let mut infos: Vec<String> = m.params_info.iter().map(|p| p.to_string()).collect();
+            // The last entry of params_info is the return type when given.
+            if infos.len() == m.num_params + 1 {
+                infos.pop();
+            }
+            if infos.len() != m.num_params {
+                infos = vec!["_: ?".to_string(); m.num_params];
+            }
+            let params = infos
+                .iter()
+                .map(|p| match p.rsplit_once(": ") {
+                    Some((_, t)) => t.trim().to_string(),
+                    None => p.trim().to_string(),
+                })
+                .collect();
+            let text = format!("{}({})", m.name, infos.join(", "));
+            Some((m.name.to_string(), Sig { params, text }))
+        },
+        std,
+    );
+    let mut out: HashMap<String, Vec<Sig>> = HashMap::new();
+    for (name, sig) in list {
+        out.entry(name).or_default().push(sig);
+    }
+    out
+}
+
+/// The language's own functions, read once per process (they are the same
+/// for every engine).
+fn std_table() -> &'static HashMap<String, Vec<Sig>> {
+    static STD: std::sync::OnceLock<HashMap<String, Vec<Sig>>> = std::sync::OnceLock::new();
+    STD.get_or_init(|| collect(&crate::engine::new_engine(), true))
+}
+
+/// Split `name(a: T, b: U) -> R` into the name and the parameter types.
+pub fn parse_signature(sig: &str) -> Option<(String, Vec<String>)> {
+    let open = sig.find('(')?;
+    let name = sig[..open].trim().to_string();
+    let rest = &sig[open + 1..];
+    // The parameter list ends at the ')' that closes it (types hold no parens
+    // except in a closure type, which nests).
+    let mut depth = 0usize;
+    let mut end = None;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' | '<' | '[' => depth += 1,
+            ')' if depth == 0 => {
+                end = Some(i);
+                break;
+            }
+            ')' | '>' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let inner = rest[..end?].trim();
+    if inner.is_empty() {
+        return Some((name, Vec::new()));
+    }
+    let mut params = Vec::new();
+    let (mut depth, mut startp) = (0usize, 0usize);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '(' | '<' | '[' => depth += 1,
+            ')' | '>' | ']' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                params.push(inner[startp..i].to_string());
+                startp = i + 1;
+            }
+            _ => {}
+        }
+    }
+    params.push(inner[startp..].to_string());
+    let types = params
+        .iter()
+        .map(|p| match p.rsplit_once(": ") {
+            Some((_, t)) => t.trim().to_string(),
+            None => p.trim().to_string(),
+        })
+        .collect();
+    Some((name, types))
+}
+
+/// A literal argument's type, when the call site shows it.
+fn literal(e: &Expr) -> Option<&'static str> {
+    Some(match e {
+        Expr::StringConstant(..) | Expr::InterpolatedString(..) => "string",
+        Expr::IntegerConstant(..) => "int",
+        Expr::FloatConstant(..) => "float",
+        Expr::BoolConstant(..) => "bool",
+        Expr::CharConstant(..) => "char",
+        Expr::Array(..) => "array",
+        Expr::Map(..) => "map",
+        Expr::Unit(..) => "()",
+        Expr::DynamicConstant(v, _) => dynamic_kind(v)?,
+        _ => return None,
+    })
+}
+
+fn dynamic_kind(v: &Dynamic) -> Option<&'static str> {
+    Some(if v.is_string() {
+        "string"
+    } else if v.is_int() {
+        "int"
+    } else if v.is_float() {
+        "float"
+    } else if v.is_bool() {
+        "bool"
+    } else if v.is_array() {
+        "array"
+    } else if v.is_map() {
+        "map"
+    } else {
+        return None;
+    })
+}
+
+/// Whether a parameter of type `ty` takes a literal of kind `lit`.
+/// Unknown types take anything: only sure mismatches are reported.
+pub fn accepts(ty: &str, lit: &str) -> bool {
+    let t = ty.trim_start_matches("&mut ").trim_start_matches('&');
+    let want = match t {
+        "str" | "String" | "ImmutableString" | "string" => "string",
+        "i64" | "INT" | "int" => "int",
+        "f64" | "FLOAT" | "float" => "float",
+        "bool" => "bool",
+        "char" => "char",
+        "Array" | "array" => "array",
+        "Map" | "map" => "map",
+        "()" => "()",
+        _ => return true,
+    };
+    want == lit
+}
+
+fn what(lit: &str) -> &'static str {
+    match lit {
+        "string" => "a string",
+        "int" => "an integer",
+        "float" => "a float",
+        "bool" => "a bool",
+        "char" => "a character",
+        "array" => "an array",
+        "map" => "a map",
+        _ => "()",
+    }
+}
+
+fn pretty_type(t: &str) -> String {
+    t.replace("&str", "String")
+        .replace("i64", "int")
+        .replace("f64", "float")
+}
+
+impl Table {
+    /// The signatures of `engine` (its primitives and the language's packages).
+    pub fn new(engine: &Engine) -> Table {
+        let own = collect(engine, false);
+        let primitives = own.keys().cloned().collect();
+        Table {
+            std: std_table(),
+            own,
+            primitives,
+        }
+    }
+
+    fn sigs(&self, name: &str) -> Vec<&Sig> {
+        let mut v: Vec<&Sig> = self
+            .own
+            .get(name)
+            .map(|s| s.iter().collect())
+            .unwrap_or_default();
+        v.extend(self.std.get(name).map(|s| s.iter()).into_iter().flatten());
+        v
+    }
+
+    /// Whether any function of that name exists.
+    pub fn knows(&self, name: &str) -> bool {
+        self.own.contains_key(name) || self.std.contains_key(name)
+    }
+
+    /// Every function name, for did-you-mean hints.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.own.keys().chain(self.std.keys()).map(String::as_str)
+    }
+
+    /// What is wrong with a call of primitive `name` with `args`, if anything.
+    pub fn check_call(&self, name: &str, args: &[Expr]) -> Option<String> {
+        if !self.primitives.contains(name) {
+            return None;
+        }
+        let sigs = self.sigs(name);
+        let list = || {
+            let mut v: Vec<String> = self
+                .own
+                .get(name)
+                .map(|s| s.iter().map(|s| pretty_type(&s.text)).collect())
+                .unwrap_or_default();
+            v.sort();
+            v.dedup();
+            v.join("; ")
+        };
+        let same_arity: Vec<&Sig> = sigs
+            .iter()
+            .copied()
+            .filter(|s| s.params.len() == args.len())
+            .collect();
+        if same_arity.is_empty() {
+            let mut n: Vec<usize> = sigs.iter().map(|s| s.params.len()).collect();
+            n.sort();
+            n.dedup();
+            let counts = n
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(" or ");
+            return Some(format!(
+                "{name} takes {counts} argument(s), this call gives {}: {}",
+                args.len(),
+                list()
+            ));
+        }
+        let lits: Vec<Option<&str>> = args.iter().map(literal).collect();
+        if lits.iter().all(Option::is_none) {
+            return None;
+        }
+        let fits = |s: &Sig| {
+            s.params
+                .iter()
+                .zip(&lits)
+                .all(|(t, l)| l.is_none_or(|l| accepts(t, l)))
+        };
+        if same_arity.iter().any(|s| fits(s)) {
+            return None;
+        }
+        let s = same_arity[0];
+        let (i, (t, l)) = s
+            .params
+            .iter()
+            .zip(&lits)
+            .enumerate()
+            .find(|(_, (t, l))| l.is_some_and(|l| !accepts(t, l)))?;
+        Some(format!(
+            "{name}: argument {} wants {}, this call gives {}: {}",
+            i + 1,
+            pretty_type(t),
+            what(l.unwrap_or("()")),
+            list()
+        ))
+    }
+}
+
+/// Findings of the call checks in `ast`: (position, message).
+pub fn check(table: &Table, ast: &AST) -> Vec<(Position, String)> {
+    let script_fns: HashSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
+    // Properties and map keys may hold closures called like methods.
+    let mut props: HashSet<String> = HashSet::new();
+    let mut vars: HashSet<String> = HashSet::new();
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        match nodes.last() {
+            Some(ASTNode::Expr(Expr::Property(x, _))) => {
+                props.insert(x.2.to_string());
+            }
+            Some(ASTNode::Expr(Expr::Map(x, _))) => {
+                props.extend(x.0.iter().map(|(k, _)| k.name.to_string()));
+                props.extend(x.1.keys().map(|k| k.to_string()));
+            }
+            Some(ASTNode::Expr(Expr::DynamicConstant(v, _))) => {
+                if let Some(m) = v.read_lock::<rhai::Map>() {
+                    props.extend(m.keys().map(|k| k.to_string()));
+                }
+            }
+            Some(ASTNode::Stmt(Stmt::Var(x, ..))) => {
+                vars.insert(x.0.name.to_string());
+            }
+            _ => {}
+        }
+        true
+    });
+    for f in ast.iter_functions() {
+        vars.extend(f.params.iter().map(|p| p.to_string()));
+    }
+    let mut out = Vec::new();
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        match nodes.last() {
+            Some(ASTNode::Expr(Expr::FnCall(f, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(f, pos)))
+                if f.op_token.is_none()
+                    && f.namespace.is_empty()
+                    && !script_fns.contains(f.name.as_str())
+                    && !vars.contains(f.name.as_str()) =>
+            {
+                if let Some(msg) = table.check_call(&f.name, &f.args) {
+                    out.push((*pos, msg));
+                }
+            }
+            Some(ASTNode::Expr(Expr::MethodCall(f, pos))) => {
+                let name = f.name.as_str();
+                if !table.knows(name) && !script_fns.contains(name) && !props.contains(name) {
+                    let names: Vec<&str> = table.names().collect();
+                    out.push((
+                        *pos,
+                        format!(
+                            "no function or method '{name}'{} (not a primitive, not a Rhai built-in); `runbook doc builtins` lists the language's functions{}",
+                            if name == "join" { String::new() } else { crate::suggest::hint(name, names.iter().copied()) },
+                            if name == "join" {
+                                "; to join an array of strings: `arr.reduce(|acc, s| if acc == \"\" { s } else { acc + \", \" + s }, \"\")`"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn findings(src: &str) -> Vec<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ctx = crate::context::Ctx::new(
+            crate::context::Settings::new(
+                std::path::Path::new("t.rhai"),
+                crate::logging::LogFormat::Json,
+            ),
+            rt.handle().clone(),
+        );
+        let engine = crate::engine::build(&ctx);
+        let table = Table::new(&engine);
+        let ast = engine.compile(src).unwrap();
+        let _ = Arc::clone(&ctx);
+        check(&table, &ast)
+            .into_iter()
+            .map(|(p, m)| format!("{}: {m}", p.line().unwrap_or(0)))
+            .collect()
+    }
+
+    #[test]
+    fn signatures_parse() {
+        let (n, p) =
+            parse_signature("kube_node_port(namespace: &str, service: &str, port: Dynamic) -> i64")
+                .unwrap();
+        assert_eq!(n, "kube_node_port");
+        assert_eq!(p, ["&str", "&str", "Dynamic"]);
+        assert_eq!(parse_signature("git_sha() -> String").unwrap().1.len(), 0);
+    }
+
+    #[test]
+    fn wrong_calls_are_named() {
+        let f = findings(
+            "let x = \"a.b:2000\";\nvalidate_endpoint(x, 5);\nghcr_has_tags(\"img\", \"v1\");\nlet arr = [\"a\"];\nprint(arr.join(\", \"));\nvalidate_endpoint(x);\nghcr_has_tags(\"img\", [\"v1\"]);\nlet m = #{ act: || 1 };\nm.act();\nvalidate_endpoint(x, #{ allow_ip: true });\n",
+        );
+        assert_eq!(f.len(), 3, "{f:#?}");
+        assert!(
+            f[0].starts_with(
+                "2: validate_endpoint: argument 2 wants Map, this call gives an integer"
+            ),
+            "{f:#?}"
+        );
+        assert!(
+            f[1].starts_with("3: ghcr_has_tags: argument 2 wants Array, this call gives a string"),
+            "{f:#?}"
+        );
+        assert!(
+            f[2].starts_with("5: no function or method 'join'"),
+            "{f:#?}"
+        );
+        let f = findings("validate_endpoint(\"a.b:2000\", #{}, 3);\n");
+        assert!(
+            f[0].contains("validate_endpoint takes 1 or 2 argument(s), this call gives 3"),
+            "{f:#?}"
+        );
+    }
+}

@@ -1,0 +1,528 @@
+//! One hermetic run of a playbook for a test: a fresh temporary working
+//! directory holding the test's files, the test's environment and secrets
+//! only, stubs for every primitive that reaches outside, and the run's
+//! result as a map the test asserts on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, Position, Scope};
+
+use super::proxy::{self, Proxy};
+use super::record::{call_text, Replay};
+use crate::context::{error, Ctx, RhaiResult, Settings};
+use crate::logging::LogFormat;
+use crate::primitives::effects;
+
+/// Primitives the test itself answers: the environment and secrets come
+/// from `t.env`/`t.secret`, sleeps take no time, logs are kept for `r.logs`.
+pub const ANSWERED: &[&str] = &[
+    "env",
+    "secret",
+    "sleep",
+    "log_info",
+    "log_warn",
+    "log_event",
+];
+
+/// Whether a call of `name` needs a stub (or a replayed answer).
+pub fn needs_stub(name: &str) -> bool {
+    !effects::runs_in_tests(name) && !ANSWERED.contains(&name)
+}
+
+/// How a stub answers.
+#[derive(Clone)]
+pub enum Stub {
+    /// Every call returns this (a closure is called with the arguments).
+    Value(Dynamic),
+    /// Call k returns element k; the last one repeats.
+    Seq(Array),
+}
+
+/// Calls a test file's closure (it lives in the test's engine).
+pub type Caller = dyn Fn(&FnPtr, Vec<Dynamic>) -> RhaiResult<Dynamic> + Send + Sync;
+
+/// What a test set up with `playbook(...)` and `t.…`.
+#[derive(Clone)]
+pub struct Spec {
+    /// The playbook file.
+    pub path: PathBuf,
+    /// Parameters, as `playbook(path, #{…})` gave them.
+    pub params: Map,
+    /// Stubs by primitive name.
+    pub stubs: HashMap<String, Stub>,
+    /// `t.env`.
+    pub env: BTreeMap<String, String>,
+    /// `t.secret`.
+    pub secrets: BTreeMap<String, String>,
+    /// `t.file`: relative path and content (text, or a value written as JSON).
+    pub files: Vec<(String, Dynamic)>,
+    /// `t.dry_run`.
+    pub dry_run: bool,
+    /// `t.replay`.
+    pub replay: Option<PathBuf>,
+}
+
+impl Spec {
+    /// A spec for `path` with `params`.
+    pub fn new(path: PathBuf, params: Map) -> Spec {
+        Spec {
+            path,
+            params,
+            stubs: HashMap::new(),
+            env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            files: Vec::new(),
+            dry_run: false,
+            replay: None,
+        }
+    }
+}
+
+/// A path a test may name inside the run's folder.
+pub fn inside(p: &str) -> bool {
+    let path = Path::new(p);
+    !p.is_empty()
+        && !path.is_absolute()
+        && !path.components().any(|c| matches!(c, Component::ParentDir))
+}
+
+/// The parameters map as command-line arguments, so they are validated
+/// exactly as `runbook PLAYBOOK --name value` would be.
+pub fn params_as_args(params: &Map) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in params {
+        if v.is_unit() {
+            continue;
+        }
+        out.push(format!("--{}={}", k.replace('_', "-"), v));
+    }
+    out
+}
+
+fn write_files(dir: &Path, files: &[(String, Dynamic)]) -> Result<(), String> {
+    for (rel, content) in files {
+        let full = dir.join(rel);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("t.file {rel}: {e}"))?;
+        }
+        let text = if content.is_string() {
+            content.to_string()
+        } else {
+            let v =
+                crate::primitives::to_json(content).map_err(|e| format!("t.file {rel}: {e}"))?;
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        };
+        std::fs::write(&full, text).map_err(|e| format!("t.file {rel}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Files below `dir` as relative path → content (JSON parsed when it
+/// parses, else text).
+fn read_files(dir: &Path) -> Map {
+    let mut out = Map::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let (Ok(rel), Ok(text)) = (p.strip_prefix(dir), std::fs::read_to_string(&p)) {
+                out.insert(rel.display().to_string().into(), content_value(&text));
+            }
+        }
+    }
+    out
+}
+
+fn content_value(text: &str) -> Dynamic {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => crate::primitives::to_dynamic(&v),
+        Err(_) => Dynamic::from(text.to_string()),
+    }
+}
+
+/// Run the playbook of `spec` and return `#{ code, error, report, outputs,
+/// summary, artifacts, files, calls, mutations, logs, events }`.
+pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> RhaiResult<Map> {
+    let dir = tempfile::Builder::new()
+        .prefix("runbook-test-")
+        .tempdir()
+        .map_err(|e| error(format!("cannot make the run's temporary folder: {e}")))?;
+    write_files(dir.path(), &spec.files).map_err(error)?;
+    let replay = match &spec.replay {
+        Some(p) => Some(Arc::new(Replay::load(p, &needs_stub).map_err(error)?)),
+        None => None,
+    };
+    for v in spec.secrets.values() {
+        crate::redact::register(v);
+    }
+
+    let mut settings = Settings::new(&spec.path, LogFormat::Json);
+    settings.workdir = dir.path().to_path_buf();
+    settings.dry_run = spec.dry_run;
+    // exec is stubbed; the allow-list still applies to what a stub is asked.
+    let ctx = Ctx::new(settings, rt.clone());
+
+    let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let events: Arc<Mutex<Array>> = Arc::default();
+    let unstubbed: Arc<Mutex<Option<String>>> = Arc::default();
+    let handler = {
+        let (logs, events, unstubbed) = (logs.clone(), events.clone(), unstubbed.clone());
+        let spec = spec.clone();
+        let replay = replay.clone();
+        let seq_pos: Mutex<HashMap<String, usize>> = Mutex::new(HashMap::new());
+        Box::new(
+            move |name: &str, args: &[Dynamic]| -> Option<RhaiResult<Dynamic>> {
+                let arg = |i: usize| args.get(i).map(|a| a.to_string()).unwrap_or_default();
+                if let Some(stub) = spec.stubs.get(name) {
+                    let v = match stub {
+                        Stub::Value(v) => v.clone(),
+                        Stub::Seq(vs) => {
+                            let mut pos = seq_pos.lock().unwrap_or_else(|e| e.into_inner());
+                            let k = pos.entry(name.to_string()).or_insert(0);
+                            let v = vs.get(*k).or(vs.last()).cloned().unwrap_or(Dynamic::UNIT);
+                            *k += 1;
+                            v
+                        }
+                    };
+                    return Some(answer_stub(name, v, args, &caller));
+                }
+                match name {
+                    "env" => {
+                        return Some(match (spec.env.get(&arg(0)), args.len()) {
+                            (Some(v), _) if !v.is_empty() => Ok(Dynamic::from(v.clone())),
+                            (_, 2) => Ok(Dynamic::from(arg(1))),
+                            _ => Err(error(format!(
+                                "env: {} is not set; set it with t.env(\"{}\", value)",
+                                arg(0),
+                                arg(0)
+                            ))),
+                        })
+                    }
+                    "secret" => {
+                        return Some(match spec.secrets.get(&arg(0)) {
+                            Some(v) if !v.is_empty() => Ok(Dynamic::from(v.clone())),
+                            _ => Err(error(format!(
+                                "secret: {} is not set; set it with t.secret(\"{}\", value)",
+                                arg(0),
+                                arg(0)
+                            ))),
+                        })
+                    }
+                    "sleep" => return Some(Ok(Dynamic::UNIT)),
+                    "log_info" | "log_warn" => {
+                        let level = if name == "log_info" { "info" } else { "warn" };
+                        let line =
+                            crate::redact::redact(&format!("{level}: {}", arg(0))).into_owned();
+                        logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                        return Some(Ok(Dynamic::UNIT));
+                    }
+                    "log_event" => {
+                        let fields = args.get(1).cloned().unwrap_or(Dynamic::UNIT);
+                        let line =
+                            format!("event {}: {}", arg(0), super::record::value_json(&fields));
+                        logs.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(crate::redact::redact(&line).into_owned());
+                        let mut ev = Map::new();
+                        ev.insert("name".into(), Dynamic::from(arg(0)));
+                        ev.insert("fields".into(), fields);
+                        events
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(Dynamic::from(ev));
+                        return Some(Ok(Dynamic::UNIT));
+                    }
+                    _ => {}
+                }
+                if let Some(r) = &replay {
+                    if needs_stub(name) {
+                        return Some(r.answer(name, args));
+                    }
+                }
+                if effects::WORKDIR_FILES.contains(&name) && !inside(&arg(0)) {
+                    return Some(Err(error(format!(
+                    "{name}: '{}' is outside the run's folder; in a test, give a relative path and create it with t.file, or stub {name}",
+                    arg(0)
+                ))));
+                }
+                // In a dry run, exec without read_only only plans (runs
+                // nothing): the real primitive answers, allow-list included.
+                if spec.dry_run && name == "exec" && effects::is_mutation(name, args) {
+                    return None;
+                }
+                if needs_stub(name) {
+                    let msg = format!(
+                    "unstubbed primitive `{}`: stub it with t.stub(\"{name}\", value) or t.stub(\"{name}\", |…| …)",
+                    call_text(name, args)
+                );
+                    let mut first = unstubbed.lock().unwrap_or_else(|e| e.into_inner());
+                    first.get_or_insert_with(|| msg.clone());
+                    return Some(Err(error(msg)));
+                }
+                None
+            },
+        )
+    };
+    let proxy = Proxy::new(&ctx, handler);
+    let mut engine = proxy::engine(&ctx, &proxy);
+    {
+        let logs = logs.clone();
+        engine.on_print(move |s| {
+            logs.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("print: {}", crate::redact::redact(s)));
+        });
+    }
+
+    let (code, report) = execute(spec, &engine, &ctx, replay.as_deref(), &unstubbed);
+    if code != 0 {
+        crate::run::discard_artifacts(&ctx);
+    }
+
+    let mut r = Map::new();
+    r.insert("code".into(), Dynamic::from(code));
+    match report {
+        Some((message, text)) => {
+            r.insert("error".into(), Dynamic::from(message));
+            r.insert("report".into(), Dynamic::from(text));
+        }
+        None => {
+            r.insert("error".into(), Dynamic::UNIT);
+            r.insert("report".into(), Dynamic::UNIT);
+        }
+    }
+    let mut outputs = Map::new();
+    if code == 0 {
+        for (k, v) in ctx.outputs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            outputs.insert(k.as_str().into(), Dynamic::from(v.clone()));
+        }
+    }
+    r.insert("outputs".into(), Dynamic::from(outputs));
+    let summary = ctx
+        .summaries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .join("\n");
+    r.insert("summary".into(), Dynamic::from(summary));
+    let mut artifacts = Map::new();
+    for f in ctx
+        .artifacts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir.path()), std::fs::read_to_string(f)) {
+            artifacts.insert(rel.display().to_string().into(), content_value(&text));
+        }
+    }
+    r.insert("artifacts".into(), Dynamic::from(artifacts));
+    r.insert("files".into(), Dynamic::from(read_files(dir.path())));
+    let mut calls = Array::new();
+    let mut mutations = Array::new();
+    for c in proxy.calls() {
+        let mut m = Map::new();
+        m.insert("name".into(), Dynamic::from(c.name.clone()));
+        m.insert("args".into(), Dynamic::from(c.args.clone()));
+        m.insert("planned".into(), Dynamic::from(c.mutation && spec.dry_run));
+        let m = Dynamic::from(m);
+        if c.mutation {
+            mutations.push(m.clone());
+        }
+        calls.push(m);
+    }
+    r.insert("calls".into(), Dynamic::from(calls));
+    r.insert("mutations".into(), Dynamic::from(mutations));
+    let logs = logs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    r.insert(
+        "logs".into(),
+        Dynamic::from(logs.into_iter().map(Dynamic::from).collect::<Array>()),
+    );
+    let events = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    r.insert("events".into(), Dynamic::from(events));
+    Ok(r)
+}
+
+fn answer_stub(
+    name: &str,
+    v: Dynamic,
+    args: &[Dynamic],
+    caller: &Arc<Caller>,
+) -> RhaiResult<Dynamic> {
+    let Some(f) = v.clone().try_cast::<FnPtr>() else {
+        return Ok(v);
+    };
+    // A closure may take fewer parameters than the call has arguments.
+    let mut n = args.len();
+    loop {
+        match caller(&f, args[..n].to_vec()) {
+            Err(e)
+                if n > 0
+                    && matches!(&*e, EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with(f.fn_name())) =>
+            {
+                n -= 1
+            }
+            Ok(v) => return Ok(v),
+            // `throw` in a stub is the primitive's error.
+            Err(e) => {
+                let mut cur = *e;
+                while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) = cur {
+                    cur = *inner;
+                }
+                return Err(match cur {
+                    EvalAltResult::ErrorRuntime(v, _) => {
+                        EvalAltResult::ErrorRuntime(v, Position::NONE).into()
+                    }
+                    other => error(format!("the stub of {name} failed: {other}")),
+                });
+            }
+        }
+    }
+}
+
+/// The playbook's AST, compiled once per process (tests run it many times).
+fn compile_cached(
+    engine: &rhai::Engine,
+    path: &Path,
+    source: &str,
+) -> Result<rhai::AST, rhai::ParseError> {
+    type Cache = Mutex<HashMap<(PathBuf, String), rhai::AST>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (path.to_path_buf(), source.to_string());
+    if let Some(a) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(a.clone());
+    }
+    let ast = engine.compile(source)?;
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, ast.clone());
+    Ok(ast)
+}
+
+type Findings = Vec<(Option<(usize, usize)>, String)>;
+
+/// check's lints of a playbook, once per process: they depend only on the
+/// source and the primitives, and tests run the same playbook many times.
+fn lints_cached(
+    engine: &rhai::Engine,
+    ctx: &Arc<Ctx>,
+    ast: &rhai::AST,
+    decl: &crate::params::Declaration,
+    path: &Path,
+    source: &str,
+) -> Findings {
+    type Cache = Mutex<HashMap<(PathBuf, String), Findings>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (path.to_path_buf(), source.to_string());
+    if let Some(f) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return f.clone();
+    }
+    let f = crate::check::lints(engine, ctx, ast, decl, source);
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, f.clone());
+    f
+}
+
+/// Compile, validate the parameters, run. Returns the exit code and, on
+/// failure, the message and the full report.
+fn execute(
+    spec: &Spec,
+    engine: &rhai::Engine,
+    ctx: &Arc<Ctx>,
+    replay: Option<&Replay>,
+    unstubbed: &Mutex<Option<String>>,
+) -> (i64, Option<(String, String)>) {
+    let path = &spec.path;
+    let source = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            let m = format!("cannot read the playbook {}: {e}", path.display());
+            return (2, Some((m.clone(), m)));
+        }
+    };
+    let ast = match compile_cached(engine, path, &source) {
+        Ok(a) => a,
+        Err(e) => {
+            let r = crate::report::parse_error(&e, path, &source);
+            return (2, Some((r.message, r.text)));
+        }
+    };
+    let resolver = crate::engine::Resolver::new(path);
+    if let Some((msg, pos)) = crate::engine::unresolved_imports(&ast, &resolver)
+        .into_iter()
+        .next()
+    {
+        let err = EvalAltResult::ErrorRuntime(msg.into(), pos);
+        let r = crate::report::eval_error(&err, path, &source);
+        return (2, Some((r.message, r.text)));
+    }
+    let usage = |m: String| (2, Some((m.clone(), m)));
+    let decl = match crate::params::declaration(&ast, &source) {
+        Ok(d) => d,
+        Err(e) => return usage(format!("{}: {e}", path.display())),
+    };
+    let findings = lints_cached(engine, ctx, &ast, &decl, path, &source);
+    if !findings.is_empty() {
+        return usage(crate::check::lint_report(path, &findings));
+    }
+    let env = |k: &str| spec.env.get(k).cloned();
+    let args = match crate::params::parse_args_with_env(&decl, &params_as_args(&spec.params), &env)
+    {
+        Ok(a) => a,
+        Err(e) => return usage(e),
+    };
+    let mut scope = Scope::new();
+    scope.push_constant("args", Dynamic::from(args));
+    let outcome = engine.run_ast_with_scope(&mut scope, &ast);
+    let first_unstubbed = unstubbed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match outcome {
+        Err(e) => {
+            let r = crate::report::eval_error(&e, path, &source);
+            let code = if crate::report::is_usage(&e) { 2 } else { 1 };
+            (code, Some((r.message, r.text)))
+        }
+        // Hermetic even when the playbook caught the error.
+        Ok(()) if first_unstubbed.is_some() => {
+            let m = first_unstubbed.unwrap_or_default();
+            (1, Some((m.clone(), m)))
+        }
+        Ok(()) => match replay.and_then(Replay::leftover) {
+            Some(m) => (1, Some((m.clone(), m))),
+            None => (0, None),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_become_flags() {
+        let mut m = Map::new();
+        m.insert("banano_dseq".into(), Dynamic::from(7_i64));
+        m.insert("dry".into(), Dynamic::from(false));
+        m.insert("none".into(), Dynamic::UNIT);
+        assert_eq!(params_as_args(&m), ["--banano-dseq=7", "--dry=false"]);
+    }
+
+    #[test]
+    fn only_relative_paths_inside() {
+        assert!(inside("endpoint.json"));
+        assert!(inside("k8s/values.yaml"));
+        for bad in ["", "/etc/passwd", "../x", "a/../../b"] {
+            assert!(!inside(bad), "{bad}");
+        }
+    }
+}
