@@ -7,6 +7,8 @@ pub mod doc;
 pub mod engine;
 pub mod error;
 pub mod github;
+pub mod ledger;
+pub mod lock;
 pub mod logging;
 pub mod params;
 pub mod primitives;

@@ -18,7 +18,7 @@ use runbook::run::{self, RunOptions};
     version,
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true,
-    after_help = "Exit codes: 0 finished, 1 failed, 2 usage or compile error, 124 --timeout passed, 130/143 SIGINT/SIGTERM."
+    after_help = "Exit codes: 0 finished, 1 failed, 2 usage or compile error, 75 lock busy, 124 --timeout passed, 130/143 SIGINT/SIGTERM."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -52,6 +52,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         definitions: Option<PathBuf>,
     },
+    /// The target lock: who holds it, or break it.
+    Lock {
+        #[command(subcommand)]
+        action: runbook::lock::cli::LockCmd,
+    },
+    /// The deployment ledger of a target, newest first.
+    History(runbook::lock::cli::HistoryArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -69,6 +76,8 @@ fn main() -> ExitCode {
             markdown,
             definitions,
         }) => run::doc(name.as_deref(), markdown, definitions.as_deref()),
+        Some(Command::Lock { action }) => runbook::lock::cli::lock(action),
+        Some(Command::History(a)) => runbook::lock::cli::history(a),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,

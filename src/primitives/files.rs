@@ -149,6 +149,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
                 tracing::info!(primitive = "write_json", path, planned = true, "dry run: would write {path}:\n{text}");
                 return Ok(());
             }
+            c.guard_mutation("write_json")?;
             write_atomic(&full, &text).map_err(|e| error(format!("write_json: cannot write '{path}': {e}")))?;
             c.artifacts.lock().unwrap_or_else(|e| e.into_inner()).push(full);
             tracing::info!(primitive = "write_json", path, bytes = text.len(), "wrote {path}");
@@ -169,6 +170,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
                 return Ok(existed);
             }
             if existed {
+                c.guard_mutation("remove_artifact")?;
                 std::fs::remove_file(&full).map_err(|e| error(format!("remove_artifact: cannot remove '{path}': {e}")))?;
                 tracing::info!(primitive = "remove_artifact", path, "removed stale {path}");
             }
