@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::context::Ctx;
 use crate::error::Error;
+use crate::lock::Backend;
 
 /// Records kept per target by the kube backend (a ConfigMap holds at most
 /// 1 MiB: 50 records stay far below it).
@@ -94,45 +95,61 @@ pub fn read(state: &Path, target: &str) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
-/// The ledger backend of this run: `RUNBOOK_LEDGER_BACKEND`, else the
-/// backend of the lock that names the target, else file.
-fn backend_for(lock_backend: Option<&str>) -> String {
-    std::env::var("RUNBOOK_LEDGER_BACKEND")
+/// Where a ledger lives: `RUNBOOK_LEDGER_BACKEND` ("file" or "kube") if
+/// set, else where the run's first lock lives, else the file backend.
+pub fn place_for(lock: Option<&Backend>) -> Result<Backend, String> {
+    let env = std::env::var("RUNBOOK_LEDGER_BACKEND")
         .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| lock_backend.map(String::from))
-        .unwrap_or_else(|| "file".into())
-}
-
-/// Records of `target` from the run's configured backend.
-pub fn read_any(
-    state: &Path,
-    target: &str,
-    backend: &str,
-    namespace: Option<&str>,
-    context: Option<&str>,
-    rt: &tokio::runtime::Handle,
-) -> Result<Vec<Value>, String> {
-    match backend {
-        "file" => read(state, target),
-        "kube" => rt.block_on(crate::lock::kube::ledger_read(target, namespace, context)),
-        other => Err(format!(
-            "ledger backend '{other}' is not one of \"file\", \"kube\""
+        .filter(|s| !s.is_empty());
+    let (ns, cx) = match lock {
+        Some(Backend::Kube { namespace, context }) => (namespace.clone(), context.clone()),
+        _ => (None, None),
+    };
+    match (env.as_deref(), lock) {
+        (None, Some(b)) => Ok(b.clone()),
+        (None, None) | (Some("file"), _) => Ok(Backend::File),
+        (Some("kube"), _) => Ok(Backend::Kube {
+            namespace: ns,
+            context: cx,
+        }),
+        (Some(other), _) => Err(format!(
+            "RUNBOOK_LEDGER_BACKEND '{other}' is not one of \"file\", \"kube\""
         )),
     }
 }
 
-/// Append to the given backend.
+/// Records of `target`, oldest first, from `place`.
+pub fn read_any(
+    state: &Path,
+    target: &str,
+    place: &Backend,
+    rt: &tokio::runtime::Handle,
+) -> Result<Vec<Value>, String> {
+    match place {
+        Backend::File => read(state, target),
+        Backend::Kube { namespace, context } => rt.block_on(crate::lock::kube::ledger_read(
+            target,
+            namespace.as_deref(),
+            context.as_deref(),
+        )),
+    }
+}
+
 fn append_any(
     state: &Path,
     target: &str,
     record: &Value,
-    backend: &str,
+    place: &Backend,
     rt: &tokio::runtime::Handle,
 ) -> Result<(), String> {
-    match backend {
-        "kube" => rt.block_on(crate::lock::kube::ledger_append(target, record, None, None)),
-        _ => append(state, target, record),
+    match place {
+        Backend::File => append(state, target, record),
+        Backend::Kube { namespace, context } => rt.block_on(crate::lock::kube::ledger_append(
+            target,
+            record,
+            namespace.as_deref(),
+            context.as_deref(),
+        )),
     }
 }
 
@@ -147,11 +164,17 @@ pub fn record_run(
     if ctx.dry_run() || ctx.locks.mutations() == 0 {
         return;
     }
-    let (target, token, lock_backend) = match ctx.locks.target() {
+    let (target, token, lock_place) = match ctx.locks.target() {
         Some((n, t, b)) => (n, Some(t), Some(b)),
         None => (target_of_playbook(playbook), None, None),
     };
-    let backend = backend_for(lock_backend);
+    let place = match place_for(lock_place.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("ledger: {e}; this run is not recorded");
+            return;
+        }
+    };
     let state = crate::lock::state_dir(&ctx.settings.workdir);
     let outcome = match result {
         Ok(()) => "ok",
@@ -163,7 +186,7 @@ pub fn record_run(
         .map(|v| crate::redact::redact(&v.to_string()).into_owned())
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
         .unwrap_or(Value::Null);
-    let previous_image = read_any(&state, &target, &backend, None, None, &ctx.rt)
+    let previous_image = read_any(&state, &target, &place, &ctx.rt)
         .ok()
         .and_then(|rs| {
             rs.iter()
@@ -199,7 +222,7 @@ pub fn record_run(
         }
     }
     let rec = Value::Object(rec);
-    match append_any(&state, &target, &rec, &backend, &ctx.rt) {
+    match append_any(&state, &target, &rec, &place, &ctx.rt) {
         Ok(()) => {
             tracing::info!(target = %target, result = outcome, "ledger: recorded this run for {target} ({outcome})")
         }
@@ -210,6 +233,8 @@ pub fn record_run(
 /// Record a `lock break` in the target's ledger.
 pub fn record_break(
     state: &Path,
+    place: &Backend,
+    rt: &tokio::runtime::Handle,
     target: &str,
     reason: &str,
     token: u64,
@@ -228,7 +253,8 @@ pub fn record_break(
         "token": token,
         "broken_holder": holder,
     });
-    append(state, target, &rec)
+    let place = place_for(Some(place))?;
+    append_any(state, target, &rec, &place, rt)
 }
 
 fn cell(r: &Value, k: &str) -> String {
@@ -310,13 +336,25 @@ pub fn history(
     crate::lock::check_name(target).map_err(Error::Usage)?;
     let workdir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let state = crate::lock::state_dir(&workdir);
-    let backend = backend_for(backend);
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let lock_place = Backend::parse(
+        backend,
+        namespace.map(String::from),
+        context.map(String::from),
+    )
+    .map_err(Error::Usage)?;
+    let place = if backend.is_some() {
+        lock_place
+    } else {
+        place_for(Some(&lock_place)).map_err(Error::Usage)?
+    };
+    // Multi-thread: the kube ledger is read through Handle::block_on, which
+    // only drives I/O and timers on a runtime with worker threads.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    let records = read_any(&state, target, &backend, namespace, context, rt.handle())
-        .map_err(Error::Failed)?;
+    let records = read_any(&state, target, &place, rt.handle()).map_err(Error::Failed)?;
     if as_json {
         let tail: Vec<&Value> = records.iter().rev().take(limit).collect();
         let tail: Vec<&Value> = tail.into_iter().rev().collect();
@@ -327,9 +365,13 @@ pub fn history(
         return Ok(());
     }
     if records.is_empty() {
+        let at = match &place {
+            Backend::File => state.display().to_string(),
+            Backend::Kube { .. } => format!("ConfigMap runbook-ledger-{target}"),
+        };
         println!(
-            "no ledger records for '{target}' ({backend} backend, {})",
-            state.display()
+            "no ledger records for '{target}' ({} backend, {at})",
+            place.name()
         );
         return Ok(());
     }

@@ -65,8 +65,11 @@ fn state() -> PathBuf {
     super::state_dir(&workdir)
 }
 
+/// Multi-thread: `Handle::block_on` (the ledger's) drives I/O and timers
+/// only on a runtime with worker threads.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
@@ -108,10 +111,11 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             let backend = super::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
                 .map_err(Error::Usage)?;
             let by = super::actor();
+            let rt = runtime()?;
             let before = match &backend {
                 super::Backend::File => super::file::break_lock(&state(), &name, &by, &reason),
                 super::Backend::Kube { namespace, context } => {
-                    runtime()?.block_on(super::kube::break_lock(
+                    rt.block_on(super::kube::break_lock(
                         &name,
                         namespace.as_deref(),
                         context.as_deref(),
@@ -124,6 +128,8 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             let holder = before.holder.as_ref().map(|h| h.holder.clone());
             if let Err(e) = crate::ledger::record_break(
                 &state(),
+                &backend,
+                rt.handle(),
                 &name,
                 &reason,
                 before.token + 1,

@@ -274,6 +274,8 @@ pub struct Held {
     pub name: String,
     /// The backend's name.
     pub backend: &'static str,
+    /// Where it lives (the ledger goes to the same place).
+    pub place: Backend,
     /// This acquisition's fencing token.
     pub token: u64,
     /// The renew deadline.
@@ -309,7 +311,7 @@ pub struct Locks {
     held: Mutex<Vec<Held>>,
     mutations: AtomicU64,
     lost: Mutex<Option<String>>,
-    target: Mutex<Option<(String, u64, &'static str)>>,
+    target: Mutex<Option<(String, u64, Backend)>>,
 }
 
 impl Locks {
@@ -345,8 +347,8 @@ impl Locks {
         self.mutations.load(Ordering::SeqCst)
     }
 
-    /// The first lock this run took: (name, token, backend).
-    pub fn target(&self) -> Option<(String, u64, &'static str)> {
+    /// The first lock this run took: (name, token, where).
+    pub fn target(&self) -> Option<(String, u64, Backend)> {
         self.target
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -378,7 +380,7 @@ impl Locks {
     pub fn add(&self, h: Held) {
         let mut t = self.target.lock().unwrap_or_else(|e| e.into_inner());
         if t.is_none() {
-            *t = Some((h.name.clone(), h.token, h.backend));
+            *t = Some((h.name.clone(), h.token, h.place.clone()));
         }
         self.held.lock().unwrap_or_else(|e| e.into_inner()).push(h);
     }
@@ -507,6 +509,7 @@ mod tests {
         locks.add(Held {
             name: "t".into(),
             backend: "file",
+            place: Backend::File,
             token: 1,
             deadline: deadline.clone(),
             stop: CancellationToken::new(),

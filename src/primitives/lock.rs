@@ -71,7 +71,8 @@ fn result_map(name: &str, backend: &str, holder: &str, token: u64, expires: &str
     m
 }
 
-fn busy(name: &str, holder: Option<&HolderInfo>, waited: Duration) -> Box<rhai::EvalAltResult> {
+/// The error of a lock still busy after `wait`: the run exits 75.
+pub fn busy(name: &str, holder: Option<&HolderInfo>, waited: Duration) -> Box<rhai::EvalAltResult> {
     let who = holder.map_or_else(
         || "another run (its record is unreadable)".into(),
         HolderInfo::describe,
@@ -95,6 +96,34 @@ fn take(ctx: &Arc<Ctx>, name: &str, opts: &Map) -> RhaiResult<Map> {
     }
     let playbook = ctx.settings.playbook.display().to_string();
     let info = HolderInfo::current(&playbook);
+    if ctx.dry_run() {
+        // A dry run changes nothing, a Lease included: it only tells.
+        let s = match &o.backend {
+            Backend::File => lock::file::status(&lock::state_dir(&ctx.settings.workdir), name),
+            Backend::Kube { namespace, context } => {
+                let (ns, cx, n) = (namespace.clone(), context.clone(), name.to_string());
+                ctx.block_on("lock", Duration::from_secs(30), async move {
+                    lock::kube::status(&n, ns.as_deref(), cx.as_deref()).await
+                })
+                .map(Ok)?
+            }
+        }
+        .map_err(|e| error(format!("lock: {e}")))?;
+        let now = match (&s.holder, s.held) {
+            (Some(h), true) => format!("held now by {}", h.describe()),
+            _ => "free now".into(),
+        };
+        tracing::info!(
+            primitive = "lock",
+            lock = name,
+            planned = true,
+            "dry run: would lock '{name}' ({}; {now})",
+            o.backend.name()
+        );
+        let mut m = result_map(name, o.backend.name(), &info.holder, 0, "");
+        m.insert("planned".into(), Dynamic::from(true));
+        return Ok(m);
+    }
     match &o.backend {
         Backend::File => take_file(ctx, name, &o, &info),
         Backend::Kube { namespace, context } => crate::lock::kube::take(
@@ -111,22 +140,6 @@ fn take(ctx: &Arc<Ctx>, name: &str, opts: &Map) -> RhaiResult<Map> {
 
 fn take_file(ctx: &Arc<Ctx>, name: &str, o: &LockOpts, info: &HolderInfo) -> RhaiResult<Map> {
     let state = lock::state_dir(&ctx.settings.workdir);
-    if ctx.dry_run() {
-        let s = lock::file::status(&state, name).map_err(|e| error(format!("lock: {e}")))?;
-        let now = match (&s.holder, s.held) {
-            (Some(h), true) => format!("held now by {}", h.describe()),
-            _ => "free now".into(),
-        };
-        tracing::info!(
-            primitive = "lock",
-            lock = name,
-            planned = true,
-            "dry run: would lock '{name}' (file; {now})"
-        );
-        let mut m = result_map(name, "file", &info.holder, 0, "");
-        m.insert("planned".into(), Dynamic::from(true));
-        return Ok(m);
-    }
     let started = Instant::now();
     let mut waiting_logged = false;
     loop {
@@ -150,6 +163,7 @@ fn take_file(ctx: &Arc<Ctx>, name: &str, o: &LockOpts, info: &HolderInfo) -> Rha
                 ctx.locks.add(Held {
                     name: name.to_string(),
                     backend: "file",
+                    place: Backend::File,
                     token: record.token,
                     deadline,
                     stop,
