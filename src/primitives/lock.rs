@@ -221,6 +221,31 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         .register_into_engine(engine, move |name: &str| -> bool { c.locks.release(name, &c.rt) });
 
     let c = ctx.clone();
+    FuncRegistration::new("ledger_history")
+        .with_params_info(["target: &str", "Array"])
+        .with_comments(["/// The deployment-ledger records of `target`, oldest first (maps with\n/// `result`, `start`, `end`, `actor`, `playbook`, `token`, and the fields\n/// `ledger_note` added, e.g. `sha`, `image`). Read from where this run's\n/// lock on `target` lives, else `RUNBOOK_LEDGER_BACKEND`, else the state folder."])
+        .register_into_engine(engine, move |target: &str| -> RhaiResult<rhai::Array> {
+            lock::check_name(target).map_err(|e| error(format!("ledger_history: {e}")))?;
+            let held = c.locks.target().filter(|(n, _, _)| n == target).map(|(_, _, p)| p);
+            let place = crate::ledger::place_for(held.as_ref()).map_err(|e| error(format!("ledger_history: {e}")))?;
+            let state = lock::state_dir(&c.settings.workdir);
+            let (c2, t2) = (c.clone(), target.to_string());
+            // The kube read blocks on the runtime: run it off the script's
+            // async context like every other call.
+            let records = match &place {
+                Backend::File => crate::ledger::read(&state, target),
+                Backend::Kube { namespace, context } => {
+                    let (ns, cx) = (namespace.clone(), context.clone());
+                    c2.block_on("ledger_history", Duration::from_secs(30), async move {
+                        lock::kube::ledger_read(&t2, ns.as_deref(), cx.as_deref()).await
+                    }).map(Ok)?
+                }
+            }
+            .map_err(|e| error(format!("ledger_history: {e}")))?;
+            Ok(records.iter().map(crate::primitives::to_dynamic).collect())
+        });
+
+    let c = ctx.clone();
     FuncRegistration::new("ledger_note")
         .with_params_info(["fields: Map", "()"])
         .with_comments(["/// Add fields to this run's deployment-ledger record (e.g. `#{ image, sha,\n/// digest }`); later notes replace earlier ones of the same name. Secrets\n/// are redacted. The record is written at the run's end if the run changed\n/// anything (a dry run records nothing)."])
