@@ -57,6 +57,18 @@ enum Command {
         #[command(subcommand)]
         action: runbook::lock::cli::LockCmd,
     },
+    /// Print the Kubernetes Job that runs PLAYBOOK on a cluster (parameters
+    /// validated first): runbook job PLAYBOOK [--param value]… [--image REF] [--namespace NS].
+    Job {
+        /// The playbook, then its parameters, --image and --namespace.
+        #[arg(
+            value_name = "PLAYBOOK [ARGS]",
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true
+        )]
+        args: Vec<String>,
+    },
     /// The deployment ledger of a target, newest first.
     History(runbook::lock::cli::HistoryArgs),
     /// Print a shell completion script.
@@ -78,6 +90,7 @@ fn main() -> ExitCode {
         }) => run::doc(name.as_deref(), markdown, definitions.as_deref()),
         Some(Command::Lock { action }) => runbook::lock::cli::lock(action),
         Some(Command::History(a)) => runbook::lock::cli::history(a),
+        Some(Command::Job { args }) => runbook::lock::job::job(&args),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,

@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod file;
+pub mod job;
 pub mod kube;
 
 use std::path::{Path, PathBuf};
