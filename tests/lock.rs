@@ -281,3 +281,28 @@ fn bad_lock_options_are_named() {
         .code(1)
         .has("not one of \"file\", \"kube\"");
 }
+
+#[test]
+fn unlock_frees_the_lock_at_once_for_this_run_and_others() {
+    let p = project();
+    p.file(
+        "relock.rhai",
+        r#"
+let a = lock("demo");
+unlock("demo");
+// Free now: another process sees it free before this run ends.
+exec(["sh", "-c", "runbook lock status demo > status.txt; echo $? >> status.txt"]);
+let b = lock("demo");
+exec(["sh", "-c", "echo " + a.token + " " + b.token + " >> tokens.log"]);
+"#,
+    );
+    let mut p = p;
+    p.path_prepend(common::bin().parent().unwrap().to_path_buf());
+    p.run(&["relock.rhai"]).code(0);
+    assert_eq!(p.read("tokens.log").unwrap(), "1 2\n");
+    let status = p.read("status.txt").unwrap();
+    assert!(
+        status.contains("lock demo: free") && status.ends_with("1\n"),
+        "{status}"
+    );
+}

@@ -227,3 +227,30 @@ exec(["sh", "-c", "true"]);
     let lease = api.get("Lease", "default", "runbook-app").unwrap();
     assert_eq!(lease["spec"]["leaseTransitions"], 3);
 }
+
+#[test]
+fn acquire_is_a_read_and_a_conditional_write_release_one_write() {
+    let api = FakeLeases::start();
+    let mut p = project(&api);
+    // The ledger is kept in files here: only the lock's own calls count.
+    p.env("RUNBOOK_LEDGER_BACKEND", "file");
+    p.file(
+        "once.rhai",
+        r#"lock("demo", #{ ttl: 30 }); unlock("demo");"#,
+    );
+    p.run(&["once.rhai"]).code(0);
+    p.run(&["once.rhai"]).code(0);
+    let lease = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+    assert_eq!(
+        api.requests(),
+        [
+            format!("GET {lease}/runbook-demo"),
+            format!("POST {lease}"),
+            format!("PUT {lease}/runbook-demo"),
+            format!("GET {lease}/runbook-demo"),
+            format!("PUT {lease}/runbook-demo"),
+            format!("PUT {lease}/runbook-demo"),
+        ],
+        "first run: read, create, release; second: read, take, release"
+    );
+}

@@ -36,7 +36,7 @@ pub struct FakeLeases {
     store: Arc<Mutex<Store>>,
     unreachable: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-    writes: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<String>>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -146,11 +146,15 @@ pub fn shift(t: &str, secs: i64) -> String {
     )
 }
 
-fn handle(mut stream: TcpStream, store: Arc<Mutex<Store>>, writes: Arc<Mutex<Vec<String>>>) {
+fn handle(mut stream: TcpStream, store: Arc<Mutex<Store>>, requests: Arc<Mutex<Vec<String>>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let Some(req) = read_req(&mut stream) else {
         return;
     };
+    requests
+        .lock()
+        .unwrap()
+        .push(format!("{} {}", req.method, req.path));
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let (kind, ns, name) = match segs.as_slice() {
         ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", rest @ ..] => {
@@ -256,11 +260,6 @@ fn handle(mut stream: TcpStream, store: Arc<Mutex<Store>>, writes: Arc<Mutex<Vec
                     obj["spec"]["renewTime"] = json!(shift(&t, st.skew));
                 }
             }
-            writes.lock().unwrap().push(format!(
-                "{} {kind} {n} holder={}",
-                req.method,
-                obj["spec"]["holderIdentity"].as_str().unwrap_or("")
-            ));
             st.objects.insert(key, obj.clone());
             respond(
                 &mut stream,
@@ -325,7 +324,7 @@ impl FakeLeases {
             store,
             unreachable,
             stop,
-            writes,
+            requests: writes,
             handle: Some(handle),
         }
     }
@@ -362,9 +361,9 @@ impl FakeLeases {
             .cloned()
     }
 
-    /// Every accepted write, as "METHOD Kind name holder=…".
-    pub fn writes(&self) -> Vec<String> {
-        self.writes.lock().unwrap().clone()
+    /// Every request, as "METHOD /path".
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
     }
 
     /// Write a kubeconfig pointing here (namespace "default"); its path.
