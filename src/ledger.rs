@@ -153,7 +153,12 @@ fn append_any(
     }
 }
 
-/// At the run's end: append this run's record if it changed anything.
+/// Notes for one target are kept in the run's notes map under this
+/// prefix + the target's name (an object); the rest apply to every target.
+pub const TARGET_NOTE: &str = "@target:";
+
+/// At the run's end: append this run's record, to the ledger of each lock
+/// it took (else of its playbook), if it changed anything.
 pub fn record_run(
     ctx: &Ctx,
     playbook: &Path,
@@ -164,11 +169,49 @@ pub fn record_run(
     if ctx.dry_run() || ctx.locks.mutations() == 0 {
         return;
     }
-    let (target, token, lock_place) = match ctx.locks.target() {
-        Some((n, t, b)) => (n, Some(t), Some(b)),
-        None => (target_of_playbook(playbook), None, None),
-    };
-    let place = match place_for(lock_place.as_ref()) {
+    let mut targets: Vec<(String, Option<u64>, Option<Backend>)> = ctx
+        .locks
+        .targets()
+        .into_iter()
+        .map(|(n, t, b)| (n, Some(t), Some(b)))
+        .collect();
+    targets.dedup_by(|a, b| a.0 == b.0);
+    if targets.is_empty() {
+        targets.push((target_of_playbook(playbook), None, None));
+    }
+    let notes = ctx
+        .ledger_notes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for (target, token, lock_place) in targets {
+        record_one(
+            ctx,
+            playbook,
+            args,
+            started,
+            result,
+            &notes,
+            &target,
+            token,
+            lock_place.as_ref(),
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_one(
+    ctx: &Ctx,
+    playbook: &Path,
+    args: &rhai::Map,
+    started: SystemTime,
+    result: &Result<(), Error>,
+    notes: &Map<String, Value>,
+    target: &str,
+    token: Option<u64>,
+    lock_place: Option<&Backend>,
+) {
+    let place = match place_for(lock_place) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!("ledger: {e}; this run is not recorded");
@@ -186,7 +229,7 @@ pub fn record_run(
         .map(|v| crate::redact::redact(&v.to_string()).into_owned())
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
         .unwrap_or(Value::Null);
-    let previous_image = read_any(&state, &target, &place, &ctx.rt)
+    let previous_image = read_any(&state, target, &place, &ctx.rt)
         .ok()
         .and_then(|rs| {
             rs.iter()
@@ -194,14 +237,15 @@ pub fn record_run(
                 .find_map(|r| r.get("image").and_then(Value::as_str).map(String::from))
         });
     let mut rec = Map::new();
-    // Notes first: the fields the runtime knows win over a note's.
-    for (k, v) in ctx
-        .ledger_notes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-    {
+    // Notes first (every target's, then this target's): the fields the
+    // runtime knows win over a note's.
+    for (k, v) in notes.iter().filter(|(k, _)| !k.starts_with(TARGET_NOTE)) {
         rec.insert(k.clone(), v.clone());
+    }
+    if let Some(Value::Object(o)) = notes.get(&format!("{TARGET_NOTE}{target}")) {
+        for (k, v) in o {
+            rec.insert(k.clone(), v.clone());
+        }
     }
     let core = json!({
         "event": "run",
@@ -222,7 +266,7 @@ pub fn record_run(
         }
     }
     let rec = Value::Object(rec);
-    match append_any(&state, &target, &rec, &place, &ctx.rt) {
+    match append_any(&state, target, &rec, &place, &ctx.rt) {
         Ok(()) => {
             tracing::info!(target = %target, result = outcome, "ledger: recorded this run for {target} ({outcome})")
         }

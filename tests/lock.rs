@@ -306,3 +306,38 @@ exec(["sh", "-c", "echo " + a.token + " " + b.token + " >> tokens.log"]);
         "{status}"
     );
 }
+
+#[test]
+fn a_run_with_two_locks_records_in_both_ledgers_with_their_own_notes() {
+    let p = project();
+    p.file(
+        "two.rhai",
+        r#"
+lock("node");
+lock("api");
+ledger_note(#{ sha: "abc" });
+ledger_note("api", #{ image: "api:abc" });
+ledger_note("node", #{ image: "node:7" });
+exec(["sh", "-c", "true"]);
+"#,
+    );
+    p.run(&["two.rhai"]).code(0);
+    let (node, api) = (ledger(&p, "node"), ledger(&p, "api"));
+    assert_eq!((node.len(), api.len()), (1, 1));
+    assert_eq!(node[0]["image"], "node:7");
+    assert_eq!(api[0]["image"], "api:abc");
+    assert_eq!(
+        api[0]["sha"], "abc",
+        "an untargeted note goes to every record"
+    );
+    assert_eq!(api[0]["target"], "api");
+    assert!(
+        api[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with('@')),
+        "{}",
+        api[0]
+    );
+}

@@ -312,7 +312,7 @@ pub struct Locks {
     held: Mutex<Vec<Held>>,
     mutations: AtomicU64,
     lost: Mutex<Option<String>>,
-    target: Mutex<Option<(String, u64, Backend)>>,
+    targets: Mutex<Vec<(String, u64, Backend)>>,
 }
 
 impl Locks {
@@ -350,7 +350,12 @@ impl Locks {
 
     /// The first lock this run took: (name, token, where).
     pub fn target(&self) -> Option<(String, u64, Backend)> {
-        self.target
+        self.targets().into_iter().next()
+    }
+
+    /// Every lock this run took, in order (each is a ledger target).
+    pub fn targets(&self) -> Vec<(String, u64, Backend)> {
+        self.targets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -379,10 +384,10 @@ impl Locks {
 
     /// Record a lock just acquired.
     pub fn add(&self, h: Held) {
-        let mut t = self.target.lock().unwrap_or_else(|e| e.into_inner());
-        if t.is_none() {
-            *t = Some((h.name.clone(), h.token, h.place.clone()));
-        }
+        self.targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((h.name.clone(), h.token, h.place.clone()));
         self.held.lock().unwrap_or_else(|e| e.into_inner()).push(h);
     }
 

@@ -201,7 +201,39 @@ fn take_file(ctx: &Arc<Ctx>, name: &str, o: &LockOpts, info: &HolderInfo) -> Rha
     }
 }
 
-/// Register `lock`, `unlock` and `ledger_note`.
+/// Merge `fields` (redacted) into the run's notes, for every target or one.
+fn note(ctx: &Ctx, target: Option<&str>, fields: Map) -> RhaiResult<()> {
+    let v = crate::primitives::to_json(&Dynamic::from(fields))
+        .map_err(|e| error(format!("ledger_note: {e}")))?;
+    let text = crate::redact::redact(&v.to_string()).into_owned();
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| error(format!("ledger_note: {e}")))?;
+    let Some(o) = v.as_object() else {
+        return Ok(());
+    };
+    let mut notes = ctx.ledger_notes.lock().unwrap_or_else(|e| e.into_inner());
+    let dest = match target {
+        None => &mut *notes,
+        Some(t) => {
+            let slot = notes
+                .entry(format!("{}{t}", crate::ledger::TARGET_NOTE))
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if !slot.is_object() {
+                *slot = serde_json::Value::Object(serde_json::Map::new());
+            }
+            match slot.as_object_mut() {
+                Some(m) => m,
+                None => return Ok(()),
+            }
+        }
+    };
+    for (k, v) in o {
+        dest.insert(k.clone(), v.clone());
+    }
+    Ok(())
+}
+
+/// Register `lock`, `unlock`, `ledger_history` and `ledger_note`.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
     FuncRegistration::new("lock")
@@ -248,17 +280,14 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
     FuncRegistration::new("ledger_note")
         .with_params_info(["fields: Map", "()"])
-        .with_comments(["/// Add fields to this run's deployment-ledger record (e.g. `#{ image, sha,\n/// digest }`); later notes replace earlier ones of the same name. Secrets\n/// are redacted. The record is written at the run's end if the run changed\n/// anything (a dry run records nothing)."])
-        .register_into_engine(engine, move |fields: Map| -> RhaiResult<()> {
-            let v = crate::primitives::to_json(&Dynamic::from(fields)).map_err(|e| error(format!("ledger_note: {e}")))?;
-            let text = crate::redact::redact(&v.to_string()).into_owned();
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| error(format!("ledger_note: {e}")))?;
-            if let Some(o) = v.as_object() {
-                let mut notes = c.ledger_notes.lock().unwrap_or_else(|e| e.into_inner());
-                for (k, v) in o {
-                    notes.insert(k.clone(), v.clone());
-                }
-            }
-            Ok(())
+        .with_comments(["/// Add fields to this run's deployment-ledger records (e.g. `#{ image, sha,\n/// digest }`); later notes replace earlier ones of the same name. Secrets\n/// are redacted. The records are written at the run's end, one per lock\n/// taken, if the run changed anything (a dry run records nothing)."])
+        .register_into_engine(engine, move |fields: Map| -> RhaiResult<()> { note(&c, None, fields) });
+    let c = ctx.clone();
+    FuncRegistration::new("ledger_note")
+        .with_params_info(["target: &str", "fields: Map", "()"])
+        .with_comments(["/// `ledger_note` for the record of one target only (a run that locks\n/// several, e.g. split-deploy's two stacks)."])
+        .register_into_engine(engine, move |target: &str, fields: Map| -> RhaiResult<()> {
+            lock::check_name(target).map_err(|e| error(format!("ledger_note: {e}")))?;
+            note(&c, Some(target), fields)
         });
 }
