@@ -341,3 +341,17 @@ exec(["sh", "-c", "true"]);
         api[0]
     );
 }
+
+#[test]
+fn the_run_deadline_releases_the_lock_and_records_a_cancelled_run() {
+    let p = project();
+    p.file("slow.rhai", &holder_playbook(30.0));
+    p.run(&["slow.rhai", "--timeout", "1"]).code(124);
+    p.run(&["lock", "status", "demo", "--json"])
+        .code(1)
+        .has("\"held\": false")
+        .has("\"token\": 1");
+    let recs = ledger(&p, "demo");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["result"], "cancelled");
+}
