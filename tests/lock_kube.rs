@@ -158,7 +158,7 @@ fn an_unreachable_api_fences_the_holder_before_its_next_mutation() {
 fn a_skewed_renew_time_lets_another_run_take_over_and_the_old_holder_fences() {
     let api = FakeLeases::start();
     let p = project(&api);
-    p.file("a.rhai", &playbook("a", 3.0, 0.0, 3.0));
+    p.file("a.rhai", &playbook("a", 3.0, 0.0, 5.0));
     p.file("b.rhai", &playbook("b", 3.0, 0.0, 0.0));
     let a = start(&p, &["a.rhai"]);
     wait_for(&p, "a:1");
