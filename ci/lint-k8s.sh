@@ -3,7 +3,8 @@
 #
 #   1. yamllint (strict) on k8s/ with k8s/.yamllint.yml (Helm templates excluded)
 #   2. hadolint on images/*/Dockerfile with images/.hadolint.yaml
-#   3. k8s/base/*.yaml against the Kubernetes OpenAPI schemas (strict)
+#   3. k8s/base/*.yaml and k8s/runbook/*.yaml against the Kubernetes OpenAPI
+#      schemas (strict)
 #   4. `kubectl kustomize k8s/base` builds, and its output validates (when
 #      kubectl is installed; skipped with a notice otherwise)
 #   5. the Helm chart: helm lint + render every scenario (ci/render_chart.py),
@@ -66,11 +67,19 @@ yamllint_k8s() {
 }
 
 hadolint_images() {
-  hadolint --config images/.hadolint.yaml images/backend/Dockerfile images/frontend/Dockerfile
+  hadolint --config images/.hadolint.yaml images/backend/Dockerfile images/frontend/Dockerfile \
+    images/runbook/Dockerfile
 }
 
 schema_base() {
   "$PYTHON" ci/k8s_validate.py k8s/base/*.yaml
+}
+
+# runbook's own Job manifests (k8s/runbook/). The Argo WorkflowTemplate is a
+# custom resource with no Kubernetes schema: yamllint covers it.
+schema_runbook() {
+  "$PYTHON" ci/k8s_validate.py k8s/runbook/serviceaccount.yaml k8s/runbook/role.yaml \
+    k8s/runbook/rolebinding.yaml k8s/runbook/job.yaml
 }
 
 kustomize_base() {
@@ -101,6 +110,7 @@ policy() {
 step "yamllint k8s/" yamllint_k8s
 step "hadolint images/*/Dockerfile" hadolint_images
 step "schema k8s/base/*.yaml" schema_base
+step "schema k8s/runbook/*.yaml" schema_runbook
 step "kustomize k8s/base" kustomize_base
 step "helm lint + render chart" render_chart
 step "schema rendered chart" schema_rendered

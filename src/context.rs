@@ -151,6 +151,10 @@ pub struct Ctx {
     pub artifacts: Mutex<Vec<PathBuf>>,
     /// Process groups of running children, killed on cancel.
     pub children: crate::process::Groups,
+    /// Target locks held, and the mutation gate (see [`Ctx::guard_mutation`]).
+    pub locks: crate::lock::Locks,
+    /// Fields `ledger_note` added to this run's ledger record.
+    pub ledger_notes: Mutex<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A primitive's result as Rhai sees it.
@@ -182,12 +186,22 @@ impl Ctx {
             summaries: Mutex::new(Vec::new()),
             artifacts: Mutex::new(Vec::new()),
             children: Mutex::new(HashSet::new()),
+            locks: crate::lock::Locks::default(),
+            ledger_notes: Mutex::new(serde_json::Map::new()),
         })
     }
 
     /// Whether this is a dry run.
     pub fn dry_run(&self) -> bool {
         self.settings.dry_run
+    }
+
+    /// The one gate every primitive that changes the world passes right
+    /// before acting: refuses once a held lock was lost (no mutation after
+    /// its renew deadline), logs the fencing tokens, counts the mutation
+    /// for the ledger.
+    pub fn guard_mutation(&self, primitive: &str) -> RhaiResult<()> {
+        self.locks.guard(primitive).map_err(error)
     }
 
     /// Stop the run: the script ends at its next operation, the primitive in

@@ -15,6 +15,10 @@ pub enum Error {
     /// The whole-run deadline (`--timeout`) passed: exit 124.
     #[error("the run's deadline of {} passed (--timeout); stopped the playbook and its child processes", fmt_secs(*.0))]
     Timeout(Duration),
+    /// A target lock is held by another run: exit 75 (temporary failure,
+    /// as in sysexits' EX_TEMPFAIL; retry later).
+    #[error("{0}")]
+    Busy(String),
     /// A signal (SIGHUP, SIGINT, SIGQUIT, SIGTERM), or stdout closed under
     /// runbook (SIGPIPE): exit 128 + the signal's number.
     #[error("interrupted by {0}; stopped the playbook and its child processes")]
@@ -28,6 +32,7 @@ impl Error {
             Error::Usage(_) => 2,
             Error::Failed(_) => 1,
             Error::Timeout(_) => 124,
+            Error::Busy(_) => crate::lock::BUSY_EXIT,
             Error::Interrupted(sig) => 128 + signal_number(sig),
         }
     }
@@ -63,6 +68,7 @@ mod tests {
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
         assert_eq!(Error::Failed("x".into()).exit_code(), 1);
         assert_eq!(Error::Timeout(Duration::from_secs(1)).exit_code(), 124);
+        assert_eq!(Error::Busy("x".into()).exit_code(), 75);
         assert_eq!(Error::Interrupted("SIGINT").exit_code(), 130);
         assert_eq!(Error::Interrupted("SIGTERM").exit_code(), 143);
         assert_eq!(Error::Interrupted("SIGHUP").exit_code(), 129);

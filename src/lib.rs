@@ -8,6 +8,8 @@ pub mod engine;
 pub mod error;
 pub mod fsread;
 pub mod github;
+pub mod ledger;
+pub mod lock;
 pub mod logging;
 pub mod net;
 pub mod out;

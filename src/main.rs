@@ -19,7 +19,7 @@ use runbook::run::{self, RunOptions};
     version,
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true,
-    after_help = "Exit codes: 0 finished, 1 failed, 2 usage or compile error, 124 --timeout passed, 129/130/131/143 SIGHUP/SIGINT/SIGQUIT/SIGTERM, 141 stdout closed."
+    after_help = "Exit codes: 0 finished, 1 failed, 2 usage or compile error, 75 lock busy, 124 --timeout passed, 129/130/131/143 SIGHUP/SIGINT/SIGQUIT/SIGTERM, 141 stdout closed."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -69,6 +69,25 @@ enum Command {
         #[arg(long)]
         update_snapshots: bool,
     },
+    /// The target lock: who holds it, or break it.
+    Lock {
+        #[command(subcommand)]
+        action: runbook::lock::cli::LockCmd,
+    },
+    /// Print the Kubernetes Job that runs PLAYBOOK on a cluster (parameters
+    /// validated first): runbook job PLAYBOOK [--param value]… [--image REF] [--namespace NS].
+    Job {
+        /// The playbook, then its parameters, --image and --namespace.
+        #[arg(
+            value_name = "PLAYBOOK [ARGS]",
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true
+        )]
+        args: Vec<String>,
+    },
+    /// The deployment ledger of a target, newest first.
+    History(runbook::lock::cli::HistoryArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -118,6 +137,9 @@ fn main() -> ExitCode {
             junit: format == "junit",
             update_snapshots,
         }),
+        Some(Command::Lock { action }) => runbook::lock::cli::lock(action),
+        Some(Command::History(a)) => runbook::lock::cli::history(a),
+        Some(Command::Job { args }) => runbook::lock::job::job(&args),
         Some(Command::Completions { shell }) => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut buf);

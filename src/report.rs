@@ -40,7 +40,10 @@ fn leaf_message(err: &EvalAltResult) -> String {
     match err {
         EvalAltResult::ErrorRuntime(v, _) => match v.read_lock::<crate::primitives::settings::UsageError>() {
             Some(u) => u.0.clone(),
-            None => v.to_string(),
+            None => match v.read_lock::<crate::lock::BusyError>() {
+                Some(b) => b.0.clone(),
+                None => v.to_string(),
+            },
         },
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "the playbook ran more than {} operations (an endless loop?); if it really needs more, raise RUNBOOK_MAX_OPERATIONS",

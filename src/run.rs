@@ -250,6 +250,8 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     })?;
 
     let started = Instant::now();
+    let started_wall = std::time::SystemTime::now();
+    let ledger_args = args.clone();
     tracing::info!(
         playbook = %path.display(), dry_run = opts.dry_run,
         "running {}{}", path.display(), if opts.dry_run { " (dry run: nothing will be changed)" } else { "" }
@@ -311,6 +313,9 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         }
     }
     ctx.kill_children();
+    // The ledger record is appended while the locks are still held.
+    crate::ledger::record_run(&ctx, &path, &ledger_args, started_wall, &result);
+    ctx.locks.release_all(rt.handle());
     crate::primitives::github_io::flush_summaries(&ctx);
     rt.shutdown_timeout(Duration::from_millis(200));
     result
@@ -328,6 +333,9 @@ fn settle(
     let failure = match (ctx.cancel_reason(), outcome) {
         (Some(CancelReason::Timeout(t)), _) => Error::Timeout(t),
         (Some(CancelReason::Signal(s)), _) => Error::Interrupted(s),
+        (None, Some(Ok(()))) if ctx.locks.refused().is_some() => {
+            Error::Failed(ctx.locks.refused().unwrap_or_default())
+        }
         (None, Some(Ok(()))) => {
             crate::primitives::github_io::flush_outputs(ctx).map_err(Error::Failed)?;
             let outs = ctx
@@ -358,6 +366,8 @@ fn settle(
             }
             if crate::report::is_usage(&e) {
                 Error::Usage(r.text)
+            } else if crate::lock::is_busy(&e) {
+                Error::Busy(r.text)
             } else {
                 Error::Failed(r.text)
             }

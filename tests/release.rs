@@ -240,6 +240,49 @@ fn rollback_records_what_it_replaced_and_who_asked() {
 }
 
 #[test]
+fn rollback_to_previous_takes_the_sha_from_the_ledger() {
+    if !registry_available("rollback_to_previous_takes_the_sha_from_the_ledger") {
+        return;
+    }
+    let w = world(false);
+    let p = project(&w);
+    // An empty ledger: a clear refusal, nothing changed.
+    run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"])
+        .code(1)
+        .has("the ledger of akash-1002 has no successful deploy before the current one")
+        .has("runbook history akash-1002");
+    assert!(puts(&w).is_empty());
+    // Two deploys through runbook: OLD_SHA, then SHA (the current one).
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA]).code(0);
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA]).code(0);
+    let out = run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"]);
+    out.code(0);
+    let e = event(&out, "rollback");
+    assert_eq!(e["requested_sha"], OLD_SHA);
+    assert_eq!(
+        e["previous_sha"], SHA,
+        "the rollback names what it replaced"
+    );
+    assert!(puts(&w)[2].contains(&format!(":{OLD_SHA}")));
+    let h = p.run(&["history", "akash-1002", "--json"]);
+    h.code(0);
+    let recs: Vec<serde_json::Value> = serde_json::from_str(&h.stdout).unwrap();
+    let shas: Vec<&str> = recs.iter().map(|r| r["sha"].as_str().unwrap()).collect();
+    assert_eq!(shas, [OLD_SHA, SHA, OLD_SHA]);
+    assert_eq!(recs[2]["replaced_sha"], SHA);
+    assert_eq!(recs[2]["playbook"], "playbooks/rollback.rhai");
+    assert_eq!(
+        recs[2]["previous_image"],
+        format!("{}/mconstant/pay2slay-api:{SHA}", w.registry.host())
+    );
+    // Now OLD_SHA runs: "previous" is SHA again (the last ok deploy of
+    // another SHA).
+    let out = run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"]);
+    out.code(0);
+    assert_eq!(event(&out, "rollback")["requested_sha"], SHA);
+}
+
+#[test]
 fn post_build_emits_the_build_metadata_line() {
     if !registry_available("post_build_emits_the_build_metadata_line") {
         return;

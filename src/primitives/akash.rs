@@ -405,6 +405,7 @@ fn update(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
         );
         return Ok(result);
     }
+    ctx.guard_mutation("akash_update")?;
     match cfg.backend {
         Backend::Console => {
             let c2 = ctx.clone();

@@ -253,6 +253,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
             };
             return Ok(planned.to_map(true));
         }
+        if !read_only {
+            c.guard_mutation("exec")?;
+        }
         let timeout = timeout.unwrap_or(c.settings.call_timeout);
         let what = format!("exec {}", argv.first().map_or("", String::as_str));
         let cc = c.clone();

@@ -137,6 +137,7 @@ fn write_json(c: &Ctx, path: &str, value: &Dynamic, keep: bool) -> RhaiResult<()
         );
         return Ok(());
     }
+    c.guard_mutation("write_json")?;
     write_atomic(&full, &text)
         .map_err(|e| error(format!("write_json: cannot write '{path}': {e}")))?;
     // Only artifacts the run may take back are registered.
@@ -195,6 +196,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
                 return Ok(existed);
             }
             if existed {
+                c.guard_mutation("remove_artifact")?;
                 std::fs::remove_file(&full).map_err(|e| error(format!("remove_artifact: cannot remove '{path}': {e}")))?;
                 tracing::info!(primitive = "remove_artifact", path, "removed stale {path}");
             }

@@ -41,6 +41,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
             }
             let text = output_text(&value).map_err(|e| error(format!("output {name}: {e}")))?;
             let text = crate::redact::redact(&text).into_owned();
+            if !c.dry_run() {
+                c.guard_mutation("output")?;
+            }
             tracing::info!(primitive = "output", name, value = %text, "output {name}={text}");
             let mut outs = c.outputs.lock().unwrap_or_else(|e| e.into_inner());
             outs.retain(|(n, _)| n != name);

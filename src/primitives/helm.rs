@@ -674,6 +674,7 @@ fn install(ctx: &Arc<Ctx>, release: &str, chart: &str, opts: &Map) -> RhaiResult
         };
         return Ok(result_map(release, &h.namespace, &planned, true));
     }
+    ctx.guard_mutation("helm_install")?;
 
     let file = match &h.secret_values {
         Some(v) => Some(secrets_file(v)?),

@@ -12,6 +12,7 @@ pub mod github_io;
 pub mod helm;
 pub mod http_check;
 pub mod kube;
+pub mod lock;
 pub mod registry;
 pub mod sdl;
 pub mod settings;
@@ -39,6 +40,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Ctx>) {
     http_check::register(engine, ctx);
     registry::register(engine, ctx);
     cosign::register(engine, ctx);
+    lock::register(engine, ctx);
 }
 
 /// Typed access to a primitive's options map, with errors that name the

@@ -16,7 +16,9 @@ use crate::logging::LogFormat;
 use crate::primitives::effects;
 
 /// Primitives the test itself answers: the environment and secrets come
-/// from `t.env`/`t.secret`, sleeps take no time, logs are kept for `r.logs`.
+/// from `t.env`/`t.secret`, sleeps take no time, logs are kept for `r.logs`;
+/// a target lock is always free (token 1) and the ledger empty, unless a
+/// stub says otherwise (`t.stub("ledger_history", [...])`).
 pub const ANSWERED: &[&str] = &[
     "env",
     "secret",
@@ -24,6 +26,10 @@ pub const ANSWERED: &[&str] = &[
     "log_info",
     "log_warn",
     "log_event",
+    "lock",
+    "unlock",
+    "ledger_note",
+    "ledger_history",
 ];
 
 /// Whether a call of `name` needs a stub (or a replayed answer).
@@ -215,7 +221,17 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
                             ))),
                         })
                     }
-                    "sleep" => return Some(Ok(Dynamic::UNIT)),
+                    "sleep" | "unlock" | "ledger_note" => return Some(Ok(Dynamic::UNIT)),
+                    "ledger_history" => return Some(Ok(Dynamic::from(Array::new()))),
+                    "lock" => {
+                        let mut m = Map::new();
+                        m.insert("name".into(), Dynamic::from(arg(0)));
+                        m.insert("backend".into(), Dynamic::from("test"));
+                        m.insert("holder".into(), Dynamic::from("runbook test"));
+                        m.insert("token".into(), Dynamic::from(1_i64));
+                        m.insert("expires".into(), Dynamic::UNIT);
+                        return Some(Ok(Dynamic::from(m)));
+                    }
                     "log_info" | "log_warn" => {
                         let level = if name == "log_info" { "info" } else { "warn" };
                         let line =

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod leases;
+
 /// How a Deployment's rollout goes.
 #[derive(Clone, Debug)]
 pub enum Rollout {

@@ -1,0 +1,166 @@
+//! `runbook lock status|break NAME` and `runbook history TARGET`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::error::Error;
+
+/// Where a lock lives, for the CLI.
+#[derive(Args, Debug, Clone)]
+pub struct Where {
+    /// The backend: file or kube (default RUNBOOK_LOCK_BACKEND, else file).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// The Lease's namespace (kube).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The kubeconfig context (kube).
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+/// `runbook lock …`.
+#[derive(Subcommand, Debug)]
+pub enum LockCmd {
+    /// Who holds NAME, since when, until when, its fencing token (exit 0 held, 1 free).
+    Status {
+        /// The lock's name.
+        name: String,
+        #[command(flatten)]
+        at: Where,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Break NAME: the next run may take it; the holder self-fences.
+    Break {
+        /// The lock's name.
+        name: String,
+        /// Why (required; recorded in the ledger).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+/// `runbook history` arguments.
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// The target (a lock name, or a playbook's file name).
+    pub target: String,
+    /// Print the records as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Show at most N records.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub at: Where,
+}
+
+fn state() -> PathBuf {
+    let workdir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    super::state_dir(&workdir)
+}
+
+/// Multi-thread: `Handle::block_on` (the ledger's) drives I/O and timers
+/// only on a runtime with worker threads.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+/// Run `runbook lock …`.
+pub fn lock(cmd: LockCmd) -> Result<(), Error> {
+    match cmd {
+        LockCmd::Status { name, at, json } => {
+            super::check_name(&name).map_err(Error::Usage)?;
+            let backend = super::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
+                .map_err(Error::Usage)?;
+            let s = match &backend {
+                super::Backend::File => super::file::status(&state(), &name),
+                super::Backend::Kube { namespace, context } => runtime()?.block_on(
+                    super::kube::status(&name, namespace.as_deref(), context.as_deref()),
+                ),
+            }
+            .map_err(Error::Failed)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            } else {
+                print!("{}", s.render());
+            }
+            if s.held {
+                Ok(())
+            } else {
+                // Exit 1 without an "error:" line: free is an answer.
+                std::process::exit(1);
+            }
+        }
+        LockCmd::Break { name, reason, at } => {
+            super::check_name(&name).map_err(Error::Usage)?;
+            let reason = reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
+                Error::Usage(format!(
+                    "lock break {name} needs --reason TEXT: it is recorded in the ledger with who broke it"
+                ))
+            })?;
+            let backend = super::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
+                .map_err(Error::Usage)?;
+            let by = super::actor();
+            let rt = runtime()?;
+            let before = match &backend {
+                super::Backend::File => super::file::break_lock(&state(), &name, &by, &reason),
+                super::Backend::Kube { namespace, context } => {
+                    rt.block_on(super::kube::break_lock(
+                        &name,
+                        namespace.as_deref(),
+                        context.as_deref(),
+                        &by,
+                        &reason,
+                    ))
+                }
+            }
+            .map_err(Error::Failed)?;
+            let holder = before.holder.as_ref().map(|h| h.holder.clone());
+            if let Err(e) = crate::ledger::record_break(
+                &state(),
+                &backend,
+                rt.handle(),
+                &name,
+                &reason,
+                before.token + 1,
+                holder.clone(),
+            ) {
+                eprintln!("warning: the break is not in the ledger: {e}");
+            }
+            let was = if before.held {
+                format!(
+                    "was held by {}",
+                    holder.unwrap_or_else(|| "an unknown holder".into())
+                )
+            } else {
+                "it was free".into()
+            };
+            println!(
+                "broke lock {name} ({was}); a holder still running refuses every further change"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Run `runbook history …`.
+pub fn history(a: HistoryArgs) -> Result<(), Error> {
+    crate::ledger::history(
+        &a.target,
+        a.json,
+        a.limit,
+        a.at.backend.as_deref(),
+        a.at.namespace.as_deref(),
+        a.at.context.as_deref(),
+    )
+}

@@ -1,0 +1,595 @@
+//! The `kube` lock backend: a `coordination.k8s.io/v1` Lease
+//! `runbook-<name>`, and the kube ledger: a ConfigMap
+//! `runbook-ledger-<target>` holding the last [`crate::ledger::KUBE_CAP`]
+//! records.
+//!
+//! Every write carries the resourceVersion it read (optimistic
+//! concurrency): a 409 means someone else wrote in between, so the Lease is
+//! read again and judged anew, never overwritten. The fencing token is the
+//! Lease's `leaseTransitions`, raised by every acquisition (and by a
+//! break). Holder metadata lives in annotations. A Lease whose
+//! `renewTime + leaseDurationSeconds` passed is expired and may be taken
+//! over; renewal runs every ttl/3 and the holder self-fences when it has
+//! not succeeded by its deadline.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::chrono::{DateTime, Utc};
+use kube::api::{Api, PostParams};
+use rhai::Map;
+use tokio_util::sync::CancellationToken;
+
+use super::{Deadline, Held, HolderInfo, Status};
+use crate::context::{Ctx, RhaiResult};
+
+const ANN: &str = "runbook.dev/holder";
+const ANN_BROKEN: &str = "runbook.dev/broken";
+/// Bound of one API call made by the lock.
+const CALL: Duration = Duration::from_secs(10);
+
+/// The Lease's object name for lock `name`.
+pub fn lease_name(name: &str) -> String {
+    format!("runbook-{name}")
+}
+
+async fn api<K>(namespace: Option<&str>, context: Option<&str>) -> Result<(Api<K>, String), String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let k = crate::primitives::kube::connect(context)
+        .await
+        .map_err(String::from)?;
+    let ns = namespace
+        .map(String::from)
+        .unwrap_or_else(|| k.client.default_namespace().to_string());
+    Ok((Api::namespaced(k.client.clone(), &ns), ns))
+}
+
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(r) => Some(r.code),
+        _ => None,
+    }
+}
+
+fn describe_err(what: &str, e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(r) => format!(
+            "{what}: the API answered {} {}: {}",
+            r.code, r.reason, r.message
+        ),
+        other => format!("{what}: cannot talk to the Kubernetes API: {other}"),
+    }
+}
+
+async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<Result<T, kube::Error>, String> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| format!("{what}: no answer within {}", crate::error::fmt_secs(limit)))
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// Whether the Lease is held now (holder set and not expired).
+fn live(l: &Lease) -> bool {
+    let Some(s) = &l.spec else { return false };
+    if s.holder_identity.as_deref().is_none_or(str::is_empty) {
+        return false;
+    }
+    let (Some(MicroTime(renew)), Some(secs)) = (&s.renew_time, s.lease_duration_seconds) else {
+        return false;
+    };
+    *renew + k8s_openapi::chrono::Duration::seconds(i64::from(secs)) > now()
+}
+
+fn holder_of(l: &Lease) -> Option<HolderInfo> {
+    let ann = l.metadata.annotations.as_ref()?.get(ANN)?;
+    serde_json::from_str(ann).ok().or_else(|| {
+        Some(HolderInfo {
+            holder: l.spec.as_ref()?.holder_identity.clone()?,
+            ..HolderInfo::default()
+        })
+    })
+}
+
+fn transitions(l: &Lease) -> u64 {
+    l.spec
+        .as_ref()
+        .and_then(|s| s.lease_transitions)
+        .map_or(0, |t| u64::try_from(t).unwrap_or(0))
+}
+
+fn expires_of(l: &Lease) -> Option<u64> {
+    let s = l.spec.as_ref()?;
+    let MicroTime(r) = s.renew_time.as_ref()?;
+    let t = r.timestamp() + i64::from(s.lease_duration_seconds?);
+    u64::try_from(t).ok()
+}
+
+fn ttl_secs(ttl: Duration) -> i32 {
+    i32::try_from(ttl.as_secs().max(1)).unwrap_or(i32::MAX)
+}
+
+/// The Lease as we hold it: our identity, a raised transitions count.
+fn ours(prev: Option<&Lease>, name: &str, ns: &str, info: &HolderInfo, ttl: Duration) -> Lease {
+    let mut meta = prev
+        .map(|l| l.metadata.clone())
+        .unwrap_or_else(|| ObjectMeta {
+            name: Some(lease_name(name)),
+            namespace: Some(ns.to_string()),
+            ..ObjectMeta::default()
+        });
+    let mut ann = meta.annotations.take().unwrap_or_default();
+    ann.insert(ANN.into(), serde_json::to_string(info).unwrap_or_default());
+    ann.remove(ANN_BROKEN);
+    meta.annotations = Some(ann);
+    let mut labels = meta.labels.take().unwrap_or_default();
+    labels.insert("app.kubernetes.io/managed-by".into(), "runbook".into());
+    meta.labels = Some(labels);
+    let t = now();
+    let token = prev.map_or(0, transitions) + 1;
+    Lease {
+        metadata: meta,
+        spec: Some(LeaseSpec {
+            holder_identity: Some(info.holder.clone()),
+            lease_duration_seconds: Some(ttl_secs(ttl)),
+            acquire_time: Some(MicroTime(t)),
+            renew_time: Some(MicroTime(t)),
+            lease_transitions: Some(i32::try_from(token).unwrap_or(i32::MAX)),
+        }),
+    }
+}
+
+/// One try: Ok(Ok(lease)) ours, Ok(Err(holder)) busy.
+async fn try_acquire(
+    api: &Api<Lease>,
+    ns: &str,
+    name: &str,
+    info: &HolderInfo,
+    ttl: Duration,
+) -> Result<Result<Lease, Option<HolderInfo>>, String> {
+    let ln = lease_name(name);
+    // A 409 means another run wrote between our read and our write: read
+    // again and decide again (bounded).
+    for _ in 0..5 {
+        let cur = bounded("read Lease", CALL, api.get_opt(&ln))
+            .await?
+            .map_err(|e| describe_err(&format!("read Lease {ns}/{ln}"), &e))?;
+        let res = match &cur {
+            Some(l) if live(l) => return Ok(Err(holder_of(l))),
+            Some(l) => {
+                if holder_of(l).is_some()
+                    && l.spec
+                        .as_ref()
+                        .and_then(|s| s.holder_identity.as_deref())
+                        .is_some_and(|h| !h.is_empty())
+                {
+                    tracing::info!(lock = name, "the Lease {ns}/{ln} expired; taking it over");
+                }
+                let want = ours(Some(l), name, ns, info, ttl);
+                bounded(
+                    "update Lease",
+                    CALL,
+                    api.replace(&ln, &PostParams::default(), &want),
+                )
+                .await?
+            }
+            None => {
+                let want = ours(None, name, ns, info, ttl);
+                bounded(
+                    "create Lease",
+                    CALL,
+                    api.create(&PostParams::default(), &want),
+                )
+                .await?
+            }
+        };
+        match res {
+            Ok(l) => return Ok(Ok(l)),
+            Err(e) if status_code(&e) == Some(409) => continue,
+            Err(e) => return Err(describe_err(&format!("take Lease {ns}/{ln}"), &e)),
+        }
+    }
+    Err(format!(
+        "take Lease {ns}/{ln}: it keeps changing under us (5 conflicts in a row)"
+    ))
+}
+
+/// A held Lease.
+pub struct KubeLock {
+    api: Api<Lease>,
+    ns: String,
+    name: String,
+    lease: Arc<Mutex<Lease>>,
+}
+
+/// Take the Lease `runbook-<name>` (the `lock` primitive's kube path).
+pub fn take(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    namespace: Option<&str>,
+    context: Option<&str>,
+    ttl: Duration,
+    wait: Duration,
+    info: &HolderInfo,
+) -> RhaiResult<Map> {
+    let (api, ns) = ctx.block_on("lock", CALL * 2, api::<Lease>(namespace, context))?;
+    let started = Instant::now();
+    let mut logged = false;
+    loop {
+        let (a2, n2, nm, i2) = (api.clone(), ns.clone(), name.to_string(), info.clone());
+        let got = ctx.block_on("lock", CALL * 6, async move {
+            try_acquire(&a2, &n2, &nm, &i2, ttl).await
+        })?;
+        match got {
+            Ok(lease) => {
+                let token = transitions(&lease);
+                let deadline = Deadline::new(ttl);
+                let stop = CancellationToken::new();
+                let held = KubeLock {
+                    api: api.clone(),
+                    ns: ns.clone(),
+                    name: name.to_string(),
+                    lease: Arc::new(Mutex::new(lease.clone())),
+                };
+                held.spawn_renewal(
+                    &ctx.rt,
+                    ttl,
+                    info.holder.clone(),
+                    token,
+                    deadline.clone(),
+                    stop.clone(),
+                );
+                let expires = expires_of(&lease)
+                    .map(super::rfc3339_secs)
+                    .unwrap_or_default();
+                tracing::info!(
+                    primitive = "lock",
+                    lock = name,
+                    backend = "kube",
+                    fencing_token = token,
+                    "locked '{name}' (Lease {ns}/{}, fencing token {token}, ttl {})",
+                    lease_name(name),
+                    crate::error::fmt_secs(ttl)
+                );
+                ctx.locks.add(Held {
+                    name: name.to_string(),
+                    backend: "kube",
+                    place: super::Backend::Kube {
+                        namespace: namespace.map(String::from),
+                        context: context.map(String::from),
+                    },
+                    token,
+                    deadline,
+                    stop,
+                    handle: super::Handle::Kube(held),
+                });
+                let mut m = Map::new();
+                m.insert("name".into(), name.to_string().into());
+                m.insert("backend".into(), "kube".into());
+                m.insert("holder".into(), info.holder.clone().into());
+                m.insert("token".into(), (token as i64).into());
+                m.insert("expires".into(), expires.into());
+                return Ok(m);
+            }
+            Err(holder) => {
+                if started.elapsed() >= wait {
+                    return Err(crate::primitives::lock::busy(
+                        name,
+                        holder.as_ref(),
+                        started.elapsed(),
+                    ));
+                }
+                if !logged {
+                    logged = true;
+                    tracing::info!(
+                        lock = name,
+                        "lock '{name}' is busy ({}); waiting up to {}",
+                        holder
+                            .as_ref()
+                            .map_or_else(|| "holder unknown".into(), HolderInfo::describe),
+                        crate::error::fmt_secs(wait)
+                    );
+                }
+                let left = wait.saturating_sub(started.elapsed());
+                ctx.sleep(left.min(Duration::from_millis(250)))?;
+            }
+        }
+    }
+}
+
+impl KubeLock {
+    fn spawn_renewal(
+        &self,
+        rt: &tokio::runtime::Handle,
+        ttl: Duration,
+        me: String,
+        token: u64,
+        deadline: Arc<Mutex<Deadline>>,
+        stop: CancellationToken,
+    ) {
+        let (api, ln, lease) = (self.api.clone(), lease_name(&self.name), self.lease.clone());
+        rt.spawn(async move {
+            let every = ttl / 3;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let start = Instant::now();
+                let mut want = lease.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if let Some(s) = want.spec.as_mut() {
+                    s.renew_time = Some(MicroTime(now()));
+                }
+                let pp = PostParams::default();
+                let r = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = tokio::time::timeout(every.max(Duration::from_millis(200)), api.replace(&ln, &pp, &want)) => r,
+                };
+                let lost = match r {
+                    Ok(Ok(l)) => {
+                        *lease.lock().unwrap_or_else(|e| e.into_inner()) = l;
+                        deadline.lock().unwrap_or_else(|e| e.into_inner()).renewed(start, ttl);
+                        continue;
+                    }
+                    Ok(Err(e)) if status_code(&e) == Some(409) || status_code(&e) == Some(404) => {
+                        // Someone else wrote: is it still ours?
+                        match tokio::time::timeout(every.max(Duration::from_millis(200)), api.get_opt(&ln)).await {
+                            Ok(Ok(Some(l))) => {
+                                let holder = l.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
+                                if holder == me && transitions(&l) == token {
+                                    *lease.lock().unwrap_or_else(|e| e.into_inner()) = l;
+                                    continue;
+                                }
+                                let broken = l.metadata.annotations.as_ref().and_then(|a| a.get(ANN_BROKEN).cloned());
+                                Some(broken.unwrap_or_else(|| format!(
+                                    "the Lease was taken over by {} (fencing token {})",
+                                    if holder.is_empty() { "nobody (released)".to_string() } else { holder },
+                                    transitions(&l)
+                                )))
+                            }
+                            Ok(Ok(None)) => Some("the Lease was deleted".to_string()),
+                            _ => None,
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!("renewing the Lease {ln}: {}", describe_err("renew", &e));
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!("renewing the Lease {ln}: no answer in time");
+                        None
+                    }
+                };
+                if let Some(why) = lost {
+                    tracing::error!("lock lost: {why}");
+                    deadline.lock().unwrap_or_else(|e| e.into_inner()).lost = Some(why);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Give the Lease up (holder cleared, same transitions), unless it was
+    /// lost: then it is someone else's and is left alone.
+    pub fn release(self, rt: &tokio::runtime::Handle, lost: bool) -> Result<(), String> {
+        if lost {
+            return Ok(());
+        }
+        let mut want = self.lease.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(s) = want.spec.as_mut() {
+            s.holder_identity = None;
+            s.lease_duration_seconds = Some(1);
+        }
+        let (api, ln, ns) = (self.api, lease_name(&self.name), self.ns);
+        rt.block_on(async move {
+            match bounded(
+                "release Lease",
+                CALL,
+                api.replace(&ln, &PostParams::default(), &want),
+            )
+            .await?
+            {
+                Ok(_) => Ok(()),
+                // Changed since our last renewal: not ours to clear.
+                Err(e) if status_code(&e) == Some(409) => Ok(()),
+                Err(e) => Err(describe_err(&format!("release Lease {ns}/{ln}"), &e)),
+            }
+        })
+    }
+}
+
+/// The Lease's state for `runbook lock status`.
+pub async fn status(
+    name: &str,
+    namespace: Option<&str>,
+    context: Option<&str>,
+) -> Result<Status, String> {
+    let (api, ns) = api::<Lease>(namespace, context).await?;
+    let ln = lease_name(name);
+    let l = bounded("read Lease", CALL, api.get_opt(&ln))
+        .await?
+        .map_err(|e| describe_err(&format!("read Lease {ns}/{ln}"), &e))?;
+    Ok(match l {
+        None => Status {
+            name: name.into(),
+            held: false,
+            holder: None,
+            expires: None,
+            token: 0,
+        },
+        Some(l) => Status {
+            name: name.into(),
+            held: live(&l),
+            holder: holder_of(&l),
+            expires: expires_of(&l),
+            token: transitions(&l),
+        },
+    })
+}
+
+/// Break the Lease: clear the holder, raise the transitions (so the old
+/// holder's next renewal conflicts and it self-fences), note who and why.
+pub async fn break_lock(
+    name: &str,
+    namespace: Option<&str>,
+    context: Option<&str>,
+    by: &str,
+    reason: &str,
+) -> Result<Status, String> {
+    let (api, ns) = api::<Lease>(namespace, context).await?;
+    let ln = lease_name(name);
+    for _ in 0..5 {
+        let Some(l) = bounded("read Lease", CALL, api.get_opt(&ln))
+            .await?
+            .map_err(|e| describe_err(&format!("read Lease {ns}/{ln}"), &e))?
+        else {
+            return Ok(Status {
+                name: name.into(),
+                held: false,
+                holder: None,
+                expires: None,
+                token: 0,
+            });
+        };
+        let before = Status {
+            name: name.into(),
+            held: live(&l),
+            holder: holder_of(&l),
+            expires: expires_of(&l),
+            token: transitions(&l),
+        };
+        let mut want = l.clone();
+        let mut ann = want.metadata.annotations.take().unwrap_or_default();
+        ann.insert(
+            ANN_BROKEN.into(),
+            format!(
+                "broken by {by} at {}: {reason}",
+                super::rfc3339_secs(super::unix_now())
+            ),
+        );
+        want.metadata.annotations = Some(ann);
+        if let Some(s) = want.spec.as_mut() {
+            s.holder_identity = None;
+            s.lease_transitions = Some(i32::try_from(before.token + 1).unwrap_or(i32::MAX));
+        }
+        match bounded(
+            "break Lease",
+            CALL,
+            api.replace(&ln, &PostParams::default(), &want),
+        )
+        .await?
+        {
+            Ok(_) => return Ok(before),
+            Err(e) if status_code(&e) == Some(409) => continue,
+            Err(e) => return Err(describe_err(&format!("break Lease {ns}/{ln}"), &e)),
+        }
+    }
+    Err(format!(
+        "break Lease {ns}/{ln}: it keeps changing (5 conflicts in a row)"
+    ))
+}
+
+// ---- ledger ------------------------------------------------------------------
+
+fn ledger_name(target: &str) -> String {
+    format!("runbook-ledger-{target}")
+}
+
+fn records_of(cm: &ConfigMap) -> Vec<serde_json::Value> {
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get("records"))
+        .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(t).ok())
+        .unwrap_or_default()
+}
+
+/// The ledger of `target` from its ConfigMap, oldest first.
+pub async fn ledger_read(
+    target: &str,
+    namespace: Option<&str>,
+    context: Option<&str>,
+) -> Result<Vec<serde_json::Value>, String> {
+    let (api, ns) = api::<ConfigMap>(namespace, context).await?;
+    let n = ledger_name(target);
+    let cm = bounded("read ConfigMap", CALL, api.get_opt(&n))
+        .await?
+        .map_err(|e| describe_err(&format!("read ConfigMap {ns}/{n}"), &e))?;
+    Ok(cm.as_ref().map(records_of).unwrap_or_default())
+}
+
+/// Append to the ledger ConfigMap of `target`, keeping the last
+/// [`crate::ledger::KUBE_CAP`] records; resourceVersion preconditions, a
+/// 409 re-reads and appends again.
+pub async fn ledger_append(
+    target: &str,
+    record: &serde_json::Value,
+    namespace: Option<&str>,
+    context: Option<&str>,
+) -> Result<(), String> {
+    let (api, ns) = api::<ConfigMap>(namespace, context).await?;
+    let n = ledger_name(target);
+    for _ in 0..5 {
+        let cur = bounded("read ConfigMap", CALL, api.get_opt(&n))
+            .await?
+            .map_err(|e| describe_err(&format!("read ConfigMap {ns}/{n}"), &e))?;
+        let mut records = cur.as_ref().map(records_of).unwrap_or_default();
+        records.push(record.clone());
+        let skip = records.len().saturating_sub(crate::ledger::KUBE_CAP);
+        let records: Vec<_> = records.into_iter().skip(skip).collect();
+        let text = serde_json::to_string(&records).map_err(|e| e.to_string())?;
+        let res = match cur {
+            Some(mut cm) => {
+                cm.data
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert("records".into(), text);
+                bounded(
+                    "update ConfigMap",
+                    CALL,
+                    api.replace(&n, &PostParams::default(), &cm),
+                )
+                .await?
+            }
+            None => {
+                let cm = ConfigMap {
+                    metadata: ObjectMeta {
+                        name: Some(n.clone()),
+                        namespace: Some(ns.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    data: Some(BTreeMap::from([("records".to_string(), text)])),
+                    ..ConfigMap::default()
+                };
+                bounded(
+                    "create ConfigMap",
+                    CALL,
+                    api.create(&PostParams::default(), &cm),
+                )
+                .await?
+            }
+        };
+        match res {
+            Ok(_) => return Ok(()),
+            Err(e) if status_code(&e) == Some(409) => continue,
+            Err(e) => return Err(describe_err(&format!("write ConfigMap {ns}/{n}"), &e)),
+        }
+    }
+    Err(format!(
+        "write ConfigMap {ns}/{n}: it keeps changing (5 conflicts in a row)"
+    ))
+}

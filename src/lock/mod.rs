@@ -1,0 +1,541 @@
+//! Target locks: one run at a time changes a target. A lock is held for the
+//! rest of the run (or until `unlock`), renewed in the background every
+//! ttl/3, and released at the run's end whatever the outcome. Each
+//! acquisition gets a fencing token that only grows per lock name; every
+//! primitive that changes the world passes [`Locks::guard`] first, which
+//! refuses once a lock was lost (its renew deadline passed, or it was
+//! broken), so a holder never acts after it lost the lock.
+//!
+//! Backends: [`file`] (an OS lock on a file in the state folder: a killed
+//! holder releases it at once) and [`kube`] (a `coordination.k8s.io/v1`
+//! Lease).
+
+pub mod cli;
+pub mod file;
+pub mod job;
+pub mod kube;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// The exit code of a run that could not get a lock in time.
+pub const BUSY_EXIT: i32 = 75;
+
+/// Default time a lock lives without renewal.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+
+/// Who holds a lock and for what run: written into the lock file or the
+/// Lease's annotations, shown by `lock status` and in "busy" errors.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HolderInfo {
+    /// The identity, `actor@host:pid`.
+    pub holder: String,
+    /// The playbook the holder runs.
+    #[serde(default)]
+    pub playbook: String,
+    /// Who started the run (`GITHUB_ACTOR`, else `USER`).
+    #[serde(default)]
+    pub actor: String,
+    /// The CI run's URL, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_url: Option<String>,
+    /// The git SHA of the run (`GITHUB_SHA`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_sha: Option<String>,
+    /// The host the holder runs on.
+    #[serde(default)]
+    pub host: String,
+    /// The holder's process id.
+    #[serde(default)]
+    pub pid: u32,
+    /// When it took the lock, Unix seconds.
+    #[serde(default)]
+    pub since: u64,
+}
+
+impl HolderInfo {
+    /// This process, running `playbook`.
+    pub fn current(playbook: &str) -> HolderInfo {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "unknown-host".into());
+        let actor = actor();
+        let pid = std::process::id();
+        HolderInfo {
+            holder: format!("{actor}@{host}:{pid}"),
+            playbook: playbook.to_string(),
+            actor,
+            run_url: run_url(),
+            git_sha: std::env::var("GITHUB_SHA").ok().filter(|s| !s.is_empty()),
+            host,
+            pid,
+            since: unix_now(),
+        }
+    }
+
+    /// One line for messages: holder, playbook, run URL, how long held.
+    pub fn describe(&self) -> String {
+        let held = unix_now().saturating_sub(self.since);
+        let mut s = self.holder.clone();
+        if !self.playbook.is_empty() {
+            s.push_str(&format!(" (playbook {})", self.playbook));
+        }
+        if let Some(u) = &self.run_url {
+            s.push_str(&format!(", run {u}"));
+        }
+        s.push_str(&format!(
+            ", held for {}",
+            crate::error::fmt_secs(Duration::from_secs(held))
+        ));
+        s
+    }
+}
+
+/// Who runs this: `GITHUB_ACTOR`, else `USER`, else "unknown".
+pub fn actor() -> String {
+    ["GITHUB_ACTOR", "USER"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The CI run's URL: `GITHUB_SERVER_URL/GITHUB_REPOSITORY/actions/runs/GITHUB_RUN_ID`
+/// when all three are set.
+pub fn run_url() -> Option<String> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Some(format!(
+        "{}/{}/actions/runs/{}",
+        get("GITHUB_SERVER_URL")?.trim_end_matches('/'),
+        get("GITHUB_REPOSITORY")?,
+        get("GITHUB_RUN_ID")?
+    ))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// RFC 3339 of Unix seconds.
+pub fn rfc3339_secs(secs: u64) -> String {
+    crate::primitives::settings::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// The run's state folder: `RUNBOOK_STATE_DIR`, else `.runbook/` in the
+/// working directory.
+pub fn state_dir(workdir: &Path) -> PathBuf {
+    match std::env::var_os("RUNBOOK_STATE_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                workdir.join(d)
+            }
+        }
+        None => workdir.join(".runbook"),
+    }
+}
+
+/// A lock name: lowercase letters, digits, '-' and '.', starting with a
+/// letter or digit, at most 53 characters (so `runbook-<name>` is a valid
+/// Kubernetes object name and a safe file name).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 53
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && !name.ends_with(['-', '.']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a valid lock name: use 1–53 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit (e.g. \"akash-1001\")"
+        ))
+    }
+}
+
+/// Which backend holds a lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A lock file in the state folder.
+    File,
+    /// A Kubernetes Lease.
+    Kube {
+        /// The Lease's namespace (None: the kubeconfig's default).
+        namespace: Option<String>,
+        /// The kubeconfig context (None: the current one).
+        context: Option<String>,
+    },
+}
+
+impl Backend {
+    /// Its name, as the `backend` option spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::File => "file",
+            Backend::Kube { .. } => "kube",
+        }
+    }
+
+    /// From the `backend` option, else `RUNBOOK_LOCK_BACKEND`, else file.
+    pub fn parse(
+        opt: Option<&str>,
+        namespace: Option<String>,
+        context: Option<String>,
+    ) -> Result<Backend, String> {
+        let env = std::env::var("RUNBOOK_LOCK_BACKEND")
+            .ok()
+            .filter(|s| !s.is_empty());
+        match opt.map(String::from).or(env).as_deref() {
+            None | Some("file") => Ok(Backend::File),
+            Some("kube") => Ok(Backend::Kube { namespace, context }),
+            Some(other) => Err(format!(
+                "lock backend '{other}' is not one of \"file\", \"kube\" (option `backend` or RUNBOOK_LOCK_BACKEND)"
+            )),
+        }
+    }
+}
+
+/// The error `lock` throws when the lock is busy: the run exits 75.
+#[derive(Clone, Debug)]
+pub struct BusyError(pub String);
+
+impl std::fmt::Display for BusyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether a script error is (or wraps) a [`BusyError`].
+pub fn is_busy(err: &rhai::EvalAltResult) -> bool {
+    use rhai::EvalAltResult as E;
+    match err {
+        E::ErrorInFunctionCall(_, _, inner, _) | E::ErrorInModule(_, inner, _) => is_busy(inner),
+        E::ErrorRuntime(v, _) => v.is::<BusyError>(),
+        _ => false,
+    }
+}
+
+/// The renew deadline of a held lock, shared with its renewal task.
+#[derive(Debug)]
+pub struct Deadline {
+    /// Renewal must succeed before this instant, or the lock is lost.
+    pub until: Instant,
+    /// The same, as wall-clock time (for messages).
+    pub until_wall: SystemTime,
+    /// Why the lock was lost, if it was (set by renewal: broken, taken over).
+    pub lost: Option<String>,
+}
+
+impl Deadline {
+    /// A deadline `ttl` from now.
+    pub fn new(ttl: Duration) -> Arc<Mutex<Deadline>> {
+        Arc::new(Mutex::new(Deadline {
+            until: Instant::now() + ttl,
+            until_wall: SystemTime::now() + ttl,
+            lost: None,
+        }))
+    }
+
+    /// Renewal succeeded: push the deadline to `ttl` from `start` (when the
+    /// renewal was sent, not when it answered: the conservative choice).
+    pub fn renewed(&mut self, start: Instant, ttl: Duration) {
+        if self.lost.is_none() {
+            self.until = start + ttl;
+            self.until_wall = SystemTime::now() - start.elapsed() + ttl;
+        }
+    }
+}
+
+/// The backend-specific handle of a held lock.
+pub enum Handle {
+    /// A held lock file.
+    File(file::FileLock),
+    /// A held Lease.
+    Kube(kube::KubeLock),
+}
+
+/// One lock this run holds.
+pub struct Held {
+    /// The lock's name.
+    pub name: String,
+    /// The backend's name.
+    pub backend: &'static str,
+    /// Where it lives (the ledger goes to the same place).
+    pub place: Backend,
+    /// This acquisition's fencing token.
+    pub token: u64,
+    /// The renew deadline.
+    pub deadline: Arc<Mutex<Deadline>>,
+    /// Stops the renewal task.
+    pub stop: CancellationToken,
+    /// The backend's handle, released at the end.
+    pub handle: Handle,
+}
+
+impl Held {
+    /// Why this lock can no longer be used to act, if it cannot.
+    fn lost(&self) -> Option<String> {
+        let d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let at = crate::primitives::settings::rfc3339(d.until_wall);
+        if let Some(why) = &d.lost {
+            return Some(format!("lost the lock '{}' at {at}: {why}", self.name));
+        }
+        if Instant::now() >= d.until {
+            return Some(format!(
+                "lost the lock '{}' at {at}: its renewal did not succeed by the renew deadline (is the {} backend reachable?)",
+                self.name, self.backend
+            ));
+        }
+        None
+    }
+}
+
+/// The locks of one run, its mutation count and the first lock's name (the
+/// ledger's target).
+#[derive(Default)]
+pub struct Locks {
+    held: Mutex<Vec<Held>>,
+    mutations: AtomicU64,
+    lost: Mutex<Option<String>>,
+    targets: Mutex<Vec<(String, u64, Backend)>>,
+}
+
+impl Locks {
+    /// The gate every world-changing primitive passes before acting: refuses
+    /// when a held lock was lost, else counts the mutation and logs the
+    /// fencing token of each lock held.
+    pub fn guard(&self, primitive: &str) -> Result<(), String> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for h in held.iter() {
+            if let Some(why) = h.lost() {
+                let msg = format!("{why}; refusing to run {primitive} (no mutation after the deadline: another run may hold the target now)");
+                let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+                lost.get_or_insert_with(|| why.clone());
+                return Err(msg);
+            }
+        }
+        self.mutations.fetch_add(1, Ordering::SeqCst);
+        for h in held.iter() {
+            tracing::info!(
+                primitive,
+                lock = %h.name,
+                fencing_token = h.token,
+                "{primitive} under lock '{}' (fencing token {})",
+                h.name,
+                h.token
+            );
+        }
+        Ok(())
+    }
+
+    /// How many mutations passed the gate.
+    pub fn mutations(&self) -> u64 {
+        self.mutations.load(Ordering::SeqCst)
+    }
+
+    /// The first lock this run took: (name, token, where).
+    pub fn target(&self) -> Option<(String, u64, Backend)> {
+        self.targets().into_iter().next()
+    }
+
+    /// Every lock this run took, in order (each is a ledger target).
+    pub fn targets(&self) -> Vec<(String, u64, Backend)> {
+        self.targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Why the gate refused a mutation, if it did: the run fails then,
+    /// even if the playbook caught the error.
+    pub fn refused(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why a lock was lost during the run (checked at its end too).
+    pub fn lost(&self) -> Option<String> {
+        if let Some(l) = self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Some(l);
+        }
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.iter().find_map(Held::lost)
+    }
+
+    /// Whether this run holds `name`; its token if so.
+    pub fn token_of(&self, name: &str) -> Option<u64> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.iter().find(|h| h.name == name).map(|h| h.token)
+    }
+
+    /// Record a lock just acquired.
+    pub fn add(&self, h: Held) {
+        self.targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((h.name.clone(), h.token, h.place.clone()));
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+    }
+
+    /// Release `name`; whether it was held.
+    pub fn release(&self, name: &str, rt: &tokio::runtime::Handle) -> bool {
+        let h = {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(i) = held.iter().position(|h| h.name == name) else {
+                return false;
+            };
+            held.remove(i)
+        };
+        release_one(h, rt);
+        true
+    }
+
+    /// Release every lock still held (the run's end).
+    pub fn release_all(&self, rt: &tokio::runtime::Handle) {
+        let all: Vec<Held> = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for h in all.into_iter().rev() {
+            release_one(h, rt);
+        }
+    }
+}
+
+fn release_one(h: Held, rt: &tokio::runtime::Handle) {
+    h.stop.cancel();
+    let name = h.name.clone();
+    let lost = h.lost().is_some();
+    let result = match h.handle {
+        Handle::File(f) => f.release(),
+        Handle::Kube(k) => k.release(rt, lost),
+    };
+    match result {
+        Ok(()) => tracing::info!(lock = %name, "released lock '{name}'"),
+        Err(e) => tracing::warn!(lock = %name, "releasing lock '{name}': {e}"),
+    }
+}
+
+/// What `lock status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The lock's name.
+    pub name: String,
+    /// Whether it is held now.
+    pub held: bool,
+    /// The (last) holder.
+    pub holder: Option<HolderInfo>,
+    /// When it expires without renewal, Unix seconds.
+    pub expires: Option<u64>,
+    /// The last fencing token handed out.
+    pub token: u64,
+}
+
+impl Status {
+    /// Human text for `runbook lock status`.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "lock {}: {}\n",
+            self.name,
+            if self.held { "held" } else { "free" }
+        );
+        if let Some(h) = &self.holder {
+            s.push_str(&format!(
+                "  {}: {}\n",
+                if self.held { "holder" } else { "last holder" },
+                h.holder
+            ));
+            if !h.playbook.is_empty() {
+                s.push_str(&format!("  playbook: {}\n", h.playbook));
+            }
+            if let Some(u) = &h.run_url {
+                s.push_str(&format!("  run: {u}\n"));
+            }
+            s.push_str(&format!("  since: {}\n", rfc3339_secs(h.since)));
+        }
+        if self.held {
+            if let Some(e) = self.expires {
+                s.push_str(&format!("  expires: {}\n", rfc3339_secs(e)));
+            }
+        }
+        s.push_str(&format!("  token: {}\n", self.token));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_names() {
+        for ok in ["akash-1001", "pay2slay", "a", "rel.v1"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Akash",
+            "a b",
+            "-x",
+            "x-",
+            "a/b",
+            "../x",
+            &"x".repeat(54),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_lost_lock_refuses_and_an_expired_one_too() {
+        let locks = Locks::default();
+        let dir = tempfile::tempdir().unwrap();
+        let info = HolderInfo::current("t.rhai");
+        let f = match file::acquire(dir.path(), "t", &info, Duration::from_secs(60)).unwrap() {
+            file::Acquire::Held(f, _) => f,
+            file::Acquire::Busy(_) => panic!("busy"),
+        };
+        let deadline = Deadline::new(Duration::from_secs(60));
+        locks.add(Held {
+            name: "t".into(),
+            backend: "file",
+            place: Backend::File,
+            token: 1,
+            deadline: deadline.clone(),
+            stop: CancellationToken::new(),
+            handle: Handle::File(f),
+        });
+        assert!(locks.guard("write_json").is_ok());
+        assert_eq!(locks.mutations(), 1);
+        deadline.lock().unwrap().until = Instant::now() - Duration::from_millis(1);
+        let e = locks.guard("write_json").unwrap_err();
+        assert!(e.contains("lost the lock 't'"), "{e}");
+        assert!(e.contains("refusing to run write_json"), "{e}");
+        assert_eq!(locks.mutations(), 1, "a refused mutation is not counted");
+        assert!(locks.lost().is_some());
+    }
+
+    #[test]
+    fn backends_parse() {
+        assert_eq!(Backend::parse(Some("file"), None, None), Ok(Backend::File));
+        assert!(Backend::parse(Some("etcd"), None, None)
+            .unwrap_err()
+            .contains("not one of"));
+    }
+}
