@@ -402,10 +402,7 @@ pub fn history(
     if as_json {
         let tail: Vec<&Value> = records.iter().rev().take(limit).collect();
         let tail: Vec<&Value> = tail.into_iter().rev().collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&tail).unwrap_or_else(|_| "[]".into())
-        );
+        crate::out::println(&serde_json::to_string_pretty(&tail).unwrap_or_else(|_| "[]".into()));
         return Ok(());
     }
     if records.is_empty() {
@@ -413,13 +410,13 @@ pub fn history(
             Backend::File => state.display().to_string(),
             Backend::Kube { .. } => format!("ConfigMap runbook-ledger-{target}"),
         };
-        println!(
+        crate::out::println(&format!(
             "no ledger records for '{target}' ({} backend, {at})",
             place.name()
-        );
+        ));
         return Ok(());
     }
-    print!("{}", render_table(&records, limit));
+    crate::out::text(crate::out::Stream::Stdout, &render_table(&records, limit));
     Ok(())
 }
 

@@ -90,9 +90,9 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             }
             .map_err(Error::Failed)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                crate::out::println(&serde_json::to_string_pretty(&s).unwrap_or_default());
             } else {
-                print!("{}", s.render());
+                crate::out::text(crate::out::Stream::Stdout, &s.render());
             }
             if s.held {
                 Ok(())
@@ -135,7 +135,7 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
                 before.token + 1,
                 holder.clone(),
             ) {
-                eprintln!("warning: the break is not in the ledger: {e}");
+                crate::out::eprintln(&format!("warning: the break is not in the ledger: {e}"));
             }
             let was = if before.held {
                 format!(
@@ -145,9 +145,9 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             } else {
                 "it was free".into()
             };
-            println!(
+            crate::out::println(&format!(
                 "broke lock {name} ({was}); a holder still running refuses every further change"
-            );
+            ));
             Ok(())
         }
     }

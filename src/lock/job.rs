@@ -189,7 +189,7 @@ pub fn job(raw: &[String]) -> Result<(), Error> {
     let m = manifest(&a, &image, &ns);
     let yaml = serde_norway::to_string(&m)
         .map_err(|e| Error::Failed(format!("cannot render the Job as YAML: {e}")))?;
-    print!("{yaml}");
+    crate::out::text(crate::out::Stream::Stdout, &yaml);
     Ok(())
 }
 

@@ -138,3 +138,28 @@ fn masks_are_issued_under_github_actions_in_every_format() {
         );
     }
 }
+
+#[test]
+fn history_and_lock_status_print_recorded_text_as_text() {
+    let mut p = Project::new();
+    p.file(
+        "pb.rhai",
+        "const PARAMS = #{ v: #{ help: \"x\" } };\nlock(\"t1\");\nledger_note(#{ note: args.v });\nwrite_json(\"a.json\", #{ a: 1 });\n",
+    );
+    p.env("GITHUB_ACTOR", "a\r::error::INJECTED");
+    p.run(&["pb.rhai", "--v", "x\n::error::INJECTED\r##[error]INJECTED"])
+        .code(0);
+    gha(&mut p);
+    for args in [
+        &["history", "t1"][..],
+        &["history", "t1", "--json"],
+        &["lock", "status", "t1"],
+    ] {
+        let out = p.run(args);
+        assert_no_injection(&out.stdout, &out.stderr);
+        if args[0] == "history" {
+            // The table shows the actor, the JSON every field.
+            out.code(0).has(PAYLOAD);
+        }
+    }
+}

@@ -31,6 +31,8 @@ pub struct Cmd {
     pub name: String,
     pub props: String,
     pub data: String,
+    /// Read in the legacy `##[name]data` form (runbook never writes it).
+    pub legacy: bool,
 }
 
 fn unescape_data(s: &str) -> String {
@@ -41,25 +43,26 @@ fn unescape_data(s: &str) -> String {
 
 /// A command from its info (`name props`) and data, if the runner knows
 /// the name (or it is the current stop token).
-fn command(info: &str, data: String, extra: Option<&str>) -> Option<Cmd> {
+fn command(info: &str, data: String, extra: Option<&str>, legacy: bool) -> Option<Cmd> {
     let (name, props) = info.split_once(' ').unwrap_or((info, ""));
     (REGISTERED.contains(&name) || Some(name) == extra).then(|| Cmd {
         name: name.into(),
         props: props.trim().into(),
         data,
+        legacy,
     })
 }
 
 fn parse_v2(line: &str, extra: Option<&str>) -> Option<Cmd> {
     let rest = line.trim_start().strip_prefix("::")?;
     let end = rest.find("::")?;
-    command(&rest[..end], unescape_data(&rest[end + 2..]), extra)
+    command(&rest[..end], unescape_data(&rest[end + 2..]), extra, false)
 }
 
 fn parse_v1(line: &str, extra: Option<&str>) -> Option<Cmd> {
     let start = line.find("##[")? + 3;
     let rb = start + line[start..].find(']')?;
-    command(&line[start..rb], line[rb + 1..].into(), extra)
+    command(&line[start..rb], line[rb + 1..].into(), extra, true)
 }
 
 /// The commands the runner would act on in one stream's text.
@@ -89,13 +92,15 @@ pub fn commands(text: &str) -> Vec<Cmd> {
 /// The marker every hostile payload carries as its command data.
 pub const PAYLOAD: &str = "INJECTED";
 
-/// Assert that no command in stdout or stderr carries the payload: the
-/// attacker's text reached the runner as text only.
+/// Assert that no command in stdout or stderr carries the payload (or is
+/// in the legacy form, which runbook never writes): the attacker's text
+/// reached the runner as text only.
 #[track_caller]
 pub fn assert_no_injection(stdout: &str, stderr: &str) {
     for (stream, text) in [("stdout", stdout), ("stderr", stderr)] {
         for c in commands(text) {
-            let hit = c.data.trim_end() == PAYLOAD
+            let hit = c.legacy
+                || c.data.trim().starts_with(PAYLOAD)
                 || c.name == "stop-commands" && c.data.contains(PAYLOAD)
                 || ["set-output", "set-env", "add-path", "save-state"].contains(&c.name.as_str());
             assert!(
