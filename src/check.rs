@@ -300,9 +300,9 @@ fn lint_ast(
     decl: &crate::params::Declaration,
     report: &mut dyn FnMut(Option<(usize, usize)>, String),
 ) {
-    let mut known: HashSet<String> = table.names().map(String::from).collect();
-    known.extend(KEYWORD_FNS.iter().map(|s| s.to_string()));
-    known.extend(ast.iter_functions().map(|f| f.name.to_string()));
+    let mut known: HashSet<&str> = table.names().collect();
+    known.extend(KEYWORD_FNS.iter().copied());
+    known.extend(ast.iter_functions().map(|f| f.name));
 
     // First pass: variable names (a variable holding a closure may be
     // called like a function) and import aliases.
@@ -358,7 +358,6 @@ fn lint_ast(
     }
 
     let declared: Vec<&str> = decl.params.iter().map(|p| p.name.as_str()).collect();
-    let known_list: Vec<String> = known.iter().cloned().collect();
     ast.walk(&mut |nodes: &[ASTNode]| {
         let call = match nodes.last() {
             Some(ASTNode::Expr(Expr::FnCall(f, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(f, pos))) => Some((f, pos)),
@@ -374,7 +373,7 @@ fn lint_ast(
                             pos_of(*pos),
                             format!(
                                 "unknown function '{name}'{}; `runbook doc` lists the primitives",
-                                crate::suggest::hint(name, known_list.iter().map(String::as_str))
+                                crate::suggest::hint(name, known.iter().copied())
                             ),
                         );
                     }

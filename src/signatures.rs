@@ -18,7 +18,8 @@ pub struct Sig {
 
 /// Every function the engine knows, by name.
 pub struct Table {
-    std: &'static HashMap<String, Vec<Sig>>,
+    /// The language's function names (cheap: no signature is formatted).
+    std_names: &'static HashSet<String>,
     own: HashMap<String, Vec<Sig>>,
     primitives: HashSet<String>,
 }
@@ -26,10 +27,16 @@ pub struct Table {
 /// Signatures by name, read from the engine's metadata without formatting
 /// every one (that costs milliseconds a run should not pay).
 fn collect(engine: &Engine, std: bool) -> HashMap<String, Vec<Sig>> {
+    // Without `std`, the shared standard package (a global module to Rhai,
+    // so listed anyway) is skipped before anything is formatted.
+    let skip = if std { None } else { Some(std_fn_ids()) };
     let list = engine.collect_fn_metadata(
         None,
         |info| {
             let m = info.metadata;
+            if skip.is_some_and(|ids| ids.contains(&(m as *const _ as usize))) {
+                return None;
+            }
             let mut infos: Vec<String> = m.params_info.iter().map(|p| p.to_string()).collect();
             // The last entry of params_info is the return type when given.
             if infos.len() == m.num_params + 1 {
@@ -57,11 +64,48 @@ fn collect(engine: &Engine, std: bool) -> HashMap<String, Vec<Sig>> {
     out
 }
 
-/// The language's own functions, read once per process (they are the same
-/// for every engine).
+/// The language's own functions with their signatures, read once per
+/// process (they are the same for every engine) and only when a check
+/// needs one: formatting every signature costs a run milliseconds.
 fn std_table() -> &'static HashMap<String, Vec<Sig>> {
     static STD: std::sync::OnceLock<HashMap<String, Vec<Sig>>> = std::sync::OnceLock::new();
     STD.get_or_init(|| collect(&crate::engine::new_engine(), true))
+}
+
+/// The standard package's functions, read once per process in one pass
+/// (no signature formatted): their records by address (every engine
+/// [`crate::engine::new_engine`] builds shares them) and their names.
+fn std_index() -> &'static (HashSet<usize>, HashSet<String>) {
+    static INDEX: std::sync::OnceLock<(HashSet<usize>, HashSet<String>)> =
+        std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut ids = HashSet::new();
+        let mut names = HashSet::new();
+        for (id, name) in crate::engine::new_engine().collect_fn_metadata(
+            None,
+            |info| {
+                Some((
+                    info.metadata as *const _ as usize,
+                    info.metadata.name.clone(),
+                ))
+            },
+            true,
+        ) {
+            ids.insert(id);
+            if !names.contains(name.as_str()) {
+                names.insert(name.to_string());
+            }
+        }
+        (ids, names)
+    })
+}
+
+fn std_fn_ids() -> &'static HashSet<usize> {
+    &std_index().0
+}
+
+fn std_names() -> &'static HashSet<String> {
+    &std_index().1
 }
 
 /// Split `name(a: T, b: U) -> R` into the name and the parameter types.
@@ -189,7 +233,7 @@ impl Table {
         let own = collect(engine, false);
         let primitives = own.keys().cloned().collect();
         Table {
-            std: std_table(),
+            std_names: std_names(),
             own,
             primitives,
         }
@@ -201,18 +245,30 @@ impl Table {
             .get(name)
             .map(|s| s.iter().collect())
             .unwrap_or_default();
-        v.extend(self.std.get(name).map(|s| s.iter()).into_iter().flatten());
+        // Only a name the packages also define needs their signatures.
+        if self.std_names.contains(name) {
+            v.extend(
+                std_table()
+                    .get(name)
+                    .map(|s| s.iter())
+                    .into_iter()
+                    .flatten(),
+            );
+        }
         v
     }
 
     /// Whether any function of that name exists.
     pub fn knows(&self, name: &str) -> bool {
-        self.own.contains_key(name) || self.std.contains_key(name)
+        self.own.contains_key(name) || self.std_names.contains(name)
     }
 
     /// Every function name, for did-you-mean hints.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.own.keys().chain(self.std.keys()).map(String::as_str)
+        self.own
+            .keys()
+            .chain(self.std_names.iter())
+            .map(String::as_str)
     }
 
     /// What is wrong with a call of primitive `name` with `args`, if anything.
