@@ -127,23 +127,9 @@ pub fn shift(t: &str, secs: i64) -> String {
     let Some(secs0) = parse() else {
         return t.to_string();
     };
-    let s = secs0 - secs;
-    let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000000Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    // runbook's own RFC 3339 renderer, with kube-rs's micro-time fraction.
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs0 - secs).unwrap_or(0));
+    runbook::primitives::settings::rfc3339(at).replace('Z', ".000000Z")
 }
 
 fn handle(mut stream: TcpStream, store: Arc<Mutex<Store>>, requests: Arc<Mutex<Vec<String>>>) {
