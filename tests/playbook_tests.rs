@@ -304,3 +304,23 @@ fn test_read_only_exec_needs_a_stub_in_a_dry_run_too() {
     );
     p.run(&["test"]).code(0).has("3 passed, 0 failed");
 }
+
+/// The README's example test file, taken from the README itself and run
+/// against the shipped rollback playbook: the documentation stays true.
+#[test]
+fn the_readme_example_passes_as_written() {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let example: String = readme
+        .split("```rhai\n")
+        .find(|block| block.starts_with("// playbooks/rollback.test.rhai"))
+        .and_then(|block| block.split("```").next())
+        .expect("the README has the rollback.test.rhai example")
+        .to_string();
+    let p = Project::new();
+    p.copy_from_repo("playbooks/rollback.rhai")
+        .copy_from_repo("stdlib")
+        .file("playbooks/readme_example.test.rhai", &example);
+    p.run(&["test", "playbooks/readme_example.test.rhai"])
+        .code(0)
+        .has("2 passed, 0 failed");
+}
