@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod lock;
 pub mod logging;
 pub mod net;
+pub mod opts;
 pub mod out;
 pub mod params;
 pub mod primitives;

@@ -83,7 +83,7 @@ impl RunOptions {
                 }
                 "--timeout" => {
                     let v = value(&mut i, flag, inline)?;
-                    let d = crate::primitives::parse_duration(&v)
+                    let d = crate::opts::parse_duration(&v)
                         .filter(|d| !d.is_zero())
                         .ok_or_else(|| Error::Usage(format!("--timeout '{v}' is not a positive number of seconds (or \"90s\", \"5m\")")))?;
                     o.timeout = Some(d);
