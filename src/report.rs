@@ -18,7 +18,9 @@ pub struct Report {
     pub text: String,
 }
 
-fn caret(source: &str, pos: Position) -> String {
+/// The source line of `pos` with a caret under its column (empty when
+/// the position names no line of `source`).
+pub fn caret(source: &str, pos: Position) -> String {
     let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
         return String::new();
     };

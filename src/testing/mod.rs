@@ -92,17 +92,7 @@ fn innermost(err: &EvalAltResult) -> (Position, String) {
     if !cur.position().is_none() {
         pos = cur.position();
     }
-    let msg = match cur {
-        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
-        other => {
-            let s = other.to_string();
-            match s.rfind(" (line ") {
-                Some(i) if s.ends_with(')') => s[..i].to_string(),
-                _ => s,
-            }
-        }
-    };
-    (pos, msg)
+    (pos, proxy::error_text(cur))
 }
 
 /// A failure as text: message, `--> file:line:col` and the line with a caret.
@@ -112,16 +102,7 @@ pub fn failure_text(err: &EvalAltResult, file: &Path, source: &str) -> String {
     if let Some(line) = pos.line() {
         let col = pos.position().unwrap_or(1);
         s.push_str(&format!("  --> {}:{line}:{col}\n", file.display()));
-        if let Some(src) = source.lines().nth(line - 1) {
-            let num = line.to_string();
-            let pad = " ".repeat(num.len());
-            let indent: String = src
-                .chars()
-                .take(col.saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            s.push_str(&format!("{pad} |\n{num} | {src}\n{pad} | {indent}^\n"));
-        }
+        s.push_str(&crate::report::caret(source, pos));
     }
     s
 }
