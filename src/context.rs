@@ -238,11 +238,11 @@ impl Ctx {
     /// Run `fut` to completion from the script thread, bounded by `timeout`
     /// and by the run's cancellation. `what` names the call in the timeout
     /// message.
-    pub fn block_on<T>(
+    pub fn block_on<T, E: Into<crate::error::PrimError>>(
         &self,
         what: &str,
         timeout: Duration,
-        fut: impl Future<Output = Result<T, String>>,
+        fut: impl Future<Output = Result<T, E>>,
     ) -> RhaiResult<T> {
         if self.cancel.is_cancelled() {
             return Err(terminated());
@@ -260,7 +260,7 @@ impl Ctx {
                 "{what}: no answer within {} (the call's timeout; raise it with the `timeout` option)",
                 crate::error::fmt_secs(timeout)
             ))),
-            Some(Ok(Err(msg))) => Err(error(msg)),
+            Some(Ok(Err(e))) => Err(e.into().into()),
             Some(Ok(Ok(v))) => Ok(v),
         }
     }

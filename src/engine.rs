@@ -282,13 +282,29 @@ pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, 
 pub fn new_engine() -> Engine {
     use rhai::packages::Package;
     static STD: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
+    static ERRORS: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
     let mut engine = Engine::new_raw();
     engine.set_max_strings_interned(1024);
     engine.register_global_module(
         STD.get_or_init(|| rhai::packages::StandardPackage::new().as_shared_module())
             .clone(),
     );
+    engine.register_global_module(ERRORS.get_or_init(error_module).clone());
     engine
+}
+
+/// A caught usage error reads as its message (`${e}`, `print(e)`,
+/// `e.contains(..)`), like every other error a primitive throws.
+fn error_module() -> rhai::Shared<Module> {
+    use crate::error::UsageError;
+    let mut m = Module::new();
+    m.set_native_fn("to_string", |e: &mut UsageError| Ok(e.0.clone()));
+    m.set_native_fn("to_debug", |e: &mut UsageError| Ok(format!("{:?}", e.0)));
+    m.set_native_fn("contains", |e: &mut UsageError, s: &str| {
+        Ok(e.0.contains(s))
+    });
+    m.set_native_fn("message", |e: &mut UsageError| Ok(e.0.clone()));
+    rhai::Shared::new(m)
 }
 
 /// Build the sandboxed engine for a run (or a check) of `playbook`.
@@ -366,6 +382,18 @@ pub fn base(ctx: &Arc<Ctx>) -> Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caught_usage_error_reads_as_its_message() {
+        let mut engine = new_engine();
+        engine.register_fn("bad", || -> Result<(), Box<rhai::EvalAltResult>> {
+            Err(crate::error::PrimError::usage("bad: option 'x' is unknown").into())
+        });
+        let got: String = engine
+            .eval(r#"let r = ""; try { bad(); } catch (e) { r = `${e}|${e.contains("unknown")}`; } r"#)
+            .unwrap();
+        assert_eq!(got, "bad: option 'x' is unknown|true");
+    }
 
     #[test]
     fn module_names_stay_inside() {

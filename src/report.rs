@@ -40,7 +40,7 @@ pub fn caret(source: &str, pos: Position) -> String {
 /// The innermost message of an error, without Rhai's position suffix.
 fn leaf_message(err: &EvalAltResult) -> String {
     match err {
-        EvalAltResult::ErrorRuntime(v, _) => match v.read_lock::<crate::primitives::settings::UsageError>() {
+        EvalAltResult::ErrorRuntime(v, _) => match v.read_lock::<crate::error::UsageError>() {
             Some(u) => u.0.clone(),
             None => match v.read_lock::<crate::lock::BusyError>() {
                 Some(b) => b.0.clone(),
@@ -82,7 +82,7 @@ pub fn is_usage(err: &EvalAltResult) -> bool {
     match err {
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
         | EvalAltResult::ErrorInModule(_, inner, _) => is_usage(inner),
-        EvalAltResult::ErrorRuntime(v, _) => v.is::<crate::primitives::settings::UsageError>(),
+        EvalAltResult::ErrorRuntime(v, _) => v.is::<crate::error::UsageError>(),
         _ => false,
     }
 }

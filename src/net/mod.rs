@@ -12,6 +12,7 @@
 pub mod creds;
 #[cfg(test)]
 mod props;
+pub mod retry;
 
 use std::fmt;
 

@@ -647,7 +647,7 @@ fn soft_verify(ctx: &Arc<Ctx>, image: &str, digest: &str, opts: &Map) -> RhaiRes
                 "cosign_soft_verify",
                 timeout + Duration::from_secs(2),
                 async move {
-                    Ok(
+                    Ok::<_, String>(
                         match tokio::time::timeout(timeout, find_and_verify(&cl, &d, &policy)).await
                         {
                             Ok(Ok(v)) => v,

@@ -6,11 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::BackoffBuilder;
 use rhai::{Array, Dynamic, Engine, FuncRegistration, Map};
 
 use crate::context::{error, Ctx, RhaiResult};
-use crate::error::fmt_secs;
+use crate::error::{fmt_secs, PrimError};
+use crate::net::retry::{retry_with, Schedule};
 use crate::primitives::Opts;
 
 /// How often and how long to try.
@@ -137,81 +137,77 @@ impl Checked {
     }
 }
 
-/// Call `probe` until it answers a status in `r.expect`, bounded by
-/// `r.max_elapsed` (each attempt by `r.timeout`, cut to fit). `prim` and
-/// `what` name the call in logs and errors.
+impl Retry {
+    /// The one retry schedule (`net::retry`) with these bounds.
+    pub fn schedule(&self) -> Schedule {
+        Schedule::within(self.max_elapsed)
+            .delays(self.initial_interval, self.max_interval)
+            .attempt_timeout(self.timeout)
+    }
+}
+
+/// Call `probe` until it answers a status in `r.expect`, on the one retry
+/// schedule bounded by `r.max_elapsed` (each attempt by `r.timeout`, cut
+/// to fit). `prim` and `what` name the call in logs and errors.
 pub async fn retry_until<F, Fut>(
     prim: &'static str,
     what: &str,
     r: &Retry,
     mut probe: F,
-) -> Result<Checked, String>
+) -> Result<Checked, PrimError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Probe>,
 {
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(r.initial_interval)
-        .with_max_delay(r.max_interval.max(r.initial_interval))
-        .with_factor(2.0)
-        .without_max_times()
-        .with_jitter()
-        .build();
     let start = Instant::now();
-    let mut attempt = 0u32;
-    let mut last = String::from("nothing yet");
-    // Bounded by time; the count is a second guard against a zero delay.
-    while attempt < 10_000 {
-        let remaining = r.max_elapsed.saturating_sub(start.elapsed());
-        if remaining < Duration::from_millis(5) {
-            break;
+    let outcome = retry_with(&r.schedule(), |attempt| {
+        let fut = probe();
+        async move {
+            let seen = match fut.await {
+                Probe::Status(s) if r.expect.contains(&s) => return Ok(s),
+                Probe::Status(s) => PrimError::transient(format!("answered {s}")),
+                Probe::Transient(e) => PrimError::transient(e),
+                Probe::Fatal(e) => return Err(PrimError::fatal(e)),
+            };
+            tracing::info!(
+                primitive = prim, target_url = %what, attempt,
+                elapsed_ms = start.elapsed().as_millis() as u64, seen = %seen.msg, outcome = "waiting",
+                "{what}: attempt {attempt} {}", seen.msg
+            );
+            Err(seen)
         }
-        attempt += 1;
-        let budget = r.timeout.min(remaining);
-        let seen = match tokio::time::timeout(budget, probe()).await {
-            Ok(Probe::Status(s)) if r.expect.contains(&s) => {
-                let elapsed = start.elapsed();
-                tracing::info!(
-                    primitive = prim, target_url = %what, status = s, attempt,
-                    elapsed_ms = elapsed.as_millis() as u64, outcome = "healthy",
-                    "{what} answered {s} (attempt {attempt}, {})", fmt_secs(elapsed)
-                );
-                return Ok(Checked {
-                    status: s,
-                    elapsed,
-                    attempts: attempt,
-                });
-            }
-            Ok(Probe::Status(s)) => format!("answered {s}"),
-            Ok(Probe::Transient(e)) => e,
-            Ok(Probe::Fatal(e)) => {
-                return Err(format!(
-                    "{prim}: {what}: {e} (attempt {attempt}; not retried: retrying cannot fix this)"
-                ))
-            }
-            Err(_) => format!("no answer within {}", fmt_secs(budget)),
-        };
-        tracing::info!(
-            primitive = prim, target_url = %what, attempt,
-            elapsed_ms = start.elapsed().as_millis() as u64, seen = %seen, outcome = "waiting",
-            "{what}: attempt {attempt} {seen}"
-        );
-        last = seen;
-        let remaining = r.max_elapsed.saturating_sub(start.elapsed());
-        if remaining.is_zero() {
-            break;
+    })
+    .await;
+    match outcome {
+        Ok((status, stats)) => {
+            let attempt = stats.attempts;
+            tracing::info!(
+                primitive = prim, target_url = %what, status, attempt,
+                elapsed_ms = stats.elapsed.as_millis() as u64, outcome = "healthy",
+                "{what} answered {status} (attempt {attempt}, {})", fmt_secs(stats.elapsed)
+            );
+            Ok(Checked {
+                status,
+                elapsed: stats.elapsed,
+                attempts: attempt,
+            })
         }
-        let delay = delays.next().unwrap_or(r.max_interval);
-        tokio::time::sleep(delay.min(remaining)).await;
+        Err(g) if !g.exhausted => Err(PrimError::fatal(format!(
+            "{prim}: {what}: {} (attempt {}; not retried: retrying cannot fix this)",
+            g.last.msg, g.attempts
+        ))),
+        Err(g) => {
+            let want: Vec<String> = r.expect.iter().map(u16::to_string).collect();
+            Err(PrimError::transient(format!(
+                "{prim}: {what} did not answer {} after {} attempt(s) in {} (bound max_elapsed = {}); last: {}",
+                want.join(" or "),
+                g.attempts,
+                fmt_secs(g.elapsed),
+                fmt_secs(r.max_elapsed),
+                g.last.msg
+            )))
+        }
     }
-    let elapsed = start.elapsed();
-    let want: Vec<String> = r.expect.iter().map(u16::to_string).collect();
-    Err(format!(
-        "{prim}: {what} did not answer {} after {attempt} attempt(s) in {} (bound max_elapsed = {}); last: {last}",
-        want.join(" or "),
-        fmt_secs(elapsed),
-        fmt_secs(r.max_elapsed)
-    ))
 }
 
 /// One GET through the run's HTTP client.
@@ -330,9 +326,9 @@ mod tests {
         .await
         .unwrap_err();
         assert!(started.elapsed() < Duration::from_millis(900), "{err}");
-        assert!(err.contains("did not answer 200"), "{err}");
-        assert!(err.contains("last: answered 503"), "{err}");
-        assert!(err.contains("bound max_elapsed"), "{err}");
+        assert!(err.msg.contains("did not answer 200"), "{err}");
+        assert!(err.msg.contains("last: answered 503"), "{err}");
+        assert!(err.msg.contains("bound max_elapsed"), "{err}");
     }
 
     #[tokio::test]
@@ -345,7 +341,7 @@ mod tests {
         .await
         .unwrap_err();
         assert!(started.elapsed() < Duration::from_millis(900), "{err}");
-        assert!(err.contains("no answer within"), "{err}");
+        assert!(err.msg.contains("no answer within"), "{err}");
     }
 
     #[tokio::test]
@@ -358,7 +354,7 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(n.load(Ordering::SeqCst), 1);
-        assert!(err.contains("not retried"), "{err}");
+        assert!(err.msg.contains("not retried"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,16 @@ pub struct KubeErr {
     pub msg: String,
 }
 
+impl From<KubeErr> for crate::error::PrimError {
+    fn from(e: KubeErr) -> Self {
+        if e.transient {
+            crate::error::PrimError::transient(e.msg)
+        } else {
+            crate::error::PrimError::fatal(e.msg)
+        }
+    }
+}
+
 impl From<KubeErr> for String {
     fn from(e: KubeErr) -> String {
         e.msg
@@ -1086,7 +1096,7 @@ fn capacity(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
                 )
                 .msg
             })?;
-        Ok(rooms(
+        Ok::<_, String>(rooms(
             &nodes.items,
             &pods.items,
             exclude.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
@@ -1159,7 +1169,7 @@ fn deployments(ctx: &Arc<Ctx>, ns: &str, opts: &Map) -> RhaiResult<rhai::Array> 
         let mut names: Vec<String> = list.items.into_iter().filter_map(|d| d.metadata.name).collect();
         names.sort();
         tracing::info!(primitive = "kube_deployments", namespace = %ns, selector = %selector, count = names.len(), "{} Deployment(s) in {ns}: {}", names.len(), names.join(", "));
-        Ok(names)
+        Ok::<_, String>(names)
     })?;
     Ok(names.into_iter().map(Dynamic::from).collect())
 }
@@ -1181,7 +1191,7 @@ fn server(ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<Map> {
             )
             .msg
         })?;
-        Ok((k.server.clone(), k.host.clone(), info))
+        Ok::<_, String>((k.server.clone(), k.host.clone(), info))
     })?;
     let digits = |s: &str| {
         s.chars()

@@ -8,16 +8,6 @@ use rhai::{Dynamic, Engine, FuncRegistration};
 
 use crate::context::{error, Ctx, RhaiResult};
 
-/// The error `fail_usage` throws: the run exits 2.
-#[derive(Clone, Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A time as RFC 3339 UTC, whole seconds.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
     let secs = t
@@ -106,8 +96,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         .with_params_info(["message: &str", "()"])
         .with_comments(["/// Stop the playbook as a usage error (exit code 2): for a parameter\n/// value that `PARAMS` cannot express a rule for (e.g. two that conflict)."])
         .register_into_engine(engine, |msg: &str| -> RhaiResult<()> {
-            let msg = crate::redact::redact(msg).into_owned();
-            Err(rhai::EvalAltResult::ErrorRuntime(Dynamic::from(UsageError(msg)), rhai::Position::NONE).into())
+            Err(crate::error::PrimError::usage(msg).into())
         });
 
     FuncRegistration::new("utc_now")
