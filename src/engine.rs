@@ -280,24 +280,21 @@ pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, 
 /// `Engine::new()` with the language's standard package built once per
 /// process and shared: `runbook test` builds several engines per test.
 pub fn new_engine() -> Engine {
-    use rhai::packages::Package;
     static STD: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
-    static ERRORS: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
     let mut engine = Engine::new_raw();
     engine.set_max_strings_interned(1024);
-    engine.register_global_module(
-        STD.get_or_init(|| rhai::packages::StandardPackage::new().as_shared_module())
-            .clone(),
-    );
-    engine.register_global_module(ERRORS.get_or_init(error_module).clone());
+    engine.register_global_module(STD.get_or_init(std_package).clone());
     engine
 }
 
-/// A caught usage error reads as its message (`${e}`, `print(e)`,
-/// `e.contains(..)`), like every other error a primitive throws.
-fn error_module() -> rhai::Shared<Module> {
+/// Rhai's standard package, plus what makes a caught usage error read as
+/// its message (`${e}`, `print(e)`, `e.contains(..)`) like every other
+/// error a primitive throws. Added to the package (a clone keeps its
+/// "standard library" mark) so `runbook doc` does not list them.
+fn std_package() -> rhai::Shared<Module> {
     use crate::error::UsageError;
-    let mut m = Module::new();
+    use rhai::packages::Package;
+    let mut m = (*rhai::packages::StandardPackage::new().as_shared_module()).clone();
     m.set_native_fn("to_string", |e: &mut UsageError| Ok(e.0.clone()));
     m.set_native_fn("to_debug", |e: &mut UsageError| Ok(format!("{:?}", e.0)));
     m.set_native_fn("contains", |e: &mut UsageError, s: &str| {

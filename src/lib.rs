@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod context;
+pub mod declare;
 pub mod doc;
 pub mod engine;
 pub mod error;

@@ -6,9 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rhai::{Array, Dynamic, Engine, FuncRegistration, Map};
+use rhai::{Array, Dynamic, Engine, ImmutableString, Map};
 
 use crate::context::{error, Ctx, RhaiResult};
+use crate::declare::{Opt, Spec};
 use crate::error::{fmt_secs, PrimError};
 use crate::net::retry::{retry_with, Schedule};
 use crate::primitives::Opts;
@@ -39,15 +40,6 @@ impl Default for Retry {
         }
     }
 }
-
-/// The option keys `Retry::from_opts` reads.
-pub const RETRY_KEYS: &[&str] = &[
-    "expect",
-    "timeout",
-    "max_elapsed",
-    "initial_interval",
-    "max_interval",
-];
 
 impl Retry {
     /// Read the retry options of `prim`.
@@ -219,9 +211,8 @@ async fn get_once(ctx: &Ctx, url: &str) -> Probe {
     }
 }
 
-fn check(ctx: &Arc<Ctx>, url: &str, opts: &Map) -> RhaiResult<Map> {
-    let o = Opts::new("http_check", opts, RETRY_KEYS)?;
-    let r = Retry::from_opts("http_check", &o)?;
+fn check(ctx: &Arc<Ctx>, url: &str, o: &Opts) -> RhaiResult<Map> {
+    let r = Retry::from_opts("http_check", o)?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(error(format!(
             "http_check: '{url}' is not an http(s) URL; give the whole URL, e.g. \"http://192.168.49.2:30080/health\""
@@ -250,37 +241,55 @@ fn check(ctx: &Arc<Ctx>, url: &str, opts: &Map) -> RhaiResult<Map> {
     Ok(checked.to_map())
 }
 
-const DOC: &str = "\
-/// GET `url` until it answers the expected status, with bounded, jittered
-/// exponential backoff (connection refused, timeouts and other statuses are
-/// retried).
-///
-/// Options: `expect` (a status or a list, default 200), `timeout` (one
-/// attempt, default 5 s), `max_elapsed` (hard bound on the whole check,
-/// default 60 s, the last attempt cut to fit), `initial_interval` (0.5 s),
-/// `max_interval` (5 s). Durations are seconds or strings like \"500ms\".
-///
-/// Returns `#{status, elapsed}` (`elapsed` in seconds). Throws after the
-/// bound with the number of attempts and the last answer seen. Read-only:
-/// runs in `--dry-run` too. Only the status is read, never the body, so an
-/// endless or huge answer costs nothing; redirects are followed (at most 10).
-///
-/// ```rhai
-/// let r = http_check(`http://${host}:${port}/`, #{ expect: [200, 307], max_elapsed: 60 });
-/// ```";
+/// The options every retrying check takes (`http_check`,
+/// `kube_service_check`): one table, one parser ([`Retry::from_opts`]).
+pub const RETRY_OPTS: &[Opt] = &[
+    Opt {
+        key: "expect",
+        ty: "int or [int]",
+        default: "200",
+        help: "the status, or the statuses, that count as healthy",
+    },
+    Opt {
+        key: "timeout",
+        ty: "duration",
+        default: "5s",
+        help: "bound on one attempt",
+    },
+    Opt {
+        key: "max_elapsed",
+        ty: "duration",
+        default: "60s",
+        help: "hard bound on the whole check, the last attempt cut to fit",
+    },
+    Opt {
+        key: "initial_interval",
+        ty: "duration",
+        default: "0.5s",
+        help: "first delay between attempts (doubling, jittered)",
+    },
+    Opt {
+        key: "max_interval",
+        ty: "duration",
+        default: "5s",
+        help: "largest delay between attempts",
+    },
+];
+
+static SPEC: Spec = Spec {
+    name: "http_check",
+    params: &["url: String"],
+    returns: "Map",
+    doc: include_str!("docs/http_check.md"),
+    opts: RETRY_OPTS,
+};
 
 /// Register `http_check`.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
-    FuncRegistration::new("http_check")
-        .with_params_info(["url: &str", "opts: Map", "Map"])
-        .with_comments([DOC])
-        .register_into_engine(engine, move |url: &str, opts: Map| check(&c, url, &opts));
-    let c = ctx.clone();
-    FuncRegistration::new("http_check")
-        .with_params_info(["url: &str", "Map"])
-        .with_comments(["/// `http_check(url)`: `http_check` with the default options."])
-        .register_into_engine(engine, move |url: &str| check(&c, url, &Map::new()));
+    SPEC.register1(engine, move |url: ImmutableString, o: &Opts| {
+        check(&c, &url, o)
+    });
 }
 
 #[cfg(test)]
@@ -364,13 +373,13 @@ mod tests {
             "expect".into(),
             Dynamic::from(vec![Dynamic::from(200_i64), Dynamic::from(307_i64)]),
         );
-        let o = Opts::new("http_check", &m, RETRY_KEYS).unwrap();
+        let o = SPEC.read(&m).unwrap();
         assert_eq!(
             Retry::from_opts("http_check", &o).unwrap().expect,
             [200, 307]
         );
         m.insert("expect".into(), Dynamic::from(42_i64));
-        let o = Opts::new("http_check", &m, RETRY_KEYS).unwrap();
+        let o = SPEC.read(&m).unwrap();
         assert!(Retry::from_opts("http_check", &o).is_err());
     }
 }

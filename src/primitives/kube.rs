@@ -1218,7 +1218,7 @@ fn service_check(
     path: &str,
     opts: &Map,
 ) -> RhaiResult<Map> {
-    let mut keys: Vec<&str> = http_check::RETRY_KEYS.to_vec();
+    let mut keys: Vec<&str> = http_check::RETRY_OPTS.iter().map(|o| o.key).collect();
     keys.push("context");
     let o = Opts::new("kube_service_check", opts, &keys)?;
     let r = Retry::from_opts("kube_service_check", &o)?;
