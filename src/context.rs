@@ -1,5 +1,5 @@
 //! The run's shared state: dry-run flag, cancellation, deadlines, the HTTP
-//! client, the exec allow-list, and what the run promised to write
+//! client, the Kubernetes clients, the exec allow-list, and what the run promised to write
 //! (outputs, summaries, artifacts) so a failed run can take it back.
 
 use std::collections::HashSet;
@@ -155,6 +155,9 @@ pub struct Ctx {
     pub locks: crate::lock::Locks,
     /// Fields `ledger_note` added to this run's ledger record.
     pub ledger_notes: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// The Kubernetes clients this run made, one per context: the
+    /// kubeconfig read once and one connection pool, for this run only.
+    pub kube: crate::kube::Clients,
 }
 
 /// A primitive's result as Rhai sees it.
@@ -188,6 +191,7 @@ impl Ctx {
             children: Mutex::new(HashSet::new()),
             locks: crate::lock::Locks::default(),
             ledger_notes: Mutex::new(serde_json::Map::new()),
+            kube: crate::kube::Clients::default(),
         })
     }
 

@@ -211,6 +211,47 @@ impl Spec {
             move |a: A, b: B| self.call(|| g(a, b, &self.read(&Map::new())?)),
         );
     }
+
+    /// Register `name(a, b, c)` and, when the table has options,
+    /// `name(a, b, c, opts)`.
+    pub fn register3<A, B, C, R, F>(&'static self, engine: &mut Engine, f: F)
+    where
+        A: Variant + Clone,
+        B: Variant + Clone,
+        C: Variant + Clone,
+        R: Variant + Clone,
+        F: Fn(A, B, C, &Opts) -> RhaiResult<R> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let g = f.clone();
+        self.register(
+            engine,
+            move |a: A, b: B, c: C, opts: Map| self.call(|| f(a, b, c, &self.read(&opts)?)),
+            move |a: A, b: B, c: C| self.call(|| g(a, b, c, &self.read(&Map::new())?)),
+        );
+    }
+
+    /// Register `name(a, b, c, d)` and, when the table has options,
+    /// `name(a, b, c, d, opts)`.
+    pub fn register4<A, B, C, D, R, F>(&'static self, engine: &mut Engine, f: F)
+    where
+        A: Variant + Clone,
+        B: Variant + Clone,
+        C: Variant + Clone,
+        D: Variant + Clone,
+        R: Variant + Clone,
+        F: Fn(A, B, C, D, &Opts) -> RhaiResult<R> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let g = f.clone();
+        self.register(
+            engine,
+            move |a: A, b: B, c: C, d: D, opts: Map| {
+                self.call(|| f(a, b, c, d, &self.read(&opts)?))
+            },
+            move |a: A, b: B, c: C, d: D| self.call(|| g(a, b, c, d, &self.read(&Map::new())?)),
+        );
+    }
 }
 
 /// Put `name: ` in front of a primitive's error message unless it is

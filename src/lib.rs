@@ -9,6 +9,8 @@ pub mod engine;
 pub mod error;
 pub mod fsread;
 pub mod github;
+pub mod helm;
+pub mod kube;
 pub mod ledger;
 pub mod lock;
 pub mod logging;

@@ -4,7 +4,9 @@
 //! by hand: `PROPTEST_CASES=200000 cargo test --release --test properties`.
 
 use proptest::prelude::*;
-use runbook::primitives::{helm, kube, sdl, shapes, validate_endpoint};
+use runbook::helm::{failure, status, template, version};
+use runbook::kube::{capacity, service};
+use runbook::primitives::{sdl, shapes, validate_endpoint};
 
 /// Text that looks like what the parsers see: JSON/YAML punctuation,
 /// digits, hosts, newlines, control characters and anything else.
@@ -97,18 +99,20 @@ proptest! {
 
     #[test]
     fn helm_and_kube_text_parsers_never_panic(text in hostile_text(), v in json_value()) {
-        let _ = helm::parse_version(&text);
-        let _ = helm::parse_status(&text);
-        let _ = helm::parse_status(&v.to_string());
-        let _ = helm::last_good_revision(&text);
-        let _ = helm::last_good_revision(&v.to_string());
-        let _ = helm::blocking_resource(&text);
-        let _ = helm::last_event(&text, None);
-        let _ = helm::last_event(&v.to_string(), Some(("Deployment", "x")));
-        let _ = kube::parse_quantity(&text);
-        let _ = kube::cpu_millis(&text);
-        let _ = kube::memory_bytes(&text);
-        let _ = kube::validate_node_endpoint(&text);
+        let _ = version::parse_version(&text);
+        let _ = status::parse_status(&text);
+        let _ = status::parse_status(&v.to_string());
+        let _ = status::last_good_revision(&text);
+        let _ = status::last_good_revision(&v.to_string());
+        let _ = failure::blocking_resource(&text);
+        let _ = failure::last_event(&text, None);
+        let _ = failure::last_event(&v.to_string(), Some(("Deployment", "x")));
+        let _ = template::parse_manifests(&text);
+        let _ = template::parse_manifests(&v.to_string());
+        let _ = capacity::parse_quantity(&text);
+        let _ = capacity::cpu_millis(&text);
+        let _ = capacity::memory_bytes(&text);
+        let _ = service::validate_node_endpoint(&text);
     }
 
     #[test]

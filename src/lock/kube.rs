@@ -37,6 +37,30 @@ pub fn lease_name(name: &str) -> String {
     format!("runbook-{name}")
 }
 
+/// The namespaced API for `K` through `clients` (the run's own for the
+/// `lock` primitive), in `namespace` or the context's default.
+async fn api_with<K>(
+    clients: &crate::kube::Clients,
+    namespace: Option<&str>,
+    context: Option<&str>,
+) -> Result<(Api<K>, String), String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let k = clients.connect(context).await.map_err(|e| e.msg)?;
+    let ns = namespace
+        .map(String::from)
+        .unwrap_or_else(|| k.client.default_namespace().to_string());
+    Ok((Api::namespaced(k.client.clone(), &ns), ns))
+}
+
+/// [`api_with`] on a client of its own: the `lock` and `history`
+/// commands and the ledger at a run's end make one or two calls, outside
+/// any run's clients.
 async fn api<K>(namespace: Option<&str>, context: Option<&str>) -> Result<(Api<K>, String), String>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -45,13 +69,7 @@ where
         + std::fmt::Debug,
     <K as kube::Resource>::DynamicType: Default,
 {
-    let k = crate::primitives::kube::connect(context)
-        .await
-        .map_err(String::from)?;
-    let ns = namespace
-        .map(String::from)
-        .unwrap_or_else(|| k.client.default_namespace().to_string());
-    Ok((Api::namespaced(k.client.clone(), &ns), ns))
+    api_with(&crate::kube::Clients::default(), namespace, context).await
 }
 
 fn status_code(e: &kube::Error) -> Option<u16> {
@@ -228,7 +246,11 @@ pub fn take(
     wait: Duration,
     info: &HolderInfo,
 ) -> RhaiResult<Map> {
-    let (api, ns) = ctx.block_on("lock", CALL * 2, api::<Lease>(namespace, context))?;
+    let (api, ns) = ctx.block_on(
+        "lock",
+        CALL * 2,
+        api_with::<Lease>(&ctx.kube, namespace, context),
+    )?;
     let started = Instant::now();
     let mut logged = false;
     loop {

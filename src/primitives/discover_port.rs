@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::context::{error, terminated, Ctx, RhaiResult};
 use crate::error::fmt_secs;
+use crate::kube::service::Look;
 use crate::primitives::shapes::{self, Found};
 use crate::primitives::validate_endpoint::validate;
 use crate::primitives::{akash, exec, kube, string_array, to_json, Opts};
@@ -29,7 +30,7 @@ pub enum Source {
     Url(String),
     /// A Kubernetes Service's node port (host: the given node or the
     /// kube context's API server host).
-    Kube(kube::KubeSource),
+    Kube(crate::kube::service::Source),
     /// A Rhai closure.
     Closure(FnPtr),
 }
@@ -41,7 +42,7 @@ impl Source {
             Source::Command(argv) => format!("`{}`", argv.join(" ")),
             Source::File(p) => format!("file {p}"),
             Source::Url(u) => format!("GET {u}"),
-            Source::Kube(k) => format!("Service {}/{}", k.namespace, k.service),
+            Source::Kube(k) => k.describe(),
             Source::Closure(f) => format!("closure {}", f.fn_name()),
         }
     }
@@ -271,26 +272,12 @@ async fn probe_async(
             },
             Err(e) => Attempt::Transient(format!("GET {u}: {}", crate::net::http_error(&e))),
         },
-        Source::Kube(k) => {
-            let port = k
-                .port
-                .clone()
-                .unwrap_or(kube::PortRef::Number(i32::from(port)));
-            match kube::discover_probe(
-                k.context.as_deref(),
-                &k.namespace,
-                &k.service,
-                &port,
-                k.node.as_deref(),
-            )
-            .await
-            {
-                Ok(Ok(ep)) => Attempt::Found(Found::Endpoint(ep)),
-                Ok(Err(pending)) => Attempt::Found(Found::Pending(pending)),
-                Err(e) if e.transient => Attempt::Transient(e.msg),
-                Err(e) => Attempt::Fatal(e.msg),
-            }
-        }
+        Source::Kube(k) => match k.look(&ctx.kube, port).await {
+            Ok(Look::Found(ep)) => Attempt::Found(Found::Endpoint(ep)),
+            Ok(Look::Pending(why)) => Attempt::Found(Found::Pending(why)),
+            Err(e) if e.is_transient() => Attempt::Transient(e.msg),
+            Err(e) => Attempt::Fatal(e.msg),
+        },
         Source::Closure(_) => Attempt::Fatal("a closure cannot run off the script thread".into()),
     }
 }
@@ -384,7 +371,7 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
             Attempt::Found(Found::Endpoint(raw)) => {
                 // Node addresses are IPs as often as not: the kube source allows them.
                 let checked = match &source {
-                    Source::Kube(_) => kube::validate_node_endpoint(&raw),
+                    Source::Kube(_) => crate::kube::service::validate_node_endpoint(&raw),
                     _ => validate(&raw).map(|ep| ep.to_string()),
                 };
                 let ep = checked.map_err(|e| {
@@ -457,8 +444,9 @@ const DOC: &str = "\
 /// Sources: `#{ akash: #{dseq, provider?, gseq?, oseq?} }` (lease status),
 /// `#{ command: [argv...] }` (an allow-listed program printing JSON),
 /// `#{ file: \"path\" }`, `#{ url: \"http://...\" }`,
-/// `#{ kube: #{namespace, service, port?, node?, context?} }` (a Service's
-/// node port, `port` defaulting to `internal_port`; host `node`, else the
+/// `#{ kube: #{namespace, service | selector, port?, node?, context?} }` (a
+/// Service's node port, the Service named or the one `selector` (labels)
+/// singles out with the port, `port` defaulting to `internal_port`; host `node`, else the
 /// kube context's API server host; an IP address is accepted here), or a closure returning
 /// `()` while not ready and `\"host:port\"` or `#{host, port}` when ready.
 /// JSON shapes: Akash lease status, Akash Console deployment, Terraform
