@@ -15,7 +15,7 @@ use crate::error::fmt_secs;
 use crate::kube::service::Look;
 use crate::primitives::shapes::{self, Found};
 use crate::primitives::validate_endpoint::validate;
-use crate::primitives::{akash, exec, kube, string_array, to_json, Opts};
+use crate::primitives::{akash, exec, kube_service, string_array, to_json, Opts};
 
 /// Where to look.
 #[derive(Clone, Debug)]
@@ -143,7 +143,7 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
             Source::Command(string_array("discover_port", "command", &argv)?)
         }
         ["file"] => Source::File(o.req_str("file")?),
-        ["kube"] => Source::Kube(kube::read_source(&o.map("kube")?.unwrap_or_default())?),
+        ["kube"] => Source::Kube(kube_service::read_source(&o.map("kube")?.unwrap_or_default())?),
         ["url"] => {
             let url = o.req_str("url")?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {

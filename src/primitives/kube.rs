@@ -1,10 +1,11 @@
-//! The Kubernetes primitives' bindings: each reads its options from its
+//! The Kubernetes primitives' bindings (Services: `kube_service.rs`): each reads its options from its
 //! table, calls [`crate::kube`] (where the API calls and the judging
 //! live), shapes the result as a map and logs one line. The kubeconfig
 //! and context are found as kubectl finds them (`KUBECONFIG`,
 //! `~/.kube/config`, the `context` option like `--context`); the clients
 //! are the run's own (`Ctx::kube`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,13 +15,11 @@ use crate::context::{Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
 use crate::error::{fmt_secs, PrimError};
 use crate::kube::capacity::{self, Exclude, Res};
-use crate::kube::service::{self, PortRef, ProxyPath, Source, Target};
-use crate::kube::{check_name, check_selector, client, rollout};
-use crate::primitives::http_check::{Retry, RETRY_OPTS};
+use crate::kube::{check_name, check_selector, client, rollout, Kube};
 use crate::primitives::Opts;
 
-/// A row of an options table, on one line.
-const fn opt(
+/// A row of an options table.
+pub(crate) const fn opt(
     key: &'static str,
     ty: &'static str,
     default: &'static str,
@@ -34,102 +33,56 @@ const fn opt(
     }
 }
 
-/// A copy of a row of another table (tables are `const`, rows are not `Copy`).
-const fn same(o: &Opt) -> Opt {
-    opt(o.key, o.ty, o.default, o.help)
-}
+// The tables read as tables: one row a line.
+#[rustfmt::skip]
+pub(crate) const CONTEXT: Opt = opt("context", "string", "", "kube context, like `kubectl --context`");
+#[rustfmt::skip]
+pub(crate) const TIMEOUT_30: Opt = opt("timeout", "duration", "30s", "bound on the call");
+#[rustfmt::skip]
+const ALLOW_ZERO: Opt = opt("allow_zero", "bool", "false", "accept 0 replicas (done: no pod left)");
 
-const CONTEXT: Opt = opt(
-    "context",
-    "string",
-    "",
-    "a kube context, like `kubectl --context` (default: the current one)",
-);
-const TIMEOUT_30: Opt = opt("timeout", "duration", "30s", "bound on the call");
-const ALLOW_ZERO: Opt = opt(
-    "allow_zero",
-    "bool",
-    "false",
-    "accept a Deployment scaled to 0 (done when no pod is left)",
-);
-
+#[rustfmt::skip]
 static WAIT_ROLLOUT: Spec = Spec {
     name: "kube_wait_rollout",
     params: &["namespace: String", "deployment: String"],
     returns: "Map",
     doc: include_str!("docs/kube_wait_rollout.md"),
-    opts: &[
-        opt("timeout", "duration", "2m", "hard bound on the wait"),
-        CONTEXT,
-        ALLOW_ZERO,
-    ],
+    opts: &[opt("timeout", "duration", "2m", "hard bound on the wait"), CONTEXT, ALLOW_ZERO],
 };
 
+#[rustfmt::skip]
 static WAIT_RELEASE: Spec = Spec {
     name: "kube_wait_release",
     params: &["release: String"],
     returns: "Map",
     doc: include_str!("docs/kube_wait_release.md"),
     opts: &[
-        opt(
-            "namespace",
-            "string",
-            "\"default\"",
-            "the release's namespace",
-        ),
-        opt(
-            "timeout",
-            "duration",
-            "2m",
-            "hard bound on each Deployment's rollout (they are waited for at once)",
-        ),
+        opt("namespace", "string", "\"default\"", "the release's namespace"),
+        opt("timeout", "duration", "2m", "bound on each Deployment's rollout"),
         CONTEXT,
         ALLOW_ZERO,
     ],
 };
 
-static NODE_PORT: Spec = Spec {
-    name: "kube_node_port",
-    params: &["namespace: String", "service: String", "port: Dynamic"],
-    returns: "i64",
-    doc: include_str!("docs/kube_node_port.md"),
-    opts: &[CONTEXT, TIMEOUT_30],
-};
-
+#[rustfmt::skip]
 static CAPACITY: Spec = Spec {
     name: "kube_capacity",
     params: &[],
     returns: "Map",
     doc: include_str!("docs/kube_capacity.md"),
-    opts: &[
-        CONTEXT,
-        TIMEOUT_30,
-        opt(
-            "exclude",
-            "#{namespace, selector}",
-            "",
-            "pods to leave out, e.g. the release's own, which an upgrade replaces",
-        ),
-    ],
+    opts: &[CONTEXT, TIMEOUT_30, opt("exclude", "#{namespace,selector}", "", "pods not to count (a release's own)")],
 };
 
+#[rustfmt::skip]
 static DEPLOYMENTS: Spec = Spec {
     name: "kube_deployments",
     params: &["namespace: String"],
     returns: "Array",
     doc: include_str!("docs/kube_deployments.md"),
-    opts: &[
-        opt(
-            "selector",
-            "string",
-            "",
-            "label selector, `k=v` pairs joined by commas",
-        ),
-        CONTEXT,
-        TIMEOUT_30,
-    ],
+    opts: &[opt("selector", "string", "", "labels, `k=v` joined by commas"), CONTEXT, TIMEOUT_30],
 };
 
+#[rustfmt::skip]
 static SERVER: Spec = Spec {
     name: "kube_server",
     params: &[],
@@ -138,120 +91,51 @@ static SERVER: Spec = Spec {
     opts: &[
         CONTEXT,
         opt("timeout", "duration", "15s", "bound on the call"),
-        opt(
-            "min_version",
-            "string",
-            "",
-            "refuse a server older than this MAJOR.MINOR, e.g. \"1.28\"",
-        ),
+        opt("min_version", "string", "", "refuse an older server, e.g. \"1.28\""),
     ],
 };
 
-static SERVICE_CHECK: Spec = Spec {
-    name: "kube_service_check",
-    params: &[
-        "namespace: String",
-        "service: String",
-        "port: Dynamic",
-        "path: String",
-    ],
-    returns: "Map",
-    doc: include_str!("docs/kube_service_check.md"),
-    opts: &[
-        same(&RETRY_OPTS[0]),
-        same(&RETRY_OPTS[1]),
-        same(&RETRY_OPTS[2]),
-        same(&RETRY_OPTS[3]),
-        same(&RETRY_OPTS[4]),
-        CONTEXT,
-    ],
-};
-
+#[rustfmt::skip]
 static CPU: Spec = Spec {
-    name: "kube_cpu",
-    params: &["quantity: String"],
-    returns: "i64",
-    doc: include_str!("docs/kube_cpu.md"),
-    opts: &[],
+    name: "kube_cpu", params: &["quantity: String"], returns: "i64", doc: include_str!("docs/kube_cpu.md"), opts: &[],
 };
 
+#[rustfmt::skip]
 static MEMORY: Spec = Spec {
-    name: "kube_memory",
-    params: &["quantity: String"],
-    returns: "i64",
-    doc: include_str!("docs/kube_memory.md"),
-    opts: &[],
+    name: "kube_memory", params: &["quantity: String"], returns: "i64", doc: include_str!("docs/kube_memory.md"), opts: &[],
 };
+
+/// Run `f` with the client of `context` on the run's runtime, bounded by
+/// `timeout` and the run's cancellation.
+pub(crate) fn with_kube<T, F, Fut>(
+    ctx: &Arc<Ctx>,
+    spec: &Spec,
+    timeout: Duration,
+    context: Option<String>,
+    f: F,
+) -> RhaiResult<T>
+where
+    F: FnOnce(Arc<Kube>) -> Fut,
+    Fut: Future<Output = Result<T, PrimError>>,
+{
+    let c = ctx.clone();
+    ctx.block_on(spec.name, timeout, async move {
+        let k = c.kube.connect(context.as_deref()).await?;
+        f(k).await
+    })
+}
 
 /// A map from `(key, value)` pairs.
-fn map<const N: usize>(pairs: [(&str, Dynamic); N]) -> Map {
+pub(crate) fn map<const N: usize>(pairs: [(&str, Dynamic); N]) -> Map {
     pairs.into_iter().map(|(k, v)| (k.into(), v)).collect()
 }
 
-fn res_map(r: Res) -> Dynamic {
+pub(crate) fn res_map(r: Res) -> Dynamic {
     Dynamic::from(map([("cpu", r.cpu.into()), ("memory", r.memory.into())]))
 }
 
-fn secs(d: Duration) -> Dynamic {
+pub(crate) fn secs(d: Duration) -> Dynamic {
     Dynamic::from(d.as_secs_f64() as rhai::FLOAT)
-}
-
-/// A Service port by number (1–65535, or digits in a string) or name.
-pub fn read_port(v: &Dynamic) -> Result<PortRef, PrimError> {
-    let text = v.is_string().then(|| v.to_string());
-    let number = v
-        .as_int()
-        .ok()
-        .or_else(|| text.as_deref().and_then(|s| s.parse().ok()));
-    match (number, text) {
-        (Some(i), _) if (1..=65535).contains(&i) => Ok(PortRef::Number(i as i32)),
-        (Some(i), _) => Err(PrimError::usage(format!(
-            "port {i} is not a port (1–65535)"
-        ))),
-        (None, Some(s)) if !s.is_empty() => Ok(PortRef::Name(s)),
-        _ => Err(PrimError::usage(format!(
-            "the port wants the Service's port number (e.g. 3000) or its name, got {} ({v})",
-            v.type_name()
-        ))),
-    }
-}
-
-/// Read the `kube` source map of `discover_port`:
-/// `#{namespace, service | selector, port?, node?, context?}`.
-pub fn read_source(m: &Map) -> RhaiResult<Source> {
-    let keys = [
-        "namespace",
-        "service",
-        "selector",
-        "port",
-        "node",
-        "context",
-    ];
-    let o = Opts::new("discover_port kube source", m, &keys)?;
-    let namespace = o.str("namespace")?.unwrap_or_else(|| "default".into());
-    check_name("namespace", &namespace)?;
-    let target = match (o.str("service")?, o.str("selector")?) {
-        (Some(s), None) => check_name("service", &s).map(|_| Target::Name(s))?,
-        (None, Some(sel)) => check_selector(&sel).map(|_| Target::Selector(sel))?,
-        (Some(_), Some(_)) => {
-            return Err(
-                PrimError::usage("the kube source takes 'service' or 'selector', not both").into(),
-            )
-        }
-        (None, None) => {
-            return Err(PrimError::usage(
-                "the kube source needs 'service' (a name) or 'selector' (labels)",
-            )
-            .into())
-        }
-    };
-    Ok(Source {
-        namespace,
-        target,
-        port: o.raw("port").map(read_port).transpose()?,
-        node: o.str("node")?.filter(|s| !s.trim().is_empty()),
-        context: o.str("context")?,
-    })
 }
 
 fn wait_rollout(ctx: &Arc<Ctx>, ns: &str, name: &str, o: &Opts) -> RhaiResult<Map> {
@@ -259,17 +143,13 @@ fn wait_rollout(ctx: &Arc<Ctx>, ns: &str, name: &str, o: &Opts) -> RhaiResult<Ma
     let (context, allow_zero) = (o.str("context")?, o.bool("allow_zero")?.unwrap_or(false));
     check_name("namespace", ns)?;
     check_name("deployment", name)?;
-    let (c, ns, name) = (ctx.clone(), ns.to_string(), name.to_string());
+    let (ns, name) = (ns.to_string(), name.to_string());
     let started = Instant::now();
     // The wait bounds itself and then diagnoses (≤ 10 s); the outer bound is a backstop.
-    let p = ctx.block_on(
-        WAIT_ROLLOUT.name,
-        timeout + Duration::from_secs(20),
-        async move {
-            let k = c.kube.connect(context.as_deref()).await?;
-            rollout::wait(&k, &ns, &name, timeout, allow_zero).await
-        },
-    )?;
+    let bound = timeout + Duration::from_secs(20);
+    let p = with_kube(ctx, &WAIT_ROLLOUT, bound, context, |k| async move {
+        rollout::wait(&k, &ns, &name, timeout, allow_zero).await
+    })?;
     let replicas = i64::from(p.desired);
     Ok(map([
         ("ready", i64::from(p.ready).into()),
@@ -284,16 +164,12 @@ fn wait_release(ctx: &Arc<Ctx>, release: &str, o: &Opts) -> RhaiResult<Map> {
     let (context, allow_zero) = (o.str("context")?, o.bool("allow_zero")?.unwrap_or(false));
     crate::helm::check_name("release name", release, 53)?;
     check_name("namespace", &ns)?;
-    let (c, r, n) = (ctx.clone(), release.to_string(), ns.clone());
+    let (r, n) = (release.to_string(), ns.clone());
     let started = Instant::now();
-    let done = ctx.block_on(
-        WAIT_RELEASE.name,
-        timeout + Duration::from_secs(40),
-        async move {
-            let k = c.kube.connect(context.as_deref()).await?;
-            rollout::wait_release(&k, &n, &r, timeout, allow_zero).await
-        },
-    )?;
+    let bound = timeout + Duration::from_secs(40);
+    let done = with_kube(ctx, &WAIT_RELEASE, bound, context, |k| async move {
+        rollout::wait_release(&k, &n, &r, timeout, allow_zero).await
+    })?;
     let elapsed = started.elapsed();
     let names: Vec<String> = done
         .iter()
@@ -323,27 +199,6 @@ fn wait_release(ctx: &Arc<Ctx>, release: &str, o: &Opts) -> RhaiResult<Map> {
     ]))
 }
 
-fn node_port(ctx: &Arc<Ctx>, ns: &str, svc: &str, port: &Dynamic, o: &Opts) -> RhaiResult<i64> {
-    let context = o.str("context")?;
-    let timeout = o.duration("timeout")?.unwrap_or(Duration::from_secs(30));
-    check_name("namespace", ns)?;
-    check_name("service", svc)?;
-    let port = read_port(port)?;
-    let (c, ns, svc) = (ctx.clone(), ns.to_string(), svc.to_string());
-    let (np, ns, svc) = ctx.block_on(NODE_PORT.name, timeout, async move {
-        let k = c.kube.connect(context.as_deref()).await?;
-        let s = service::get(&k, &ns, &svc).await?.ok_or_else(|| {
-            format!("there is no Service {ns}/{svc}; check the name (`kubectl -n {ns} get services`)")
-        })?;
-        match service::node_port_of(&s, &port)? {
-            Some(n) => Ok::<_, PrimError>((n, ns, svc)),
-            None => Err(format!("Service {ns}/{svc} has no node port for {port} (yet); use discover_port with a kube source to wait for it").into()),
-        }
-    })?;
-    tracing::info!(primitive = NODE_PORT.name, namespace = %ns, service = %svc, node_port = np, "Service {ns}/{svc} has node port {np}");
-    Ok(i64::from(np))
-}
-
 fn read_exclude(o: &Opts) -> RhaiResult<Option<Exclude>> {
     let Some(m) = o.map("exclude")? else {
         return Ok(None);
@@ -362,9 +217,7 @@ fn capacity(ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<Map> {
     let context = o.str("context")?;
     let timeout = o.duration("timeout")?.unwrap_or(Duration::from_secs(30));
     let exclude = read_exclude(o)?;
-    let c = ctx.clone();
-    let cap = ctx.block_on(CAPACITY.name, timeout, async move {
-        let k = c.kube.connect(context.as_deref()).await?;
+    let cap = with_kube(ctx, &CAPACITY, timeout, context, |k| async move {
         capacity::read(&k, exclude.as_ref()).await
     })?;
     let usable = cap.nodes.iter().filter(|r| r.usable).count();
@@ -408,9 +261,8 @@ fn deployments(ctx: &Arc<Ctx>, ns: &str, o: &Opts) -> RhaiResult<Array> {
     if !selector.is_empty() {
         check_selector(&selector)?;
     }
-    let (c, n, sel) = (ctx.clone(), ns.to_string(), selector.clone());
-    let names = ctx.block_on(DEPLOYMENTS.name, timeout, async move {
-        let k = c.kube.connect(context.as_deref()).await?;
+    let (n, sel) = (ns.to_string(), selector.clone());
+    let names = with_kube(ctx, &DEPLOYMENTS, timeout, context, |k| async move {
         rollout::list(&k, &n, &sel).await
     })?;
     tracing::info!(
@@ -427,9 +279,7 @@ fn server(ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<Map> {
         .str("min_version")?
         .map(|v| client::parse_min_version(&v))
         .transpose()?;
-    let c = ctx.clone();
-    let info = ctx.block_on(SERVER.name, timeout, async move {
-        let k = c.kube.connect(context.as_deref()).await?;
+    let info = with_kube(ctx, &SERVER, timeout, context, |k| async move {
         client::server_info(&k).await
     })?;
     tracing::info!(
@@ -445,39 +295,6 @@ fn server(ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<Map> {
         ("version", info.version.into()),
         ("major", info.major.into()),
         ("minor", info.minor.into()),
-    ]))
-}
-
-fn service_check(
-    ctx: &Arc<Ctx>,
-    ns: &str,
-    svc: &str,
-    port: &Dynamic,
-    path: &str,
-    o: &Opts,
-) -> RhaiResult<Map> {
-    let r = Retry::from_opts(SERVICE_CHECK.name, o)?;
-    let context = o.str("context")?;
-    check_name("namespace", ns)?;
-    check_name("service", svc)?;
-    let target = ProxyPath::new(ns, svc, &read_port(port)?, path)?;
-    let (c, schedule, expect) = (ctx.clone(), r.schedule(), r.expect.clone());
-    let (status, stats) = ctx.block_on(
-        SERVICE_CHECK.name,
-        r.max_elapsed + Duration::from_secs(10),
-        async move {
-            let k = c.kube.connect(context.as_deref()).await?;
-            service::check_proxy(&k, &target, &schedule, &expect).await
-        },
-    )?;
-    tracing::info!(
-        primitive = SERVICE_CHECK.name, namespace = %ns, service = %svc, status, attempt = stats.attempts,
-        elapsed_ms = stats.elapsed.as_millis() as u64, outcome = "healthy",
-        "Service {ns}/{svc}{path} answered {status} (attempt {}, {})", stats.attempts, fmt_secs(stats.elapsed)
-    );
-    Ok(map([
-        ("status", i64::from(status).into()),
-        ("elapsed", secs(stats.elapsed)),
     ]))
 }
 
@@ -502,13 +319,6 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         wait_release(&c, &r, o)
     });
     let c = ctx.clone();
-    NODE_PORT.register3(
-        engine,
-        move |ns: ImmutableString, s: ImmutableString, p: Dynamic, o: &Opts| {
-            node_port(&c, &ns, &s, &p, o)
-        },
-    );
-    let c = ctx.clone();
     CAPACITY.register0(engine, move |o: &Opts| capacity(&c, o));
     let c = ctx.clone();
     DEPLOYMENTS.register1(engine, move |ns: ImmutableString, o: &Opts| {
@@ -516,15 +326,6 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     });
     let c = ctx.clone();
     SERVER.register0(engine, move |o: &Opts| server(&c, o));
-    let c = ctx.clone();
-    SERVICE_CHECK.register4(
-        engine,
-        move |ns: ImmutableString,
-              s: ImmutableString,
-              p: Dynamic,
-              path: ImmutableString,
-              o: &Opts| { service_check(&c, &ns, &s, &p, &path, o) },
-    );
     CPU.register1(engine, |q: ImmutableString, _: &Opts| {
         quantity(&q, capacity::cpu_millis, "\"250m\", \"0.5\", \"2\"")
     });
@@ -536,92 +337,20 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Kind;
 
-    fn src(pairs: &[(&str, Dynamic)]) -> RhaiResult<Source> {
-        read_source(
-            &pairs
-                .iter()
-                .map(|(k, v)| ((*k).into(), v.clone()))
-                .collect(),
-        )
-    }
-
-    /// The message of a thrown error, a usage error's included.
-    fn message(e: &rhai::EvalAltResult) -> String {
-        match e {
-            rhai::EvalAltResult::ErrorRuntime(v, _) => v
-                .read_lock::<crate::error::UsageError>()
-                .map(|u| u.0.clone())
-                .unwrap_or_else(|| v.to_string()),
-            other => other.to_string(),
-        }
+    #[test]
+    fn malformed_quantities_are_the_caller_s_mistake() {
+        assert_eq!(quantity("1.5", capacity::cpu_millis, "").unwrap(), 1500);
+        let e = quantity("lots", capacity::cpu_millis, "\"250m\"").unwrap_err();
+        assert!(crate::report::is_usage(&e), "{e}");
     }
 
     #[test]
-    fn the_discover_port_source_is_read_and_checked() {
-        let s = src(&[
-            ("service", "habit-tracker-frontend".into()),
-            ("port", 3000_i64.into()),
-            ("node", "192.168.49.2".into()),
-        ])
-        .unwrap();
-        assert_eq!(s.namespace, "default");
-        assert_eq!(s.port, Some(PortRef::Number(3000)));
-        let s = src(&[("selector", "app.kubernetes.io/component=frontend".into())]).unwrap();
+    fn the_new_options_are_in_the_tables() {
         assert_eq!(
-            s.target,
-            Target::Selector("app.kubernetes.io/component=frontend".into())
+            WAIT_RELEASE.keys(),
+            ["namespace", "timeout", "context", "allow_zero"]
         );
-        let err = |pairs: &[(&str, Dynamic)]| message(&src(pairs).unwrap_err());
-        assert!(err(&[("service", "Bad_Name".into())]).contains("not a Kubernetes name"));
-        assert!(err(&[]).contains("needs 'service' (a name) or 'selector'"));
-        assert!(err(&[("service", "x".into()), ("selector", "a=b".into())]).contains("not both"));
-        assert!(err(&[("selector", "a in (b)".into())]).contains("not a label selector"));
-        assert!(err(&[("selector", 3_i64.into())]).contains("wants a string"));
-        assert!(err(&[("service", "x".into()), ("nodes", "y".into())])
-            .contains("unknown option 'nodes'"));
-    }
-
-    #[test]
-    fn ports_are_numbers_or_names() {
-        assert_eq!(
-            read_port(&Dynamic::from(8000_i64)).unwrap(),
-            PortRef::Number(8000)
-        );
-        assert_eq!(
-            read_port(&Dynamic::from("8000")).unwrap(),
-            PortRef::Number(8000)
-        );
-        assert_eq!(
-            read_port(&Dynamic::from("http")).unwrap(),
-            PortRef::Name("http".into())
-        );
-        for bad in [
-            Dynamic::from(0_i64),
-            Dynamic::from(70000_i64),
-            Dynamic::from(""),
-            Dynamic::from(1.5),
-        ] {
-            assert_eq!(read_port(&bad).unwrap_err().kind, Kind::Usage, "{bad}");
-        }
-    }
-
-    #[test]
-    fn service_check_takes_the_retry_options_and_a_context() {
-        let keys = SERVICE_CHECK.keys();
-        assert_eq!(
-            keys,
-            [
-                "expect",
-                "timeout",
-                "max_elapsed",
-                "initial_interval",
-                "max_interval",
-                "context"
-            ]
-        );
-        assert!(WAIT_RELEASE.keys().contains(&"namespace"));
         assert!(SERVER.keys().contains(&"min_version"));
     }
 }

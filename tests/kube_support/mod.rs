@@ -83,7 +83,8 @@ pub fn habit_tracker(ns: &str, node_port: u16, backend: Rollout, frontend: Rollo
     }
 }
 
-/// A Service object.
+/// A Service object, labelled as the chart labels it (its component: the
+/// last part of its name).
 pub fn service(ns: &str, name: &str, ty: &str, port: u16, node_port: Option<u16>) -> Value {
     let mut p = json!({"name": "http", "port": port, "protocol": "TCP", "targetPort": "http"});
     if let Some(np) = node_port {
@@ -93,7 +94,8 @@ pub fn service(ns: &str, name: &str, ty: &str, port: u16, node_port: Option<u16>
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": ns, "resourceVersion": "811", "uid": "6f1e0c53-5b8e-4c1b-9a55-2f4b5b6d7e01",
                      "creationTimestamp": "2024-05-06T10:00:00Z",
-                     "labels": {"app.kubernetes.io/instance": "habit-tracker", "app.kubernetes.io/managed-by": "Helm"}},
+                     "labels": {"app.kubernetes.io/instance": "habit-tracker", "app.kubernetes.io/managed-by": "Helm",
+                                "app.kubernetes.io/component": name.rsplit('-').next().unwrap_or("app")}},
         "spec": {"type": ty, "clusterIP": "10.96.120.15", "clusterIPs": ["10.96.120.15"], "ports": [p],
                  "selector": {"app.kubernetes.io/instance": "habit-tracker"}, "sessionAffinity": "None",
                  "externalTrafficPolicy": "Cluster", "internalTrafficPolicy": "Cluster", "ipFamilies": ["IPv4"],
@@ -440,6 +442,16 @@ fn handle(
                     &status_obj(404, "NotFound", &format!("services \"{svc}\" not found")),
                 )
             }
+        }
+        ["api", "v1", "namespaces", ns, "services"] => {
+            let items: Vec<Value> = c
+                .services
+                .iter()
+                .filter(|s| s["metadata"]["namespace"] == json!(ns))
+                .filter(|s| labels_match(s, &q("labelSelector")))
+                .cloned()
+                .collect();
+            respond(&mut stream, 200, &list("ServiceList", items))
         }
         ["api", "v1", "namespaces", ns, "services", name] => {
             match c.services.iter().find(|s| {
