@@ -14,7 +14,12 @@ use crate::context::Ctx;
 pub const EMBEDDED_STDLIB: &[(&str, &str)] = &[
     ("endpoints", include_str!("../stdlib/endpoints.rhai")),
     ("images", include_str!("../stdlib/images.rhai")),
+    (
+        "minikube_profile",
+        include_str!("../stdlib/minikube_profile.rhai"),
+    ),
     ("release", include_str!("../stdlib/release.rhai")),
+    ("versions", include_str!("../stdlib/versions.rhai")),
 ];
 
 /// Engine limits. `RUNBOOK_MAX_OPERATIONS` raises or lowers the operation

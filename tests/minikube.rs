@@ -205,7 +205,8 @@ fn happy_path_installs_waits_finds_the_node_port_and_checks_health() {
         "the secrets file is removed after success"
     );
 
-    // kube-rs watched both Deployments, read the Service, nodes and pods.
+    // kube-rs watched both Deployments (listed by the release's label),
+    // found the frontend's Service by its labels, read nodes and pods.
     let reqs = e.kube.requests();
     for want in [
         "GET /version",
@@ -213,7 +214,7 @@ fn happy_path_installs_waits_finds_the_node_port_and_checks_health() {
         "GET /apis/apps/v1/namespaces/habit-tracker/deployments?labelSelector=app.kubernetes.io/instance=habit-tracker",
         "GET /apis/apps/v1/namespaces/habit-tracker/deployments/habit-tracker-backend",
         "GET /apis/apps/v1/namespaces/habit-tracker/deployments/habit-tracker-frontend",
-        "GET /api/v1/namespaces/habit-tracker/services/habit-tracker-frontend",
+        "GET /api/v1/namespaces/habit-tracker/services?labelSelector=app.kubernetes.io/instance=habit-tracker,app.kubernetes.io/component=frontend",
         "GET /api/v1/namespaces/habit-tracker/services/habit-tracker-backend:8000/proxy/health",
     ] {
         assert!(reqs.iter().any(|r| r == want), "no {want} in {reqs:#?}");
@@ -384,8 +385,60 @@ fn requests_beyond_capacity_are_refused_before_any_install() {
     assert!(e.helm_calls("upgrade").is_empty());
     assert!(
         e.helm_calls("status").is_empty(),
-        "refused before Helm was asked anything"
+        "refused before Helm was asked about the release"
     );
+    // The requests are Helm's rendering of the chart with the local values.
+    let t = argv(&e.helm_calls("template")[0]).join(" ");
+    assert_eq!(t, "template habit-tracker k8s/charts/habit-tracker --namespace habit-tracker --values k8s/charts/habit-tracker/values-local.yaml");
+}
+
+#[test]
+fn requests_follow_the_values_helm_merges() {
+    // Two backend replicas in the local values: 750m, no room on a 1-CPU node.
+    let e = Env::ready();
+    let local =
+        e.p.path()
+            .join("k8s/charts/habit-tracker/values-local.yaml");
+    let text = std::fs::read_to_string(&local).unwrap();
+    std::fs::write(
+        &local,
+        text.replace("backend:\n  replicaCount: 1", "backend:\n  replicaCount: 2"),
+    )
+    .unwrap();
+    e.kube
+        .update(|c| c.nodes = vec![kube_support::node("minikube", "1300m", "4Gi")]);
+    e.run(&[])
+        .code(1)
+        .has("the chart requests 750m CPU and 768 MiB, the nodes have 550m CPU");
+    assert!(e.helm_calls("upgrade").is_empty());
+}
+
+#[test]
+fn a_chart_that_does_not_render_stops_the_flow_before_the_install() {
+    let e = Env::ready();
+    e.standin(
+        "helm.json",
+        json!({"template": {"code": 1, "stderr": "Error: execution error at (habit-tracker/templates/_helpers.tpl:80:4): image ghcr.io/mconstant/habit-tracker-backend needs a concrete tag (got \"latest\")"}}),
+    );
+    e.run(&[])
+        .code(1)
+        .has(
+            "helm_template: `helm template habit-tracker k8s/charts/habit-tracker` failed (exit 1)",
+        )
+        .has("needs a concrete tag");
+    assert!(e.helm_calls("upgrade").is_empty());
+}
+
+#[test]
+fn an_old_cluster_is_refused_before_anything_changes() {
+    let e = Env::ready();
+    e.kube.update(|c| c.version = "v1.27.3".into());
+    e.run(&[])
+        .code(1)
+        .has("kube_server: the cluster at http://127.0.0.1:")
+        .has("runs Kubernetes v1.27.3, older than the 1.28 required (min_version)");
+    assert!(e.helm_calls("upgrade").is_empty());
+    assert!(e.helm_calls("template").is_empty());
 }
 
 #[test]
@@ -435,7 +488,7 @@ fn a_missing_rbac_permission_is_explained() {
     e.kube.update(|c| c.forbidden = vec!["watch=true".into()]);
     e.run(&[])
         .code(1)
-        .has("kube_wait_rollout: watch Deployment habit-tracker/habit-tracker-backend: forbidden (403)")
+        .has("kube_wait_release: watch Deployment habit-tracker/habit-tracker-backend: forbidden (403)")
         .has("cannot watch resource")
         .has("lacks the RBAC permission to watch deployments")
         .has("kubectl auth can-i watch deployments -n habit-tracker");
@@ -545,4 +598,55 @@ try { http_check("http://127.0.0.1:9/", #{ max_elapsed: "1s", initial_interval: 
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn the_new_options_answer_and_refuse_bad_input() {
+    let e = Env::ready();
+    e.p.file(
+        "opts.rhai",
+        r#"
+try { print(`ok: ${kube_server(#{ min_version: "1.28" }).version}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${kube_server(#{ min_version: 1.28 })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${kube_server(#{ min_version: "one.two" })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${kube_server(#{ min_versoin: "1.28" })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${kube_wait_release("habit-tracker", #{ namespace: "habit-tracker", timeout: "20s" }).deployments.map(|d| d.name)}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${kube_wait_release("habit-tracker", #{ namespace: "nope" })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${kube_wait_release("habit-tracker", #{ timeout: true })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${kube_wait_release("Bad_Release")}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${discover_port(#{ internal_port: 3000, max_elapsed: 1, initial_interval: 0.1, source: #{ kube: #{ namespace: "habit-tracker", selector: "app.kubernetes.io/component=frontend", node: "127.0.0.1" } } })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${discover_port(#{ internal_port: 3000, max_elapsed: 1, initial_interval: 0.1, source: #{ kube: #{ namespace: "habit-tracker", selector: "app.kubernetes.io/component=nothing" } } })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${discover_port(#{ internal_port: 9999, max_elapsed: 1, source: #{ kube: #{ namespace: "habit-tracker", selector: "app.kubernetes.io/instance=habit-tracker" } } })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${discover_port(#{ internal_port: 3000, max_elapsed: 1, initial_interval: 0.1, source: #{ kube: #{ namespace: "habit-tracker", service: "habit-tracker-frontend", selector: "a=b" } } })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${discover_port(#{ internal_port: 3000, max_elapsed: 1, initial_interval: 0.1, source: #{ kube: #{ namespace: "habit-tracker", selector: "a in (b)" } } })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${helm_template("habit-tracker", "k8s/charts/habit-tracker", #{ namespace: "habit-tracker", set: #{ "backend.replicaCount": 3 } }).requests}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${helm_template("habit-tracker", "k8s/charts/habit-tracker", #{ values: ["missing.yaml"] })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${helm_template("habit-tracker", "k8s/charts/habit-tracker", #{ valuse: ["x.yaml"] })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${helm_template("habit-tracker", "k8s/charts/habit-tracker", #{ set: #{ backend: #{ replicaCount: 2 } } })}`); } catch (err) { print(`err: ${err}`); }
+try { print(`ok: ${helm_template("habit-tracker", "k8s/charts/habit-tracker", #{ namespace: 3 })}`); } catch (err) { print(`err: ${err}`); }
+"#,
+    );
+    let out = e.p.run(&["opts.rhai"]);
+    out.code(0)
+        .has("ok: v1.30.0")
+        .has("err: kube_server: option 'min_version' wants a string, got f64")
+        .has("err: kube_server: min_version 'one.two' is not a Kubernetes version MAJOR.MINOR")
+        .has("err: kube_server: unknown option 'min_versoin'")
+        .has("ok: [\"habit-tracker-backend\", \"habit-tracker-frontend\"]")
+        .has("err: kube_wait_release: release habit-tracker has no Deployment in namespace nope (label app.kubernetes.io/instance=habit-tracker)")
+        .has("err: kube_wait_release: option 'timeout' wants")
+        .has("err: kube_wait_release: release name 'Bad_Release' is not valid")
+        .has(&format!("ok: 127.0.0.1:{}", e.front.port))
+        .has("no Service in habit-tracker matches app.kubernetes.io/component=nothing yet")
+        .has("no Service matching app.kubernetes.io/instance=habit-tracker in habit-tracker has port 9999: habit-tracker-backend has 8000 (http); habit-tracker-frontend has 3000 (http)")
+        .has("the kube source takes 'service' or 'selector', not both")
+        .has("selector 'a in (b)' is not a label selector")
+        .has("ok: #{\"cpu\": 1000, \"memory\": 1073741824}")
+        .has("err: helm_template: the values file 'missing.yaml' does not exist")
+        .has("err: helm_template: unknown option 'valuse'")
+        .has("err: helm_template: set 'backend' wants a string, number or bool, got map")
+        .has("err: helm_template: option 'namespace' wants a string");
+    // Uncaught, a bad option value is a usage error: exit 2.
+    e.p.file("usage.rhai", "kube_server(#{ min_version: \"1.x\" });\n");
+    e.p.run(&["usage.rhai"]).code(2).has("min_version '1.x'");
 }
