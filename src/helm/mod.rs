@@ -8,6 +8,8 @@
 //! through `exec` (allow-list, process groups killed on cancel, one log
 //! line per child), tests' answer from memory.
 
+#![warn(missing_docs)]
+
 pub mod argv;
 pub mod failure;
 pub mod install;

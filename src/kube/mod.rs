@@ -1,13 +1,18 @@
 //! Kubernetes without Rhai, through kube-rs: the clients of a run
-//! ([`client`]), rollouts ([`rollout`], [`pods`] for why pods are not
-//! ready), Services ([`service`]) and the room on the nodes
+//! ([`client`]), rollouts ([`rollout`], [`release`] for all of a Helm
+//! release's, [`pods`] for why pods are not ready), Services ([`service`],
+//! [`proxy`] for a health check through the API server) and the room on the nodes
 //! ([`capacity`]). The bindings in `primitives/kube.rs` read options and
 //! shape results; everything that talks to the API server or judges what
 //! it says lives here, where it is tested without an engine.
 
+#![warn(missing_docs)]
+
 pub mod capacity;
 pub mod client;
 pub mod pods;
+pub mod proxy;
+pub mod release;
 pub mod rollout;
 pub mod service;
 

@@ -15,7 +15,7 @@ use crate::context::{Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
 use crate::error::{fmt_secs, PrimError};
 use crate::kube::capacity::{self, Exclude, Res};
-use crate::kube::{check_name, check_selector, client, rollout, Kube};
+use crate::kube::{check_name, check_selector, client, release, rollout, Kube};
 use crate::primitives::Opts;
 
 /// A row of an options table.
@@ -168,7 +168,7 @@ fn wait_release(ctx: &Arc<Ctx>, release: &str, o: &Opts) -> RhaiResult<Map> {
     let started = Instant::now();
     let bound = timeout + Duration::from_secs(40);
     let done = with_kube(ctx, &WAIT_RELEASE, bound, context, |k| async move {
-        rollout::wait_release(&k, &n, &r, timeout, allow_zero).await
+        release::wait_release(&k, &n, &r, timeout, allow_zero).await
     })?;
     let elapsed = started.elapsed();
     let names: Vec<String> = done
@@ -263,7 +263,7 @@ fn deployments(ctx: &Arc<Ctx>, ns: &str, o: &Opts) -> RhaiResult<Array> {
     }
     let (n, sel) = (ns.to_string(), selector.clone());
     let names = with_kube(ctx, &DEPLOYMENTS, timeout, context, |k| async move {
-        rollout::list(&k, &n, &sel).await
+        release::list(&k, &n, &sel).await
     })?;
     tracing::info!(
         primitive = DEPLOYMENTS.name, namespace = %ns, selector = %selector, count = names.len(),

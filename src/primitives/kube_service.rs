@@ -11,7 +11,8 @@ use rhai::{Dynamic, Engine, ImmutableString, Map};
 use crate::context::{Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
 use crate::error::{fmt_secs, PrimError};
-use crate::kube::service::{self, PortRef, ProxyPath, Source, Target};
+use crate::kube::proxy::{self, ProxyPath};
+use crate::kube::service::{self, PortRef, Source, Target};
 use crate::kube::{check_name, check_selector};
 use crate::primitives::http_check::{Retry, RETRY_OPTS};
 use crate::primitives::kube::{map, opt, secs, with_kube, CONTEXT, TIMEOUT_30};
@@ -139,7 +140,7 @@ fn service_check(
     let (schedule, expect) = (r.schedule(), r.expect.clone());
     let bound = r.max_elapsed + Duration::from_secs(10);
     let (status, stats) = with_kube(ctx, &SERVICE_CHECK, bound, context, |k| async move {
-        service::check_proxy(&k, &target, &schedule, &expect).await
+        proxy::check_proxy(&k, &target, &schedule, &expect).await
     })?;
     tracing::info!(
         primitive = SERVICE_CHECK.name, namespace = %ns, service = %svc, status, attempt = stats.attempts,
