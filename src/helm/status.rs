@@ -30,9 +30,12 @@ pub struct Release {
 /// Read the fields of `helm status -o json` that matter. The rest (the
 /// user-supplied values and the rendered manifest, secrets included) is
 /// never kept.
-pub fn parse_status(text: &str) -> Result<Release, String> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| format!("`helm status -o json` printed something that is not JSON ({e})"))?;
+pub fn parse_status(text: &str) -> Result<Release, PrimError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        PrimError::fatal(format!(
+            "`helm status -o json` printed something that is not JSON ({e})"
+        ))
+    })?;
     let s = |p: &str| {
         v.pointer(p)
             .and_then(Value::as_str)
@@ -41,7 +44,9 @@ pub fn parse_status(text: &str) -> Result<Release, String> {
     };
     let status = s("/info/status");
     if status.is_empty() {
-        return Err("`helm status -o json` has no info.status (a Helm change?)".into());
+        return Err(PrimError::fatal(
+            "`helm status -o json` has no info.status (a Helm change?)",
+        ));
     }
     let name = s("/chart/metadata/name");
     let version = s("/chart/metadata/version");
@@ -107,9 +112,7 @@ pub async fn read<R: Runner>(
     )
     .await?;
     if out.code == 0 {
-        return parse_status(&out.stdout)
-            .map(Some)
-            .map_err(PrimError::fatal);
+        return parse_status(&out.stdout).map(Some);
     }
     // Only Helm's own "release: not found": client-go's "context was not
     // found" is an error, not a missing release.

@@ -66,19 +66,19 @@ impl Progress {
 /// Deployment is an error. `maxUnavailable` plays no part: availability is
 /// counted, not inferred from the Available condition (which is vacuously
 /// true when maxUnavailable = replicas).
-pub fn evaluate(d: &Deployment, allow_zero: bool) -> Result<Progress, String> {
+pub fn evaluate(d: &Deployment, allow_zero: bool) -> Result<Progress, PrimError> {
     let name = d.metadata.name.as_deref().unwrap_or("?");
     let spec = d.spec.as_ref();
     let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
     if spec.and_then(|s| s.paused) == Some(true) {
-        return Err(format!(
+        return Err(PrimError::fatal(format!(
             "Deployment {name} is paused, so its rollout cannot finish; resume it with `kubectl rollout resume deployment/{name}`"
-        ));
+        )));
     }
     if desired == 0 && !allow_zero {
-        return Err(format!(
+        return Err(PrimError::fatal(format!(
             "Deployment {name} wants 0 replicas: there is nothing to roll out and nothing would serve; scale it up (replicaCount in the chart's values) or pass `allow_zero: true` if it is meant to be off"
-        ));
+        )));
     }
     let st = d.status.clone().unwrap_or_default();
     let observed = st.observed_generation.unwrap_or(-1) >= d.metadata.generation.unwrap_or(0);
@@ -174,7 +174,7 @@ impl Watcher<'_> {
 
     /// Judge one version of the Deployment; log progress when it changed.
     fn step(&mut self, d: Deployment) -> Result<Option<Progress>, Stop> {
-        let p = evaluate(&d, self.allow_zero).map_err(PrimError::fatal)?;
+        let p = evaluate(&d, self.allow_zero)?;
         self.last = Some(d);
         if p.done {
             return Ok(Some(p));
@@ -381,7 +381,7 @@ mod tests {
     #[test]
     fn zero_replicas_do_not_pass_vacuously() {
         let e = evaluate(&dep(1, 1, 0, 0, 0, 0), false).unwrap_err();
-        assert!(e.contains("wants 0 replicas"), "{e}");
+        assert!(e.msg.contains("wants 0 replicas"), "{e}");
         assert!(evaluate(&dep(1, 1, 0, 0, 0, 0), true).unwrap().done);
         assert!(!evaluate(&dep(1, 1, 0, 0, 0, 1), true).unwrap().done);
     }
@@ -430,7 +430,10 @@ mod tests {
         let d = deployment(
             json!({"metadata": {"name": "w"}, "spec": {"paused": true, "selector": {}, "template": {}}}),
         );
-        assert!(evaluate(&d, false).unwrap_err().contains("rollout resume"));
+        assert!(evaluate(&d, false)
+            .unwrap_err()
+            .msg
+            .contains("rollout resume"));
     }
 
     #[test]

@@ -74,7 +74,7 @@ fn name_of(svc: &Service) -> &str {
 }
 
 /// The NodePort of a Service's port: `Ok(None)` while it has none yet.
-pub fn node_port_of(svc: &Service, port: &PortRef) -> Result<Option<u16>, String> {
+pub fn node_port_of(svc: &Service, port: &PortRef) -> Result<Option<u16>, PrimError> {
     let name = name_of(svc);
     let spec = svc.spec.clone().unwrap_or_default();
     let found = spec.ports.iter().flatten().find(|p| match port {
@@ -82,16 +82,16 @@ pub fn node_port_of(svc: &Service, port: &PortRef) -> Result<Option<u16>, String
         PortRef::Name(s) => p.name.as_deref() == Some(s.as_str()),
     });
     let Some(p) = found else {
-        return Err(format!(
+        return Err(PrimError::fatal(format!(
             "Service {name} has no port {port}; it has: {}",
             ports_of(svc)
-        ));
+        )));
     };
     let ty = spec.type_.unwrap_or_else(|| "ClusterIP".into());
     if ty != "NodePort" && ty != "LoadBalancer" {
-        return Err(format!(
+        return Err(PrimError::fatal(format!(
             "Service {name} is of type {ty}, which has no node port; make it NodePort (the chart's frontend.service.type)"
-        ));
+        )));
     }
     match p.node_port {
         Some(n) if (1..=65535).contains(&n) => Ok(Some(n as u16)),
@@ -197,7 +197,7 @@ pub async fn node_endpoint(
             Target::Selector(sel) => format!("no Service in {ns} matches {sel} yet"),
         }));
     };
-    match node_port_of(&s, port).map_err(PrimError::fatal)? {
+    match node_port_of(&s, port)? {
         Some(np) => {
             let host = node.unwrap_or(&k.host);
             Ok(Look::Found(join_host_port(host, np)))
@@ -312,6 +312,7 @@ mod tests {
         );
         assert!(node_port_of(&front, &PortRef::Number(80))
             .unwrap_err()
+            .msg
             .contains("3000 (http)"));
         let pending = svc("front", "NodePort", 3000, None);
         assert_eq!(
@@ -321,6 +322,7 @@ mod tests {
         let cip = svc("back", "ClusterIP", 8000, None);
         assert!(node_port_of(&cip, &PortRef::Number(8000))
             .unwrap_err()
+            .msg
             .contains("ClusterIP"));
     }
 
