@@ -8,9 +8,6 @@
 //! 127.0.0.1 and 127.0.0.2 (a second origin); every server here has a
 //! bounded lifetime and every load is bounded in size and time.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod runner;
 
 mod aborts;
@@ -29,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Output, Project};
+use crate::support::{self, Output, Project};
 
 /// One request a hostile server received.
 #[derive(Clone, Debug)]
@@ -178,7 +175,7 @@ pub fn pb(src: &str) -> Project {
 pub fn run_measured(p: &Project, args: &[&str]) -> (Output, u64) {
     let plain = p.command(args);
     let mut cmd = std::process::Command::new("/usr/bin/time");
-    cmd.arg("-v").arg(common::bin()).args(args);
+    cmd.arg("-v").arg(support::bin()).args(args);
     if let Some(d) = plain.get_current_dir() {
         cmd.current_dir(d);
     }
@@ -193,7 +190,7 @@ pub fn run_measured(p: &Project, args: &[&str]) -> (Output, u64) {
         .stderr(std::process::Stdio::piped());
     let started = Instant::now();
     let child = cmd.spawn().expect("/usr/bin/time (Debian package `time`)");
-    let out = common::wait_output(child, Duration::from_secs(120), started);
+    let out = support::wait_output(child, Duration::from_secs(120), started);
     let kib = out
         .stderr
         .lines()

@@ -2,11 +2,11 @@
 //! validated as a run validates them, and the output passing the same
 //! Kubernetes schema lint as `k8s/runbook/` (ci/k8s_validate.py).
 
-mod common;
+use crate::support;
 
 use std::process::Command;
 
-use common::{repo, Project};
+use support::{repo, Project};
 
 const SHA: &str = "4f1c2a9d0b8e7c6f5a4b3c2d1e0f9a8b7c6d5e4f";
 

@@ -5,13 +5,12 @@
 //! htpasswd — and against a fault-injecting server for 429, 5xx, resets and
 //! silence.
 
-mod common;
-mod registry_support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
-use common::{Output, Project, CANARY};
-use registry_support::*;
+use support::registry::*;
+use support::{Output, Project, CANARY};
 
 fn pb(src: &str) -> Project {
     let p = Project::new();
@@ -447,7 +446,7 @@ fn sigstore_rs_signature_pushed_as_is_verifies() {
     reg.push_blob("owner/app", b"{}");
     let digest = "sha256:bcc94b61198df26d2e0de628be72a43f9c3270ce5e913d3616b21a9ba03d117d";
     assert_eq!(
-        registry_support::digest(&lab("image-manifest.json")),
+        support::registry::digest(&lab("image-manifest.json")),
         digest
     );
     reg.push_manifest(

@@ -1,7 +1,7 @@
 //! Property tests of every parser that takes outside text: zero panics on
 //! any input, and the safety properties hold for any value. They run in
 //! the test suite with a bounded number of cases; for a longer fuzzing run
-//! by hand: `PROPTEST_CASES=200000 cargo test --release --test properties`.
+//! by hand: `PROPTEST_CASES=200000 cargo test --release --test it properties::`.
 
 use proptest::prelude::*;
 use runbook::primitives::{helm, kube, sdl, shapes, validate_endpoint};

@@ -2,9 +2,9 @@
 //! (file:line and caret), unstubbed primitives, replay of a recording,
 //! snapshots, JUnit output and exit codes.
 
-mod common;
+use crate::support;
 
-use common::{Project, CANARY};
+use support::{Project, CANARY};
 
 const PB: &str = r####"//! Deploy an image if it exists.
 const PARAMS = #{ tag: #{ required: true, pattern: "[a-z0-9]+" }, strict: #{ type: "bool", default_value: false } };
@@ -309,7 +309,7 @@ fn test_read_only_exec_needs_a_stub_in_a_dry_run_too() {
 /// against the shipped rollback playbook: the documentation stays true.
 #[test]
 fn the_readme_example_passes_as_written() {
-    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(support::repo().join("README.md")).unwrap();
     let example: String = readme
         .split("```rhai\n")
         .find(|block| block.starts_with("// playbooks/rollback.test.rhai"))

@@ -3,12 +3,11 @@
 //! Bearer-token issuer) holding cosign-signed images, and the Akash Console
 //! API stand-in.
 
-mod common;
-mod registry_support;
+use crate::support;
 
-use common::{Console, Output, Project};
-use registry_support::*;
 use serde_json::json;
+use support::registry::*;
+use support::{Console, Output, Project};
 
 const SHA: &str = "4f1c2a9d0b8e7c6f5a4b3c2d1e0f9a8b7c6d5e4f";
 const OLD_SHA: &str = "1111111111111111111111111111111111111111";
@@ -29,7 +28,7 @@ fn world(put_ignored: bool) -> World {
     registry.push_image("mconstant/pay2slay-api-staging", SHA, "staging", true);
     let (key, _) = signer();
     registry.cosign_sign("mconstant/pay2slay-api", &digest, &digest, &key, None);
-    let sdl = common::sdl("akash-api")
+    let sdl = support::sdl("akash-api")
         .replace(
             "BANANO_RPC_ENDPOINT=",
             &format!("BANANO_RPC_ENDPOINT={ENDPOINT}"),

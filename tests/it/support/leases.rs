@@ -354,7 +354,7 @@ impl FakeLeases {
 
     /// Write a kubeconfig pointing here (namespace "default"); its path.
     pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
-        super::kubeconfig_for(dir, &self.url, "fake")
+        super::kube::kubeconfig_for(dir, &self.url, "fake")
     }
 }
 

@@ -5,8 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::common::Project;
-use crate::pb;
+use super::pb;
+use crate::support::Project;
 
 /// Write an executable shell script.
 fn script(p: &Project, rel: &str, body: &str) {

@@ -3,7 +3,6 @@
 //! with an `x5c` self-signed certificate and counts what it is asked,
 //! image and cosign-signature pushes over plain HTTP, and a fault-injecting
 //! HTTP server. Everything binds 127.0.0.1 only; every loop is bounded.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -36,7 +35,7 @@ pub fn registry_available(test: &str) -> bool {
 
 fn support(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/registry_support")
+        .join("tests/data/issuer")
         .join(rel)
 }
 
@@ -253,8 +252,6 @@ pub struct Issuer {
     /// (scope, from the harness?) of every token request.
     seen: Arc<Mutex<Vec<(String, bool)>>>,
     pub mode: Arc<Mutex<IssuerMode>>,
-    key: Arc<SigningKey>,
-    cert_der: Arc<Vec<u8>>,
 }
 
 pub const SERVICE: &str = "test-registry";
@@ -280,7 +277,7 @@ impl Issuer {
         let mode = Arc::new(Mutex::new(IssuerMode::default()));
         let key = Arc::new(key);
         let cert_der = Arc::new(pem_body(&cert_pem));
-        let (k2, c2, s2, m2) = (key.clone(), cert_der.clone(), seen.clone(), mode.clone());
+        let (k2, c2, s2, m2) = (key, cert_der, seen.clone(), mode.clone());
         let port = serve(Duration::from_secs(600), stop.clone(), move |mut s| {
             let Some(req) = read_request(&mut s) else {
                 return;
@@ -339,8 +336,6 @@ impl Issuer {
             stop,
             seen,
             mode,
-            key,
-            cert_der,
         }
     }
 
@@ -452,7 +447,8 @@ fn jwt(key: &SigningKey, cert_der: &[u8], repo: &str, actions: &[&str]) -> Strin
 /// A running `docker-registry serve` on 127.0.0.1 (killed when dropped).
 pub struct Registry {
     child: Child,
-    pub dir: tempfile::TempDir,
+    /// Its storage, config and log (removed when dropped).
+    _dir: tempfile::TempDir,
     pub port: u16,
     /// Set for the Bearer-token registry.
     pub issuer: Option<Issuer>,
@@ -534,7 +530,7 @@ impl Registry {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     return Registry {
                         child,
-                        dir,
+                        _dir: dir,
                         port,
                         issuer,
                         basic,

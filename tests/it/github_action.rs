@@ -3,7 +3,7 @@
 //! fetched, its SHA-256 checked (a tampered one is refused and never put on
 //! PATH), and the playbook runs with its exit code as the step's output.
 
-mod common;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bin, repo};
+use support::{bin, repo};
 
 /// The `run:` script and `env:` of each step of the action.
 fn steps() -> Vec<(String, serde_json::Value)> {

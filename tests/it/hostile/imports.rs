@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, wait_output};
+use crate::support::{bin, wait_output};
 
-fn run_in(dir: &std::path::Path, args: &[&str]) -> crate::common::Output {
+fn run_in(dir: &std::path::Path, args: &[&str]) -> crate::support::Output {
     let started = Instant::now();
     let child = std::process::Command::new(bin())
         .args(args)

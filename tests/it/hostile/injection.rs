@@ -3,8 +3,8 @@
 //! never reaches the runner as a command, on stdout or stderr, in any log
 //! format.
 
-use crate::common::Project;
-use crate::runner::{assert_no_injection, commands, PAYLOAD};
+use super::runner::{assert_no_injection, commands, PAYLOAD};
+use crate::support::Project;
 
 const FORMATS: [&str; 3] = ["github", "json", "pretty"];
 

@@ -6,7 +6,6 @@
 //! NodePort, nodes with allocatable, `/version`, the service proxy, `Status`
 //! objects for 403 and 404. A second tiny server plays the frontend behind
 //! the NodePort.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -18,8 +17,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-pub mod leases;
 
 /// How a Deployment's rollout goes.
 #[derive(Clone, Debug)]

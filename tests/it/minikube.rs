@@ -3,15 +3,14 @@
 //! (plain HTTP on 127.0.0.1) reached by kube-rs through a generated
 //! kubeconfig — including every way the flow must refuse or fail.
 
-mod common;
-mod kube_support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Output, Project, CANARY};
-use kube_support::{habit_tracker, FakeKube, Frontend, Rollout};
 use serde_json::{json, Value};
+use support::kube::{habit_tracker, FakeKube, Frontend, Rollout};
+use support::{Output, Project, CANARY};
 
 const NS: &str = "habit-tracker";
 const JWT: &str = "jwt-canary-0b3e71c9d5";
@@ -335,7 +334,7 @@ fn sigterm_during_the_install_kills_helm_and_removes_the_secrets_file() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let out = common::wait_output(child, Duration::from_secs(30), started);
+    let out = support::wait_output(child, Duration::from_secs(30), started);
     out.code(143);
     assert!(out.elapsed < Duration::from_secs(40));
     assert!(
@@ -374,7 +373,7 @@ fn a_hung_helm_is_stopped_by_the_install_and_rollback_budgets() {
 fn requests_beyond_capacity_are_refused_before_any_install() {
     let e = Env::ready();
     e.kube
-        .update(|c| c.nodes = vec![kube_support::node("minikube", "1", "1Gi")]);
+        .update(|c| c.nodes = vec![support::kube::node("minikube", "1", "1Gi")]);
     e.run(&[])
         .code(1)
         .has("no room for habit-tracker")
@@ -449,7 +448,7 @@ fn a_missing_rbac_permission_is_explained() {
 #[test]
 fn a_refused_connection_is_explained() {
     let mut e = Env::ready();
-    let kc = kube_support::refused_kubeconfig(e.p.path(), "minikube");
+    let kc = support::kube::refused_kubeconfig(e.p.path(), "minikube");
     e.p.env("KUBECONFIG", kc.to_str().unwrap());
     e.run(&[])
         .code(1)

@@ -2,11 +2,11 @@
 //! sandbox limits, deadlines, signals, redaction, GitHub Actions details,
 //! artifacts, `check`, `doc`.
 
-mod common;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
-use common::{Project, CANARY};
+use support::{Project, CANARY};
 
 fn pb(src: &str) -> Project {
     let p = Project::new();
@@ -265,7 +265,7 @@ fn signal_mid_exec(sig: nix::sys::signal::Signal, want: i32) {
         .parse()
         .unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-    let out = common::wait_output(child, Duration::from_secs(30), started);
+    let out = support::wait_output(child, Duration::from_secs(30), started);
     out.code(want).has("interrupted by");
     // The whole process group of the child is gone.
     let t = Instant::now();
@@ -516,7 +516,7 @@ fn kill_9_never_leaves_a_half_written_artifact() {
         let mut child = p.command(&["pb.rhai"]).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill().unwrap();
-        let _ = common::wait_output(child, Duration::from_secs(10), started);
+        let _ = support::wait_output(child, Duration::from_secs(10), started);
         if let Some(text) = p.read("big.json") {
             let v: serde_json::Value = serde_json::from_str(&text).expect("a whole JSON document");
             assert_eq!(v["big"].as_array().map(Vec::len), Some(20000));
@@ -552,7 +552,7 @@ fn check_lints_without_running() {
 fn the_repository_playbooks_pass_check() {
     let out = Project::new()
         .command(&["check", "playbooks", "stdlib"])
-        .current_dir(common::repo())
+        .current_dir(support::repo())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -598,7 +598,7 @@ fn the_readme_reference_is_current() {
     let out = Project::new().run(&["doc", "--markdown"]);
     out.code(0);
     let committed =
-        std::fs::read_to_string(common::repo().join("docs/primitives.md")).unwrap_or_default();
+        std::fs::read_to_string(support::repo().join("docs/primitives.md")).unwrap_or_default();
     let want = format!("{}{}", DOC_HEADER, out.stdout);
     assert!(
         committed == want,

@@ -4,14 +4,13 @@
 //! when the API becomes unreachable or the holder's renewTime is skewed,
 //! and a takeover's higher fencing token.
 
-mod common;
-mod kube_support;
+use crate::support;
 
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{wait_output, Output, Project};
-use kube_support::leases::{shift, FakeLeases};
+use support::leases::{shift, FakeLeases};
+use support::{wait_output, Output, Project};
 
 fn project(api: &FakeLeases) -> Project {
     let mut p = Project::new();

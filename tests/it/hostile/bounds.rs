@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::{answer, have_time, pb, run_measured, Hostile, Seen, RSS_BOUND_KIB};
+use super::{answer, have_time, pb, run_measured, Hostile, Seen, RSS_BOUND_KIB};
 
 /// Answers 200 and then `x` for as long as the client reads (at most
 /// 8 GiB, far past any cap; the client hangs up long before).

@@ -3,8 +3,8 @@
 //! line of a multi-line value; in logs (every format), errors, `print`,
 //! outputs, summaries and files.
 
-use crate::common::Project;
-use crate::runner::commands;
+use super::runner::commands;
+use crate::support::Project;
 
 /// A secret with every character that changes under some encoding.
 const SECRET: &str = "s3cr\"et\\va%lue,with:colon\nSECOND-line-xyz\r\nthird-line-9q";

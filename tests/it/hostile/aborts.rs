@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{wait_output, Output, Project};
+use crate::support::{wait_output, Output, Project};
 
 #[track_caller]
 fn no_abort(out: &Output) {

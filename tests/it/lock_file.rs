@@ -1,12 +1,12 @@
 //! The target lock (file backend) and the deployment ledger, driven through
 //! real runbook processes contending in one temporary project.
 
-mod common;
+use crate::support;
 
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{wait_output, Output, Project};
+use support::{wait_output, Output, Project};
 
 /// A playbook that locks `demo`, signals it holds it (a marker file made
 /// by a mutation), then sleeps `hold` seconds.
@@ -297,7 +297,7 @@ exec(["sh", "-c", "echo " + a.token + " " + b.token + " >> tokens.log"]);
 "#,
     );
     let mut p = p;
-    p.path_prepend(common::bin().parent().unwrap().to_path_buf());
+    p.path_prepend(support::bin().parent().unwrap().to_path_buf());
     p.run(&["relock.rhai"]).code(0);
     assert_eq!(p.read("tokens.log").unwrap(), "1 2\n");
     let status = p.read("status.txt").unwrap();

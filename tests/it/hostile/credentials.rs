@@ -5,8 +5,8 @@
 
 use base64::Engine as _;
 
-use crate::common::CANARY;
-use crate::{answer, pb, Hostile, Seen};
+use super::{answer, pb, Hostile, Seen};
+use crate::support::CANARY;
 
 /// Whether any request carried a credential header or the canary.
 fn credentials_in(seen: &[Seen]) -> Vec<String> {
@@ -304,7 +304,7 @@ fn the_right_host_gets_its_credential_from_file_env_or_helper() {
 
 #[test]
 fn an_identity_token_is_traded_on_its_host_only() {
-    let auth_for = |p: &crate::common::Project, host: &str| {
+    let auth_for = |p: &crate::support::Project, host: &str| {
         p.file(
             "auth.json",
             &serde_json::json!({"auths": {host: {"identitytoken": CANARY}}}).to_string(),

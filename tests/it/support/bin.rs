@@ -2,7 +2,6 @@
 //! temporary project, run the real `runbook` binary there, and assert on
 //! its exit code, stdout, stderr and files. Stand-ins for external programs
 //! and services are real processes on 127.0.0.1.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -296,11 +295,6 @@ impl Console {
         let tmp = dir.join("state.json.tmp");
         std::fs::write(&tmp, serde_json::to_string(state).unwrap()).unwrap();
         std::fs::rename(tmp, dir.join("state.json")).unwrap();
-    }
-
-    /// Replace the state (the server re-reads it on every request).
-    pub fn set_state(&self, state: serde_json::Value) {
-        Console::write_state_in(self.dir.path(), &state);
     }
 
     /// Every request it saw, in order.

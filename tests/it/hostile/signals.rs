@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{wait_output, Project};
+use crate::support::{wait_output, Project};
 
 fn alive(pid: i32) -> bool {
     // A zombie is gone for our purposes: it runs nothing.

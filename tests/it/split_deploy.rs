@@ -2,12 +2,12 @@
 //! Console API stand-in (HTTP on 127.0.0.1) and the `terraform` /
 //! `provider-services` stand-ins, including every way discovery can fail.
 
-mod common;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
-use common::{split_state, Console, Project};
 use serde_json::json;
+use support::{split_state, Console, Project};
 
 const ENDPOINT: &str = "provider.europlots.com:31877";
 
@@ -20,7 +20,7 @@ fn project(console: &Console) -> Project {
 }
 
 /// Run the banano stage alone on deployment 1001.
-fn banano(p: &Project) -> common::Output {
+fn banano(p: &Project) -> support::Output {
     p.run(&[
         "playbooks/split-deploy.rhai",
         "--stack",
@@ -59,7 +59,7 @@ fn both_stacks_with_a_port_that_appears_late() {
     ]);
     out.code(0)
         .has(&format!("banano_rpc_endpoint={ENDPOINT}"))
-        .lacks(common::API_KEY);
+        .lacks(support::API_KEY);
     // The artifact: exactly the one key.
     let art: serde_json::Value = serde_json::from_str(&p.read("endpoint.json").unwrap()).unwrap();
     assert_eq!(art, json!({"banano_rpc_endpoint": ENDPOINT}));
@@ -526,7 +526,7 @@ fn sigterm_mid_discovery_exits_143_with_no_artifact() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let out = common::wait_output(child, Duration::from_secs(20), started);
+    let out = support::wait_output(child, Duration::from_secs(20), started);
     out.code(143).has("interrupted by SIGTERM");
     assert!(p.read("endpoint.json").is_none());
 }

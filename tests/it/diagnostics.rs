@@ -3,9 +3,9 @@
 //! PARAMS mistakes in one pass, bool flags, `runbook doc` for built-ins,
 //! reports that survive a failed run.
 
-mod common;
+use crate::support;
 
-use common::Project;
+use support::Project;
 
 fn pb(text: &str) -> Project {
     let p = Project::new();
@@ -63,7 +63,7 @@ summary(`### Title\n\nbody`);
     Project::new()
         .run(&[
             "check",
-            &common::repo().join("playbooks").display().to_string(),
+            &support::repo().join("playbooks").display().to_string(),
         ])
         .code(0);
 }

@@ -1,0 +1,9 @@
+//! What the tests share: running the binary in a temporary project
+//! (`bin`), and the servers it talks to, all on loopback addresses.
+
+pub mod bin;
+pub mod kube;
+pub mod leases;
+pub mod registry;
+
+pub use bin::*;
