@@ -2,7 +2,9 @@
 //! (`bin`), and the servers it talks to, all on loopback addresses.
 
 pub mod bin;
+pub mod http;
 pub mod kube;
+pub mod kube_objects;
 pub mod leases;
 pub mod registry;
 
