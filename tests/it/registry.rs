@@ -9,7 +9,10 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use support::registry::*;
+use support::cosign::{key_from, new_key};
+use support::faults::{Fault, FaultServer, FAULT_DIGEST};
+use support::issuer::IssuerMode;
+use support::registry::{cosign_data, registry_available, Registry, BASIC_PASS, BASIC_USER};
 use support::{Output, Project, CANARY};
 
 fn pb(src: &str) -> Project {
@@ -558,14 +561,14 @@ fn retry_after_is_honoured_then_the_answer_counts() {
     );
     out.code(0).has("has=true");
     assert_eq!(srv.hits(), 2);
-    let seen = srv.seen.lock().unwrap();
-    let gap = seen[1].0.duration_since(seen[0].0);
+    let seen = srv.seen();
+    let gap = seen[1].at.duration_since(seen[0].at);
     assert!(
         gap >= Duration::from_millis(950),
         "waited only {gap:?} after Retry-After: 1"
     );
-    assert_eq!(seen[1].1.method, "HEAD");
-    let accept = &seen[1].1.headers["accept"];
+    assert_eq!(seen[1].method, "HEAD");
+    let accept = &seen[1].headers["accept"];
     for t in [
         "application/vnd.oci.image.index.v1+json",
         "application/vnd.oci.image.manifest.v1+json",

@@ -6,7 +6,8 @@
 use crate::support;
 
 use serde_json::json;
-use support::registry::*;
+use support::cosign::key_from;
+use support::registry::{cosign_data, registry_available, Registry};
 use support::{Console, Output, Project};
 
 const SHA: &str = "4f1c2a9d0b8e7c6f5a4b3c2d1e0f9a8b7c6d5e4f";

@@ -453,3 +453,17 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
         .block_on(async { tokio::time::timeout(Duration::from_secs(20), exchange).await })
         .unwrap_or_else(|_| panic!("{method} {url}: no answer within 20 s"))
 }
+
+/// The stub's own promise the fault tests rely on: a reset is a TCP RST,
+/// not a clean close.
+#[test]
+fn a_reset_reply_is_a_tcp_rst() {
+    use std::io::{Read, Write};
+    let stub = Stub::start(|_| Reply::reset());
+    let mut s = std::net::TcpStream::connect(stub.host()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let err = s.read(&mut buf).expect_err("no answer, not even a clean close");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+}

@@ -2,7 +2,10 @@
 //! (`bin`), and the servers it talks to, all on loopback addresses.
 
 pub mod bin;
+pub mod cosign;
+pub mod faults;
 pub mod http;
+pub mod issuer;
 pub mod kube;
 pub mod kube_objects;
 pub mod leases;
