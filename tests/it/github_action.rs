@@ -5,14 +5,10 @@
 
 use crate::support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use support::http::{Reply, Stub};
 use support::{bin, repo};
 
 /// The `run:` script and `env:` of each step of the action.
@@ -27,69 +23,16 @@ fn steps() -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
-/// A static file server for `dir` on 127.0.0.1 (GET only, bounded: it
-/// stops when dropped or after 60 s).
-struct Files {
-    url: String,
-    stop: Arc<AtomicBool>,
-}
-
-impl Files {
-    fn serve(dir: &Path) -> Files {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (dir, s2) = (dir.to_path_buf(), stop.clone());
-        std::thread::spawn(move || {
-            let t = Instant::now();
-            while !s2.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(60) {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut line = String::new();
-                let mut r = BufReader::new(stream.try_clone().unwrap());
-                if r.read_line(&mut line).is_err() {
-                    continue;
-                }
-                for _ in 0..100 {
-                    let mut h = String::new();
-                    if r.read_line(&mut h).unwrap_or(0) <= 2 {
-                        break;
-                    }
-                }
-                let path = line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches('/');
-                let file = dir.join(path.rsplit('/').next().unwrap_or(""));
-                match std::fs::read(&file) {
-                    Ok(body) => {
-                        let _ = write!(
-                            stream,
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        );
-                        let _ = stream.write_all(&body);
-                    }
-                    Err(_) => {
-                        let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    }
-                }
-            }
-        });
-        Files { url, stop }
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
+/// A static file server for `dir` (by a URL's last segment), on the stub.
+fn serve_files(dir: &Path) -> Stub {
+    let dir = dir.to_path_buf();
+    Stub::start(move |req| {
+        let name = req.path.rsplit('/').next().unwrap_or("");
+        match std::fs::read(dir.join(name)) {
+            Ok(body) => Reply::status(200).body(body),
+            Err(_) => Reply::status(404),
+        }
+    })
 }
 
 fn arch() -> &'static str {
@@ -145,7 +88,7 @@ fn the_action_fetches_verifies_and_runs() {
         ),
     )
     .unwrap();
-    let files = Files::serve(release.path());
+    let files = serve_files(release.path());
     let work = tempfile::tempdir().unwrap();
     let runner_temp = work.path().join("tmp");
     std::fs::create_dir_all(&runner_temp).unwrap();
@@ -155,7 +98,7 @@ fn the_action_fetches_verifies_and_runs() {
             ("VERSION", version.to_string()),
             ("WANT_SHA256", want.to_string()),
             ("REPOSITORY", "acme/runbook".to_string()),
-            ("DOWNLOAD_URL", files.url.clone()),
+            ("DOWNLOAD_URL", files.url()),
             ("RUNNER_TEMP", runner_temp.display().to_string()),
             ("GITHUB_PATH", gh_path.display().to_string()),
             ("PATH", std::env::var("PATH").unwrap()),

@@ -5,11 +5,13 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::{answer, have_time, pb, run_measured, Hostile, Seen, RSS_BOUND_KIB};
+use super::{have_time, pb, run_measured, RSS_BOUND_KIB};
+use crate::support::http::{Reply, Stub};
+use crate::support::raw::RawServer;
 
 /// Answers 200 and then `x` for as long as the client reads (at most
 /// 8 GiB, far past any cap; the client hangs up long before).
-fn endless(_: &Seen, s: &mut TcpStream) {
+fn endless(s: &mut TcpStream) {
     let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n");
     let chunk = vec![b'x'; 64 * 1024];
     for _ in 0..(128 * 1024) {
@@ -20,13 +22,13 @@ fn endless(_: &Seen, s: &mut TcpStream) {
 }
 
 /// Declares 10 GB, sends a few bytes, then waits.
-fn huge_length(_: &Seen, s: &mut TcpStream) {
+fn huge_length(s: &mut TcpStream) {
     let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n{\"a\":");
     std::thread::sleep(Duration::from_secs(5));
 }
 
 /// One byte a second, for at most 60 s.
-fn trickle(_: &Seen, s: &mut TcpStream) {
+fn trickle(s: &mut TcpStream) {
     let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
     for _ in 0..60 {
         if s.write_all(b" ").is_err() {
@@ -52,7 +54,7 @@ fn an_endless_body_stops_at_the_cap_with_bounded_memory() {
     if !have_time("an_endless_body_stops_at_the_cap_with_bounded_memory") {
         return;
     }
-    let srv = Hostile::start("127.0.0.1", endless);
+    let srv = RawServer::start(endless);
     let p = pb(&discover_url(&srv.url(), ""));
     let (out, rss) = run_measured(&p, &["pb.rhai"]);
     out.code(1)
@@ -68,7 +70,7 @@ fn an_endless_body_stops_at_the_cap_with_bounded_memory() {
 
 #[test]
 fn a_10gb_content_length_is_refused_before_reading() {
-    let srv = Hostile::start("127.0.0.1", huge_length);
+    let srv = RawServer::start(huge_length);
     let p = pb(&discover_url(&srv.url(), ""));
     let out = p.run(&["pb.rhai"]);
     out.code(1)
@@ -79,7 +81,7 @@ fn a_10gb_content_length_is_refused_before_reading() {
 
 #[test]
 fn the_akash_console_client_reads_bounded_too() {
-    let srv = Hostile::start("127.0.0.1", endless);
+    let srv = RawServer::start(endless);
     let mut p = pb(&format!(
         r#"let d = akash_deployment(#{{ dseq: "1234", api_url: "{}", timeout: "20s" }}); print(d);"#,
         srv.url()
@@ -92,7 +94,7 @@ fn the_akash_console_client_reads_bounded_too() {
 
 #[test]
 fn a_trickling_body_is_ended_by_the_attempt_timeout() {
-    let srv = Hostile::start("127.0.0.1", trickle);
+    let srv = RawServer::start(trickle);
     let p = pb(&discover_url(
         &srv.url(),
         r#"max_elapsed: "3s", attempt_timeout: "1s", initial_interval: "200ms""#,
@@ -110,7 +112,7 @@ fn a_trickling_body_is_ended_by_the_attempt_timeout() {
 
 #[test]
 fn a_trickling_console_answer_is_ended_by_the_call_timeout() {
-    let srv = Hostile::start("127.0.0.1", trickle);
+    let srv = RawServer::start(trickle);
     let mut p = pb(&format!(
         r#"let d = akash_deployment(#{{ dseq: "1234", api_url: "{}", timeout: "2s" }}); print(d);"#,
         srv.url()
@@ -191,14 +193,7 @@ if out.stdout.contains("runbook dropped") { print("marker=yes"); }"#,
 
 #[test]
 fn an_error_answer_is_quoted_short() {
-    let srv = Hostile::start("127.0.0.1", |_, s| {
-        answer(
-            s,
-            "500 Internal Server Error",
-            &[],
-            "E".repeat(100_000).as_bytes(),
-        )
-    });
+    let srv = Stub::start(|_| Reply::status(500).body("E".repeat(100_000)));
     let mut p = pb(&format!(
         r#"let d = akash_deployment(#{{ dseq: "1234", api_url: "{}", timeout: "5s" }}); print(d);"#,
         srv.url()

@@ -5,15 +5,16 @@
 
 use base64::Engine as _;
 
-use super::{answer, pb, Hostile, Seen};
+use super::pb;
+use crate::support::http::{Reply, Request, Stub};
 use crate::support::CANARY;
 
 /// Whether any request carried a credential header or the canary.
-fn credentials_in(seen: &[Seen]) -> Vec<String> {
+fn credentials_in(seen: &[Request]) -> Vec<String> {
     let mut found = Vec::new();
     for r in seen {
-        if r.body.contains(CANARY) || r.path.contains(CANARY) {
-            found.push(format!("{} {}: body {}", r.method, r.path, r.body));
+        if r.text().contains(CANARY) || r.target.contains(CANARY) {
+            found.push(format!("{} {}: body {}", r.method, r.target, r.text()));
         }
         for (k, v) in &r.headers {
             if [
@@ -25,7 +26,7 @@ fn credentials_in(seen: &[Seen]) -> Vec<String> {
             .contains(&k.as_str())
                 || v.contains(CANARY)
             {
-                found.push(format!("{} {}: {k}: {v}", r.method, r.path));
+                found.push(format!("{} {}: {k}: {v}", r.method, r.target));
             }
         }
     }
@@ -38,18 +39,13 @@ fn b64(s: &str) -> String {
 
 #[test]
 fn the_akash_api_key_is_not_sent_to_another_origin() {
-    let recorder = Hostile::start("127.0.0.2", |_, s| {
-        answer(
-            s,
-            "200 OK",
-            &[("Content-Type", "application/json")],
-            br#"{"data":{}}"#,
-        )
+    let recorder = Stub::start_on("127.0.0.2", |_| {
+        Reply::status(200)
+            .header("Content-Type", "application/json")
+            .body(r#"{"data":{}}"#)
     });
     let target = format!("{}/v1/deployments/1234", recorder.url());
-    let console = Hostile::start("127.0.0.1", move |_, s| {
-        answer(s, "307 Temporary Redirect", &[("Location", &target)], b"")
-    });
+    let console = Stub::start(move |_| Reply::status(307).header("Location", &target));
     let mut p = pb(&format!(
         r#"let d = akash_deployment(#{{ dseq: "1234", api_url: "{}", timeout: "10s" }}); print(d);"#,
         console.url()
@@ -77,19 +73,14 @@ fn the_akash_api_key_is_not_sent_to_another_origin() {
 /// A registry on 127.0.0.1 that wants HTTP Basic (`user:CANARY`) and
 /// redirects manifest reads to `cdn` (another origin), the way registries
 /// send blobs to a CDN.
-fn basic_registry_redirecting_to(cdn: String) -> Hostile {
+fn basic_registry_redirecting_to(cdn: String) -> Stub {
     let want = format!("Basic {}", b64(&format!("robot:{CANARY}")));
-    Hostile::start("127.0.0.1", move |r, s| {
-        if r.headers.get("authorization") != Some(&want) {
-            return answer(
-                s,
-                "401 Unauthorized",
-                &[("WWW-Authenticate", r#"Basic realm="reg""#)],
-                b"",
-            );
+    Stub::start(move |r| {
+        if r.header("authorization") != Some(want.as_str()) {
+            return Reply::status(401).header("WWW-Authenticate", r#"Basic realm="reg""#);
         }
-        let to = format!("{cdn}/cdn{}", r.path);
-        answer(s, "307 Temporary Redirect", &[("Location", &to)], b"")
+        let to = format!("{cdn}/cdn{}", r.target);
+        Reply::status(307).header("Location", &to)
     })
 }
 
@@ -97,16 +88,10 @@ fn basic_registry_redirecting_to(cdn: String) -> Hostile {
 fn registry_redirects_to_another_origin_are_followed_without_authorization() {
     let digest = format!("sha256:{}", "ab".repeat(32));
     let d2 = digest.clone();
-    let cdn = Hostile::start("127.0.0.2", move |_, s| {
-        answer(
-            s,
-            "200 OK",
-            &[
-                ("Docker-Content-Digest", &d2),
-                ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
-            ],
-            b"",
-        )
+    let cdn = Stub::start_on("127.0.0.2", move |_| {
+        Reply::status(200)
+            .header("Docker-Content-Digest", &d2)
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
     });
     let reg = basic_registry_redirecting_to(cdn.url());
     let mut p = pb(&format!(
@@ -139,22 +124,19 @@ fn registry_redirects_to_another_origin_are_followed_without_authorization() {
 
 /// A token endpoint on `ip` that records every request and grants any
 /// token; and a registry on 127.0.0.1 whose Bearer challenge names it.
-fn token_registry(ip: &'static str) -> (Hostile, Hostile) {
-    let issuer = Hostile::start(ip, |_, s| {
-        answer(
-            s,
-            "200 OK",
-            &[("Content-Type", "application/json")],
-            br#"{"token":"granted-token-5f2a","expires_in":300}"#,
-        )
+fn token_registry(ip: &'static str) -> (Stub, Stub) {
+    let issuer = Stub::start_on(ip, |_| {
+        Reply::status(200)
+            .header("Content-Type", "application/json")
+            .body(r#"{"token":"granted-token-5f2a","expires_in":300}"#)
     });
     let realm = format!("{}/token", issuer.url());
-    let reg = Hostile::start("127.0.0.1", move |r, s| {
-        if r.headers.get("authorization").map(String::as_str) != Some("Bearer granted-token-5f2a") {
+    let reg = Stub::start(move |r| {
+        if r.header("authorization") != Some("Bearer granted-token-5f2a") {
             let ch = format!(r#"Bearer realm="{realm}",service="reg""#);
-            return answer(s, "401 Unauthorized", &[("WWW-Authenticate", &ch)], b"");
+            return Reply::status(401).header("WWW-Authenticate", &ch);
         }
-        answer(s, "200 OK", &[("Docker-Content-Digest", "sha256:00")], b"")
+        Reply::status(200).header("Docker-Content-Digest", "sha256:00")
     });
     (issuer, reg)
 }
@@ -327,21 +309,21 @@ fn an_identity_token_is_traded_on_its_host_only() {
         .collect();
     assert_eq!(posts.len(), 1, "{:?}", issuer.seen());
     assert!(
-        posts[0].body.contains("grant_type=refresh_token"),
+        posts[0].text().contains("grant_type=refresh_token"),
         "{}",
-        posts[0].body
+        posts[0].text()
     );
     assert!(
-        posts[0].body.contains(&format!("refresh_token={CANARY}")),
+        posts[0].text().contains(&format!("refresh_token={CANARY}")),
         "{}",
-        posts[0].body
+        posts[0].text()
     );
     assert!(
         posts[0]
-            .body
+            .text()
             .contains("scope=repository%3Ateam%2Fapp%3Apull"),
         "{}",
-        posts[0].body
+        posts[0].text()
     );
 
     // A token endpoint on another host: asked anonymously, with a GET.

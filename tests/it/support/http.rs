@@ -464,6 +464,8 @@ fn a_reset_reply_is_a_tcp_rst() {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut buf = [0u8; 64];
-    let err = s.read(&mut buf).expect_err("no answer, not even a clean close");
+    let err = s
+        .read(&mut buf)
+        .expect_err("no answer, not even a clean close");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
 }

@@ -9,6 +9,7 @@ pub mod issuer;
 pub mod kube;
 pub mod kube_objects;
 pub mod leases;
+pub mod raw;
 pub mod registry;
 
 pub use bin::*;
