@@ -5,13 +5,7 @@
 
 use crate::support;
 
-use support::Project;
-
-fn pb(text: &str) -> Project {
-    let p = Project::new();
-    p.file("pb.rhai", text);
-    p
-}
+use support::{pb, Project};
 
 #[test]
 fn an_error_in_a_module_shows_the_module_line_first_then_the_calls() {

@@ -3,10 +3,9 @@
 
 use crate::support;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use support::{wait_output, Output, Project};
+use support::{finish, wait_output, Project};
 
 /// A playbook that locks `demo`, signals it holds it (a marker file made
 /// by a mutation), then sleeps `hold` seconds.
@@ -27,14 +26,6 @@ fn project() -> Project {
     p
 }
 
-/// Start a run in the background.
-fn start(p: &Project, args: &[&str]) -> (Child, Instant) {
-    (
-        p.command(args).spawn().expect("spawn runbook"),
-        Instant::now(),
-    )
-}
-
 /// Wait (bounded) until the project has `rel` with at least `lines` lines.
 fn wait_lines(p: &Project, rel: &str, lines: usize) {
     let t = Instant::now();
@@ -45,10 +36,6 @@ fn wait_lines(p: &Project, rel: &str, lines: usize) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn finish((child, started): (Child, Instant)) -> Output {
-    wait_output(child, Duration::from_secs(60), started)
 }
 
 fn tokens(p: &Project) -> Vec<u64> {
@@ -75,7 +62,7 @@ fn a_second_run_exits_75_naming_the_holder() {
         .env("GITHUB_REPOSITORY", "acme/app")
         .env("GITHUB_RUN_ID", "4242")
         .env("GITHUB_ACTOR", "alice");
-    let a = start(&p, &["hold.rhai"]);
+    let a = p.start(&["hold.rhai"]);
     wait_lines(&p, "tokens.log", 1);
     p.env("GITHUB_RUN_ID", "4243").env("GITHUB_ACTOR", "bob");
     let b = p.run(&["hold.rhai"]);
@@ -107,9 +94,9 @@ fn a_waiting_run_gets_the_lock_after_the_holder_with_a_higher_token() {
         "wait.rhai",
         &holder_playbook(0.0).replace("ttl: 3", "ttl: 3, wait: 30"),
     );
-    let a = start(&p, &["hold.rhai"]);
+    let a = p.start(&["hold.rhai"]);
     wait_lines(&p, "tokens.log", 1);
-    let b = start(&p, &["wait.rhai"]);
+    let b = p.start(&["wait.rhai"]);
     finish(a).code(0);
     finish(b).code(0).has("is busy").has("waiting up to 30s");
     assert_eq!(
@@ -127,9 +114,9 @@ fn kill_9_of_the_holder_frees_the_lock_at_once() {
         "wait.rhai",
         &holder_playbook(0.0).replace("ttl: 3", "ttl: 3, wait: 50"),
     );
-    let (mut a, _) = start(&p, &["hold.rhai"]);
+    let (mut a, _) = p.start(&["hold.rhai"]);
     wait_lines(&p, "tokens.log", 1);
-    let b = start(&p, &["wait.rhai"]);
+    let b = p.start(&["wait.rhai"]);
     // b is queued behind a (it cannot finish while a holds the lock).
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(tokens(&p), vec![1]);
@@ -155,7 +142,7 @@ sleep(4); // margin for the break on a loaded machine
 exec(["sh", "-c", "echo after >> mutations.log"]);
 "#,
     );
-    let a = start(&p, &["hold.rhai"]);
+    let a = p.start(&["hold.rhai"]);
     wait_lines(&p, "mutations.log", 1);
     p.run(&["lock", "break", "demo"])
         .code(2)
@@ -211,7 +198,7 @@ if args.mode == "hang" { sleep(30); }
     p.run(&["deploy.rhai", "--sha", "aaa"]).code(0);
     p.run(&["deploy.rhai", "--sha", "bbb", "--mode", "fail"])
         .code(1);
-    let (child, started) = start(&p, &["deploy.rhai", "--sha", "ccc", "--mode", "hang"]);
+    let (child, started) = p.start(&["deploy.rhai", "--sha", "ccc", "--mode", "hang"]);
     wait_lines(&p, "mutations.log", 3);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

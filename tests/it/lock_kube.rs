@@ -6,11 +6,10 @@
 
 use crate::support;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use support::leases::{shift, FakeLeases};
-use support::{wait_output, Output, Project};
+use support::{finish, Project};
 
 fn project(api: &FakeLeases) -> Project {
     let mut p = Project::new();
@@ -32,17 +31,6 @@ sleep({hold});
 exec(["sh", "-c", "echo {label}:after >> mutations.log"]);
 "#
     )
-}
-
-fn start(p: &Project, args: &[&str]) -> (Child, Instant) {
-    (
-        p.command(args).spawn().expect("spawn runbook"),
-        Instant::now(),
-    )
-}
-
-fn finish((child, started): (Child, Instant)) -> Output {
-    wait_output(child, Duration::from_secs(60), started)
 }
 
 fn wait_for(p: &Project, line: &str) {
@@ -91,7 +79,7 @@ fn one_holder_the_other_exits_75_and_kill_9_frees_it_within_the_ttl() {
     p.env("GITHUB_SERVER_URL", "https://github.example")
         .env("GITHUB_REPOSITORY", "acme/app")
         .env("GITHUB_RUN_ID", "77");
-    let (mut a, _) = start(&p, &["a.rhai"]);
+    let (mut a, _) = p.start(&["a.rhai"]);
     wait_for(&p, "a:1");
     let lease = api
         .get("Lease", "default", "runbook-demo")
@@ -117,7 +105,7 @@ fn one_holder_the_other_exits_75_and_kill_9_frees_it_within_the_ttl() {
         .has("lock demo: held")
         .has("token: 1");
 
-    let c = start(&p, &["c.rhai"]);
+    let c = p.start(&["c.rhai"]);
     std::thread::sleep(Duration::from_millis(300));
     let killed = Instant::now();
     a.kill().unwrap(); // SIGKILL: the Lease stays until it expires
@@ -142,7 +130,7 @@ fn an_unreachable_api_fences_the_holder_before_its_next_mutation() {
     let api = FakeLeases::start();
     let p = project(&api);
     p.file("a.rhai", &playbook("a", 1.5, 0.0, 3.0));
-    let a = start(&p, &["a.rhai"]);
+    let a = p.start(&["a.rhai"]);
     wait_for(&p, "a:1");
     api.set_unreachable(true);
     let out = finish(a);
@@ -159,7 +147,7 @@ fn a_skewed_renew_time_lets_another_run_take_over_and_the_old_holder_fences() {
     let p = project(&api);
     p.file("a.rhai", &playbook("a", 3.0, 0.0, 5.0));
     p.file("b.rhai", &playbook("b", 3.0, 0.0, 0.0));
-    let a = start(&p, &["a.rhai"]);
+    let a = p.start(&["a.rhai"]);
     wait_for(&p, "a:1");
     // a's renewals keep landing, but every renewTime is stored 60 s in the
     // past: to everyone else the Lease has expired.

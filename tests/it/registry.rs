@@ -13,13 +13,7 @@ use support::cosign::{key_from, new_key};
 use support::faults::{Fault, FaultServer, FAULT_DIGEST};
 use support::issuer::IssuerMode;
 use support::registry::{cosign_data, registry_available, Registry, BASIC_PASS, BASIC_USER};
-use support::{Output, Project, CANARY};
-
-fn pb(src: &str) -> Project {
-    let p = Project::new();
-    p.file("pb.rhai", src);
-    p
-}
+use support::{pb, Output, Project, CANARY};
 
 /// The structured events a primitive logged (`--log-format json`).
 fn events(out: &Output, primitive: &str) -> Vec<serde_json::Value> {

@@ -6,9 +6,10 @@
 use crate::support;
 
 use serde_json::json;
+use support::console::{self, Console};
 use support::cosign::key_from;
 use support::registry::{cosign_data, registry_available, Registry};
-use support::{Console, Output, Project};
+use support::{Output, Project};
 
 const SHA: &str = "4f1c2a9d0b8e7c6f5a4b3c2d1e0f9a8b7c6d5e4f";
 const OLD_SHA: &str = "1111111111111111111111111111111111111111";
@@ -29,7 +30,7 @@ fn world(put_ignored: bool) -> World {
     registry.push_image("mconstant/pay2slay-api-staging", SHA, "staging", true);
     let (key, _) = signer();
     registry.cosign_sign("mconstant/pay2slay-api", &digest, &digest, &key, None);
-    let sdl = support::sdl("akash-api")
+    let sdl = console::sdl("akash-api")
         .replace(
             "BANANO_RPC_ENDPOINT=",
             &format!("BANANO_RPC_ENDPOINT={ENDPOINT}"),

@@ -6,13 +6,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use support::{Project, CANARY};
-
-fn pb(src: &str) -> Project {
-    let p = Project::new();
-    p.file("pb.rhai", src);
-    p
-}
+use support::{pb, Project, CANARY};
 
 const SHA_PB: &str = r#"//! Test playbook.
 const PARAMS = #{

@@ -7,7 +7,8 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{split_state, Console, Project};
+use support::console::{split_state, Console, API_KEY};
+use support::Project;
 
 const ENDPOINT: &str = "provider.europlots.com:31877";
 
@@ -59,7 +60,7 @@ fn both_stacks_with_a_port_that_appears_late() {
     ]);
     out.code(0)
         .has(&format!("banano_rpc_endpoint={ENDPOINT}"))
-        .lacks(support::API_KEY);
+        .lacks(API_KEY);
     // The artifact: exactly the one key.
     let art: serde_json::Value = serde_json::from_str(&p.read("endpoint.json").unwrap()).unwrap();
     assert_eq!(art, json!({"banano_rpc_endpoint": ENDPOINT}));

@@ -5,8 +5,9 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::{have_time, pb, run_measured, RSS_BOUND_KIB};
+use super::{have_time, run_measured, RSS_BOUND_KIB};
 use crate::support::http::{Reply, Stub};
+use crate::support::pb;
 use crate::support::raw::RawServer;
 
 /// Answers 200 and then `x` for as long as the client reads (at most

@@ -5,8 +5,8 @@
 
 use base64::Engine as _;
 
-use super::pb;
 use crate::support::http::{Reply, Request, Stub};
+use crate::support::pb;
 use crate::support::CANARY;
 
 /// Whether any request carried a credential header or the canary.

@@ -25,13 +25,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::{self, Output, Project};
 
-/// A playbook project with `pb.rhai`.
-pub fn pb(src: &str) -> Project {
-    let p = Project::new();
-    p.file("pb.rhai", src);
-    p
-}
-
 /// Run the binary under `/usr/bin/time -v` (bounded: 120 s) and return its
 /// output with its peak RSS in KiB (`Maximum resident set size`).
 pub fn run_measured(p: &Project, args: &[&str]) -> (Output, u64) {

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::pb;
+use crate::support::pb;
 use crate::support::Project;
 
 /// Write an executable shell script.

@@ -11,6 +11,7 @@ use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey;
 
+use super::bin::repo;
 use super::http::{request, Reply, Request, Stub};
 
 /// The `service` the registry and its tokens name.
@@ -38,9 +39,7 @@ pub struct Issuer {
 }
 
 fn data(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/issuer")
-        .join(rel)
+    repo().join("tests/data/issuer").join(rel)
 }
 
 pub(crate) fn b64(bytes: &[u8]) -> String {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::bin::repo;
 use super::http::{free_port, request, Response};
 use super::issuer::{b64, Issuer, ISSUER, SERVICE};
 
@@ -29,9 +30,7 @@ pub fn registry_available(test: &str) -> bool {
 
 /// The repository's cosign test data folder.
 pub fn cosign_data(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/cosign")
-        .join(rel)
+    repo().join("tests/data/cosign").join(rel)
 }
 
 /// `sha256:<hex>` of bytes.
