@@ -281,32 +281,40 @@ impl Ctx {
         let spin = label
             .filter(|_| self.spinner_ok() && d >= Duration::from_millis(300))
             .map(String::from);
+        // indicatif draws the spinner (and hides it when stderr is not a
+        // terminal); the label is redacted like every other byte we print.
+        let bar = spin.map(|label| {
+            let label = crate::redact::redact(&label).into_owned();
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(d.as_millis() as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            let style =
+                indicatif::ProgressStyle::with_template("{spinner} {msg} (next try in {eta})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.set_message(label);
+            bar
+        });
         let cancelled = self.rt.block_on(async move {
             let sleep = tokio::time::sleep(d);
             tokio::pin!(sleep);
-            let Some(label) = spin else {
+            let Some(bar) = bar else {
                 return tokio::select! {
                     _ = cancel.cancelled() => true,
                     _ = &mut sleep => false,
                 };
             };
-            const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
             let start = tokio::time::Instant::now();
             let mut tick = tokio::time::interval(Duration::from_millis(100));
-            let mut frame = 0usize;
             let out = loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break true,
                     _ = &mut sleep => break false,
-                    _ = tick.tick() => {
-                        let left = d.saturating_sub(start.elapsed()).as_secs_f64();
-                        let line = format!("\r\x1b[2K{} {label} (next try in {left:.1}s)", FRAMES[frame % FRAMES.len()]);
-                        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-                        frame += 1;
-                    }
+                    _ = tick.tick() => bar.set_position(start.elapsed().as_millis() as u64),
                 }
             };
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), b"\r\x1b[2K");
+            bar.finish_and_clear();
             out
         });
         if cancelled {

@@ -10,6 +10,19 @@ use rhai::{Array, Dynamic, Map};
 
 use crate::context::{error, RhaiResult};
 
+/// The one unknown-key check (options maps, `PARAMS` specs): `None` when
+/// `key` is known, else "unknown {noun} 'key' (did you mean ..); {label}: ..".
+pub fn unknown_key(noun: &str, key: &str, known: &[&str], label: &str) -> Option<String> {
+    if known.contains(&key) {
+        return None;
+    }
+    Some(format!(
+        "unknown {noun} '{key}'{}; {label}: {}",
+        crate::suggest::hint(key, known.iter().copied()),
+        known.join(", ")
+    ))
+}
+
 /// Typed access to a primitive's options map, with errors that name the
 /// primitive, the option and what it wants.
 pub struct Opts<'a> {
@@ -21,12 +34,8 @@ impl<'a> Opts<'a> {
     /// Wrap `map`; refuse keys not in `known` (with a did-you-mean hint).
     pub fn new(prim: &'static str, map: &'a Map, known: &[&str]) -> RhaiResult<Opts<'a>> {
         for key in map.keys() {
-            if !known.contains(&key.as_str()) {
-                return Err(error(format!(
-                    "{prim}: unknown option '{key}'{}; it takes: {}",
-                    crate::suggest::hint(key, known.iter().copied()),
-                    known.join(", ")
-                )));
+            if let Some(why) = unknown_key("option", key, known, "it takes") {
+                return Err(error(format!("{prim}: {why}")));
             }
         }
         Ok(Opts { prim, map })

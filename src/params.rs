@@ -168,15 +168,8 @@ pub fn declaration_all(ast: &AST, source: &str) -> (Declaration, Vec<String>) {
                     &name,
                     "write `default_value: …` for the default (`default` is a reserved word in Rhai)",
                 ));
-            } else if !KEYS.contains(&k.as_str()) {
-                errors.push(spec_err(
-                    &name,
-                    format!(
-                        "unknown key '{k}'{}; keys: {}",
-                        crate::suggest::hint(k, KEYS.iter().copied()),
-                        KEYS.join(", ")
-                    ),
-                ));
+            } else if let Some(why) = crate::opts::unknown_key("key", k, KEYS, "keys") {
+                errors.push(spec_err(&name, why));
             }
         }
         let text = |k: &str| spec.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());
