@@ -457,9 +457,7 @@ pub fn doc(name: Option<&str>, markdown: bool, definitions: Option<&Path>) -> Re
 mod tests {
     use super::*;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
+    use crate::opts::strings as s;
 
     #[test]
     fn runner_options_anywhere() {
