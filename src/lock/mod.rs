@@ -499,6 +499,17 @@ pub struct Status {
 }
 
 impl Status {
+    /// A lock nobody ever took.
+    pub fn free(name: &str) -> Status {
+        Status {
+            name: name.into(),
+            held: false,
+            holder: None,
+            expires: None,
+            token: 0,
+        }
+    }
+
     /// Human text for `runbook lock status`.
     pub fn render(&self) -> String {
         let mut s = format!(
