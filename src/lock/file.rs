@@ -250,13 +250,7 @@ impl FileLock {
 pub fn status(state: &Path, name: &str) -> Result<Status, String> {
     let path = path(state, name);
     if !path.exists() {
-        return Ok(Status {
-            name: name.into(),
-            held: false,
-            holder: None,
-            expires: None,
-            token: 0,
-        });
+        return Ok(Status::free(name));
     }
     let f = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     // Shared and non-blocking: it only asks whether an exclusive lock is

@@ -437,13 +437,7 @@ pub async fn status(
         .await?
         .map_err(|e| describe_err(&format!("read Lease {ns}/{ln}"), &e))?;
     Ok(match l {
-        None => Status {
-            name: name.into(),
-            held: false,
-            holder: None,
-            expires: None,
-            token: 0,
-        },
+        None => Status::free(name),
         Some(l) => Status {
             name: name.into(),
             held: live(&l),
@@ -470,13 +464,7 @@ pub async fn break_lock(
             .await?
             .map_err(|e| describe_err(&format!("read Lease {ns}/{ln}"), &e))?
         else {
-            return Ok(Status {
-                name: name.into(),
-                held: false,
-                holder: None,
-                expires: None,
-                token: 0,
-            });
+            return Ok(Status::free(name));
         };
         let before = Status {
             name: name.into(),
