@@ -10,6 +10,12 @@ use rhai::{Array, Dynamic, Map};
 
 use crate::context::{error, RhaiResult};
 
+/// Owned strings from literals: command lines in unit tests.
+#[cfg(test)]
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
 /// The one unknown-key check (options maps, `PARAMS` specs): `None` when
 /// `key` is known, else "unknown {noun} 'key' (did you mean ..); {label}: ..".
 pub fn unknown_key(noun: &str, key: &str, known: &[&str], label: &str) -> Option<String> {

@@ -110,10 +110,18 @@ impl RunOptions {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
+/// The async runtime with `workers` threads, or a current-thread one for
+/// 0. Multi-thread where `Handle::block_on` must drive I/O and timers
+/// from the script thread.
+pub fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Error> {
+    let mut b = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    b.enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
 }
@@ -188,7 +196,7 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     let format = opts.format.unwrap_or_else(LogFormat::detect);
     let sink = crate::logging::init(format);
     let source = load(&opts.playbook)?;
-    let rt = runtime()?;
+    let rt = runtime(2)?;
     let mut settings = Settings::new(&opts.playbook, format);
     settings.dry_run = opts.dry_run;
     settings.allow.extend(opts.allow.iter().cloned());
@@ -404,16 +412,9 @@ pub(crate) fn discard_artifacts(ctx: &Ctx) {
     }
 }
 
-fn plain_runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
-}
-
 /// `runbook check PATH…`.
 pub fn check(paths: &[PathBuf]) -> Result<(), Error> {
-    let rt = plain_runtime()?;
+    let rt = runtime(0)?;
     let n = crate::check::run(paths, rt.handle()).map_err(Error::Usage)?;
     if n > 0 {
         return Err(Error::Usage(format!("{n} problem(s) found")));
@@ -423,7 +424,7 @@ pub fn check(paths: &[PathBuf]) -> Result<(), Error> {
 
 /// `runbook doc [NAME]`.
 pub fn doc(name: Option<&str>, markdown: bool, definitions: Option<&Path>) -> Result<(), Error> {
-    let rt = plain_runtime()?;
+    let rt = runtime(0)?;
     let ctx = Ctx::new(
         Settings::new(Path::new("doc.rhai"), LogFormat::Pretty),
         rt.handle().clone(),
@@ -457,9 +458,7 @@ pub fn doc(name: Option<&str>, markdown: bool, definitions: Option<&Path>) -> Re
 mod tests {
     use super::*;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
+    use crate::opts::strings as s;
 
     #[test]
     fn runner_options_anywhere() {

@@ -261,6 +261,57 @@ impl Deadline {
     }
 }
 
+/// What one renewal of a held lock found.
+pub enum Renewal {
+    /// Renewed; the deadline moves to `start + ttl`.
+    Renewed(Instant),
+    /// Still ours, but not renewed this time (an I/O error, no answer):
+    /// the old deadline stays and the gate refuses once it passes.
+    Kept,
+    /// Taken over, broken or deleted: no mutation may follow.
+    Lost(String),
+    /// Released meanwhile: stop renewing.
+    Released,
+}
+
+/// The renewal loop both backends share: every `ttl / 3` until `stop`,
+/// call `renew` and move the deadline, or mark the lock lost and stop.
+pub fn spawn_renewal<F, Fut>(
+    rt: &tokio::runtime::Handle,
+    ttl: Duration,
+    deadline: Arc<Mutex<Deadline>>,
+    stop: CancellationToken,
+    mut renew: F,
+) where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Renewal> + Send,
+{
+    rt.spawn(async move {
+        let every = ttl / 3;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = renew() => r,
+            };
+            let mut d = deadline.lock().unwrap_or_else(|e| e.into_inner());
+            match outcome {
+                Renewal::Renewed(start) => d.renewed(start, ttl),
+                Renewal::Kept => {}
+                Renewal::Lost(why) => {
+                    tracing::error!("lock lost: {why}");
+                    d.lost = Some(why);
+                    return;
+                }
+                Renewal::Released => return,
+            }
+        }
+    });
+}
+
 /// The backend-specific handle of a held lock.
 pub enum Handle {
     /// A held lock file.
@@ -448,6 +499,17 @@ pub struct Status {
 }
 
 impl Status {
+    /// A lock nobody ever took.
+    pub fn free(name: &str) -> Status {
+        Status {
+            name: name.into(),
+            held: false,
+            holder: None,
+            expires: None,
+            token: 0,
+        }
+    }
+
     /// Human text for `runbook lock status`.
     pub fn render(&self) -> String {
         let mut s = format!(
