@@ -248,6 +248,24 @@ impl Ctx {
         timeout: Duration,
         fut: impl Future<Output = Result<T, E>>,
     ) -> RhaiResult<T> {
+        match self.bounded(timeout, fut)? {
+            None => Err(error(format!(
+                "{what}: no answer within {} (the call's timeout; raise it with the `timeout` option)",
+                crate::error::fmt_secs(timeout)
+            ))),
+            Some(Err(e)) => Err(e.into().into()),
+            Some(Ok(v)) => Ok(v),
+        }
+    }
+
+    /// Run `fut` from the script thread within `budget`: `None` when the
+    /// budget ran out, an error (the script stops) on cancellation. The one
+    /// place the cancel/timeout race is written.
+    pub fn bounded<T>(
+        &self,
+        budget: Duration,
+        fut: impl Future<Output = T>,
+    ) -> RhaiResult<Option<T>> {
         if self.cancel.is_cancelled() {
             return Err(terminated());
         }
@@ -255,18 +273,10 @@ impl Ctx {
         let outcome = self.rt.block_on(async move {
             tokio::select! {
                 _ = cancel.cancelled() => None,
-                r = tokio::time::timeout(timeout, fut) => Some(r),
+                r = tokio::time::timeout(budget, fut) => Some(r.ok()),
             }
         });
-        match outcome {
-            None => Err(terminated()),
-            Some(Err(_)) => Err(error(format!(
-                "{what}: no answer within {} (the call's timeout; raise it with the `timeout` option)",
-                crate::error::fmt_secs(timeout)
-            ))),
-            Some(Ok(Err(e))) => Err(e.into().into()),
-            Some(Ok(Ok(v))) => Ok(v),
-        }
+        outcome.ok_or_else(terminated)
     }
 
     /// Sleep on the script thread, waking early on cancellation.

@@ -163,6 +163,22 @@ impl Spec {
             .register_into_engine(engine, without);
     }
 
+    /// Register `name(opts)` alone (its options hold what is required),
+    /// the body given the call's context: for a primitive that calls back
+    /// into the script (a closure source).
+    pub fn register_opts_with_context<R, F>(&'static self, engine: &mut Engine, f: F)
+    where
+        R: Variant + Clone,
+        F: Fn(&rhai::NativeCallContext, &Opts) -> RhaiResult<R> + Send + Sync + 'static,
+    {
+        FuncRegistration::new(self.name)
+            .with_params_info(self.info(true))
+            .with_comments([self.comments()])
+            .register_into_engine(engine, move |ncc: rhai::NativeCallContext, opts: Map| {
+                self.call(|| f(&ncc, &self.read(&opts)?))
+            });
+    }
+
     /// Register `name()` and, when the table has options, `name(opts)`.
     pub fn register0<R, F>(&'static self, engine: &mut Engine, f: F)
     where

@@ -12,7 +12,7 @@ use backon::BackoffBuilder;
 use crate::error::{fmt_secs, Kind, PrimError};
 
 /// How often and how long to try.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Schedule {
     /// First delay between attempts.
     pub initial: Duration,
@@ -24,6 +24,10 @@ pub struct Schedule {
     pub attempt_timeout: Duration,
     /// At most this many attempts (a second guard besides the deadline).
     pub max_attempts: u32,
+    /// Growth of the delay from one attempt to the next.
+    pub factor: f32,
+    /// Randomize delays (0–100 % more), so many runners do not poll in step.
+    pub jitter: bool,
 }
 
 impl Default for Schedule {
@@ -34,6 +38,8 @@ impl Default for Schedule {
             max_elapsed: Duration::from_secs(60),
             attempt_timeout: Duration::from_secs(5),
             max_attempts: 10_000,
+            factor: 2.0,
+            jitter: true,
         }
     }
 }
@@ -67,6 +73,74 @@ impl Schedule {
     }
 }
 
+/// The schedule's clock for one loop: whether another attempt fits, its
+/// budget, and the delay before it. [`retry_with`] runs on it, and so does
+/// a loop that must stay on the script thread (`discover_port` with a
+/// closure source).
+pub struct Pacer {
+    schedule: Schedule,
+    delays: backon::ExponentialBackoff,
+    start: Instant,
+    attempt: u32,
+}
+
+impl Pacer {
+    /// Start the clock.
+    pub fn start(s: &Schedule) -> Pacer {
+        let b = backon::ExponentialBuilder::default()
+            .with_min_delay(s.initial)
+            .with_max_delay(s.max_interval.max(s.initial))
+            .with_factor(s.factor)
+            .without_max_times();
+        let b = if s.jitter { b.with_jitter() } else { b };
+        Pacer {
+            schedule: s.clone(),
+            delays: b.build(),
+            start: Instant::now(),
+            attempt: 0,
+        }
+    }
+
+    /// The next attempt's number and time budget, or `None` when the
+    /// schedule is spent (too little time left for a meaningful attempt,
+    /// or the attempts used up).
+    pub fn next_attempt(&mut self) -> Option<(u32, Duration)> {
+        let remaining = self.remaining();
+        if remaining < Duration::from_millis(5) || self.attempt >= self.schedule.max_attempts {
+            return None;
+        }
+        self.attempt += 1;
+        Some((self.attempt, self.schedule.attempt_timeout.min(remaining)))
+    }
+
+    /// The delay before the next attempt, at least `at_least` (a
+    /// `Retry-After`), cut to the time left; `None` when none is left.
+    pub fn next_delay(&mut self, at_least: Option<Duration>) -> Option<Duration> {
+        let remaining = self.remaining();
+        if remaining.is_zero() || self.attempt >= self.schedule.max_attempts {
+            return None;
+        }
+        let backoff = self.delays.next().unwrap_or(self.schedule.max_interval);
+        Some(at_least.map_or(backoff, |a| a.max(backoff)).min(remaining))
+    }
+
+    /// Attempts made so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn remaining(&self) -> Duration {
+        self.schedule
+            .max_elapsed
+            .saturating_sub(self.start.elapsed())
+    }
+}
+
 /// How a successful loop went.
 #[derive(Clone, Copy, Debug)]
 pub struct Stats {
@@ -97,35 +171,21 @@ where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, PrimError>>,
 {
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(s.initial)
-        .with_max_delay(s.max_interval.max(s.initial))
-        .with_factor(2.0)
-        .without_max_times()
-        .with_jitter()
-        .build();
-    let start = Instant::now();
-    let mut attempt = 0u32;
+    let mut pacer = Pacer::start(s);
     let mut last = PrimError::transient("no attempt fitted in the bound");
-    while attempt < s.max_attempts {
-        let remaining = s.max_elapsed.saturating_sub(start.elapsed());
-        if remaining < Duration::from_millis(5) {
-            break;
-        }
-        attempt += 1;
-        let budget = s.attempt_timeout.min(remaining);
+    while let Some((attempt, budget)) = pacer.next_attempt() {
         let err = match tokio::time::timeout(budget, op(attempt)).await {
             Ok(Ok(v)) => {
                 let stats = Stats {
                     attempts: attempt,
-                    elapsed: start.elapsed(),
+                    elapsed: pacer.elapsed(),
                 };
                 return Ok((v, stats));
             }
             Ok(Err(e)) if e.kind != Kind::Transient => {
                 return Err(GaveUp {
                     attempts: attempt,
-                    elapsed: start.elapsed(),
+                    elapsed: pacer.elapsed(),
                     last: e,
                     exhausted: false,
                 })
@@ -133,19 +193,15 @@ where
             Ok(Err(e)) => e,
             Err(_) => PrimError::transient(format!("no answer within {}", fmt_secs(budget))),
         };
-        let remaining = s.max_elapsed.saturating_sub(start.elapsed());
-        let backoff = delays.next().unwrap_or(s.max_interval);
-        let delay = err.retry_after.map_or(backoff, |a| a.max(backoff));
+        let delay = pacer.next_delay(err.retry_after);
         last = err;
-        if remaining.is_zero() || attempt >= s.max_attempts {
-            break;
-        }
+        let Some(delay) = delay else { break };
         tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, seen = %last.msg, "retrying");
-        tokio::time::sleep(delay.min(remaining)).await;
+        tokio::time::sleep(delay).await;
     }
     Err(GaveUp {
-        attempts: attempt,
-        elapsed: start.elapsed(),
+        attempts: pacer.attempts(),
+        elapsed: pacer.elapsed(),
         last,
         exhausted: true,
     })

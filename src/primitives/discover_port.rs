@@ -4,15 +4,16 @@
 //! attempt cut to fit. A found endpoint goes through `validate_endpoint`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use backon::BackoffBuilder;
-use rhai::{Dynamic, Engine, FnPtr, FuncRegistration, Map, NativeCallContext};
+use rhai::{Dynamic, Engine, FnPtr, Map, NativeCallContext};
 use serde_json::Value;
 
-use crate::context::{error, terminated, Ctx, RhaiResult};
+use crate::context::{error, Ctx, RhaiResult};
+use crate::declare::{Opt, Spec};
 use crate::error::fmt_secs;
 use crate::kube::service::Look;
+use crate::net::retry::{Pacer, Schedule};
 use crate::primitives::shapes::{self, Found};
 use crate::primitives::validate_endpoint::validate;
 use crate::primitives::{akash, exec, kube_service, string_array, to_json, Opts};
@@ -48,36 +49,6 @@ impl Source {
     }
 }
 
-/// The backoff and bound settings.
-#[derive(Clone, Debug)]
-pub struct Schedule {
-    /// Hard bound on the whole call.
-    pub max_elapsed: Duration,
-    /// First delay.
-    pub initial_interval: Duration,
-    /// Growth factor.
-    pub multiplier: f32,
-    /// Largest delay.
-    pub max_interval: Duration,
-    /// Bound on one attempt.
-    pub attempt_timeout: Duration,
-    /// Randomize delays (0–100 % more), so many runners do not poll in step.
-    pub jitter: bool,
-}
-
-impl Default for Schedule {
-    fn default() -> Self {
-        Schedule {
-            max_elapsed: Duration::from_secs(75),
-            initial_interval: Duration::from_secs(1),
-            multiplier: 2.0,
-            max_interval: Duration::from_secs(15),
-            attempt_timeout: Duration::from_secs(10),
-            jitter: true,
-        }
-    }
-}
-
 /// One attempt's outcome.
 enum Attempt {
     Found(Found),
@@ -87,18 +58,6 @@ enum Attempt {
     Fatal(String),
 }
 
-const KEYS: &[&str] = &[
-    "internal_port",
-    "source",
-    "service",
-    "output",
-    "max_elapsed",
-    "initial_interval",
-    "multiplier",
-    "max_interval",
-    "attempt_timeout",
-    "jitter",
-];
 const SOURCE_KINDS: &[&str] = &["akash", "command", "file", "url", "kube"];
 
 fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
@@ -163,27 +122,33 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
 }
 
 fn read_schedule(o: &Opts) -> RhaiResult<Schedule> {
-    let d = Schedule::default();
     let s = Schedule {
-        max_elapsed: o.duration("max_elapsed")?.unwrap_or(d.max_elapsed),
-        initial_interval: o
+        max_elapsed: o
+            .duration("max_elapsed")?
+            .unwrap_or(Duration::from_secs(75)),
+        initial: o
             .duration("initial_interval")?
-            .unwrap_or(d.initial_interval),
-        multiplier: o.float("multiplier")?.map_or(d.multiplier, |m| m as f32),
-        max_interval: o.duration("max_interval")?.unwrap_or(d.max_interval),
-        attempt_timeout: o.duration("attempt_timeout")?.unwrap_or(d.attempt_timeout),
-        jitter: o.bool("jitter")?.unwrap_or(d.jitter),
+            .unwrap_or(Duration::from_secs(1)),
+        factor: o.float("multiplier")?.map_or(2.0, |m| m as f32),
+        max_interval: o
+            .duration("max_interval")?
+            .unwrap_or(Duration::from_secs(15)),
+        attempt_timeout: o
+            .duration("attempt_timeout")?
+            .unwrap_or(Duration::from_secs(10)),
+        jitter: o.bool("jitter")?.unwrap_or(true),
+        ..Schedule::default()
     };
     if s.max_elapsed.is_zero() {
         return Err(error("discover_port: max_elapsed must be more than 0"));
     }
-    if !(1.0..=10.0).contains(&s.multiplier) {
+    if !(1.0..=10.0).contains(&s.factor) {
         return Err(error(format!(
             "discover_port: multiplier {} is outside 1–10",
-            s.multiplier
+            s.factor
         )));
     }
-    if s.initial_interval.is_zero() || s.attempt_timeout.is_zero() {
+    if s.initial.is_zero() || s.attempt_timeout.is_zero() {
         return Err(error(
             "discover_port: initial_interval and attempt_timeout must be more than 0",
         ));
@@ -296,8 +261,47 @@ fn probe_closure(ncc: &NativeCallContext, f: &FnPtr, port: u16) -> RhaiResult<At
     })
 }
 
-fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<String> {
-    let o = Opts::new("discover_port", opts, KEYS)?;
+/// One attempt, bounded by `budget`: a closure on the script thread, the
+/// other sources on the runtime.
+fn attempt_once(
+    ncc: &NativeCallContext,
+    ctx: &Arc<Ctx>,
+    source: &Source,
+    port: u16,
+    service: &Option<String>,
+    output: &Option<String>,
+    budget: Duration,
+) -> RhaiResult<Attempt> {
+    if let Source::Closure(f) = source {
+        return probe_closure(ncc, f, port);
+    }
+    let fut = probe_async(
+        ctx.clone(),
+        source.clone(),
+        port,
+        service.clone(),
+        output.clone(),
+    );
+    Ok(ctx
+        .bounded(budget, fut)?
+        .unwrap_or_else(|| Attempt::Transient(format!("no answer within {}", fmt_secs(budget)))))
+}
+
+/// A found endpoint, checked: node addresses are IPs as often as not, so
+/// the kube source allows them.
+fn checked(source: &Source, what: &str, raw: &str) -> RhaiResult<String> {
+    let checked = match source {
+        Source::Kube(_) => crate::kube::service::validate_node_endpoint(raw),
+        _ => validate(raw).map(|ep| ep.to_string()),
+    };
+    checked.map_err(|e| {
+        error(format!(
+            "discover_port: {what} gave the endpoint '{raw}', which is not valid: {e}; refusing to use it"
+        ))
+    })
+}
+
+fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<String> {
     let port = match o.int("internal_port")? {
         Some(p) if (1..=65535).contains(&p) => p as u16,
         Some(p) => {
@@ -315,76 +319,22 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
         None => return Err(error("discover_port: option 'source' is required")),
     };
     let output = o.str("output")?.or(src_output);
-    let sched = read_schedule(&o)?;
+    let sched = read_schedule(o)?;
     let what = source.describe();
-    let mut delays = {
-        let b = backon::ExponentialBuilder::default()
-            .with_min_delay(sched.initial_interval)
-            .with_max_delay(sched.max_interval)
-            .with_factor(sched.multiplier)
-            .without_max_times();
-        if sched.jitter {
-            b.with_jitter().build()
-        } else {
-            b.build()
-        }
-    };
-    let start = Instant::now();
+    let mut pacer = Pacer::start(&sched);
     let mut last_seen = String::from("nothing yet");
-    let mut attempt = 0u32;
-    loop {
-        let remaining = sched.max_elapsed.saturating_sub(start.elapsed());
-        // Too little time left for a meaningful attempt: stop at the bound.
-        if remaining < Duration::from_millis(5) {
-            break;
-        }
-        attempt += 1;
-        let budget = sched.attempt_timeout.min(remaining);
-        let result = match &source {
-            Source::Closure(f) => probe_closure(ncc, f, port)?,
-            other => {
-                let fut = probe_async(
-                    ctx.clone(),
-                    other.clone(),
-                    port,
-                    service.clone(),
-                    output.clone(),
-                );
-                let cancel = ctx.cancel.clone();
-                let r = ctx.rt.block_on(async move {
-                    tokio::select! {
-                        _ = cancel.cancelled() => None,
-                        r = tokio::time::timeout(budget, fut) => Some(r),
-                    }
-                });
-                match r {
-                    None => return Err(terminated()),
-                    Some(Err(_)) => {
-                        Attempt::Transient(format!("no answer within {}", fmt_secs(budget)))
-                    }
-                    Some(Ok(a)) => a,
-                }
-            }
-        };
-        let elapsed = start.elapsed();
+    while let Some((attempt, budget)) = pacer.next_attempt() {
+        let result = attempt_once(ncc, ctx, &source, port, &service, &output, budget)?;
+        let elapsed = pacer.elapsed();
         match result {
             Attempt::Found(Found::Endpoint(raw)) => {
-                // Node addresses are IPs as often as not: the kube source allows them.
-                let checked = match &source {
-                    Source::Kube(_) => crate::kube::service::validate_node_endpoint(&raw),
-                    _ => validate(&raw).map(|ep| ep.to_string()),
-                };
-                let ep = checked.map_err(|e| {
-                    error(format!(
-                        "discover_port: {what} gave the endpoint '{raw}', which is not valid: {e}; refusing to use it"
-                    ))
-                })?;
+                let ep = checked(&source, &what, &raw)?;
                 tracing::info!(
                     primitive = "discover_port", attempt, elapsed_ms = elapsed.as_millis() as u64,
                     internal_port = port, endpoint = %ep, outcome = "found",
                     "resolved internal port {port} to {ep} after {attempt} attempt(s) in {}", fmt_secs(elapsed)
                 );
-                return Ok(ep.to_string());
+                return Ok(ep);
             }
             Attempt::Found(Found::Pending(seen)) | Attempt::Transient(seen) => {
                 tracing::info!(
@@ -394,34 +344,30 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
                 );
                 last_seen = seen;
             }
-            Attempt::Fatal(e) => {
-                return Err(error(format!(
+            Attempt::Fatal(e) => return Err(error(format!(
                 "discover_port: {e} (attempt {attempt}, {}; not retried: retrying cannot fix this)",
                 fmt_secs(elapsed)
-            )))
-            }
+            ))),
         }
-        let remaining = sched.max_elapsed.saturating_sub(start.elapsed());
-        if remaining.is_zero() {
+        let Some(delay) = pacer.next_delay(None) else {
             break;
-        }
-        let delay = delays.next().unwrap_or(sched.max_interval);
+        };
         ctx.wait(
-            delay.min(remaining),
+            delay,
             Some(&format!("waiting for the external port of {port} ({what})")),
         )?;
     }
-    let elapsed = start.elapsed();
+    let (attempts, elapsed) = (pacer.attempts(), pacer.elapsed());
     tracing::error!(
         primitive = "discover_port",
-        attempts = attempt,
+        attempts,
         elapsed_ms = elapsed.as_millis() as u64,
         internal_port = port,
         outcome = "gave_up",
         "no external port for {port}"
     );
     Err(error(format!(
-        "discover_port: no external port for internal port {port} from {what} after {attempt} attempt(s) in {} (bound max_elapsed = {}); last seen: {last_seen}",
+        "discover_port: no external port for internal port {port} from {what} after {attempts} attempt(s) in {} (bound max_elapsed = {}); last seen: {last_seen}",
         fmt_secs(elapsed),
         fmt_secs(sched.max_elapsed)
     )))
@@ -430,50 +376,77 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
 /// Most of a `url` source's answer that is read.
 const URL_BODY_CAP: usize = crate::net::DEFAULT_BODY_CAP;
 
-const DOC: &str = "\
-/// Poll a source until the external `host:port` that forwards
-/// `internal_port` appears, with bounded, jittered exponential backoff.
-///
-/// Options: `internal_port` (required), `source` (required), `service`
-/// (narrow Akash shapes to one service), `output` (the Terraform output
-/// holding the endpoint), `max_elapsed` (default 75 s: a hard bound,
-/// the last attempt is cut to fit), `initial_interval` (1 s), `multiplier`
-/// (2), `max_interval` (15 s), `attempt_timeout` (10 s), `jitter` (true).
-/// Durations are seconds or strings like \"500ms\".
-///
-/// Sources: `#{ akash: #{dseq, provider?, gseq?, oseq?} }` (lease status),
-/// `#{ command: [argv...] }` (an allow-listed program printing JSON),
-/// `#{ file: \"path\" }`, `#{ url: \"http://...\" }`,
-/// `#{ kube: #{namespace, service | selector, port?, node?, context?} }` (a
-/// Service's node port, the Service named or the one `selector` (labels)
-/// singles out with the port, `port` defaulting to `internal_port`; host `node`, else the
-/// kube context's API server host; an IP address is accepted here), or a closure returning
-/// `()` while not ready and `\"host:port\"` or `#{host, port}` when ready.
-/// JSON shapes: Akash lease status, Akash Console deployment, Terraform
-/// `output -json`, `\"host:port\"`, `{host, port}`. An unknown shape or
-/// malformed JSON fails at once; 5xx, timeouts and non-zero exits are
-/// retried. Logs every attempt. The endpoint is checked with
-/// `validate_endpoint`; a bogus one is an error, never returned.
-///
-/// Bounds: a `url` answer is read up to 4 MiB (a longer one, or a
-/// `Content-Length` over it, fails at once naming the cap) within
-/// `attempt_timeout`; a `file` must be a regular file of at most 16 MiB;
-/// a `command`'s output is captured like `exec`'s (head and tail kept).
-///
-/// ```rhai
-/// let ep = discover_port(#{
-///     internal_port: 7072,
-///     source: #{ akash: #{ dseq: args.dseq } },
-/// });
-/// ```";
+static SPEC: Spec = Spec {
+    name: "discover_port",
+    params: &[],
+    returns: "String",
+    doc: include_str!("docs/discover_port.md"),
+    opts: &[
+        Opt {
+            key: "internal_port",
+            ty: "int",
+            default: "",
+            help: "required: the container's port whose external port is wanted",
+        },
+        Opt {
+            key: "source",
+            ty: "map or closure",
+            default: "",
+            help: "required: where to look (see Sources)",
+        },
+        Opt {
+            key: "service",
+            ty: "string",
+            default: "",
+            help: "narrow Akash shapes to one service",
+        },
+        Opt {
+            key: "output",
+            ty: "string",
+            default: "",
+            help: "the Terraform output holding the endpoint",
+        },
+        Opt {
+            key: "max_elapsed",
+            ty: "duration",
+            default: "75s",
+            help: "hard bound on the whole call, the last attempt cut to fit",
+        },
+        Opt {
+            key: "initial_interval",
+            ty: "duration",
+            default: "1s",
+            help: "first delay between attempts",
+        },
+        Opt {
+            key: "multiplier",
+            ty: "number",
+            default: "2",
+            help: "growth of the delay (1–10)",
+        },
+        Opt {
+            key: "max_interval",
+            ty: "duration",
+            default: "15s",
+            help: "largest delay between attempts",
+        },
+        Opt {
+            key: "attempt_timeout",
+            ty: "duration",
+            default: "10s",
+            help: "bound on one attempt",
+        },
+        Opt {
+            key: "jitter",
+            ty: "bool",
+            default: "true",
+            help: "randomize delays (0–100 % more) so runners do not poll in step",
+        },
+    ],
+};
 
 /// Register `discover_port`.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
-    FuncRegistration::new("discover_port")
-        .with_params_info(["opts: Map", "String"])
-        .with_comments([DOC])
-        .register_into_engine(engine, move |ncc: NativeCallContext, opts: Map| {
-            discover(&ncc, &c, &opts)
-        });
+    SPEC.register_opts_with_context(engine, move |ncc, o| discover(ncc, &c, o));
 }
