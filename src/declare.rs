@@ -24,7 +24,6 @@ use std::time::Instant;
 use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, Map, Variant};
 
 use crate::context::RhaiResult;
-use crate::error::UsageError;
 use crate::opts::Opts;
 
 /// One option of a primitive: the row of its table.
@@ -275,26 +274,17 @@ impl Spec {
 fn prefix(name: &str, e: EvalAltResult) -> Box<EvalAltResult> {
     let named = |m: &str| m.starts_with(name) && m[name.len()..].starts_with(':');
     match e {
-        EvalAltResult::ErrorRuntime(v, pos) if v.is::<UsageError>() => {
-            let msg = v
-                .read_lock::<UsageError>()
-                .map(|u| u.0.clone())
-                .unwrap_or_default();
-            let msg = if named(&msg) {
-                msg
-            } else {
-                format!("{name}: {msg}")
-            };
-            EvalAltResult::ErrorRuntime(Dynamic::from(UsageError(msg)), pos).into()
-        }
         EvalAltResult::ErrorRuntime(v, pos) if v.is_string() => {
+            let tag = v.tag();
             let msg = v.to_string();
             let msg = if named(&msg) {
                 msg
             } else {
                 format!("{name}: {msg}")
             };
-            EvalAltResult::ErrorRuntime(msg.into(), pos).into()
+            let mut v: Dynamic = msg.into();
+            v.set_tag(tag); // a usage error stays one
+            EvalAltResult::ErrorRuntime(v, pos).into()
         }
         other => other.into(),
     }
@@ -374,7 +364,7 @@ mod tests {
             .unwrap_err();
         assert!(crate::report::is_usage(&err), "{err}");
         let msg = match *err {
-            EvalAltResult::ErrorRuntime(v, _) => v.read_lock::<UsageError>().map(|u| u.0.clone()),
+            EvalAltResult::ErrorRuntime(v, _) => crate::error::usage_message(&v),
             _ => None,
         };
         assert_eq!(msg.as_deref(), Some("echo: times must be 0 or more"));

@@ -288,25 +288,14 @@ pub fn new_engine() -> Engine {
     static STD: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
     let mut engine = Engine::new_raw();
     engine.set_max_strings_interned(1024);
-    engine.register_global_module(STD.get_or_init(std_package).clone());
+    engine.register_global_module(
+        STD.get_or_init(|| {
+            use rhai::packages::Package;
+            rhai::packages::StandardPackage::new().as_shared_module()
+        })
+        .clone(),
+    );
     engine
-}
-
-/// Rhai's standard package, plus what makes a caught usage error read as
-/// its message (`${e}`, `print(e)`, `e.contains(..)`) like every other
-/// error a primitive throws. Added to the package (a clone keeps its
-/// "standard library" mark) so `runbook doc` does not list them.
-fn std_package() -> rhai::Shared<Module> {
-    use crate::error::UsageError;
-    use rhai::packages::Package;
-    let mut m = (*rhai::packages::StandardPackage::new().as_shared_module()).clone();
-    m.set_native_fn("to_string", |e: &mut UsageError| Ok(e.0.clone()));
-    m.set_native_fn("to_debug", |e: &mut UsageError| Ok(format!("{:?}", e.0)));
-    m.set_native_fn("contains", |e: &mut UsageError, s: &str| {
-        Ok(e.0.contains(s))
-    });
-    m.set_native_fn("message", |e: &mut UsageError| Ok(e.0.clone()));
-    rhai::Shared::new(m)
 }
 
 /// Build the sandboxed engine for a run (or a check) of `playbook`.

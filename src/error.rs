@@ -133,16 +133,22 @@ impl From<&str> for PrimError {
     }
 }
 
-/// The error `fail_usage` and usage-kind primitive errors throw into the
-/// script: the run exits 2. A type of its own so that `report` tells it
+/// The tag a usage error's message carries into the script (`fail_usage`,
+/// usage-kind primitive errors): the run exits 2. A tagged string reads as
+/// its message in a `catch` like every other error, and `report` tells it
 /// apart without reading the text.
-#[derive(Clone, Debug)]
-pub struct UsageError(pub String);
+pub const USAGE_TAG: i32 = 0x5553;
 
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A thrown value that is a usage error: its message.
+pub fn usage_message(v: &rhai::Dynamic) -> Option<String> {
+    (v.tag() == USAGE_TAG && v.is_string()).then(|| v.to_string())
+}
+
+/// A usage error's thrown value.
+pub fn usage_value(msg: String) -> rhai::Dynamic {
+    let mut d: rhai::Dynamic = msg.into();
+    d.set_tag(USAGE_TAG);
+    d
 }
 
 impl From<PrimError> for Box<rhai::EvalAltResult> {
@@ -151,7 +157,7 @@ impl From<PrimError> for Box<rhai::EvalAltResult> {
     fn from(e: PrimError) -> Self {
         let msg = crate::redact::redact(&e.msg).into_owned();
         let value = match e.kind {
-            Kind::Usage => rhai::Dynamic::from(UsageError(msg)),
+            Kind::Usage => usage_value(msg),
             Kind::Transient | Kind::Fatal => msg.into(),
         };
         rhai::EvalAltResult::ErrorRuntime(value, rhai::Position::NONE).into()
@@ -210,14 +216,15 @@ mod tests {
         let r: Box<rhai::EvalAltResult> = PrimError::usage("bad option").into();
         match *r {
             rhai::EvalAltResult::ErrorRuntime(v, _) => {
-                let u = v.read_lock::<UsageError>().map(|u| u.0.clone());
-                assert_eq!(u.as_deref(), Some("bad option"));
+                assert_eq!(usage_message(&v).as_deref(), Some("bad option"));
             }
             other => panic!("{other:?}"),
         }
         let r: Box<rhai::EvalAltResult> = PrimError::transient("refused").into();
         match *r {
-            rhai::EvalAltResult::ErrorRuntime(v, _) => assert!(v.is_string()),
+            rhai::EvalAltResult::ErrorRuntime(v, _) => {
+                assert!(v.is_string() && usage_message(&v).is_none())
+            }
             other => panic!("{other:?}"),
         }
     }

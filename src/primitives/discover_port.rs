@@ -344,10 +344,12 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<Str
                 );
                 last_seen = seen;
             }
-            Attempt::Fatal(e) => return Err(error(format!(
+            Attempt::Fatal(e) => {
+                return Err(error(format!(
                 "discover_port: {e} (attempt {attempt}, {}; not retried: retrying cannot fix this)",
                 fmt_secs(elapsed)
-            ))),
+            )))
+            }
         }
         let Some(delay) = pacer.next_delay(None) else {
             break;

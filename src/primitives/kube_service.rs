@@ -190,10 +190,7 @@ mod tests {
     /// The message of a thrown error, a usage error's included.
     fn message(e: &rhai::EvalAltResult) -> String {
         match e {
-            rhai::EvalAltResult::ErrorRuntime(v, _) => v
-                .read_lock::<crate::error::UsageError>()
-                .map(|u| u.0.clone())
-                .unwrap_or_else(|| v.to_string()),
+            rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
             other => other.to_string(),
         }
     }
