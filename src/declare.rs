@@ -18,6 +18,7 @@
 //! SPEC.register1(engine, move |url: ImmutableString, o: &Opts| check(&c, &url, o));
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +26,16 @@ use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, Map, Variant};
 
 use crate::context::RhaiResult;
 use crate::opts::Opts;
+
+/// Whether registrations carry their doc comments. A playbook run never
+/// shows them, so `run` turns them off: rendering every table is most of
+/// what registering costs at start-up.
+static DOCS: AtomicBool = AtomicBool::new(true);
+
+/// Register without doc comments from now on (the run path).
+pub fn skip_docs() {
+    DOCS.store(false, Ordering::Relaxed);
+}
 
 /// One option of a primitive: the row of its table.
 #[derive(Debug)]
@@ -145,21 +156,23 @@ impl Spec {
     ) where
         R: Variant + Clone,
     {
+        let docs = DOCS.load(Ordering::Relaxed);
         if !self.opts.is_empty() {
-            FuncRegistration::new(self.name)
-                .with_params_info(self.info(true))
-                .with_comments([self.comments()])
-                .register_into_engine(engine, with);
+            let r = FuncRegistration::new(self.name).with_params_info(self.info(true));
+            let r = if docs {
+                r.with_comments([self.comments()])
+            } else {
+                r
+            };
+            r.register_into_engine(engine, with);
         }
-        let comments = if self.opts.is_empty() {
-            self.comments()
-        } else {
-            self.short()
+        let r = FuncRegistration::new(self.name).with_params_info(self.info(false));
+        let r = match (docs, self.opts.is_empty()) {
+            (false, _) => r,
+            (true, true) => r.with_comments([self.comments()]),
+            (true, false) => r.with_comments([self.short()]),
         };
-        FuncRegistration::new(self.name)
-            .with_params_info(self.info(false))
-            .with_comments([comments])
-            .register_into_engine(engine, without);
+        r.register_into_engine(engine, without);
     }
 
     /// Register `name(opts)` alone (its options hold what is required),
@@ -170,12 +183,15 @@ impl Spec {
         R: Variant + Clone,
         F: Fn(&rhai::NativeCallContext, &Opts) -> RhaiResult<R> + Send + Sync + 'static,
     {
-        FuncRegistration::new(self.name)
-            .with_params_info(self.info(true))
-            .with_comments([self.comments()])
-            .register_into_engine(engine, move |ncc: rhai::NativeCallContext, opts: Map| {
-                self.call(|| f(&ncc, &self.read(&opts)?))
-            });
+        let r = FuncRegistration::new(self.name).with_params_info(self.info(true));
+        let r = if DOCS.load(Ordering::Relaxed) {
+            r.with_comments([self.comments()])
+        } else {
+            r
+        };
+        r.register_into_engine(engine, move |ncc: rhai::NativeCallContext, opts: Map| {
+            self.call(|| f(&ncc, &self.read(&opts)?))
+        });
     }
 
     /// Register `name()` and, when the table has options, `name(opts)`.

@@ -207,6 +207,7 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         .record
         .as_ref()
         .map(|_| crate::testing::proxy::Proxy::new(&ctx, Box::new(|_, _| None)));
+    crate::declare::skip_docs();
     let engine = match &recorder {
         Some(p) => crate::testing::proxy::engine(&ctx, p),
         None => crate::engine::build(&ctx),
