@@ -275,9 +275,9 @@ pub fn validate_node_endpoint(raw: &str) -> Result<String, String> {
         Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']'), p),
         None => return Err(format!("'{raw}' is not host:port")),
     };
-    let port = crate::primitives::validate_endpoint::validate_port(port)?;
+    let port = crate::net::endpoint::validate_port(port)?;
     if host.parse::<std::net::IpAddr>().is_err() {
-        crate::primitives::validate_endpoint::validate_host(host)?;
+        crate::net::endpoint::validate_host(host)?;
     }
     Ok(join_host_port(host, port))
 }

@@ -251,8 +251,7 @@ pub fn take(
         CALL * 2,
         api_with::<Lease>(&ctx.kube, namespace, context),
     )?;
-    let started = Instant::now();
-    let mut logged = false;
+    let mut waiter = super::Waiter::new(name, wait);
     loop {
         let (a2, n2, nm, i2) = (api.clone(), ns.clone(), name.to_string(), info.clone());
         let got = ctx.block_on("lock", CALL * 6, async move {
@@ -301,36 +300,15 @@ pub fn take(
                     stop,
                     handle: super::Handle::Kube(held),
                 });
-                let mut m = Map::new();
-                m.insert("name".into(), name.to_string().into());
-                m.insert("backend".into(), "kube".into());
-                m.insert("holder".into(), info.holder.clone().into());
-                m.insert("token".into(), (token as i64).into());
-                m.insert("expires".into(), expires.into());
-                return Ok(m);
+                return Ok(super::result_map(
+                    name,
+                    "kube",
+                    &info.holder,
+                    token,
+                    &expires,
+                ));
             }
-            Err(holder) => {
-                if started.elapsed() >= wait {
-                    return Err(crate::primitives::lock::busy(
-                        name,
-                        holder.as_ref(),
-                        started.elapsed(),
-                    ));
-                }
-                if !logged {
-                    logged = true;
-                    tracing::info!(
-                        lock = name,
-                        "lock '{name}' is busy ({}); waiting up to {}",
-                        holder
-                            .as_ref()
-                            .map_or_else(|| "holder unknown".into(), HolderInfo::describe),
-                        crate::error::fmt_secs(wait)
-                    );
-                }
-                let left = wait.saturating_sub(started.elapsed());
-                ctx.sleep(left.min(Duration::from_millis(250)))?;
-            }
+            Err(holder) => waiter.busy_again(ctx, holder.as_ref(), Duration::from_millis(250))?,
         }
     }
 }

@@ -220,6 +220,78 @@ impl std::fmt::Display for BusyError {
     }
 }
 
+/// What `lock(..)` returns: `#{ name, backend, holder, token, expires }`.
+pub fn result_map(name: &str, backend: &str, holder: &str, token: u64, expires: &str) -> rhai::Map {
+    let mut m = rhai::Map::new();
+    m.insert("name".into(), name.into());
+    m.insert("backend".into(), backend.into());
+    m.insert("holder".into(), holder.into());
+    m.insert("token".into(), (token as i64).into());
+    m.insert("expires".into(), expires.into());
+    m
+}
+
+/// The error of a lock still busy after `wait`: the run exits 75.
+pub fn busy(name: &str, holder: Option<&HolderInfo>, waited: Duration) -> Box<rhai::EvalAltResult> {
+    let who = holder.map_or_else(
+        || "another run (its record is unreadable)".into(),
+        HolderInfo::describe,
+    );
+    let msg = format!(
+        "lock: '{name}' is held by {who}; waited {} (exit {BUSY_EXIT}: retry later, or give `wait` to queue for it)",
+        crate::error::fmt_secs(waited),
+    );
+    let msg = crate::redact::redact(&msg).into_owned();
+    rhai::EvalAltResult::ErrorRuntime(rhai::Dynamic::from(BusyError(msg)), rhai::Position::NONE)
+        .into()
+}
+
+/// A wait for a busy lock. Both backends poll: neither `flock` nor a Lease
+/// queues its waiters (they are not served in arrival order).
+pub struct Waiter {
+    name: String,
+    wait: Duration,
+    started: Instant,
+    logged: bool,
+}
+
+impl Waiter {
+    /// Start waiting up to `wait` for `name`.
+    pub fn new(name: &str, wait: Duration) -> Waiter {
+        Waiter {
+            name: name.into(),
+            wait,
+            started: Instant::now(),
+            logged: false,
+        }
+    }
+
+    /// The lock was busy again: the busy error once `wait` is spent; else
+    /// say so (once) and sleep up to `poll` before the next try.
+    pub fn busy_again(
+        &mut self,
+        ctx: &crate::context::Ctx,
+        holder: Option<&HolderInfo>,
+        poll: Duration,
+    ) -> crate::context::RhaiResult<()> {
+        let name = &self.name;
+        if self.started.elapsed() >= self.wait {
+            return Err(busy(name, holder, self.started.elapsed()));
+        }
+        if !self.logged {
+            self.logged = true;
+            tracing::info!(
+                lock = %name,
+                "lock '{name}' is busy ({}); waiting up to {}",
+                holder.map_or_else(|| "holder unknown".into(), HolderInfo::describe),
+                crate::error::fmt_secs(self.wait)
+            );
+        }
+        let left = self.wait.saturating_sub(self.started.elapsed());
+        ctx.sleep(left.min(poll))
+    }
+}
+
 /// Whether a script error is (or wraps) a [`BusyError`].
 pub fn is_busy(err: &rhai::EvalAltResult) -> bool {
     use rhai::EvalAltResult as E;

@@ -10,6 +10,7 @@
 //! the cap up front and stops reading the stream at the cap.
 
 pub mod creds;
+pub mod endpoint;
 #[cfg(test)]
 mod props;
 pub mod retry;

@@ -13,9 +13,9 @@ use crate::context::{error, Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
 use crate::error::fmt_secs;
 use crate::kube::service::Look;
+use crate::net::endpoint::validate;
 use crate::net::retry::{Pacer, Schedule};
 use crate::primitives::shapes::{self, Found};
-use crate::primitives::validate_endpoint::validate;
 use crate::primitives::{akash, exec, kube_service, string_array, to_json, Opts};
 
 /// Where to look.

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rhai::{Array, Dynamic, Engine, FuncRegistration, Map};
+use rhai::{Array, Dynamic, Engine, Map};
 
 use crate::context::{error, Ctx, RhaiResult};
+use crate::declare::{Opt, Spec};
 use crate::logging::LogFormat;
-use crate::primitives::{string_array, Opts};
+use crate::opts::{string_array, Opts};
 
 /// How to run one program.
 #[derive(Clone, Debug, Default)]
@@ -170,21 +171,24 @@ fn echo(ctx: &Ctx, program: &str, out: &ExecOutput) {
     }
 }
 
-/// Read `exec`'s options map.
-fn read_opts(m: &Map) -> RhaiResult<(ExecOpts, Option<Duration>, bool, bool)> {
-    let o = Opts::new(
-        "exec",
-        m,
-        &[
-            "env",
-            "cwd",
-            "timeout",
-            "stdin",
-            "echo",
-            "read_only",
-            "allow_failure",
-        ],
-    )?;
+static SPEC: Spec = Spec {
+    name: "exec",
+    params: &["argv: Array"],
+    returns: "Map",
+    doc: include_str!("docs/exec.md"),
+    opts: &[
+        Opt { key: "env", ty: "map", default: "", help: "more variables for the child; it inherits the run's environment minus every variable read with `secret()`, so pass a secret here on purpose" },
+        Opt { key: "cwd", ty: "string", default: "the working directory", help: "a folder inside the working directory (outside it only with `--allow-cwd-outside`)" },
+        Opt { key: "timeout", ty: "duration", default: "the run's call timeout", help: "bound on the child; its process group is killed after it" },
+        Opt { key: "stdin", ty: "string", default: "", help: "text written to the child's stdin" },
+        Opt { key: "echo", ty: "bool", default: "false", help: "show its output in the log" },
+        Opt { key: "read_only", ty: "bool", default: "false", help: "runs in `--dry-run` too (otherwise a dry run only logs the command)" },
+        Opt { key: "allow_failure", ty: "bool", default: "false", help: "return a non-zero exit instead of throwing" },
+    ],
+};
+
+/// Read `exec`'s options.
+fn read_opts(o: &Opts) -> RhaiResult<(ExecOpts, Option<Duration>, bool, bool)> {
     let mut opts = ExecOpts {
         cwd: o.str("cwd")?.map(PathBuf::from),
         stdin: o.str("stdin")?,
@@ -204,42 +208,12 @@ fn read_opts(m: &Map) -> RhaiResult<(ExecOpts, Option<Duration>, bool, bool)> {
     ))
 }
 
-const DOC: &str = "\
-/// Run an allow-listed program with an argv array (never a shell string).
-///
-/// Options: `env` (map; the child inherits the run's environment minus
-/// every variable read with `secret()`, so pass a secret here on purpose),
-/// `cwd` (a folder inside the working directory; outside it only when the
-/// run is started with `--allow-cwd-outside`), `timeout` (default: the run's call timeout),
-/// `stdin` (text), `echo` (show its output in the log), `read_only` (runs
-/// in `--dry-run` too; otherwise a dry run only logs the command),
-/// `allow_failure` (return a non-zero exit instead of throwing).
-///
-/// The program is found on runbook's own PATH, once, before `env` applies
-/// (a `PATH` in `env` reaches the child but cannot swap the program); the
-/// resolved path is logged. An allow-listed program is trusted with all it
-/// can do (git aliases, kubectl and helm plugins run other programs).
-///
-/// Output is captured up to 8 MiB per stream: beyond that the first and
-/// last 4 MiB are kept, a marker says how much was dropped, and `dropped`
-/// counts the bytes.
-///
-/// Returns `#{code, ok, stdout, stderr, dropped, planned}`. The program runs in its
-/// own process group, killed on timeout, on SIGINT/SIGTERM and at the
-/// run's deadline. Allowed by default: terraform, provider-services, helm,
-/// kubectl, minikube, git; more with `--allow NAME` or `RUNBOOK_ALLOW`.
-///
-/// ```rhai
-/// let out = exec([\"terraform\", \"-chdir=infra/akash-banano\", \"output\", \"-json\"], #{ read_only: true });
-/// let outputs = parse_json(out.stdout);
-/// ```";
-
 /// Register `exec`.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
-    let exec = move |argv: Array, opts: Map| -> RhaiResult<Map> {
+    SPEC.register1(engine, move |argv: Array, o: &Opts| -> RhaiResult<Map> {
         let argv = string_array("exec", "argv", &argv)?;
-        let (eo, timeout, read_only, allow_failure) = read_opts(&opts)?;
+        let (eo, timeout, read_only, allow_failure) = read_opts(o)?;
         if let Some(p) = argv.first() {
             check_allowed(&c, p).map_err(error)?;
         }
@@ -272,14 +246,5 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
             )));
         }
         Ok(out.to_map(false))
-    };
-    let e2 = exec.clone();
-    FuncRegistration::new("exec")
-        .with_params_info(["argv: Array", "opts: Map", "Map"])
-        .with_comments([DOC])
-        .register_into_engine(engine, exec);
-    FuncRegistration::new("exec")
-        .with_params_info(["argv: Array", "Map"])
-        .with_comments(["/// `exec(argv)`: `exec` with no options."])
-        .register_into_engine(engine, move |argv: Array| e2(argv, Map::new()));
+    });
 }
