@@ -66,7 +66,27 @@ pub struct Spec {
     pub opts: &'static [Opt],
 }
 
+/// Primitives whose error is the playbook's own message, shown as given
+/// (no name in front).
+const OWN_MESSAGE: &[&str] = &["fail", "fail_usage"];
+
 impl Spec {
+    /// A primitive without options.
+    pub const fn plain(
+        name: &'static str,
+        params: &'static [&'static str],
+        returns: &'static str,
+        doc: &'static str,
+    ) -> Spec {
+        Spec {
+            name,
+            params,
+            returns,
+            doc,
+            opts: &[],
+        }
+    }
+
     /// The option keys, in table order.
     pub fn keys(&self) -> Vec<&'static str> {
         self.opts.iter().map(|o| o.key).collect()
@@ -145,6 +165,9 @@ impl Spec {
             "{} returned",
             self.name
         );
+        if OWN_MESSAGE.contains(&self.name) {
+            return r;
+        }
         r.map_err(|e| prefix(self.name, *e))
     }
 

@@ -224,7 +224,7 @@ fn record_one(
         Err(Error::Timeout(_) | Error::Interrupted(_)) => "cancelled",
         Err(_) => "failed",
     };
-    let params = crate::primitives::to_json(&rhai::Dynamic::from(args.clone()))
+    let params = crate::value::to_json(&rhai::Dynamic::from(args.clone()))
         .ok()
         .map(|v| crate::redact::redact(&v.to_string()).into_owned())
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())

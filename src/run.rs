@@ -325,7 +325,7 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     // The ledger record is appended while the locks are still held.
     crate::ledger::record_run(&ctx, &path, &ledger_args, started_wall, &result);
     ctx.locks.release_all(rt.handle());
-    crate::primitives::github_io::flush_summaries(&ctx);
+    crate::github::flush_summaries(&ctx);
     rt.shutdown_timeout(Duration::from_millis(200));
     result
 }
@@ -346,7 +346,7 @@ fn settle(
             Error::Failed(ctx.locks.refused().unwrap_or_default())
         }
         (None, Some(Ok(()))) => {
-            crate::primitives::github_io::flush_outputs(ctx).map_err(Error::Failed)?;
+            crate::github::flush_outputs(ctx).map_err(Error::Failed)?;
             let outs = ctx
                 .outputs
                 .lock()

@@ -15,9 +15,10 @@ use crate::error::{fmt_secs, PrimError};
 use crate::helm::argv::{valid_set_key, HelmOpts};
 use crate::helm::status::Release;
 use crate::helm::{check_name, install, status, version, Output, Runner};
+use crate::opts::{string_array, Opts};
 use crate::primitives::exec::{self, ExecOpts};
 use crate::primitives::kube::{map, opt};
-use crate::primitives::{string_array, to_json, Opts};
+use crate::value::to_json;
 
 // The tables read as tables: one row a line.
 #[rustfmt::skip]

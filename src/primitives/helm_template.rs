@@ -13,9 +13,9 @@ use crate::declare::Spec;
 use crate::helm::argv::TemplateOpts;
 use crate::helm::check_name;
 use crate::helm::template::{self, Rendered, Svc, Workload};
+use crate::opts::{string_array, Opts};
 use crate::primitives::helm::{check_inputs, read_sets, Exec, NAMESPACE, SET, VALUES, VERSION};
 use crate::primitives::kube::{map, opt, res_map};
-use crate::primitives::{string_array, Opts};
 
 #[rustfmt::skip]
 static TEMPLATE: Spec = Spec {

@@ -12,7 +12,7 @@ use crate::context::{error, Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
 use crate::error::{fmt_secs, PrimError};
 use crate::net::retry::{retry_with, Schedule};
-use crate::primitives::Opts;
+use crate::opts::Opts;
 
 /// How often and how long to try.
 #[derive(Clone, Debug)]

@@ -16,7 +16,7 @@ use crate::declare::{Opt, Spec};
 use crate::error::{fmt_secs, PrimError};
 use crate::kube::capacity::{self, Exclude, Res};
 use crate::kube::{check_name, check_selector, client, release, rollout, Kube};
-use crate::primitives::Opts;
+use crate::opts::Opts;
 
 /// A row of an options table.
 pub(crate) const fn opt(

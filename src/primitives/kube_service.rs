@@ -14,9 +14,9 @@ use crate::error::{fmt_secs, PrimError};
 use crate::kube::proxy::{self, ProxyPath};
 use crate::kube::service::{self, PortRef, Source, Target};
 use crate::kube::{check_name, check_selector};
+use crate::opts::Opts;
 use crate::primitives::http_check::{Retry, RETRY_OPTS};
 use crate::primitives::kube::{map, opt, secs, with_kube, CONTEXT, TIMEOUT_30};
-use crate::primitives::Opts;
 
 /// A copy of a row of another table (tables are `const`, rows are not `Copy`).
 const fn same(o: &Opt) -> Opt {

@@ -143,7 +143,7 @@ fn take_file(ctx: &Arc<Ctx>, name: &str, o: &LockOpts, info: &HolderInfo) -> Rha
 
 /// Merge `fields` (redacted) into the run's notes, for every target or one.
 fn note(ctx: &Ctx, target: Option<&str>, fields: Map) -> RhaiResult<()> {
-    let v = crate::primitives::to_json(&Dynamic::from(fields))
+    let v = crate::value::to_json(&Dynamic::from(fields))
         .map_err(|e| error(format!("ledger_note: {e}")))?;
     let text = crate::redact::redact(&v.to_string()).into_owned();
     let v: serde_json::Value =
@@ -269,7 +269,7 @@ fn history(c: &Arc<Ctx>, target: &str) -> RhaiResult<rhai::Array> {
         }
     }
     .map_err(|e| error(format!("ledger_history: {e}")))?;
-    Ok(records.iter().map(crate::primitives::to_dynamic).collect())
+    Ok(records.iter().map(crate::value::to_dynamic).collect())
 }
 
 /// Register `lock`, `unlock`, `ledger_history` and `ledger_note`.

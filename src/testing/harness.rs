@@ -43,7 +43,7 @@ pub fn show(v: &Dynamic) -> String {
         return "()".into();
     }
     if v.is_string() || v.is_map() || v.is_array() {
-        if let Ok(j) = crate::primitives::to_json(v) {
+        if let Ok(j) = crate::value::to_json(v) {
             return j.to_string();
         }
     }
@@ -56,7 +56,7 @@ pub fn same(a: &Dynamic, b: &Dynamic) -> bool {
     if a.is_int() && b.is_int() || a.is_string() && b.is_string() || a.is_bool() && b.is_bool() {
         return a.to_string() == b.to_string();
     }
-    match (crate::primitives::to_json(a), crate::primitives::to_json(b)) {
+    match (crate::value::to_json(a), crate::value::to_json(b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => a.type_name() == b.type_name() && a.to_string() == b.to_string(),
     }
@@ -113,7 +113,7 @@ fn snapshot_path(env: &FileEnv, name: &str) -> RhaiResult<PathBuf> {
 
 fn assert_snapshot(env: &FileEnv, name: &str, value: &Dynamic) -> RhaiResult<()> {
     let path = snapshot_path(env, name)?;
-    let json = crate::primitives::to_json(value).map_err(|e| {
+    let json = crate::value::to_json(value).map_err(|e| {
         error(format!(
             "assert_snapshot {name}: the value cannot be JSON: {e}"
         ))

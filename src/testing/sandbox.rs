@@ -116,8 +116,7 @@ fn write_files(dir: &Path, files: &[(String, Dynamic)]) -> Result<(), String> {
         let text = if content.is_string() {
             content.to_string()
         } else {
-            let v =
-                crate::primitives::to_json(content).map_err(|e| format!("t.file {rel}: {e}"))?;
+            let v = crate::value::to_json(content).map_err(|e| format!("t.file {rel}: {e}"))?;
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         };
         std::fs::write(&full, text).map_err(|e| format!("t.file {rel}: {e}"))?;
@@ -148,7 +147,7 @@ fn read_files(dir: &Path) -> Map {
 
 fn content_value(text: &str) -> Dynamic {
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(v) => crate::primitives::to_dynamic(&v),
+        Ok(v) => crate::value::to_dynamic(&v),
         Err(_) => Dynamic::from(text.to_string()),
     }
 }

@@ -71,8 +71,8 @@ proptest! {
 
     #[test]
     fn durations_never_panic(s in hostile_text(), n in any::<f64>(), unit in "(ms|s|m|h|d|)") {
-        let _ = runbook::primitives::parse_duration(&s);
-        if let Some(d) = runbook::primitives::parse_duration(&format!("{n}{unit}")) {
+        let _ = runbook::opts::parse_duration(&s);
+        if let Some(d) = runbook::opts::parse_duration(&format!("{n}{unit}")) {
             prop_assert!(d.as_secs_f64().is_finite());
         }
     }
