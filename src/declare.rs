@@ -198,6 +198,15 @@ impl Spec {
         r.register_into_engine(engine, without);
     }
 
+    /// Register `name(opts)` alone: its options hold what is required.
+    pub fn register_opts<R, F>(&'static self, engine: &mut Engine, f: F)
+    where
+        R: Variant + Clone,
+        F: Fn(&Opts) -> RhaiResult<R> + Send + Sync + 'static,
+    {
+        self.register_opts_with_context(engine, move |_, o| f(o));
+    }
+
     /// Register `name(opts)` alone (its options hold what is required),
     /// the body given the call's context: for a primitive that calls back
     /// into the script (a closure source).

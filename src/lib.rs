@@ -1,6 +1,7 @@
 //! `runbook`: one binary that runs ops playbooks written in Rhai. Rust
 //! gives the primitives (`primitives/`), playbooks compose them.
 
+pub mod akash;
 pub mod check;
 pub mod context;
 pub mod declare;

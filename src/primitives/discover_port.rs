@@ -9,20 +9,20 @@ use std::time::Duration;
 use rhai::{Dynamic, Engine, FnPtr, Map, NativeCallContext};
 use serde_json::Value;
 
+use crate::akash::shapes::{self, Found};
 use crate::context::{error, Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
 use crate::error::fmt_secs;
 use crate::kube::service::Look;
 use crate::net::endpoint::validate;
 use crate::net::retry::{Pacer, Schedule};
-use crate::primitives::shapes::{self, Found};
 use crate::primitives::{akash, exec, kube_service, string_array, to_json, Opts};
 
 /// Where to look.
 #[derive(Clone, Debug)]
 pub enum Source {
     /// Akash lease status of a deployment.
-    Akash(akash::Config, String, akash::LeaseId),
+    Akash(crate::akash::Config, String, crate::akash::LeaseId),
     /// An allow-listed program's stdout.
     Command(Vec<String>),
     /// A JSON file.
@@ -89,12 +89,12 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
                 &am,
                 &["dseq", "provider", "gseq", "oseq", "backend", "api_url", "from"],
             )?;
-            let cfg = akash::Config::from_opts(&ao)?;
+            let cfg = akash::config_from(&ao)?;
             let dseq = match am.get("dseq") {
                 Some(d) if d.is_int() || d.is_string() => d.to_string(),
                 _ => return Err(error("discover_port: the akash source needs `dseq`")),
             };
-            akash::check_dseq("discover_port", &dseq).map_err(error)?;
+            crate::akash::check_dseq("discover_port", &dseq).map_err(error)?;
             Source::Akash(cfg, dseq, akash::read_lease_id(&ao)?)
         }
         ["command"] => {
@@ -196,7 +196,7 @@ async fn probe_async(
                     Ok(f) => Attempt::Found(f),
                     Err(e) => Attempt::Fatal(format!("{what}: {e}")),
                 },
-                Err(e) if e.transient => Attempt::Transient(e.msg),
+                Err(e) if e.is_transient() => Attempt::Transient(e.msg),
                 Err(e) => Attempt::Fatal(e.msg),
             }
         }

@@ -16,9 +16,9 @@ pub mod kube;
 pub mod kube_service;
 pub mod lock;
 pub mod registry;
-pub mod sdl;
+
 pub mod settings;
-pub mod shapes;
+
 pub mod validate_endpoint;
 
 use std::sync::Arc;

@@ -4,9 +4,10 @@
 //! by hand: `PROPTEST_CASES=200000 cargo test --release --test it properties::`.
 
 use proptest::prelude::*;
+use runbook::akash::{sdl, shapes};
 use runbook::helm::{failure, status, template, version};
 use runbook::kube::{capacity, service};
-use runbook::primitives::{sdl, shapes, validate_endpoint};
+use runbook::primitives::validate_endpoint;
 
 /// Text that looks like what the parsers see: JSON/YAML punctuation,
 /// digits, hosts, newlines, control characters and anything else.
