@@ -141,6 +141,8 @@ pub struct Ctx {
     /// Console's `x-api-key`): a redirect to another origin is an error, so
     /// the key never leaves its host.
     pub http_same_origin: LazyClient,
+    /// Registry tokens and challenges, per repository, for this run.
+    pub registry_auth: crate::oci::TokenCache,
     /// Where log lines go.
     pub sink: Sink,
     /// Outputs set by the playbook, written to `$GITHUB_OUTPUT` on success.
@@ -185,6 +187,7 @@ impl Ctx {
             reason: Mutex::new(None),
             http: LazyClient::new(false),
             http_same_origin: LazyClient::new(true),
+            registry_auth: crate::oci::TokenCache::default(),
             outputs: Mutex::new(Vec::new()),
             summaries: Mutex::new(Vec::new()),
             artifacts: Mutex::new(Vec::new()),

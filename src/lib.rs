@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod lock;
 pub mod logging;
 pub mod net;
+pub mod oci;
 pub mod opts;
 pub mod out;
 pub mod params;

@@ -641,7 +641,7 @@ fn soft_verify(ctx: &Arc<Ctx>, image: &str, digest: &str, opts: &Map) -> RhaiRes
     ) {
         (Err(e), ..) | (_, Err(e), _) | (_, _, Err(e)) => Verdict::new(Status::Error, e, 0, "none"),
         (Ok(img), Ok(_), Ok(policy)) => {
-            let client = Client::new(&ctx.http, img, timeout);
+            let client = Client::new(&ctx.http, &ctx.registry_auth, img, timeout);
             let (cl, d) = (client.clone(), digest.to_string());
             let v = ctx.block_on(
                 "cosign_soft_verify",
