@@ -226,6 +226,25 @@ impl Spec {
         });
     }
 
+    /// Register `name(a, b, opts)` alone: its options hold what is required.
+    pub fn register2_opts<A, B, R, F>(&'static self, engine: &mut Engine, f: F)
+    where
+        A: Variant + Clone,
+        B: Variant + Clone,
+        R: Variant + Clone,
+        F: Fn(A, B, &Opts) -> RhaiResult<R> + Send + Sync + 'static,
+    {
+        let r = FuncRegistration::new(self.name).with_params_info(self.info(true));
+        let r = if DOCS.load(Ordering::Relaxed) {
+            r.with_comments([self.comments()])
+        } else {
+            r
+        };
+        r.register_into_engine(engine, move |a: A, b: B, opts: Map| {
+            self.call(|| f(a, b, &self.read(&opts)?))
+        });
+    }
+
     /// Register `name()` and, when the table has options, `name(opts)`.
     pub fn register0<R, F>(&'static self, engine: &mut Engine, f: F)
     where

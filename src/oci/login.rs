@@ -202,7 +202,14 @@ impl Client {
         }
     }
 
-    async fn fetch_token(&self, ch: &Challenge, cred: &Cred) -> Result<Auth, String> {
+    /// The token endpoint of a Bearer challenge, checked (https, or plain
+    /// http where the registry itself may be), with this repository's
+    /// scope; and the credential that may go there.
+    fn token_endpoint(
+        &self,
+        ch: &Challenge,
+        cred: &Cred,
+    ) -> Result<(reqwest::Url, String, Cred), String> {
         let realm = ch
             .params
             .get("realm")
@@ -256,6 +263,11 @@ impl Client {
                 &format!("repository:{}:pull", self.image.repository),
             );
         }
+        Ok((url, realm.clone(), cred))
+    }
+
+    async fn fetch_token(&self, ch: &Challenge, cred: &Cred) -> Result<Auth, String> {
+        let (url, realm, cred) = self.token_endpoint(ch, cred)?;
         let mut headers = vec![(ACCEPT, "application/json".to_string())];
         if let Some(b) = cred.basic() {
             headers.push((AUTHORIZATION, b));

@@ -7,6 +7,8 @@
 
 pub mod auth;
 pub mod client;
+pub mod cosign;
+pub mod cosign_find;
 mod login;
 pub mod reference;
 
