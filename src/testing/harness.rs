@@ -128,7 +128,7 @@ fn assert_snapshot(env: &FileEnv, name: &str, value: &Dynamic) -> RhaiResult<()>
                 ))
             })?;
         }
-        return crate::primitives::files::write_atomic(&path, &text).map_err(|e| {
+        return crate::fsread::write_atomic(&path, &text).map_err(|e| {
             error(format!(
                 "assert_snapshot: cannot write {}: {e}",
                 path.display()
