@@ -36,13 +36,7 @@ pub struct Output {
 impl Output {
     /// The last lines of stderr (or stdout when stderr is empty), for errors.
     pub fn tail(&self) -> String {
-        let text = if self.stderr.trim().is_empty() {
-            &self.stdout
-        } else {
-            &self.stderr
-        };
-        let lines: Vec<&str> = text.trim_end().lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        crate::process::exec::tail_of(&self.stdout, &self.stderr)
     }
 }
 
@@ -74,19 +68,12 @@ pub async fn run_bounded<R: Runner>(
 /// mean something else on its command line): lowercase letters, digits
 /// and '-', at most `max` characters.
 pub fn check_name(what: &str, s: &str, max: usize) -> Result<(), PrimError> {
-    let ok = !s.is_empty()
-        && s.len() <= max
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(PrimError::usage(format!(
-            "{what} '{s}' is not valid: lowercase letters, digits and '-', starting and ending with a letter or digit, at most {max} characters"
-        )))
+    if crate::kube::dns_name(s, max, false) {
+        return Ok(());
     }
+    Err(PrimError::usage(format!(
+        "{what} '{s}' is not valid: lowercase letters, digits and '-', starting and ending with a letter or digit, at most {max} characters"
+    )))
 }
 
 #[cfg(test)]

@@ -23,19 +23,24 @@ use crate::error::PrimError;
 /// Refuse what is not a DNS-1123 name (namespace, Deployment, Service,
 /// release): it would go into an API path. `what` names the argument.
 pub fn check_name(what: &str, s: &str) -> Result<(), PrimError> {
-    let ok = !s.is_empty()
-        && s.len() <= 253
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(PrimError::usage(format!(
-            "{what} '{s}' is not a Kubernetes name (lowercase letters, digits, '-', '.'; starting and ending with a letter or digit)"
-        )))
+    if dns_name(s, 253, true) {
+        return Ok(());
     }
+    Err(PrimError::usage(format!(
+        "{what} '{s}' is not a Kubernetes name (lowercase letters, digits, '-', '.'; starting and ending with a letter or digit)"
+    )))
+}
+
+/// Lowercase letters, digits, '-' (and '.' when `dots`), starting and
+/// ending with a letter or digit, at most `max` characters: DNS-1123, the
+/// rule Kubernetes names and Helm releases share.
+pub fn dns_name(s: &str, max: usize, dots: bool) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.'))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// Refuse a label selector kube-rs would pass on as something else than

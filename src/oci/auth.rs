@@ -11,6 +11,7 @@ use base64::Engine as _;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::reference::{split_host_port, DEFAULT_REGISTRY};
+use crate::net::creds::HostCred;
 
 /// The longest `Retry-After` honoured; a longer one is cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -29,25 +30,11 @@ pub enum Cred {
         /// The token (registered for redaction).
         token: String,
     },
-    /// A user name and password for one host: from an auth file, a
-    /// credential helper, or `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` bound
-    /// to `REGISTRY_HOST`.
-    User {
-        /// The user name.
-        user: String,
-        /// The password (registered for redaction).
-        pass: String,
-        /// Where it came from (never the value), for messages.
-        source: String,
-    },
-    /// An OAuth2 refresh token (an auth file's `identitytoken`), traded at
-    /// the token endpoint with a POST.
-    Identity {
-        /// The token (registered for redaction).
-        token: String,
-        /// Where it came from.
-        source: String,
-    },
+    /// A credential for one host (`user`/`pass`, or an identity token
+    /// traded at the token endpoint with a POST): from an auth file, a
+    /// credential helper, or `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` bound to
+    /// `REGISTRY_HOST`. Its `source` names where it came from, never the value.
+    Host(HostCred),
 }
 
 /// Says once per run that unbound `REGISTRY_USERNAME`/`_PASSWORD` are not used.
@@ -78,11 +65,11 @@ impl Cred {
             crate::redact::register(&pass);
             match get("REGISTRY_HOST") {
                 Some(h) if crate::net::creds::normalize_key(&h) == crate::net::creds::normalize_key(registry) => {
-                    return Cred::User {
+                    return Cred::Host(HostCred::User {
                         source: format!("REGISTRY_USERNAME '{user}' with REGISTRY_PASSWORD (REGISTRY_HOST={h})"),
                         user,
                         pass,
-                    };
+                    });
                 }
                 Some(_) => {}
                 None => UNBOUND_WARNED.call_once(|| {
@@ -93,17 +80,17 @@ impl Cred {
             }
         }
         match crate::net::creds::lookup(registry).await {
-            Ok(Some(crate::net::creds::HostCred::User { user, pass, source })) => {
+            Ok(Some(HostCred::User { user, pass, source })) => {
                 crate::redact::register(&pass);
-                Cred::User {
+                Cred::Host(HostCred::User {
                     user: user.clone(),
                     pass,
                     source: format!("user '{user}' from {source}"),
-                }
+                })
             }
-            Ok(Some(crate::net::creds::HostCred::Identity { token, source })) => {
+            Ok(Some(HostCred::Identity { token, source })) => {
                 crate::redact::register(&token);
-                Cred::Identity { token, source }
+                Cred::Host(HostCred::Identity { token, source })
             }
             Ok(None) => Cred::Anonymous,
             Err(e) => {
@@ -122,7 +109,7 @@ impl Cred {
         match self {
             Cred::Anonymous => true,
             Cred::GitHub { .. } => realm_host.eq_ignore_ascii_case(DEFAULT_REGISTRY),
-            Cred::User { .. } | Cred::Identity { .. } => {
+            Cred::Host(_) => {
                 let (reg_host, _) = split_host_port(registry);
                 let reg_host = reg_host.trim_matches(['[', ']']);
                 realm_host.eq_ignore_ascii_case(reg_host)
@@ -139,17 +126,18 @@ impl Cred {
             Cred::GitHub { var, .. } => {
                 format!("{var} (HTTP Basic x-access-token:${var} to the token endpoint)")
             }
-            Cred::User { source, .. } => source.clone(),
-            Cred::Identity { source, .. } => source.clone(),
+            Cred::Host(HostCred::User { source, .. } | HostCred::Identity { source, .. }) => {
+                source.clone()
+            }
         }
     }
 
     /// The `Authorization: Basic …` value, registered for redaction.
     pub(crate) fn basic(&self) -> Option<String> {
         let (u, p) = match self {
-            Cred::Anonymous | Cred::Identity { .. } => return None,
+            Cred::Anonymous | Cred::Host(HostCred::Identity { .. }) => return None,
             Cred::GitHub { token, .. } => ("x-access-token", token.as_str()),
-            Cred::User { user, pass, .. } => (user.as_str(), pass.as_str()),
+            Cred::Host(HostCred::User { user, pass, .. }) => (user.as_str(), pass.as_str()),
         };
         let enc = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
         crate::redact::register(&enc);
@@ -160,7 +148,7 @@ impl Cred {
         match self {
             Cred::Anonymous => "the repository may be private or missing: set GHCR_TOKEN (a token with read:packages) for ghcr.io; for other registries log in with docker/podman/skopeo login (an auths entry in ~/.docker/config.json or REGISTRY_AUTH_FILE), or set REGISTRY_HOST with REGISTRY_USERNAME and REGISTRY_PASSWORD",
             Cred::GitHub { .. } => "give the token read:packages on this package (for the workflow's GITHUB_TOKEN: `permissions: packages: read` and the package's 'Manage Actions access' must list this repository)",
-            Cred::User { .. } | Cred::Identity { .. } => "check that this user may pull the repository",
+            Cred::Host(_) => "check that this user may pull the repository",
         }
     }
 }
@@ -408,11 +396,11 @@ mod tests {
         let b = c.basic().unwrap();
         assert!(b.starts_with("Basic "));
         assert!(crate::redact::contains_secret(&b));
-        let u = Cred::User {
+        let u = Cred::Host(HostCred::User {
             user: "bob".into(),
             pass: "pw-secret-99".into(),
             source: "user 'bob' from the auths entry".into(),
-        };
+        });
         assert!(u.describe().contains("bob") && !u.describe().contains("pw-secret-99"));
         assert!(Cred::Anonymous.basic().is_none());
     }

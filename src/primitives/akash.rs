@@ -17,49 +17,22 @@ use crate::opts::Opts;
 use crate::process::exec;
 use crate::value::to_dynamic;
 
-const DSEQ: Opt = Opt {
-    key: "dseq",
-    ty: "int or string",
-    default: "",
-    help: "required: the deployment sequence number",
-};
-const TIMEOUT: Opt = Opt {
-    key: "timeout",
-    ty: "duration",
-    default: "60s",
-    help: "bound on the call",
-};
-const BACKEND: Opt = Opt {
-    key: "backend",
-    ty: "string",
-    default: "`AKASH_BACKEND`, else \"console\"",
-    help: "\"console\" (Akash Console API) or \"cli\" (provider-services)",
-};
-const API_URL: Opt = Opt {
-    key: "api_url",
-    ty: "string",
-    default: "`AKASH_CONSOLE_API_URL`, else the public Console API",
-    help: "the Console API's base URL",
-};
-const PROVIDER: Opt = Opt {
-    key: "provider",
-    ty: "string",
-    default: "`AKASH_PROVIDER`",
-    help: "the provider's address (CLI backend; narrows the Console's leases)",
-};
-const FROM: Opt = Opt {
-    key: "from",
-    ty: "string",
-    default: "`AKASH_FROM`",
-    help: "the key to sign with (CLI backend)",
-};
-const SERVICE: Opt = Opt {
-    key: "service",
-    ty: "string",
-    default: "the SDL's only service",
-    help: "the service to read or change",
-};
+#[rustfmt::skip]
+const DSEQ: Opt = Opt { key: "dseq", ty: "int or string", default: "", help: "required: the deployment sequence number" };
+#[rustfmt::skip]
+const TIMEOUT: Opt = Opt { key: "timeout", ty: "duration", default: "60s", help: "bound on the call" };
+#[rustfmt::skip]
+const BACKEND: Opt = Opt { key: "backend", ty: "string", default: "`AKASH_BACKEND`, else \"console\"", help: "\"console\" (Akash Console API) or \"cli\" (provider-services)" };
+#[rustfmt::skip]
+const API_URL: Opt = Opt { key: "api_url", ty: "string", default: "`AKASH_CONSOLE_API_URL`, else the public Console API", help: "the Console API's base URL" };
+#[rustfmt::skip]
+const PROVIDER: Opt = Opt { key: "provider", ty: "string", default: "`AKASH_PROVIDER`", help: "the provider's address (CLI backend; narrows the Console's leases)" };
+#[rustfmt::skip]
+const FROM: Opt = Opt { key: "from", ty: "string", default: "`AKASH_FROM`", help: "the key to sign with (CLI backend)" };
+#[rustfmt::skip]
+const SERVICE: Opt = Opt { key: "service", ty: "string", default: "the SDL's only service", help: "the service to read or change" };
 
+#[rustfmt::skip]
 static UPDATE: Spec = Spec {
     name: "akash_update",
     params: &[],
@@ -79,6 +52,7 @@ static UPDATE: Spec = Spec {
     ],
 };
 
+#[rustfmt::skip]
 static LEASE_STATUS: Spec = Spec {
     name: "akash_lease_status",
     params: &[],
@@ -86,18 +60,8 @@ static LEASE_STATUS: Spec = Spec {
     doc: include_str!("docs/akash_lease_status.md"),
     opts: &[
         DSEQ,
-        Opt {
-            key: "gseq",
-            ty: "int",
-            default: "",
-            help: "the lease's group sequence",
-        },
-        Opt {
-            key: "oseq",
-            ty: "int",
-            default: "",
-            help: "the lease's order sequence",
-        },
+        Opt { key: "gseq", ty: "int", default: "", help: "the lease's group sequence" },
+        Opt { key: "oseq", ty: "int", default: "", help: "the lease's order sequence" },
         TIMEOUT,
         BACKEND,
         API_URL,
@@ -106,6 +70,7 @@ static LEASE_STATUS: Spec = Spec {
     ],
 };
 
+#[rustfmt::skip]
 static DEPLOYMENT: Spec = Spec {
     name: "akash_deployment",
     params: &[],

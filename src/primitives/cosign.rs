@@ -134,6 +134,7 @@ fn soft_verify(ctx: &Arc<Ctx>, image: &str, digest: &str, o: &Opts) -> RhaiResul
     Ok(m)
 }
 
+#[rustfmt::skip]
 static SPEC: Spec = Spec {
     name: "cosign_soft_verify",
     params: &["image: String", "digest: String"],

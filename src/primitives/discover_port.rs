@@ -223,23 +223,14 @@ async fn probe_async(
                 Err(e) => Attempt::Fatal(format!("discover_port: reading {p} failed: {e}")),
             }
         }
-        Source::Url(u) => match ctx.http.get(&u).send().await {
-            Ok(r) if r.status().as_u16() == 404 => {
-                Attempt::Found(Found::Pending(format!("GET {u} answered 404")))
+        Source::Url(u) => {
+            match crate::net::get_text(&ctx.http, &u, URL_BODY_CAP, "discover_port").await {
+                Ok(None) => Attempt::Found(Found::Pending(format!("GET {u} answered 404"))),
+                Ok(Some(text)) => json_attempt(&what, &text, port, svc, out),
+                Err(e) if e.is_transient() => Attempt::Transient(e.msg),
+                Err(e) => Attempt::Fatal(e.msg),
             }
-            Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => {
-                Attempt::Transient(format!("GET {u} answered {}", r.status()))
-            }
-            Ok(r) if !r.status().is_success() => {
-                Attempt::Fatal(format!("GET {u} answered {}", r.status()))
-            }
-            Ok(r) => match crate::net::read_body(r, URL_BODY_CAP, "discover_port").await {
-                Ok(body) => json_attempt(&what, &String::from_utf8_lossy(&body), port, svc, out),
-                Err(e) if e.transient() => Attempt::Transient(e.to_string()),
-                Err(e) => Attempt::Fatal(e.to_string()),
-            },
-            Err(e) => Attempt::Transient(format!("GET {u}: {}", crate::net::http_error(&e))),
-        },
+        }
         Source::Kube(k) => match k.look(&ctx.kube, port).await {
             Ok(Look::Found(ep)) => Attempt::Found(Found::Endpoint(ep)),
             Ok(Look::Pending(why)) => Attempt::Found(Found::Pending(why)),
@@ -381,72 +372,23 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<Str
 /// Most of a `url` source's answer that is read.
 const URL_BODY_CAP: usize = crate::net::DEFAULT_BODY_CAP;
 
+#[rustfmt::skip]
 static SPEC: Spec = Spec {
     name: "discover_port",
     params: &[],
     returns: "String",
     doc: include_str!("docs/discover_port.md"),
     opts: &[
-        Opt {
-            key: "internal_port",
-            ty: "int",
-            default: "",
-            help: "required: the container's port whose external port is wanted",
-        },
-        Opt {
-            key: "source",
-            ty: "map or closure",
-            default: "",
-            help: "required: where to look (see Sources)",
-        },
-        Opt {
-            key: "service",
-            ty: "string",
-            default: "",
-            help: "narrow Akash shapes to one service",
-        },
-        Opt {
-            key: "output",
-            ty: "string",
-            default: "",
-            help: "the Terraform output holding the endpoint",
-        },
-        Opt {
-            key: "max_elapsed",
-            ty: "duration",
-            default: "75s",
-            help: "hard bound on the whole call, the last attempt cut to fit",
-        },
-        Opt {
-            key: "initial_interval",
-            ty: "duration",
-            default: "1s",
-            help: "first delay between attempts",
-        },
-        Opt {
-            key: "multiplier",
-            ty: "number",
-            default: "2",
-            help: "growth of the delay (1–10)",
-        },
-        Opt {
-            key: "max_interval",
-            ty: "duration",
-            default: "15s",
-            help: "largest delay between attempts",
-        },
-        Opt {
-            key: "attempt_timeout",
-            ty: "duration",
-            default: "10s",
-            help: "bound on one attempt",
-        },
-        Opt {
-            key: "jitter",
-            ty: "bool",
-            default: "true",
-            help: "randomize delays (0–100 % more) so runners do not poll in step",
-        },
+        Opt { key: "internal_port", ty: "int", default: "", help: "required: the container's port whose external port is wanted" },
+        Opt { key: "source", ty: "map or closure", default: "", help: "required: where to look (see Sources)" },
+        Opt { key: "service", ty: "string", default: "", help: "narrow Akash shapes to one service" },
+        Opt { key: "output", ty: "string", default: "", help: "the Terraform output holding the endpoint" },
+        Opt { key: "max_elapsed", ty: "duration", default: "75s", help: "hard bound on the whole call, the last attempt cut to fit" },
+        Opt { key: "initial_interval", ty: "duration", default: "1s", help: "first delay between attempts" },
+        Opt { key: "multiplier", ty: "number", default: "2", help: "growth of the delay (1–10)" },
+        Opt { key: "max_interval", ty: "duration", default: "15s", help: "largest delay between attempts" },
+        Opt { key: "attempt_timeout", ty: "duration", default: "10s", help: "bound on one attempt" },
+        Opt { key: "jitter", ty: "bool", default: "true", help: "randomize delays (0–100 % more) so runners do not poll in step" },
     ],
 };
 

@@ -25,6 +25,7 @@ pub fn output_map(out: &ExecOutput, planned: bool) -> Map {
     m
 }
 
+#[rustfmt::skip]
 static SPEC: Spec = Spec {
     name: "exec",
     params: &["argv: Array"],

@@ -128,45 +128,46 @@ fn write_json(c: &Ctx, path: &str, value: &Dynamic, keep: bool) -> RhaiResult<()
     Ok(())
 }
 
+#[rustfmt::skip]
 static WRITE_JSON: Spec = Spec {
     name: "write_json",
     params: &["path: String", "value: Dynamic"],
     returns: "()",
     doc: include_str!("docs/write_json.md"),
-    opts: &[Opt {
-        key: "keep_on_failure",
-        ty: "bool",
-        default: "false",
-        help: "keep the file when the run fails afterwards",
-    }],
+    opts: &[Opt { key: "keep_on_failure", ty: "bool", default: "false", help: "keep the file when the run fails afterwards" }],
 };
 
 const PATH: &[&str] = &["path: String"];
 
+#[rustfmt::skip]
 static REMOVE_ARTIFACT: Spec = Spec::plain(
     "remove_artifact",
     PATH,
     "bool",
     include_str!("docs/remove_artifact.md"),
 );
+#[rustfmt::skip]
 static READ_JSON: Spec = Spec::plain(
     "read_json",
     PATH,
     "Dynamic",
     include_str!("docs/read_json.md"),
 );
+#[rustfmt::skip]
 static READ_YAML: Spec = Spec::plain(
     "read_yaml",
     PATH,
     "Dynamic",
     include_str!("docs/read_yaml.md"),
 );
+#[rustfmt::skip]
 static FILE_EXISTS: Spec = Spec::plain(
     "file_exists",
     PATH,
     "bool",
     include_str!("docs/file_exists.md"),
 );
+#[rustfmt::skip]
 static PARSE_JSON: Spec = Spec::plain(
     "parse_json",
     &["text: String"],
@@ -174,6 +175,7 @@ static PARSE_JSON: Spec = Spec::plain(
     include_str!("docs/parse_json.md"),
 );
 
+#[rustfmt::skip]
 static TO_JSON: Spec = Spec::plain(
     "to_json",
     &["value: Dynamic"],
@@ -183,6 +185,7 @@ static TO_JSON: Spec = Spec::plain(
 
 // Rhai's own `to_json` for maps recurses without a bound (a map that holds
 // a closure capturing itself overflows the stack): shadow it.
+#[rustfmt::skip]
 static TO_JSON_MAP: Spec = Spec::plain(
     "to_json",
     &["value: Map"],

@@ -204,10 +204,10 @@ where
 
 /// One GET through the run's HTTP client.
 async fn get_once(ctx: &Ctx, url: &str) -> Probe {
-    match ctx.http.get(url).send().await {
-        Ok(resp) => Probe::Status(resp.status().as_u16()),
-        Err(e) if e.is_builder() => Probe::Fatal(crate::net::http_error(&e)),
-        Err(e) => Probe::Transient(crate::net::http_error(&e)),
+    match crate::net::get_status(&ctx.http, url).await {
+        Ok(status) => Probe::Status(status),
+        Err(e) if e.is_transient() => Probe::Transient(e.msg),
+        Err(e) => Probe::Fatal(e.msg),
     }
 }
 
@@ -243,39 +243,16 @@ fn check(ctx: &Arc<Ctx>, url: &str, o: &Opts) -> RhaiResult<Map> {
 
 /// The options every retrying check takes (`http_check`,
 /// `kube_service_check`): one table, one parser ([`Retry::from_opts`]).
+#[rustfmt::skip]
 pub const RETRY_OPTS: &[Opt] = &[
-    Opt {
-        key: "expect",
-        ty: "int or [int]",
-        default: "200",
-        help: "the status, or the statuses, that count as healthy",
-    },
-    Opt {
-        key: "timeout",
-        ty: "duration",
-        default: "5s",
-        help: "bound on one attempt",
-    },
-    Opt {
-        key: "max_elapsed",
-        ty: "duration",
-        default: "60s",
-        help: "hard bound on the whole check, the last attempt cut to fit",
-    },
-    Opt {
-        key: "initial_interval",
-        ty: "duration",
-        default: "0.5s",
-        help: "first delay between attempts (doubling, jittered)",
-    },
-    Opt {
-        key: "max_interval",
-        ty: "duration",
-        default: "5s",
-        help: "largest delay between attempts",
-    },
+    Opt { key: "expect", ty: "int or [int]", default: "200", help: "the status, or the statuses, that count as healthy" },
+    Opt { key: "timeout", ty: "duration", default: "5s", help: "bound on one attempt" },
+    Opt { key: "max_elapsed", ty: "duration", default: "60s", help: "hard bound on the whole check, the last attempt cut to fit" },
+    Opt { key: "initial_interval", ty: "duration", default: "0.5s", help: "first delay between attempts (doubling, jittered)" },
+    Opt { key: "max_interval", ty: "duration", default: "5s", help: "largest delay between attempts" },
 ];
 
+#[rustfmt::skip]
 static SPEC: Spec = Spec {
     name: "http_check",
     params: &["url: String"],

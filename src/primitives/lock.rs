@@ -173,45 +173,22 @@ fn note(ctx: &Ctx, target: Option<&str>, fields: Map) -> RhaiResult<()> {
     Ok(())
 }
 
+#[rustfmt::skip]
 static LOCK: Spec = Spec {
     name: "lock",
     params: &["name: String"],
     returns: "Map",
     doc: include_str!("docs/lock.md"),
     opts: &[
-        Opt {
-            key: "backend",
-            ty: "string",
-            default: "`RUNBOOK_LOCK_BACKEND`, else \"file\"",
-            help: "\"file\" (a lock file in the state folder) or \"kube\" (a Lease)",
-        },
-        Opt {
-            key: "ttl",
-            ty: "duration",
-            default: "60s",
-            help: "how long the lock lives without renewal (at least 1 s; renewed every ttl/3)",
-        },
-        Opt {
-            key: "wait",
-            ty: "duration",
-            default: "0",
-            help: "how long to wait for a busy lock before exit 75",
-        },
-        Opt {
-            key: "namespace",
-            ty: "string",
-            default: "the context's",
-            help: "kube backend: the Lease's namespace",
-        },
-        Opt {
-            key: "context",
-            ty: "string",
-            default: "the current one",
-            help: "kube backend: the kubeconfig context",
-        },
+        Opt { key: "backend", ty: "string", default: "`RUNBOOK_LOCK_BACKEND`, else \"file\"", help: "\"file\" (a lock file in the state folder) or \"kube\" (a Lease)" },
+        Opt { key: "ttl", ty: "duration", default: "60s", help: "how long the lock lives without renewal (at least 1 s; renewed every ttl/3)" },
+        Opt { key: "wait", ty: "duration", default: "0", help: "how long to wait for a busy lock before exit 75" },
+        Opt { key: "namespace", ty: "string", default: "the context's", help: "kube backend: the Lease's namespace" },
+        Opt { key: "context", ty: "string", default: "the current one", help: "kube backend: the kubeconfig context" },
     ],
 };
 
+#[rustfmt::skip]
 static UNLOCK: Spec = Spec {
     name: "unlock",
     params: &["name: String"],
@@ -220,6 +197,7 @@ static UNLOCK: Spec = Spec {
     opts: &[],
 };
 
+#[rustfmt::skip]
 static LEDGER_HISTORY: Spec = Spec {
     name: "ledger_history",
     params: &["target: String"],
@@ -228,6 +206,7 @@ static LEDGER_HISTORY: Spec = Spec {
     opts: &[],
 };
 
+#[rustfmt::skip]
 static LEDGER_NOTE: Spec = Spec {
     name: "ledger_note",
     params: &["fields: Map"],
@@ -236,6 +215,7 @@ static LEDGER_NOTE: Spec = Spec {
     opts: &[],
 };
 
+#[rustfmt::skip]
 static LEDGER_NOTE_TARGET: Spec = Spec {
     name: "ledger_note",
     params: &["target: String", "fields: Map"],

@@ -230,13 +230,10 @@ fn image_digest(ctx: &Ctx, image: &str, tag: &str, opts: &Opts) -> RhaiResult<St
     Ok(digest)
 }
 
-const TIMEOUT: Opt = Opt {
-    key: "timeout",
-    ty: "duration",
-    default: "60s",
-    help: "bound on the whole call",
-};
+#[rustfmt::skip]
+const TIMEOUT: Opt = Opt { key: "timeout", ty: "duration", default: "60s", help: "bound on the whole call" };
 
+#[rustfmt::skip]
 static HAS_TAG: Spec = Spec {
     name: "ghcr_has_tag",
     params: &["image: String", "tag: String"],
@@ -245,27 +242,19 @@ static HAS_TAG: Spec = Spec {
     opts: &[TIMEOUT],
 };
 
+#[rustfmt::skip]
 static HAS_TAGS: Spec = Spec {
     name: "ghcr_has_tags",
     params: &["image: String", "tags: Array"],
     returns: "Map",
     doc: include_str!("docs/ghcr_has_tags.md"),
     opts: &[
-        Opt {
-            key: "timeout",
-            ty: "duration",
-            default: "60s",
-            help: "bound on the whole batch",
-        },
-        Opt {
-            key: "concurrency",
-            ty: "int",
-            default: "16",
-            help: "checks at once (1-64)",
-        },
+        Opt { key: "timeout", ty: "duration", default: "60s", help: "bound on the whole batch" },
+        Opt { key: "concurrency", ty: "int", default: "16", help: "checks at once (1-64)" },
     ],
 };
 
+#[rustfmt::skip]
 static IMAGE_DIGEST: Spec = Spec {
     name: "image_digest",
     params: &["image: String", "tag: String"],

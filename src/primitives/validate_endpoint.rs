@@ -9,24 +9,15 @@ use crate::declare::{Opt, Spec};
 pub use crate::net::endpoint::{validate, validate_with, Endpoint, Rules};
 use crate::opts::Opts;
 
+#[rustfmt::skip]
 static SPEC: Spec = Spec {
     name: "validate_endpoint",
     params: &["endpoint: String"],
     returns: "Map",
     doc: include_str!("docs/validate_endpoint.md"),
     opts: &[
-        Opt {
-            key: "allow_ip",
-            ty: "bool",
-            default: "false",
-            help: "accept an IPv4 address as the host",
-        },
-        Opt {
-            key: "ports",
-            ty: "[int, int]",
-            default: "[1024, 65535]",
-            help: "the port range `[low, high]`, inclusive",
-        },
+        Opt { key: "allow_ip", ty: "bool", default: "false", help: "accept an IPv4 address as the host" },
+        Opt { key: "ports", ty: "[int, int]", default: "[1024, 65535]", help: "the port range `[low, high]`, inclusive" },
     ],
 };
 

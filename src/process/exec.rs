@@ -40,14 +40,20 @@ pub struct ExecOutput {
 impl ExecOutput {
     /// The last lines of stderr (or stdout when stderr is empty), for errors.
     pub fn tail(&self) -> String {
-        let text = if self.stderr.trim().is_empty() {
-            &self.stdout
-        } else {
-            &self.stderr
-        };
-        let lines: Vec<&str> = text.trim_end().lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        tail_of(&self.stdout, &self.stderr)
     }
+}
+
+/// The last 20 lines of stderr (or of stdout when stderr is empty): what
+/// an error message quotes of a failed program.
+pub fn tail_of(stdout: &str, stderr: &str) -> String {
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 /// Refuse a program that is not a bare name on the allow-list.
