@@ -278,36 +278,7 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         })
         .map_err(|e| Error::Failed(format!("cannot start the playbook thread: {e}")))?;
 
-    let watcher = ctx.clone();
-    let timeout = opts.timeout;
-    let outcome = rt.block_on(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        // SIGHUP (terminal closed, runner cancelling) and SIGQUIT end a run
-        // like SIGTERM: cancel, kill the children, take artifacts back.
-        let mut int = signal(SignalKind::interrupt()).ok();
-        let mut term = signal(SignalKind::terminate()).ok();
-        let mut hup = signal(SignalKind::hangup()).ok();
-        let mut quit = signal(SignalKind::quit()).ok();
-        let deadline = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        let mut rx = rx;
-        let reason = tokio::select! {
-            r = &mut rx => return r.ok(),
-            _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGINT"),
-            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGTERM"),
-            _ = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGHUP"),
-            _ = async { match quit.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGQUIT"),
-            _ = deadline => CancelReason::Timeout(timeout.unwrap_or_default()),
-        };
-        watcher.cancel(reason);
-        // The script stops at its next operation; don't wait forever for it.
-        tokio::time::timeout(Duration::from_secs(5), rx).await.ok().and_then(Result::ok)
-    });
-
+    let outcome = rt.block_on(watch(ctx.clone(), rx, opts.timeout));
     let result = settle(&ctx, outcome, &path, &source, started);
     if let (Some(file), Some(p)) = (&opts.record, &recorder) {
         // Written whatever the outcome: a failed run is worth replaying too.
@@ -328,6 +299,44 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     crate::github::flush_summaries(&ctx);
     rt.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// Wait for the playbook thread's result; on a signal (SIGINT, SIGTERM,
+/// SIGHUP, SIGQUIT) or the deadline, cancel the run and give the script
+/// five seconds to stop at its next operation.
+async fn watch(
+    watcher: Arc<Ctx>,
+    rx: tokio::sync::oneshot::Receiver<Result<(), Box<rhai::EvalAltResult>>>,
+    timeout: Option<Duration>,
+) -> Option<Result<(), Box<rhai::EvalAltResult>>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // SIGHUP (terminal closed, runner cancelling) and SIGQUIT end a run
+    // like SIGTERM: cancel, kill the children, take artifacts back.
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let mut quit = signal(SignalKind::quit()).ok();
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut rx = rx;
+    let reason = tokio::select! {
+        r = &mut rx => return r.ok(),
+        _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGINT"),
+        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGTERM"),
+        _ = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGHUP"),
+        _ = async { match quit.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGQUIT"),
+        _ = deadline => CancelReason::Timeout(timeout.unwrap_or_default()),
+    };
+    watcher.cancel(reason);
+    // The script stops at its next operation; don't wait forever for it.
+    tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .ok()
+        .and_then(Result::ok)
 }
 
 /// Decide the run's outcome; on failure take back the artifacts it wrote.
