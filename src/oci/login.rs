@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::auth::{parse_challenge, Auth, Challenge, Cred, Entry};
 use super::client::{status_text, Client, Resp, SMALL_LIMIT};
 use super::reference::{scheme_for, DEFAULT_REGISTRY};
+use crate::net::creds::HostCred;
 
 impl Client {
     /// A request to the repository (`path` after `/v2/<name>/`), through
@@ -43,7 +44,7 @@ impl Client {
             }
             None => {
                 let known = self.cache.challenge(&self.base);
-                let cred = Cred::for_registry(&self.image.registry).await;
+                let cred = Cred::for_registry(&self.image.registry, &self.cache).await;
                 if known.is_some() {
                     // Another repository on this registry already told us how it authenticates.
                     let e = self.authenticate(known, cred).await?;
@@ -181,7 +182,7 @@ impl Client {
         match ch.scheme.as_str() {
             "basic" => match &cred {
                 // A GitHub token is for ghcr.io, which never asks for Basic.
-                Cred::User { .. } => {
+                Cred::Host(HostCred::User { .. }) => {
                     let h = cred.basic().unwrap_or_default();
                     Ok(Entry { auth: Auth::Basic(h), cred, challenge: Some(ch) })
                 }
@@ -274,7 +275,7 @@ impl Client {
         }
         // An identity token is an OAuth2 refresh token: POSTed as a form.
         let (method, form) = match &cred {
-            Cred::Identity { token, .. } => {
+            Cred::Host(HostCred::Identity { token, .. }) => {
                 let mut f =
                     reqwest::Url::parse("http://form.invalid/").map_err(|e| e.to_string())?;
                 {
