@@ -262,11 +262,6 @@ impl Client {
         }
     }
 
-    /// `GET` a blob, checking its sha256 against `digest`.
-    pub async fn get_blob(&self, digest: &str, limit: usize) -> Result<Vec<u8>, PrimError> {
-        self.fetch_blob(digest, limit).await?
-    }
-
     /// `GET` a blob, telling apart a failed conversation (outer `Err`:
     /// unreachable, refused, timed out) from a blob that is missing or not
     /// what its digest says (inner `Err`: the content cannot be trusted).
