@@ -312,7 +312,7 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     if let (Some(file), Some(p)) = (&opts.record, &recorder) {
         // Written whatever the outcome: a failed run is worth replaying too.
         let text = crate::testing::record::render(&path, opts.dry_run, &p.calls());
-        match crate::primitives::files::write_atomic(file, &text) {
+        match crate::fsread::write_atomic(file, &text) {
             Ok(()) => tracing::info!(
                 "recorded {} primitive call(s) to {}",
                 p.calls().len(),

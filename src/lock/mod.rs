@@ -126,7 +126,7 @@ pub fn unix_now() -> u64 {
 
 /// RFC 3339 of Unix seconds.
 pub fn rfc3339_secs(secs: u64) -> String {
-    crate::primitives::settings::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+    crate::opts::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// The run's state folder: `RUNBOOK_STATE_DIR`, else `.runbook/` in the
@@ -414,7 +414,7 @@ impl Held {
     /// Why this lock can no longer be used to act, if it cannot.
     fn lost(&self) -> Option<String> {
         let d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        let at = crate::primitives::settings::rfc3339(d.until_wall);
+        let at = crate::opts::rfc3339(d.until_wall);
         if let Some(why) = &d.lost {
             return Some(format!("lost the lock '{}' at {at}: {why}", self.name));
         }

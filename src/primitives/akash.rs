@@ -14,7 +14,7 @@ use crate::declare::{Opt, Spec};
 use crate::error::PrimError;
 use crate::net::retry::{retry, Schedule};
 use crate::opts::Opts;
-use crate::primitives::exec;
+use crate::process::exec;
 use crate::value::to_dynamic;
 
 const DSEQ: Opt = Opt {

@@ -16,7 +16,10 @@ use crate::error::fmt_secs;
 use crate::kube::service::Look;
 use crate::net::endpoint::validate;
 use crate::net::retry::{Pacer, Schedule};
-use crate::primitives::{akash, exec, kube_service, string_array, to_json, Opts};
+use crate::opts::{string_array, Opts};
+use crate::primitives::{akash, kube_service};
+use crate::process::exec;
+use crate::value::to_json;
 
 /// Where to look.
 #[derive(Clone, Debug)]

@@ -4,171 +4,25 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rhai::{Array, Dynamic, Engine, Map};
 
 use crate::context::{error, Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
-use crate::logging::LogFormat;
 use crate::opts::{string_array, Opts};
+pub use crate::process::exec::{check_allowed, run, ExecOpts, ExecOutput};
 
-/// How to run one program.
-#[derive(Clone, Debug, Default)]
-pub struct ExecOpts {
-    /// Extra environment variables.
-    pub env: Vec<(String, String)>,
-    /// Working directory (relative to the run's).
-    pub cwd: Option<PathBuf>,
-    /// Text to feed on stdin.
-    pub stdin: Option<String>,
-    /// Echo the program's output into the log.
-    pub echo: bool,
-}
-
-/// What a program did.
-#[derive(Clone, Debug)]
-pub struct ExecOutput {
-    /// Exit code (-1 if killed by a signal).
-    pub code: i32,
-    /// Captured stdout.
-    pub stdout: String,
-    /// Captured stderr.
-    pub stderr: String,
-    /// Bytes dropped from the middle of the output (over the capture cap).
-    pub dropped: u64,
-}
-
-impl ExecOutput {
-    /// As the map `exec` returns.
-    pub fn to_map(&self, planned: bool) -> Map {
-        let mut m = Map::new();
-        m.insert("code".into(), Dynamic::from(i64::from(self.code)));
-        m.insert("ok".into(), Dynamic::from(self.code == 0));
-        m.insert("stdout".into(), Dynamic::from(self.stdout.clone()));
-        m.insert("stderr".into(), Dynamic::from(self.stderr.clone()));
-        m.insert("dropped".into(), Dynamic::from(self.dropped as i64));
-        m.insert("planned".into(), Dynamic::from(planned));
-        m
-    }
-
-    /// The last lines of stderr (or stdout when stderr is empty), for errors.
-    pub fn tail(&self) -> String {
-        let text = if self.stderr.trim().is_empty() {
-            &self.stdout
-        } else {
-            &self.stderr
-        };
-        let lines: Vec<&str> = text.trim_end().lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-/// Refuse a program that is not a bare name on the allow-list.
-pub fn check_allowed(ctx: &Ctx, program: &str) -> Result<(), String> {
-    crate::process::check_allowed(&ctx.settings.allow, program)
-}
-
-/// The child's working directory: relative to the run's, and inside it
-/// unless the run was started with `--allow-cwd-outside`.
-fn child_cwd(ctx: &Ctx, cwd: Option<&std::path::Path>) -> Result<PathBuf, String> {
-    let Some(cwd) = cwd else {
-        return Ok(ctx.settings.workdir.clone());
-    };
-    let full = ctx.path(&cwd.to_string_lossy());
-    if !full.is_dir() {
-        return Err(format!(
-            "exec: cwd '{}' is not a folder; give a folder inside the working directory",
-            cwd.display()
-        ));
-    }
-    if !ctx.settings.allow_cwd_outside
-        && !crate::process::inside(&ctx.settings.workdir, &full)
-            .map_err(|e| format!("exec: cwd: {e}"))?
-    {
-        return Err(format!(
-            "exec: cwd '{}' is outside the working directory {}; give a folder inside it, or run with --allow-cwd-outside",
-            cwd.display(),
-            ctx.settings.workdir.display()
-        ));
-    }
-    Ok(full)
-}
-
-/// Run `argv` (allow-listed, resolved on runbook's own PATH) and capture
-/// its output (head and tail, see [`crate::process::CAPTURE_CAP`]). The
-/// caller bounds it in time; dropping the future kills the process group.
-pub async fn run(ctx: &Arc<Ctx>, argv: &[String], opts: &ExecOpts) -> Result<ExecOutput, String> {
-    let Some(program) = argv.first() else {
-        return Err("exec: the argv is empty; give the program and its arguments, e.g. [\"terraform\", \"output\", \"-json\"]".into());
-    };
-    check_allowed(ctx, program)?;
-    // Runbook's PATH, not the child's: see process::resolve.
-    let path = crate::process::resolve(program, std::env::var_os("PATH").as_deref())?;
-    // A child gets no secret it was not handed: variables whose value was
-    // read with secret() are dropped from the inherited environment (pass
-    // one on purpose with the `env` option).
-    let env_remove = std::env::vars_os()
-        .filter(|(_, v)| v.to_str().is_some_and(crate::redact::is_secret))
-        .map(|(k, _)| k)
-        .collect();
-    let spec = crate::process::Spec {
-        program: program.clone(),
-        path,
-        args: argv[1..].to_vec(),
-        env: opts.env.clone(),
-        env_remove,
-        cwd: child_cwd(ctx, opts.cwd.as_deref())?,
-        stdin: opts.stdin.clone(),
-        cap: crate::process::CAPTURE_CAP,
-    };
-    let started = Instant::now();
-    let out = crate::process::run(&spec, &ctx.children).await?;
-    let output = ExecOutput {
-        code: out.code,
-        stdout: out.stdout.text,
-        stderr: out.stderr.text,
-        dropped: out.stdout.dropped + out.stderr.dropped,
-    };
-    tracing::info!(
-        primitive = "exec",
-        argv = %argv.join(" "),
-        program_path = %spec.path.display(),
-        code = output.code,
-        dropped_bytes = output.dropped,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "ran {} ({}): exit {}",
-        argv.join(" "),
-        spec.path.display(),
-        output.code
-    );
-    if opts.echo {
-        echo(ctx, program, &output);
-    }
-    Ok(output)
-}
-
-/// Show a child's output in the log. Under GitHub Actions it is wrapped in
-/// `::stop-commands::` so the child cannot issue workflow commands.
-fn echo(ctx: &Ctx, program: &str, out: &ExecOutput) {
-    let text = format!("{}{}", out.stdout, out.stderr);
-    if text.trim().is_empty() {
-        return;
-    }
-    if ctx.settings.format == LogFormat::Github {
-        let token = crate::github::random_token("runbook-");
-        let mut s = format!("::group::{program} output\n::stop-commands::{token}\n");
-        for line in text.lines() {
-            s.push_str(line);
-            s.push('\n');
-        }
-        s.push_str(&format!("::{token}::\n::endgroup::\n"));
-        ctx.sink.write_str(&s);
-    } else {
-        for line in text.lines() {
-            tracing::info!("{program} │ {line}");
-        }
-    }
+/// As the map `exec` returns.
+pub fn output_map(out: &ExecOutput, planned: bool) -> Map {
+    let mut m = Map::new();
+    m.insert("code".into(), Dynamic::from(i64::from(out.code)));
+    m.insert("ok".into(), Dynamic::from(out.code == 0));
+    m.insert("stdout".into(), Dynamic::from(out.stdout.clone()));
+    m.insert("stderr".into(), Dynamic::from(out.stderr.clone()));
+    m.insert("dropped".into(), Dynamic::from(out.dropped as i64));
+    m.insert("planned".into(), Dynamic::from(planned));
+    m
 }
 
 static SPEC: Spec = Spec {
@@ -225,7 +79,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
                 stderr: String::new(),
                 dropped: 0,
             };
-            return Ok(planned.to_map(true));
+            return Ok(output_map(&planned, true));
         }
         if !read_only {
             c.guard_mutation("exec")?;
@@ -245,6 +99,6 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
                 out.tail()
             )));
         }
-        Ok(out.to_map(false))
+        Ok(output_map(&out, false))
     });
 }

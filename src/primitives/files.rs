@@ -2,7 +2,6 @@
 //! `remove_artifact`, `read_json`, `read_yaml`, `parse_json`, `to_json`,
 //! `file_exists`.
 
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -59,23 +58,7 @@ pub fn writable_path(ctx: &Ctx, prim: &str, p: &str) -> Result<PathBuf, String> 
     Ok(full)
 }
 
-/// Write `text` to `path` atomically: a temporary file in the same folder,
-/// fsync, rename, fsync the folder. Readers see the old file or the new
-/// one, never half of one — also after `kill -9`.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".runbook-")
-        .tempfile_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
+pub use crate::fsread::write_atomic;
 
 /// Read a data file a playbook names: a regular file of at most
 /// [`crate::fsread::FILE_CAP`] bytes (devices, FIFOs and huge files are

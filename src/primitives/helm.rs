@@ -16,8 +16,8 @@ use crate::helm::argv::{valid_set_key, HelmOpts};
 use crate::helm::status::Release;
 use crate::helm::{check_name, install, status, version, Output, Runner};
 use crate::opts::{string_array, Opts};
-use crate::primitives::exec::{self, ExecOpts};
 use crate::primitives::kube::{map, opt};
+use crate::process::exec::{self, ExecOpts};
 use crate::value::to_json;
 
 // The tables read as tables: one row a line.

@@ -128,7 +128,7 @@ fn assert_snapshot(env: &FileEnv, name: &str, value: &Dynamic) -> RhaiResult<()>
                 ))
             })?;
         }
-        return crate::primitives::files::write_atomic(&path, &text).map_err(|e| {
+        return crate::fsread::write_atomic(&path, &text).map_err(|e| {
             error(format!(
                 "assert_snapshot: cannot write {}: {e}",
                 path.display()
@@ -211,6 +211,18 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
     engine.disable_symbol("eval");
     engine.register_type_with_name::<Playbook>("Playbook");
 
+    register_playbooks(&mut engine, &env, me);
+    register_asserts(&mut engine, env);
+    engine
+}
+
+/// `playbook(path[, params])`, its builder methods (`stub`, `env`,
+/// `secret`, `file`, `dry_run`, `param`) and `run`, and `calls`/`calls_of`.
+fn register_playbooks(
+    engine: &mut Engine,
+    env: &Arc<FileEnv>,
+    me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>,
+) {
     let e = env.clone();
     let new_playbook = move |path: &str, params: Map| -> RhaiResult<Playbook> {
         let full = e.dir().join(path);
@@ -315,7 +327,10 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
     );
     engine.register_fn("calls", |r: &mut Map, name: &str| calls_named(r, name));
     engine.register_fn("calls_of", |r: &mut Map, name: &str| calls_named(r, name));
+}
 
+/// `assert`, `assert_eq`, `assert_ne`, `assert_match`, `assert_snapshot`.
+fn register_asserts(engine: &mut Engine, env: Arc<FileEnv>) {
     engine.register_fn("assert", |c: bool| -> RhaiResult<()> {
         if c {
             Ok(())
@@ -388,7 +403,6 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
     engine.register_fn("assert_snapshot", move |name: &str, v: Dynamic| {
         assert_snapshot(&e, name, &v)
     });
-    engine
 }
 
 #[cfg(test)]

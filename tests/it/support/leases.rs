@@ -67,7 +67,7 @@ pub fn shift(t: &str, secs: i64) -> String {
     };
     // runbook's own RFC 3339 renderer, with kube-rs's micro-time fraction.
     let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs0 - secs).unwrap_or(0));
-    runbook::primitives::settings::rfc3339(at).replace('Z', ".000000Z")
+    runbook::opts::rfc3339(at).replace('Z', ".000000Z")
 }
 
 /// A write (create or replace) of `kind` in `ns`, or why not.
