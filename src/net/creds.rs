@@ -8,7 +8,7 @@
 //! `docker-credential-<name> get`), an `auths` entry (base64 `auth` =
 //! `user:password`, or `identitytoken`), then `credsStore`. The first file
 //! that knows the host wins. A credential found here is only ever sent to
-//! that host (see `registry.rs` for the token endpoint rule).
+//! that host (see `oci::auth::Cred::may_go_to` for the token endpoint rule).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! and the run's token cache ([`TokenCache`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,12 +11,14 @@ use base64::Engine as _;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::reference::{split_host_port, DEFAULT_REGISTRY};
-use crate::net::creds::HostCred;
+use crate::net::creds::{self, HostCred};
 
 /// The longest `Retry-After` honoured; a longer one is cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// The credential a request is made with.
+/// The credential a request is made with: none, a GitHub token, or a
+/// credential bound to one host (the same [`HostCred`] the auth files and
+/// credential helpers give, so the two never drift apart).
 #[derive(Clone, Debug)]
 pub enum Cred {
     /// None: an anonymous token, or no auth at all.
@@ -30,15 +32,13 @@ pub enum Cred {
         /// The token (registered for redaction).
         token: String,
     },
-    /// A credential for one host (`user`/`pass`, or an identity token
-    /// traded at the token endpoint with a POST): from an auth file, a
-    /// credential helper, or `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` bound to
-    /// `REGISTRY_HOST`. Its `source` names where it came from, never the value.
+    /// A user and password, or an OAuth2 refresh token (an auth file's
+    /// `identitytoken`, traded at the token endpoint with a POST), for one
+    /// host: from an auth file, a credential helper, or
+    /// `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` bound to `REGISTRY_HOST`.
+    /// Its `source` is the whole phrase messages use (never the value).
     Host(HostCred),
 }
-
-/// Says once per run that unbound `REGISTRY_USERNAME`/`_PASSWORD` are not used.
-static UNBOUND_WARNED: std::sync::Once = std::sync::Once::new();
 
 impl Cred {
     /// The credential for `registry` (`host[:port]`), per host:
@@ -46,46 +46,30 @@ impl Cred {
     /// - ghcr.io: `GHCR_TOKEN`, then `GITHUB_TOKEN`; never for another host.
     /// - `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` when `REGISTRY_HOST` names
     ///   this registry exactly (without `REGISTRY_HOST` they are not sent
-    ///   anywhere; a warning says so).
+    ///   anywhere; a warning says so, once per run: `cache` remembers).
     /// - the auth files and credential helpers registry clients use (see
     ///   `net::creds`).
     ///
     /// Every secret value is registered for redaction before it is used.
-    pub async fn for_registry(registry: &str) -> Cred {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    pub async fn for_registry(registry: &str, cache: &TokenCache) -> Cred {
         if registry.eq_ignore_ascii_case(DEFAULT_REGISTRY) {
             for var in ["GHCR_TOKEN", "GITHUB_TOKEN"] {
-                if let Some(token) = get(var) {
+                if let Some(token) = env_value(var) {
                     crate::redact::register(&token);
                     return Cred::GitHub { var, token };
                 }
             }
         }
-        if let (Some(user), Some(pass)) = (get("REGISTRY_USERNAME"), get("REGISTRY_PASSWORD")) {
-            crate::redact::register(&pass);
-            match get("REGISTRY_HOST") {
-                Some(h) if crate::net::creds::normalize_key(&h) == crate::net::creds::normalize_key(registry) => {
-                    return Cred::Host(HostCred::User {
-                        source: format!("REGISTRY_USERNAME '{user}' with REGISTRY_PASSWORD (REGISTRY_HOST={h})"),
-                        user,
-                        pass,
-                    });
-                }
-                Some(_) => {}
-                None => UNBOUND_WARNED.call_once(|| {
-                    tracing::warn!(
-                        "REGISTRY_USERNAME and REGISTRY_PASSWORD are set without REGISTRY_HOST; they are sent to no registry. Set REGISTRY_HOST to the one registry (host[:port]) they belong to"
-                    )
-                }),
-            }
+        if let Some(c) = Cred::from_env_pair(registry, cache) {
+            return c;
         }
-        match crate::net::creds::lookup(registry).await {
+        match creds::lookup(registry).await {
             Ok(Some(HostCred::User { user, pass, source })) => {
                 crate::redact::register(&pass);
                 Cred::Host(HostCred::User {
-                    user: user.clone(),
-                    pass,
                     source: format!("user '{user}' from {source}"),
+                    user,
+                    pass,
                 })
             }
             Ok(Some(HostCred::Identity { token, source })) => {
@@ -96,6 +80,36 @@ impl Cred {
             Err(e) => {
                 tracing::warn!("{e}; asking {registry} without credentials");
                 Cred::Anonymous
+            }
+        }
+    }
+
+    /// `REGISTRY_USERNAME`/`REGISTRY_PASSWORD`, when `REGISTRY_HOST` binds
+    /// them to `registry`.
+    fn from_env_pair(registry: &str, cache: &TokenCache) -> Option<Cred> {
+        let (user, pass) = (
+            env_value("REGISTRY_USERNAME")?,
+            env_value("REGISTRY_PASSWORD")?,
+        );
+        crate::redact::register(&pass);
+        match env_value("REGISTRY_HOST") {
+            Some(h) if creds::normalize_key(&h) == creds::normalize_key(registry) => {
+                Some(Cred::Host(HostCred::User {
+                    source: format!(
+                        "REGISTRY_USERNAME '{user}' with REGISTRY_PASSWORD (REGISTRY_HOST={h})"
+                    ),
+                    user,
+                    pass,
+                }))
+            }
+            Some(_) => None,
+            None => {
+                if cache.first_unbound_warning() {
+                    tracing::warn!(
+                        "REGISTRY_USERNAME and REGISTRY_PASSWORD are set without REGISTRY_HOST; they are sent to no registry. Set REGISTRY_HOST to the one registry (host[:port]) they belong to"
+                    );
+                }
+                None
             }
         }
     }
@@ -113,7 +127,7 @@ impl Cred {
                 let (reg_host, _) = split_host_port(registry);
                 let reg_host = reg_host.trim_matches(['[', ']']);
                 realm_host.eq_ignore_ascii_case(reg_host)
-                    || (crate::net::creds::normalize_key(registry) == "docker.io"
+                    || (creds::normalize_key(registry) == "docker.io"
                         && realm_host.eq_ignore_ascii_case("auth.docker.io"))
             }
         }
@@ -151,6 +165,11 @@ impl Cred {
             Cred::Host(_) => "check that this user may pull the repository",
         }
     }
+}
+
+/// An environment variable that is set to something other than blanks.
+fn env_value(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -292,6 +311,7 @@ struct CacheInner {
     slots: Mutex<HashMap<String, Slot>>,
     challenges: Mutex<HashMap<String, Challenge>>,
     token_requests: AtomicU64,
+    unbound_warned: AtomicBool,
 }
 
 impl TokenCache {
@@ -324,6 +344,12 @@ impl TokenCache {
     /// Count one token-endpoint request.
     pub(crate) fn count_token_request(&self) {
         self.inner.token_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// True the first time it is asked in this run: the warning about an
+    /// unbound `REGISTRY_USERNAME` is said once, not once per repository.
+    pub(crate) fn first_unbound_warning(&self) -> bool {
+        !self.inner.unbound_warned.swap(true, Ordering::Relaxed)
     }
 
     /// Token-endpoint requests made in this run so far.
@@ -403,5 +429,16 @@ mod tests {
         });
         assert!(u.describe().contains("bob") && !u.describe().contains("pw-secret-99"));
         assert!(Cred::Anonymous.basic().is_none());
+    }
+
+    #[test]
+    fn the_unbound_warning_is_said_once_per_run() {
+        let run = TokenCache::default();
+        assert!(run.first_unbound_warning());
+        assert!(!run.first_unbound_warning());
+        assert!(
+            TokenCache::default().first_unbound_warning(),
+            "another run says it again"
+        );
     }
 }

@@ -124,7 +124,7 @@ impl Client {
         body: Option<&str>,
         limit: usize,
         counter: &AtomicU64,
-    ) -> Result<Resp, String> {
+    ) -> Result<Resp, PrimError> {
         let schedule = Schedule::within(Duration::from_secs(24 * 3600))
             .attempts(MAX_RETRIES + 1)
             .delays(Duration::from_millis(100), Duration::from_secs(4))
@@ -157,13 +157,15 @@ impl Client {
         .await;
         match outcome {
             Ok((r, _)) => Ok(r),
-            Err(g) if !g.exhausted => Err(format!("{method} {url}: {}", g.last.msg)),
-            Err(g) => Err(format!(
-                "{method} {url}: {} (gave up after {} attempts in {})",
-                g.last.msg,
-                g.attempts,
-                fmt_secs(g.elapsed)
-            )),
+            Err(g) if !g.exhausted => Err(g.last.map_msg(|m| format!("{method} {url}: {m}"))),
+            Err(g) => {
+                let tries = format!(
+                    "gave up after {} attempts in {}",
+                    g.attempts,
+                    fmt_secs(g.elapsed)
+                );
+                Err(g.last.map_msg(|m| format!("{method} {url}: {m} ({tries})")))
+            }
         }
     }
 
@@ -173,7 +175,7 @@ impl Client {
 
     /// `HEAD` a manifest: `Some(digest)` (empty if the registry sent none)
     /// when it exists, `None` on 404, an error otherwise.
-    pub async fn head_manifest(&self, reference: &str) -> Result<Option<String>, String> {
+    pub async fn head_manifest(&self, reference: &str) -> Result<Option<String>, PrimError> {
         let r = self
             .request(
                 Method::HEAD,
@@ -189,11 +191,52 @@ impl Client {
                     .to_string(),
             )),
             StatusCode::NOT_FOUND => Ok(None),
-            s => Err(format!(
+            s => Err(PrimError::fatal(format!(
                 "HEAD {}: unexpected answer {}",
                 self.url(&format!("manifests/{reference}")),
                 status_text(s)
-            )),
+            ))),
+        }
+    }
+
+    /// `HEAD` each of `tags`, at most `concurrency` at once, on this
+    /// client's token: per tag its digest (`Some`), absent (`None`), or why
+    /// it could not tell. One tag's failure does not stop the others.
+    pub async fn head_manifests(
+        &self,
+        tags: Vec<String>,
+        concurrency: usize,
+    ) -> Result<Vec<(String, Result<Option<String>, PrimError>)>, PrimError> {
+        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for tag in tags {
+            let (client, sem) = (self.clone(), sem.clone());
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let r = client.head_manifest(&tag).await;
+                (tag, r)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(j) = set.join_next().await {
+            out.push(
+                j.map_err(|e| PrimError::fatal(format!("a tag check stopped unexpectedly: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The manifest digest of `reference` (`None` on 404): from
+    /// `Docker-Content-Digest`, or the sha256 of the manifest when the
+    /// registry sends no usable digest header.
+    pub async fn digest(&self, reference: &str) -> Result<Option<String>, PrimError> {
+        match self.head_manifest(reference).await? {
+            None => Ok(None),
+            Some(d) if validate_digest(&d).is_ok() => Ok(Some(d)),
+            Some(_) => match self.get_manifest(reference, MANIFEST_ACCEPT).await? {
+                None => Ok(None),
+                Some(r) => Ok(Some(sha256_digest(&r.body))),
+            },
         }
     }
 
@@ -202,7 +245,7 @@ impl Client {
         &self,
         reference: &str,
         accept: &str,
-    ) -> Result<Option<Resp>, String> {
+    ) -> Result<Option<Resp>, PrimError> {
         let path = format!("manifests/{reference}");
         let r = self
             .request(Method::GET, &path, accept, SMALL_LIMIT)
@@ -210,18 +253,13 @@ impl Client {
         match r.status {
             s if s.is_success() => Ok(Some(r)),
             StatusCode::NOT_FOUND => Ok(None),
-            s => Err(format!(
+            s => Err(PrimError::fatal(format!(
                 "GET {}: unexpected answer {}: {}",
                 self.url(&path),
                 status_text(s),
                 r.snippet()
-            )),
+            ))),
         }
-    }
-
-    /// `GET` a blob, checking its sha256 against `digest`.
-    pub async fn get_blob(&self, digest: &str, limit: usize) -> Result<Vec<u8>, String> {
-        self.fetch_blob(digest, limit).await?
     }
 
     /// `GET` a blob, telling apart a failed conversation (outer `Err`:
@@ -231,39 +269,39 @@ impl Client {
         &self,
         digest: &str,
         limit: usize,
-    ) -> Result<Result<Vec<u8>, String>, String> {
+    ) -> Result<Result<Vec<u8>, PrimError>, PrimError> {
         if let Err(e) = validate_digest(digest) {
-            return Ok(Err(e));
+            return Ok(Err(PrimError::fatal(e.msg)));
         }
         let path = format!("blobs/{digest}");
         let r = self.request(Method::GET, &path, "*/*", limit).await?;
         if r.status == StatusCode::NOT_FOUND {
-            return Ok(Err(format!(
+            return Ok(Err(PrimError::fatal(format!(
                 "GET {}: the blob is missing (404)",
                 self.url(&path)
-            )));
+            ))));
         }
         if !r.status.is_success() {
-            return Err(format!(
+            return Err(PrimError::fatal(format!(
                 "GET {}: unexpected answer {}: {}",
                 self.url(&path),
                 status_text(r.status),
                 r.snippet()
-            ));
+            )));
         }
         let got = sha256_digest(&r.body);
         if got != digest {
-            return Ok(Err(format!(
+            return Ok(Err(PrimError::fatal(format!(
                 "GET {}: the blob's content hashes to {got}, not {digest}",
                 self.url(&path)
-            )));
+            ))));
         }
         Ok(Ok(r.body))
     }
 
     /// `GET /v2/<name>/referrers/<digest>` (OCI 1.1): `None` when the
     /// registry has no referrers API (404, 400, 405, 501).
-    pub async fn referrers(&self, digest: &str) -> Result<Option<Resp>, String> {
+    pub async fn referrers(&self, digest: &str) -> Result<Option<Resp>, PrimError> {
         let path = format!("referrers/{digest}");
         let r = self
             .request(
@@ -276,12 +314,12 @@ impl Client {
         match r.status.as_u16() {
             200..=299 => Ok(Some(r)),
             400 | 404 | 405 | 501 => Ok(None),
-            _ => Err(format!(
+            _ => Err(PrimError::fatal(format!(
                 "GET {}: unexpected answer {}: {}",
                 self.url(&path),
                 status_text(r.status),
                 r.snippet()
-            )),
+            ))),
         }
     }
 }
@@ -319,6 +357,3 @@ async fn read(resp: reqwest::Response, limit: usize) -> Result<Resp, PrimError> 
         Err(e) => Err(PrimError::fatal(e.to_string())),
     }
 }
-
-// ---------------------------------------------------------------------------
-// The primitives

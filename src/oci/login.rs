@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::auth::{parse_challenge, Auth, Challenge, Cred, Entry};
 use super::client::{status_text, Client, Resp, SMALL_LIMIT};
 use super::reference::{scheme_for, DEFAULT_REGISTRY};
+use crate::error::PrimError;
 use crate::net::creds::HostCred;
 
 impl Client {
@@ -21,7 +22,7 @@ impl Client {
         path: &str,
         accept: &str,
         limit: usize,
-    ) -> Result<Resp, String> {
+    ) -> Result<Resp, PrimError> {
         let url = self.url(path);
         let slot = self.cache.slot(&self.key);
         let mut guard = slot.lock().await;
@@ -44,7 +45,7 @@ impl Client {
             }
             None => {
                 let known = self.cache.challenge(&self.base);
-                let cred = Cred::for_registry(&self.image.registry).await;
+                let cred = Cred::for_registry(&self.image.registry, &self.cache).await;
                 if known.is_some() {
                     // Another repository on this registry already told us how it authenticates.
                     let e = self.authenticate(known, cred).await?;
@@ -108,7 +109,7 @@ impl Client {
         limit: usize,
         entry: Entry,
         fresh: bool,
-    ) -> Result<Resp, String> {
+    ) -> Result<Resp, PrimError> {
         let mut headers = vec![(ACCEPT, accept.to_string())];
         if let Some(h) = entry.header() {
             headers.push((AUTHORIZATION, h));
@@ -142,7 +143,7 @@ impl Client {
         }
     }
 
-    fn denied(&self, method: &Method, url: &str, r: &Resp, entry: &Entry) -> String {
+    fn denied(&self, method: &Method, url: &str, r: &Resp, entry: &Entry) -> PrimError {
         let ch = r
             .header(WWW_AUTHENTICATE.as_str())
             .and_then(parse_challenge)
@@ -162,16 +163,16 @@ impl Client {
             Auth::Basic(_) => entry.cred.describe(),
             Auth::Open => "no credentials".into(),
         };
-        format!(
+        PrimError::fatal(format!(
             "{method} {url}: the registry refused access ({}{code}) with {how}: the scope {scope} is missing. What to do: {}",
             status_text(r.status),
             entry.cred.hint()
-        )
+        ))
     }
 
     /// Turn a challenge into auth: a token from the token endpoint (Bearer),
     /// or the Basic header.
-    async fn authenticate(&self, ch: Option<Challenge>, cred: Cred) -> Result<Entry, String> {
+    async fn authenticate(&self, ch: Option<Challenge>, cred: Cred) -> Result<Entry, PrimError> {
         let Some(ch) = ch else {
             return Ok(Entry {
                 auth: Auth::Open,
@@ -186,20 +187,20 @@ impl Client {
                     let h = cred.basic().unwrap_or_default();
                     Ok(Entry { auth: Auth::Basic(h), cred, challenge: Some(ch) })
                 }
-                _ => Err(format!(
+                _ => Err(PrimError::fatal(format!(
                     "the registry {} wants HTTP Basic credentials (WWW-Authenticate: Basic) and {} were given: log in to it (docker/podman login, or an auths entry in REGISTRY_AUTH_FILE), or set REGISTRY_HOST={0} with REGISTRY_USERNAME and REGISTRY_PASSWORD",
                     self.image.registry,
                     cred.describe()
-                )),
+                ))),
             },
             "bearer" => {
                 let token = self.fetch_token(&ch, &cred).await?;
                 Ok(Entry { auth: token, cred, challenge: Some(ch) })
             }
-            other => Err(format!(
+            other => Err(PrimError::fatal(format!(
                 "the registry {} asks for the auth scheme '{other}', which runbook does not speak (Bearer tokens and HTTP Basic only)",
                 self.image.registry
-            )),
+            ))),
         }
     }
 
@@ -210,7 +211,7 @@ impl Client {
         &self,
         ch: &Challenge,
         cred: &Cred,
-    ) -> Result<(reqwest::Url, String, Cred), String> {
+    ) -> Result<(reqwest::Url, String, Cred), PrimError> {
         let realm = ch
             .params
             .get("realm")
@@ -236,10 +237,10 @@ impl Client {
             "https" => {}
             "http" if scheme_for(&hostport) == "http" => {}
             s => {
-                return Err(format!(
+                return Err(PrimError::fatal(format!(
                     "the registry {} named the token endpoint {realm} ({s}); only https (or plain http to loopback and RUNBOOK_INSECURE_REGISTRIES hosts) is used for tokens",
                     self.image.registry
-                ))
+                )))
             }
         }
         // Credentials never leave their host: a GitHub token goes to
@@ -267,7 +268,7 @@ impl Client {
         Ok((url, realm.clone(), cred))
     }
 
-    async fn fetch_token(&self, ch: &Challenge, cred: &Cred) -> Result<Auth, String> {
+    async fn fetch_token(&self, ch: &Challenge, cred: &Cred) -> Result<Auth, PrimError> {
         let (url, realm, cred) = self.token_endpoint(ch, cred)?;
         let mut headers = vec![(ACCEPT, "application/json".to_string())];
         if let Some(b) = cred.basic() {
@@ -311,21 +312,21 @@ impl Client {
             )
             .await?;
         if r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::FORBIDDEN {
-            return Err(format!(
+            return Err(PrimError::fatal(format!(
                 "the token endpoint {realm} refused {} ({}): {}. What to do: check the credential is valid and current; {}",
                 cred.describe(),
                 status_text(r.status),
                 r.snippet(),
                 cred.hint()
-            ));
+            )));
         }
         if !r.status.is_success() {
-            return Err(format!(
+            return Err(PrimError::fatal(format!(
                 "the token endpoint {realm} answered {} for scope repository:{}:pull: {}",
                 status_text(r.status),
                 self.image.repository,
                 r.snippet()
-            ));
+            )));
         }
         let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| {
             format!("the token endpoint {realm} answered something that is not JSON ({e})")

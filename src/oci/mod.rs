@@ -1,13 +1,20 @@
 //! OCI registries and cosign signatures, without Rhai: image references
 //! ([`reference`]), credentials, challenges and the run's token cache
 //! ([`auth`]), the distribution client ([`client`], its auth flow in
-//! `login.rs`), and finding and verifying cosign signatures ([`cosign`]).
+//! `login.rs`), and cosign signatures: verifying them ([`cosign`],
+//! [`cosign_cert`], [`cosign_bundle`]) and finding them ([`cosign_find`]).
 //! The bindings in `primitives/registry.rs` and `primitives/cosign.rs`
-//! parse options, call these and shape the results.
+//! parse options, call these and shape the results. Errors are
+//! [`PrimError`](crate::error::PrimError)s: transient for what another try
+//! may fix, usage for a bad reference, fatal otherwise.
+
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod client;
 pub mod cosign;
+pub mod cosign_bundle;
+pub mod cosign_cert;
 pub mod cosign_find;
 mod login;
 pub mod reference;

@@ -4,6 +4,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::error::PrimError;
+
 /// Every manifest media type, so a registry never hides a manifest behind
 /// content negotiation (distribution 2.8 answers 404 for an OCI manifest
 /// asked for without the OCI types).
@@ -112,8 +114,13 @@ pub fn split_host_port(r: &str) -> (&str, Option<&str>) {
 
 impl ImageRef {
     /// Parse `ghcr.io/owner/name`, `host:port/owner/name` or `owner/name`.
-    /// Tags and digests belong in the primitive's second argument.
-    pub fn parse(s: &str) -> Result<ImageRef, String> {
+    /// Tags and digests belong in the primitive's second argument. A bad
+    /// reference is the caller's to fix: a usage error naming the rule.
+    pub fn parse(s: &str) -> Result<ImageRef, PrimError> {
+        ImageRef::parse_text(s).map_err(PrimError::usage)
+    }
+
+    fn parse_text(s: &str) -> Result<ImageRef, String> {
         if s.is_empty() {
             return Err(format!("the image is empty; {IMAGE_FORMS}"));
         }
@@ -225,8 +232,13 @@ pub fn scheme_for(hostport: &str) -> &'static str {
     }
 }
 
-/// Check a tag against the OCI grammar `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
-pub fn validate_tag(tag: &str) -> Result<(), String> {
+/// Check a tag against the OCI grammar `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`
+/// (a usage error naming the rule).
+pub fn validate_tag(tag: &str) -> Result<(), PrimError> {
+    tag_problem(tag).map_err(PrimError::usage)
+}
+
+fn tag_problem(tag: &str) -> Result<(), String> {
     const RULE: &str =
         "a tag is 1-128 characters of A-Z a-z 0-9 _ . -, not starting with '.' or '-'";
     if tag.is_empty() {
@@ -253,8 +265,10 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Check a digest `sha256:<64 lowercase hex>`; returns the hex part.
-pub fn validate_digest(d: &str) -> Result<&str, String> {
+/// Check a digest `sha256:<64 lowercase hex>`; returns the hex part. Usage
+/// kind: the digests checked here come from the caller, or from a server
+/// whose answer is then quoted as the reason a signature is invalid.
+pub fn validate_digest(d: &str) -> Result<&str, PrimError> {
     match d.strip_prefix("sha256:") {
         Some(hex)
             if hex.len() == 64
@@ -264,14 +278,14 @@ pub fn validate_digest(d: &str) -> Result<&str, String> {
         {
             Ok(hex)
         }
-        _ => Err(format!(
+        _ => Err(PrimError::usage(format!(
             "'{d}' is not a digest: a digest is sha256: followed by 64 lowercase hex digits"
-        )),
+        ))),
     }
 }
 
 /// A tag or a digest, as the manifest reference of a request.
-pub fn validate_reference(r: &str) -> Result<(), String> {
+pub fn validate_reference(r: &str) -> Result<(), PrimError> {
     if r.starts_with("sha256:") {
         validate_digest(r).map(|_| ())
     } else {
@@ -343,7 +357,8 @@ mod tests {
         ];
         for (input, want) in cases {
             let err = ImageRef::parse(input).unwrap_err();
-            assert!(err.contains(want), "{input:?}: {err}");
+            assert_eq!(err.kind, crate::error::Kind::Usage, "{input:?}");
+            assert!(err.msg.contains(want), "{input:?}: {err}");
         }
     }
 
@@ -371,10 +386,11 @@ mod tests {
         ];
         for (bad, want) in cases {
             let err = validate_tag(bad).unwrap_err();
-            assert!(err.contains(want), "{bad:?}: {err}");
+            assert!(err.msg.contains(want), "{bad:?}: {err}");
         }
         assert!(validate_tag(&"a".repeat(129))
             .unwrap_err()
+            .msg
             .contains("129 characters"));
         assert!(validate_reference(&format!("sha256:{}", "a".repeat(64))).is_ok());
         assert!(validate_reference("sha256:abc").is_err());

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, Engine, ImmutableString, Map};
 
-use crate::context::{error, Ctx, RhaiResult};
+use crate::context::{Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
+use crate::error::{fmt_secs, PrimError};
 use crate::oci::client::DEFAULT_TIMEOUT;
 use crate::oci::cosign::{load_key_pem, Policy, Status, Verdict};
 use crate::oci::cosign_find::find_and_verify;
@@ -16,34 +17,84 @@ use crate::oci::reference::validate_digest;
 use crate::oci::{Client, ImageRef};
 use crate::opts::Opts;
 
-fn policy_from(ctx: &Ctx, o: &Opts) -> Result<Policy, String> {
+/// The policy the options give: a key file, or a keyless identity and
+/// issuer (both). Its errors become status `error`, not a throw.
+fn policy_from(ctx: &Ctx, o: &Opts) -> Result<Policy, PrimError> {
+    let opt = |k: &str| o.str(k).map_err(|e| PrimError::usage(e.to_string()));
     let mut policy = Policy::default();
-    if let Some(path) = o.str("key").map_err(|e| e.to_string())? {
-        let text = std::fs::read_to_string(ctx.path(&path))
-            .map_err(|e| format!("cannot read the public key file '{path}': {e}"))?;
-        policy.key =
-            Some(load_key_pem(&text).map_err(|e| format!("the key file '{path}' is {e}"))?);
+    if let Some(path) = opt("key")? {
+        let text = std::fs::read_to_string(ctx.path(&path)).map_err(|e| {
+            PrimError::usage(format!("cannot read the public key file '{path}': {e}"))
+        })?;
+        policy.key = Some(
+            load_key_pem(&text)
+                .map_err(|e| e.map_msg(|m| format!("the key file '{path}' is {m}")))?,
+        );
     }
-    policy.identity = o.str("identity").map_err(|e| e.to_string())?;
-    policy.issuer = o.str("issuer").map_err(|e| e.to_string())?;
+    policy.identity = opt("identity")?;
+    policy.issuer = opt("issuer")?;
     match (&policy.identity, &policy.issuer) {
         (Some(_), None) => {
-            return Err(
-                "`identity` needs `issuer` too (e.g. https://token.actions.githubusercontent.com)"
-                    .into(),
-            )
+            return Err(PrimError::usage(
+                "`identity` needs `issuer` too (e.g. https://token.actions.githubusercontent.com)",
+            ))
         }
         (None, Some(_)) => {
-            return Err(
-                "`issuer` needs `identity` too (the certificate's SAN: an email or a URI)".into(),
-            )
+            return Err(PrimError::usage(
+                "`issuer` needs `identity` too (the certificate's SAN: an email or a URI)",
+            ))
         }
         _ => {}
     }
     if policy.key.is_none() && policy.identity.is_none() {
-        return Err("nothing to verify against: give `key` (a PEM public key path), or `identity` and `issuer`".into());
+        return Err(PrimError::usage("nothing to verify against: give `key` (a PEM public key path), or `identity` and `issuer`"));
     }
     Ok(policy)
+}
+
+/// An unusable call or an unreachable registry: status `error`.
+fn error_verdict(e: PrimError) -> Verdict {
+    Verdict::new(Status::Error, e.msg, 0, "none")
+}
+
+/// The verdict on `image@digest` within `timeout`, and the registry
+/// requests it took. Never an error but a stop (deadline, signal).
+fn verdict_of(
+    ctx: &Ctx,
+    image: &str,
+    digest: &str,
+    o: &Opts,
+    timeout: Duration,
+) -> RhaiResult<(Verdict, u64)> {
+    let (img, policy) = match (
+        ImageRef::parse(image),
+        validate_digest(digest),
+        policy_from(ctx, o),
+    ) {
+        (Err(e), ..) | (_, Err(e), _) | (_, _, Err(e)) => return Ok((error_verdict(e), 0)),
+        (Ok(img), Ok(_), Ok(policy)) => (img, policy),
+    };
+    let client = Client::new(&ctx.http, &ctx.registry_auth, img, timeout);
+    let (cl, d) = (client.clone(), digest.to_string());
+    let verdict = ctx.block_on(
+        "cosign_soft_verify",
+        timeout + Duration::from_secs(2),
+        async move {
+            let found = tokio::time::timeout(timeout, find_and_verify(&cl, &d, &policy)).await;
+            Ok::<_, PrimError>(match found {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => error_verdict(e),
+                Err(_) => error_verdict(PrimError::transient(format!(
+                    "no answer from the registry within {} (the `timeout` option){}",
+                    fmt_secs(timeout),
+                    cl.last_failure()
+                        .map(|f| format!(", last attempt: {f}"))
+                        .unwrap_or_default()
+                ))),
+            })
+        },
+    )?;
+    Ok((verdict, client.requests()))
 }
 
 fn soft_verify(ctx: &Arc<Ctx>, image: &str, digest: &str, o: &Opts) -> RhaiResult<Map> {
@@ -53,45 +104,7 @@ fn soft_verify(ctx: &Arc<Ctx>, image: &str, digest: &str, o: &Opts) -> RhaiResul
         .duration("timeout")?
         .unwrap_or(DEFAULT_TIMEOUT)
         .max(Duration::from_millis(1));
-    let mut requests = 0;
-    let verdict = match (
-        ImageRef::parse(image),
-        validate_digest(digest),
-        policy_from(ctx, o),
-    ) {
-        (Err(e), ..) | (_, Err(e), _) | (_, _, Err(e)) => Verdict::new(Status::Error, e, 0, "none"),
-        (Ok(img), Ok(_), Ok(policy)) => {
-            let client = Client::new(&ctx.http, &ctx.registry_auth, img, timeout);
-            let (cl, d) = (client.clone(), digest.to_string());
-            let v = ctx.block_on(
-                "cosign_soft_verify",
-                timeout + Duration::from_secs(2),
-                async move {
-                    Ok::<_, String>(
-                        match tokio::time::timeout(timeout, find_and_verify(&cl, &d, &policy)).await
-                        {
-                            Ok(Ok(v)) => v,
-                            Ok(Err(e)) => Verdict::new(Status::Error, e, 0, "none"),
-                            Err(_) => Verdict::new(
-                                Status::Error,
-                                format!(
-                                    "no answer from the registry within {} (the `timeout` option){}",
-                                    crate::error::fmt_secs(timeout),
-                                    cl.last_failure()
-                                        .map(|f| format!(", last attempt: {f}"))
-                                        .unwrap_or_default()
-                                ),
-                                0,
-                                "none",
-                            ),
-                        },
-                    )
-                },
-            )?;
-            requests = client.requests();
-            v
-        }
-    };
+    let (verdict, requests) = verdict_of(ctx, image, digest, o, timeout)?;
     let subject = format!("{image}@{digest}");
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let status = verdict.status.as_str();
@@ -108,13 +121,23 @@ fn soft_verify(ctx: &Arc<Ctx>, image: &str, digest: &str, o: &Opts) -> RhaiResul
         );
     }
     if strict && verdict.status != Status::Verified {
-        return Err(error(format!(
+        return Err(PrimError::fatal(format!(
             "cosign_soft_verify: {subject}: signature {status} (strict: true): {}",
             verdict.reason
-        )));
+        ))
+        .into());
     }
+    Ok(result_map(image, digest, verdict, requests))
+}
+
+/// The map a playbook reads; the reason is redacted (it may quote a
+/// registry's answer).
+fn result_map(image: &str, digest: &str, verdict: Verdict, requests: u64) -> Map {
     let mut m = Map::new();
-    m.insert("status".into(), Dynamic::from(status.to_string()));
+    m.insert(
+        "status".into(),
+        Dynamic::from(verdict.status.as_str().to_string()),
+    );
     m.insert("digest".into(), Dynamic::from(digest.to_string()));
     m.insert("image".into(), Dynamic::from(image.to_string()));
     m.insert(
@@ -131,7 +154,7 @@ fn soft_verify(ctx: &Arc<Ctx>, image: &str, digest: &str, o: &Opts) -> RhaiResul
         verdict.signer.map_or(Dynamic::UNIT, Dynamic::from),
     );
     m.insert("requests".into(), Dynamic::from(requests as i64));
-    Ok(m)
+    m
 }
 
 #[rustfmt::skip]

@@ -8,14 +8,12 @@ use std::time::{Duration, Instant};
 
 use rhai::{Array, Dynamic, Engine, ImmutableString, Map};
 
-use crate::context::{error, Ctx, RhaiResult};
+use crate::context::{Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
-use crate::error::fmt_secs;
-pub use crate::oci::client::{DEFAULT_TIMEOUT, SMALL_LIMIT};
-pub use crate::oci::reference::{
-    sha256_digest, validate_digest, validate_reference, MANIFEST_ACCEPT,
-};
-pub use crate::oci::{Client, ImageRef};
+use crate::error::{fmt_secs, PrimError};
+use crate::oci::client::DEFAULT_TIMEOUT;
+use crate::oci::reference::validate_reference;
+use crate::oci::{Client, ImageRef};
 use crate::opts::{string_array, Opts};
 
 /// Most concurrent checks of one `ghcr_has_tags` call, by default.
@@ -25,52 +23,60 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 const MAX_TAGS: usize = 1000;
 
 /// Run `fut` on the runtime, bounded by `timeout` with a message that names
-/// the primitive and the subject.
-pub fn block<T>(
+/// the primitive and the subject (and the last transient failure seen).
+fn block<T>(
     ctx: &Ctx,
     client: &Client,
     prim: &'static str,
     subject: &str,
     timeout: Duration,
-    fut: impl std::future::Future<Output = Result<T, String>>,
+    fut: impl std::future::Future<Output = Result<T, PrimError>>,
 ) -> RhaiResult<T> {
     let subject = subject.to_string();
     let client = client.clone();
     ctx.block_on(prim, timeout + Duration::from_secs(2), async move {
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
+            Err(_) => Err(PrimError::transient(format!(
                 "{prim}: {subject}: no answer from the registry within {} (the call's `timeout` option){}; the registry may be down or unreachable — try again, or raise `timeout`",
                 fmt_secs(timeout),
                 client.last_failure().map(|f| format!(", last attempt: {f}")).unwrap_or_default()
-            )),
+            ))),
         }
     })
 }
 
+/// One call's image and bounds, read from its arguments and options.
 struct Call {
     image: ImageRef,
     timeout: Duration,
     concurrency: usize,
 }
 
+/// A bad image, tag or option fails the call like any other error (exit
+/// 1, as the registry tests expect), the primitive's name in front.
+fn failed(prim: &str, what: impl std::fmt::Display, e: PrimError) -> PrimError {
+    PrimError::fatal(format!("{prim}: {what}{}", e.msg))
+}
+
 fn call(prim: &'static str, image: &str, o: &Opts) -> RhaiResult<Call> {
     let timeout = o.duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT);
     if timeout.is_zero() {
-        return Err(error(format!(
-            "{prim}: option 'timeout' must be above zero"
-        )));
+        return Err(
+            PrimError::fatal(format!("{prim}: option 'timeout' must be above zero")).into(),
+        );
     }
     let concurrency = match o.int("concurrency")? {
         None => DEFAULT_CONCURRENCY,
         Some(n) if (1..=64).contains(&n) => n as usize,
         Some(n) => {
-            return Err(error(format!(
+            return Err(PrimError::fatal(format!(
                 "{prim}: option 'concurrency' must be 1-64, got {n}"
-            )))
+            ))
+            .into())
         }
     };
-    let image = ImageRef::parse(image).map_err(|e| error(format!("{prim}: {e}")))?;
+    let image = ImageRef::parse(image).map_err(|e| failed(prim, "", e))?;
     Ok(Call {
         image,
         timeout,
@@ -78,20 +84,29 @@ fn call(prim: &'static str, image: &str, o: &Opts) -> RhaiResult<Call> {
     })
 }
 
-/// Whether `tag` exists: `Some(digest)` or `None`.
-pub async fn check_tag(client: &Client, tag: &str) -> Result<Option<String>, String> {
-    client.head_manifest(tag).await
+impl Call {
+    /// Check `reference` (a tag or digest) and make the client.
+    fn client(&self, ctx: &Ctx, prim: &str, reference: &str) -> RhaiResult<Client> {
+        validate_reference(reference).map_err(|e| failed(prim, format!("{}: ", self.image), e))?;
+        Ok(self.client_unchecked(ctx))
+    }
+
+    fn client_unchecked(&self, ctx: &Ctx) -> Client {
+        Client::new(
+            &ctx.http,
+            &ctx.registry_auth,
+            self.image.clone(),
+            self.timeout,
+        )
+    }
 }
 
 fn has_tag(ctx: &Ctx, image: &str, tag: &str, opts: &Opts) -> RhaiResult<bool> {
     let started = Instant::now();
     let c = call("ghcr_has_tag", image, opts)?;
-    validate_reference(tag).map_err(|e| error(format!("ghcr_has_tag: {}: {e}", c.image)))?;
-    let client = Client::new(&ctx.http, &ctx.registry_auth, c.image.clone(), c.timeout);
+    let client = c.client(ctx, "ghcr_has_tag", tag)?;
     let subject = format!("{}:{tag}", c.image);
-    let cl = client.clone();
-    let t = tag.to_string();
-    let s2 = subject.clone();
+    let (cl, t, s2) = (client.clone(), tag.to_string(), subject.clone());
     let found = block(
         ctx,
         &client,
@@ -99,8 +114,10 @@ fn has_tag(ctx: &Ctx, image: &str, tag: &str, opts: &Opts) -> RhaiResult<bool> {
         &subject,
         c.timeout,
         async move {
-            check_tag(&cl, &t).await.map_err(|e| {
-                format!("ghcr_has_tag: {s2}: could not tell whether the tag exists: {e}")
+            cl.head_manifest(&t).await.map_err(|e| {
+                e.map_msg(|m| {
+                    format!("ghcr_has_tag: {s2}: could not tell whether the tag exists: {m}")
+                })
             })
         },
     )?;
@@ -113,45 +130,37 @@ fn has_tag(ctx: &Ctx, image: &str, tag: &str, opts: &Opts) -> RhaiResult<bool> {
     Ok(found.is_some())
 }
 
-fn has_tags(ctx: &Ctx, image: &str, tags: &Array, opts: &Opts) -> RhaiResult<Map> {
-    let started = Instant::now();
-    let c = call("ghcr_has_tags", image, opts)?;
+/// The distinct tags of a `ghcr_has_tags` call, each checked.
+fn tag_set(c: &Call, tags: &Array) -> RhaiResult<BTreeSet<String>> {
     let tags = string_array("ghcr_has_tags", "the tag list", tags)?;
     if tags.len() > MAX_TAGS {
-        return Err(error(format!(
+        return Err(PrimError::fatal(format!(
             "ghcr_has_tags: {}: {} tags in one call; at most {MAX_TAGS}",
             c.image,
             tags.len()
-        )));
+        ))
+        .into());
     }
     let unique: BTreeSet<String> = tags.into_iter().collect();
     for t in &unique {
-        validate_reference(t).map_err(|e| error(format!("ghcr_has_tags: {}: {e}", c.image)))?;
+        validate_reference(t).map_err(|e| failed("ghcr_has_tags", format!("{}: ", c.image), e))?;
     }
-    let client = Client::new(&ctx.http, &ctx.registry_auth, c.image.clone(), c.timeout);
-    let cl = client.clone();
-    let list: Vec<String> = unique.iter().cloned().collect();
+    Ok(unique)
+}
+
+fn has_tags(ctx: &Ctx, image: &str, tags: &Array, opts: &Opts) -> RhaiResult<Map> {
+    let started = Instant::now();
+    let c = call("ghcr_has_tags", image, opts)?;
+    let unique = tag_set(&c, tags)?;
+    let client = c.client_unchecked(ctx);
+    let (cl, list) = (client.clone(), unique.iter().cloned().collect());
     let concurrency = c.concurrency;
     let img = c.image.to_string();
     let results = block(ctx, &client, "ghcr_has_tags", &img, c.timeout, async move {
-        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
-        let mut set = tokio::task::JoinSet::new();
-        for tag in list {
-            let (cl, sem) = (cl.clone(), sem.clone());
-            set.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                let r = check_tag(&cl, &tag).await;
-                (tag, r)
-            });
-        }
-        let mut out = Vec::new();
-        while let Some(j) = set.join_next().await {
-            out.push(j.map_err(|e| format!("a tag check stopped unexpectedly: {e}"))?);
-        }
-        Ok(out)
+        cl.head_manifests(list, concurrency).await
     })?;
     let mut map = Map::new();
-    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut failed: Vec<(String, PrimError)> = Vec::new();
     for (tag, r) in results {
         match r {
             Ok(found) => {
@@ -161,17 +170,21 @@ fn has_tags(ctx: &Ctx, image: &str, tags: &Array, opts: &Opts) -> RhaiResult<Map
         }
     }
     if !failed.is_empty() {
-        failed.sort();
+        failed.sort_by(|a, b| a.0.cmp(&b.0));
         let names: Vec<&str> = failed.iter().take(10).map(|(t, _)| t.as_str()).collect();
-        return Err(error(format!(
-            "ghcr_has_tags: {}: could not tell for {} of {} tags ({}{}): {}",
-            c.image,
-            failed.len(),
-            unique.len(),
-            names.join(", "),
-            if failed.len() > 10 { ", …" } else { "" },
-            failed[0].1
-        )));
+        let names = names.join(", ");
+        let (n, first) = (failed.len(), failed.swap_remove(0).1);
+        return Err(first
+            .map_msg(|m| {
+                format!(
+                    "ghcr_has_tags: {}: could not tell for {n} of {} tags ({}{}): {m}",
+                    c.image,
+                    unique.len(),
+                    names,
+                    if n > 10 { ", …" } else { "" },
+                )
+            })
+            .into());
     }
     let present = map
         .values()
@@ -186,24 +199,10 @@ fn has_tags(ctx: &Ctx, image: &str, tags: &Array, opts: &Opts) -> RhaiResult<Map
     Ok(map)
 }
 
-/// The manifest digest of `reference`: from `Docker-Content-Digest`, or the
-/// sha256 of the manifest when the registry sends no digest header.
-pub async fn digest_of(client: &Client, reference: &str) -> Result<Option<String>, String> {
-    match client.head_manifest(reference).await? {
-        None => Ok(None),
-        Some(d) if validate_digest(&d).is_ok() => Ok(Some(d)),
-        Some(_) => match client.get_manifest(reference, MANIFEST_ACCEPT).await? {
-            None => Ok(None),
-            Some(r) => Ok(Some(sha256_digest(&r.body))),
-        },
-    }
-}
-
 fn image_digest(ctx: &Ctx, image: &str, tag: &str, opts: &Opts) -> RhaiResult<String> {
     let started = Instant::now();
     let c = call("image_digest", image, opts)?;
-    validate_reference(tag).map_err(|e| error(format!("image_digest: {}: {e}", c.image)))?;
-    let client = Client::new(&ctx.http, &ctx.registry_auth, c.image.clone(), c.timeout);
+    let client = c.client(ctx, "image_digest", tag)?;
     let subject = format!("{}:{tag}", c.image);
     let (cl, t, s2) = (client.clone(), tag.to_string(), subject.clone());
     let digest = block(
@@ -213,12 +212,12 @@ fn image_digest(ctx: &Ctx, image: &str, tag: &str, opts: &Opts) -> RhaiResult<St
         &subject,
         c.timeout,
         async move {
-            match digest_of(&cl, &t).await {
+            match cl.digest(&t).await {
             Ok(Some(d)) => Ok(d),
-            Ok(None) => Err(format!(
+            Ok(None) => Err(PrimError::fatal(format!(
                 "image_digest: {s2}: no such tag (the registry answered 404); check the tag, and that the image was pushed"
-            )),
-            Err(e) => Err(format!("image_digest: {s2}: could not read the digest: {e}")),
+            ))),
+            Err(e) => Err(e.map_msg(|m| format!("image_digest: {s2}: could not read the digest: {m}"))),
         }
         },
     )?;
