@@ -355,7 +355,9 @@ fn a_hung_helm_is_stopped_by_the_install_and_rollback_budgets() {
     let took = started.elapsed();
     // 1 s install + 1 s rollback + 5 s grace for Helm to report.
     out.code(1).has("did not finish within 7s and was stopped");
-    assert!(took < Duration::from_secs(20), "took {took:?}");
+    // The stand-in would hang for 120 s: ending well before proves it was
+    // stopped (not a timing figure: the machine may be loaded).
+    assert!(took < Duration::from_secs(90), "took {took:?}");
     let up = &e.helm_calls("upgrade")[0];
     assert!(argv(up).join(" ").ends_with("--timeout 1s"));
     let (path, _, _) = secrets_file(up);
