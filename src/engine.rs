@@ -14,7 +14,6 @@ use crate::context::Ctx;
 pub const EMBEDDED_STDLIB: &[(&str, &str)] = &[
     ("endpoints", include_str!("../stdlib/endpoints.rhai")),
     ("images", include_str!("../stdlib/images.rhai")),
-    ("release", include_str!("../stdlib/release.rhai")),
 ];
 
 /// Engine limits. `RUNBOOK_MAX_OPERATIONS` raises or lowers the operation
