@@ -3,7 +3,7 @@
 # process (bench/lock.rhai), and whole runs of a playbook with and without a
 # lock (hyperfine), so start-up of a playbook that takes no lock is seen
 # unchanged. The kube backend's cost is its round trips: acquire = a read +
-# a conditional write, release = one write (tests/lock_kube.rs asserts it).
+# a conditional write, release = one write (tests/it/lock_kube.rs asserts it).
 # Needs hyperfine (Debian). RB names the binary (default: a release build).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -3,7 +3,7 @@
 # runbook vs the same steps as bash (bench/minikube-equivalent.sh), both
 # calling the same stand-ins (tests/standins/bin: helm, kubectl, minikube)
 # that answer at once, against the fake Kubernetes API of the tests
-# (tests/kube_support, Deployments already rolled out), in one hyperfine
+# (tests/it/support/kube.rs, Deployments already rolled out), in one hyperfine
 # run; plus peak RSS (GNU time). Needs hyperfine, GNU time, jq, curl
 # (Debian: apt-get install -y hyperfine time jq curl).
 #
@@ -31,7 +31,7 @@ trap cleanup EXIT
 
 # The fake Kubernetes API (Rust, from the test suite), ready at once.
 mkdir -p "$work/standin"
-BENCH_DIR="$work" cargo test --quiet --test minikube -- --ignored --exact serve_fake_cluster_for_the_benchmark \
+BENCH_DIR="$work" cargo test --quiet --test it -- --ignored --exact minikube::serve_fake_cluster_for_the_benchmark \
   >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 1200); do [ -f "$work/ready" ] && break; sleep 0.1; done

@@ -37,7 +37,8 @@ py="$venv/bin/python"
 
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release --quiet
-rb="$target/release/runbook"
+# RUNBOOK_BIN measures another build (e.g. the previous main's) in the same setup.
+rb="${RUNBOOK_BIN:-$target/release/runbook}"
 echo "building the in-process floor (cargo bench --bench registry --no-run) and bench/sigstore-peer (sigstore crate; minutes on a cold cache)..." >&2
 cargo bench --bench registry --no-run --quiet
 CARGO_TARGET_DIR=bench/sigstore-peer/target cargo build --release --quiet --manifest-path bench/sigstore-peer/Cargo.toml

@@ -8,7 +8,7 @@ write them) and 50 absent SHAs. Pushes the 50 images (POST + PUT blob
 uploads, PUT manifest) with a push token from the bench issuer (header
 `X-Bench-Setup: 1`, not counted as a client request), then signs the first
 image in cosign's exact classic layout (as Registry::cosign_sign in
-tests/registry_support/mod.rs does): the simple-signing payload as a blob,
+tests/it/support/cosign.rs does): the simple-signing payload as a blob,
 `{}` as config, an OCI manifest at tag `sha256-<hex>.sig` whose layer
 carries the base64 DER ECDSA P-256 signature over the exact payload bytes
 in `dev.cosignproject.cosign/signature`.

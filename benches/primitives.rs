@@ -5,9 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use runbook::akash::shapes;
 use runbook::context::{Ctx, Settings};
 use runbook::logging::LogFormat;
-use runbook::primitives::{shapes, validate_endpoint};
+use runbook::primitives::validate_endpoint;
 
 fn ctx(rt: &tokio::runtime::Runtime, dir: &Path) -> Arc<Ctx> {
     let mut s = Settings::new(&dir.join("bench.rhai"), LogFormat::Json);

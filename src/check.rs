@@ -31,8 +31,9 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// Functions the language itself provides by keyword.
-const KEYWORD_FNS: &[&str] = &[
+/// Functions the language itself provides by keyword (`f.call(x)` is one
+/// of them as a method).
+pub const KEYWORD_FNS: &[&str] = &[
     "print",
     "debug",
     "type_of",

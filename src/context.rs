@@ -1,5 +1,5 @@
 //! The run's shared state: dry-run flag, cancellation, deadlines, the HTTP
-//! client, the exec allow-list, and what the run promised to write
+//! client, the Kubernetes clients, the exec allow-list, and what the run promised to write
 //! (outputs, summaries, artifacts) so a failed run can take it back.
 
 use std::collections::HashSet;
@@ -141,6 +141,8 @@ pub struct Ctx {
     /// Console's `x-api-key`): a redirect to another origin is an error, so
     /// the key never leaves its host.
     pub http_same_origin: LazyClient,
+    /// Registry tokens and challenges, per repository, for this run.
+    pub registry_auth: crate::oci::TokenCache,
     /// Where log lines go.
     pub sink: Sink,
     /// Outputs set by the playbook, written to `$GITHUB_OUTPUT` on success.
@@ -155,6 +157,9 @@ pub struct Ctx {
     pub locks: crate::lock::Locks,
     /// Fields `ledger_note` added to this run's ledger record.
     pub ledger_notes: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// The Kubernetes clients this run made, one per context: the
+    /// kubeconfig read once and one connection pool, for this run only.
+    pub kube: crate::kube::Clients,
 }
 
 /// A primitive's result as Rhai sees it.
@@ -182,12 +187,14 @@ impl Ctx {
             reason: Mutex::new(None),
             http: LazyClient::new(false),
             http_same_origin: LazyClient::new(true),
+            registry_auth: crate::oci::TokenCache::default(),
             outputs: Mutex::new(Vec::new()),
             summaries: Mutex::new(Vec::new()),
             artifacts: Mutex::new(Vec::new()),
             children: Mutex::new(HashSet::new()),
             locks: crate::lock::Locks::default(),
             ledger_notes: Mutex::new(serde_json::Map::new()),
+            kube: crate::kube::Clients::default(),
         })
     }
 
@@ -238,12 +245,30 @@ impl Ctx {
     /// Run `fut` to completion from the script thread, bounded by `timeout`
     /// and by the run's cancellation. `what` names the call in the timeout
     /// message.
-    pub fn block_on<T>(
+    pub fn block_on<T, E: Into<crate::error::PrimError>>(
         &self,
         what: &str,
         timeout: Duration,
-        fut: impl Future<Output = Result<T, String>>,
+        fut: impl Future<Output = Result<T, E>>,
     ) -> RhaiResult<T> {
+        match self.bounded(timeout, fut)? {
+            None => Err(error(format!(
+                "{what}: no answer within {} (the call's timeout; raise it with the `timeout` option)",
+                crate::error::fmt_secs(timeout)
+            ))),
+            Some(Err(e)) => Err(e.into().into()),
+            Some(Ok(v)) => Ok(v),
+        }
+    }
+
+    /// Run `fut` from the script thread within `budget`: `None` when the
+    /// budget ran out, an error (the script stops) on cancellation. The one
+    /// place the cancel/timeout race is written.
+    pub fn bounded<T>(
+        &self,
+        budget: Duration,
+        fut: impl Future<Output = T>,
+    ) -> RhaiResult<Option<T>> {
         if self.cancel.is_cancelled() {
             return Err(terminated());
         }
@@ -251,18 +276,10 @@ impl Ctx {
         let outcome = self.rt.block_on(async move {
             tokio::select! {
                 _ = cancel.cancelled() => None,
-                r = tokio::time::timeout(timeout, fut) => Some(r),
+                r = tokio::time::timeout(budget, fut) => Some(r.ok()),
             }
         });
-        match outcome {
-            None => Err(terminated()),
-            Some(Err(_)) => Err(error(format!(
-                "{what}: no answer within {} (the call's timeout; raise it with the `timeout` option)",
-                crate::error::fmt_secs(timeout)
-            ))),
-            Some(Ok(Err(msg))) => Err(error(msg)),
-            Some(Ok(Ok(v))) => Ok(v),
-        }
+        outcome.ok_or_else(terminated)
     }
 
     /// Sleep on the script thread, waking early on cancellation.
@@ -277,32 +294,40 @@ impl Ctx {
         let spin = label
             .filter(|_| self.spinner_ok() && d >= Duration::from_millis(300))
             .map(String::from);
+        // indicatif draws the spinner (and hides it when stderr is not a
+        // terminal); the label is redacted like every other byte we print.
+        let bar = spin.map(|label| {
+            let label = crate::redact::redact(&label).into_owned();
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(d.as_millis() as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            let style =
+                indicatif::ProgressStyle::with_template("{spinner} {msg} (next try in {eta})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.set_message(label);
+            bar
+        });
         let cancelled = self.rt.block_on(async move {
             let sleep = tokio::time::sleep(d);
             tokio::pin!(sleep);
-            let Some(label) = spin else {
+            let Some(bar) = bar else {
                 return tokio::select! {
                     _ = cancel.cancelled() => true,
                     _ = &mut sleep => false,
                 };
             };
-            const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
             let start = tokio::time::Instant::now();
             let mut tick = tokio::time::interval(Duration::from_millis(100));
-            let mut frame = 0usize;
             let out = loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break true,
                     _ = &mut sleep => break false,
-                    _ = tick.tick() => {
-                        let left = d.saturating_sub(start.elapsed()).as_secs_f64();
-                        let line = format!("\r\x1b[2K{} {label} (next try in {left:.1}s)", FRAMES[frame % FRAMES.len()]);
-                        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-                        frame += 1;
-                    }
+                    _ = tick.tick() => bar.set_position(start.elapsed().as_millis() as u64),
                 }
             };
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), b"\r\x1b[2K");
+            bar.finish_and_clear();
             out
         });
         if cancelled {

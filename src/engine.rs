@@ -14,6 +14,11 @@ use crate::context::Ctx;
 pub const EMBEDDED_STDLIB: &[(&str, &str)] = &[
     ("endpoints", include_str!("../stdlib/endpoints.rhai")),
     ("images", include_str!("../stdlib/images.rhai")),
+    (
+        "minikube_profile",
+        include_str!("../stdlib/minikube_profile.rhai"),
+    ),
+    ("versions", include_str!("../stdlib/versions.rhai")),
 ];
 
 /// Engine limits. `RUNBOOK_MAX_OPERATIONS` raises or lowers the operation
@@ -279,13 +284,15 @@ pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, 
 /// `Engine::new()` with the language's standard package built once per
 /// process and shared: `runbook test` builds several engines per test.
 pub fn new_engine() -> Engine {
-    use rhai::packages::Package;
     static STD: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
     let mut engine = Engine::new_raw();
     engine.set_max_strings_interned(1024);
     engine.register_global_module(
-        STD.get_or_init(|| rhai::packages::StandardPackage::new().as_shared_module())
-            .clone(),
+        STD.get_or_init(|| {
+            use rhai::packages::Package;
+            rhai::packages::StandardPackage::new().as_shared_module()
+        })
+        .clone(),
     );
     engine
 }
@@ -365,6 +372,18 @@ pub fn base(ctx: &Arc<Ctx>) -> Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caught_usage_error_reads_as_its_message() {
+        let mut engine = new_engine();
+        engine.register_fn("bad", || -> Result<(), Box<rhai::EvalAltResult>> {
+            Err(crate::error::PrimError::usage("bad: option 'x' is unknown").into())
+        });
+        let got: String = engine
+            .eval(r#"let r = ""; try { bad(); } catch (e) { r = `${e}|${e.contains("unknown")}`; } r"#)
+            .unwrap();
+        assert_eq!(got, "bad: option 'x' is unknown|true");
+    }
 
     #[test]
     fn module_names_stay_inside() {

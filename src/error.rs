@@ -38,6 +38,132 @@ impl Error {
     }
 }
 
+/// What kind of failure a primitive met. The retry loop and the exit-code
+/// mapping read this, never the message's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Worth another try: a refused or reset connection, a timeout, a 5xx
+    /// or 429 answer.
+    Transient,
+    /// Retrying cannot fix it: a 4xx answer, a bad signature, a failed child.
+    Fatal,
+    /// The caller gave something wrong (an option, a reference): exit 2.
+    Usage,
+}
+
+/// A primitive's (or a domain library's) error: its kind and its message.
+/// Libraries return it; bindings hand it to Rhai with `?` (see
+/// `From<PrimError> for Box<EvalAltResult>`), redacted on the way.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{msg}")]
+pub struct PrimError {
+    /// Transient, fatal or usage.
+    pub kind: Kind,
+    /// What happened and, where there is one, the fix.
+    pub msg: String,
+    /// How long the other side asked us to wait before trying again (an
+    /// HTTP `Retry-After`); the retry schedule honours it, within its bound.
+    pub retry_after: Option<Duration>,
+}
+
+impl PrimError {
+    /// A failure worth retrying.
+    pub fn transient(msg: impl Into<String>) -> Self {
+        PrimError {
+            kind: Kind::Transient,
+            msg: msg.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A failure retrying cannot fix.
+    pub fn fatal(msg: impl Into<String>) -> Self {
+        PrimError {
+            kind: Kind::Fatal,
+            msg: msg.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A mistake of the caller's (exit 2).
+    pub fn usage(msg: impl Into<String>) -> Self {
+        PrimError {
+            kind: Kind::Usage,
+            msg: msg.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Whether another try may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.kind == Kind::Transient
+    }
+
+    /// The same error with `prefix: ` in front, unless the message already
+    /// starts with it (errors pass through several layers).
+    pub fn prefixed(mut self, prefix: &str) -> Self {
+        if !self.msg.starts_with(prefix) || !self.msg[prefix.len()..].starts_with(':') {
+            self.msg = format!("{prefix}: {}", self.msg);
+        }
+        self
+    }
+
+    /// The same error, asking the retry loop to wait `d` before the next try.
+    pub fn after(mut self, d: Option<Duration>) -> Self {
+        self.retry_after = d;
+        self
+    }
+
+    /// The same error, its message rewritten (the kind kept).
+    pub fn map_msg(mut self, f: impl FnOnce(String) -> String) -> Self {
+        self.msg = f(self.msg);
+        self
+    }
+}
+
+impl From<String> for PrimError {
+    fn from(msg: String) -> Self {
+        PrimError::fatal(msg)
+    }
+}
+
+impl From<&str> for PrimError {
+    fn from(msg: &str) -> Self {
+        PrimError::fatal(msg)
+    }
+}
+
+/// The tag a usage error's message carries into the script (`fail_usage`,
+/// usage-kind primitive errors): the run exits 2. A tagged string reads as
+/// its message in a `catch` like every other error, and `report` tells it
+/// apart without reading the text.
+pub const USAGE_TAG: i32 = 0x5553;
+
+/// A thrown value that is a usage error: its message.
+pub fn usage_message(v: &rhai::Dynamic) -> Option<String> {
+    (v.tag() == USAGE_TAG && v.is_string()).then(|| v.to_string())
+}
+
+/// A usage error's thrown value.
+pub fn usage_value(msg: String) -> rhai::Dynamic {
+    let mut d: rhai::Dynamic = msg.into();
+    d.set_tag(USAGE_TAG);
+    d
+}
+
+impl From<PrimError> for Box<rhai::EvalAltResult> {
+    /// Redacted on the way: nothing a primitive says reaches the script,
+    /// the log or the report with a secret in it.
+    fn from(e: PrimError) -> Self {
+        let msg = crate::redact::redact(&e.msg).into_owned();
+        let value = match e.kind {
+            Kind::Usage => usage_value(msg),
+            Kind::Transient | Kind::Fatal => msg.into(),
+        };
+        rhai::EvalAltResult::ErrorRuntime(value, rhai::Position::NONE).into()
+    }
+}
+
 /// The number of a signal runbook handles (SIGTERM for any other name).
 pub fn signal_number(name: &str) -> i32 {
     match name {
@@ -74,6 +200,33 @@ mod tests {
         assert_eq!(Error::Interrupted("SIGHUP").exit_code(), 129);
         assert_eq!(Error::Interrupted("SIGQUIT").exit_code(), 131);
         assert_eq!(Error::Interrupted("SIGPIPE").exit_code(), 141);
+    }
+
+    #[test]
+    fn prefixes_are_not_doubled() {
+        let e = PrimError::transient("x: refused").prefixed("x");
+        assert_eq!(e.msg, "x: refused");
+        assert_eq!(e.kind, Kind::Transient);
+        let e = PrimError::fatal("xy: refused").prefixed("x");
+        assert_eq!(e.msg, "x: xy: refused");
+    }
+
+    #[test]
+    fn usage_errors_reach_rhai_as_their_own_type() {
+        let r: Box<rhai::EvalAltResult> = PrimError::usage("bad option").into();
+        match *r {
+            rhai::EvalAltResult::ErrorRuntime(v, _) => {
+                assert_eq!(usage_message(&v).as_deref(), Some("bad option"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let r: Box<rhai::EvalAltResult> = PrimError::transient("refused").into();
+        match *r {
+            rhai::EvalAltResult::ErrorRuntime(v, _) => {
+                assert!(v.is_string() && usage_message(&v).is_none())
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Bounded file reads (no Rhai in here): a file a playbook names is read
+//! Files without Rhai: atomic writes ([`write_atomic`]), and bounded
+//! reads: a file a playbook names is read
 //! only if it is a regular file no larger than a cap, checked before the
 //! first byte, and read through `take()` so a file that grows while it is
 //! read cannot get past the cap either. `/dev/zero`, a FIFO or a socket
@@ -108,6 +109,24 @@ fn too_large(len: u64, cap: u64) -> ReadError {
         len,
         crate::net::fmt_bytes(cap)
     ))
+}
+
+/// Write `text` to `path` atomically: a temporary file in the same folder,
+/// fsync, rename, fsync the folder. Readers see the old file or the new
+/// one, never half of one — also after `kill -9`.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".runbook-")
+        .tempfile_in(dir)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -60,6 +60,57 @@ pub fn append(path: &Path, text: &str) -> std::io::Result<()> {
     }
 }
 
+/// At the end of a successful run: write outputs to `$GITHUB_OUTPUT`.
+pub fn flush_outputs(ctx: &crate::context::Ctx) -> Result<(), String> {
+    let outs = ctx
+        .outputs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if outs.is_empty() {
+        return Ok(());
+    }
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    if ctx.dry_run() {
+        tracing::info!(
+            "dry run: would write {} output(s) to $GITHUB_OUTPUT",
+            outs.len()
+        );
+        return Ok(());
+    }
+    let mut text = String::new();
+    for (name, value) in &outs {
+        text.push_str(&render_output(name, value)?);
+    }
+    append(std::path::Path::new(&path), &text).map_err(|e| {
+        format!(
+            "cannot write $GITHUB_OUTPUT ({}): {e}",
+            path.to_string_lossy()
+        )
+    })
+}
+
+/// At the end of any run: append summaries to `$GITHUB_STEP_SUMMARY`.
+pub fn flush_summaries(ctx: &crate::context::Ctx) {
+    let parts = ctx
+        .summaries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if parts.is_empty() {
+        return;
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let mut text = parts.join("\n");
+        text.push('\n');
+        if let Err(e) = append(std::path::Path::new(&path), &text) {
+            tracing::warn!("cannot write $GITHUB_STEP_SUMMARY: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,7 +224,7 @@ fn record_one(
         Err(Error::Timeout(_) | Error::Interrupted(_)) => "cancelled",
         Err(_) => "failed",
     };
-    let params = crate::primitives::to_json(&rhai::Dynamic::from(args.clone()))
+    let params = crate::value::to_json(&rhai::Dynamic::from(args.clone()))
         .ok()
         .map(|v| crate::redact::redact(&v.to_string()).into_owned())
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
@@ -254,8 +254,8 @@ fn record_one(
         "params": params,
         "actor": crate::lock::actor(),
         "run_url": crate::lock::run_url(),
-        "start": crate::primitives::settings::rfc3339(started),
-        "end": crate::primitives::settings::rfc3339(SystemTime::now()),
+        "start": crate::opts::rfc3339(started),
+        "end": crate::opts::rfc3339(SystemTime::now()),
         "result": outcome,
         "token": token,
         "previous_image": previous_image,
@@ -284,7 +284,7 @@ pub fn record_break(
     token: u64,
     holder: Option<String>,
 ) -> Result<(), String> {
-    let now = crate::primitives::settings::rfc3339(SystemTime::now());
+    let now = crate::opts::rfc3339(SystemTime::now());
     let rec = json!({
         "event": "lock-break",
         "target": target,

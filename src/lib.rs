@@ -1,17 +1,22 @@
 //! `runbook`: one binary that runs ops playbooks written in Rhai. Rust
 //! gives the primitives (`primitives/`), playbooks compose them.
 
+pub mod akash;
 pub mod check;
 pub mod context;
+pub mod declare;
 pub mod doc;
 pub mod engine;
 pub mod error;
 pub mod fsread;
 pub mod github;
+pub mod helm;
+pub mod kube;
 pub mod ledger;
 pub mod lock;
 pub mod logging;
 pub mod net;
+pub mod oci;
 pub mod opts;
 pub mod out;
 pub mod params;

@@ -225,6 +225,7 @@ pub fn init(format: LogFormat) -> Sink {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_span_list(false)
             .try_init(),
         LogFormat::Github => builder.event_format(GithubFormat).try_init(),
     };

@@ -162,15 +162,8 @@ fn read_spec(name: String, spec: Dynamic, errors: &mut Vec<String>) -> Option<Pa
                 &name,
                 "write `default_value: …` for the default (`default` is a reserved word in Rhai)",
             ));
-        } else if !KEYS.contains(&k.as_str()) {
-            errors.push(spec_err(
-                &name,
-                format!(
-                    "unknown key '{k}'{}; keys: {}",
-                    crate::suggest::hint(k, KEYS.iter().copied()),
-                    KEYS.join(", ")
-                ),
-            ));
+        } else if let Some(why) = crate::opts::unknown_key("key", k, KEYS, "keys") {
+            errors.push(spec_err(&name, why));
         }
     }
     let text = |k: &str| spec.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());

@@ -40,8 +40,8 @@ pub fn caret(source: &str, pos: Position) -> String {
 /// The innermost message of an error, without Rhai's position suffix.
 fn leaf_message(err: &EvalAltResult) -> String {
     match err {
-        EvalAltResult::ErrorRuntime(v, _) => match v.read_lock::<crate::primitives::settings::UsageError>() {
-            Some(u) => u.0.clone(),
+        EvalAltResult::ErrorRuntime(v, _) => match crate::error::usage_message(v) {
+            Some(u) => u,
             None => match v.read_lock::<crate::lock::BusyError>() {
                 Some(b) => b.0.clone(),
                 None => v.to_string(),
@@ -82,7 +82,7 @@ pub fn is_usage(err: &EvalAltResult) -> bool {
     match err {
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
         | EvalAltResult::ErrorInModule(_, inner, _) => is_usage(inner),
-        EvalAltResult::ErrorRuntime(v, _) => v.is::<crate::primitives::settings::UsageError>(),
+        EvalAltResult::ErrorRuntime(v, _) => crate::error::usage_message(v).is_some(),
         _ => false,
     }
 }

@@ -110,10 +110,18 @@ impl RunOptions {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
+/// The async runtime with `workers` threads, or a current-thread one for
+/// 0. Multi-thread where `Handle::block_on` must drive I/O and timers
+/// from the script thread.
+pub fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Error> {
+    let mut b = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    b.enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
 }
@@ -188,7 +196,7 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     let format = opts.format.unwrap_or_else(LogFormat::detect);
     let sink = crate::logging::init(format);
     let source = load(&opts.playbook)?;
-    let rt = runtime()?;
+    let rt = runtime(2)?;
     let mut settings = Settings::new(&opts.playbook, format);
     settings.dry_run = opts.dry_run;
     settings.allow.extend(opts.allow.iter().cloned());
@@ -199,6 +207,7 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         .record
         .as_ref()
         .map(|_| crate::testing::proxy::Proxy::new(&ctx, Box::new(|_, _| None)));
+    crate::declare::skip_docs();
     let engine = match &recorder {
         Some(p) => crate::testing::proxy::engine(&ctx, p),
         None => crate::engine::build(&ctx),
@@ -272,41 +281,12 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         })
         .map_err(|e| Error::Failed(format!("cannot start the playbook thread: {e}")))?;
 
-    let watcher = ctx.clone();
-    let timeout = opts.timeout;
-    let outcome = rt.block_on(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        // SIGHUP (terminal closed, runner cancelling) and SIGQUIT end a run
-        // like SIGTERM: cancel, kill the children, take artifacts back.
-        let mut int = signal(SignalKind::interrupt()).ok();
-        let mut term = signal(SignalKind::terminate()).ok();
-        let mut hup = signal(SignalKind::hangup()).ok();
-        let mut quit = signal(SignalKind::quit()).ok();
-        let deadline = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        let mut rx = rx;
-        let reason = tokio::select! {
-            r = &mut rx => return r.ok(),
-            _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGINT"),
-            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGTERM"),
-            _ = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGHUP"),
-            _ = async { match quit.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGQUIT"),
-            _ = deadline => CancelReason::Timeout(timeout.unwrap_or_default()),
-        };
-        watcher.cancel(reason);
-        // The script stops at its next operation; don't wait forever for it.
-        tokio::time::timeout(Duration::from_secs(5), rx).await.ok().and_then(Result::ok)
-    });
-
+    let outcome = rt.block_on(watch(ctx.clone(), rx, opts.timeout));
     let result = settle(&ctx, outcome, &path, &source, started);
     if let (Some(file), Some(p)) = (&opts.record, &recorder) {
         // Written whatever the outcome: a failed run is worth replaying too.
         let text = crate::testing::record::render(&path, opts.dry_run, &p.calls());
-        match crate::primitives::files::write_atomic(file, &text) {
+        match crate::fsread::write_atomic(file, &text) {
             Ok(()) => tracing::info!(
                 "recorded {} primitive call(s) to {}",
                 p.calls().len(),
@@ -319,9 +299,47 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     // The ledger record is appended while the locks are still held.
     crate::ledger::record_run(&ctx, &path, &ledger_args, started_wall, &result);
     ctx.locks.release_all(rt.handle());
-    crate::primitives::github_io::flush_summaries(&ctx);
+    crate::github::flush_summaries(&ctx);
     rt.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// Wait for the playbook thread's result; on a signal (SIGINT, SIGTERM,
+/// SIGHUP, SIGQUIT) or the deadline, cancel the run and give the script
+/// five seconds to stop at its next operation.
+async fn watch(
+    watcher: Arc<Ctx>,
+    rx: tokio::sync::oneshot::Receiver<Result<(), Box<rhai::EvalAltResult>>>,
+    timeout: Option<Duration>,
+) -> Option<Result<(), Box<rhai::EvalAltResult>>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // SIGHUP (terminal closed, runner cancelling) and SIGQUIT end a run
+    // like SIGTERM: cancel, kill the children, take artifacts back.
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let mut quit = signal(SignalKind::quit()).ok();
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut rx = rx;
+    let reason = tokio::select! {
+        r = &mut rx => return r.ok(),
+        _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGINT"),
+        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGTERM"),
+        _ = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGHUP"),
+        _ = async { match quit.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => CancelReason::Signal("SIGQUIT"),
+        _ = deadline => CancelReason::Timeout(timeout.unwrap_or_default()),
+    };
+    watcher.cancel(reason);
+    // The script stops at its next operation; don't wait forever for it.
+    tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .ok()
+        .and_then(Result::ok)
 }
 
 /// Decide the run's outcome; on failure take back the artifacts it wrote.
@@ -340,7 +358,7 @@ fn settle(
             Error::Failed(ctx.locks.refused().unwrap_or_default())
         }
         (None, Some(Ok(()))) => {
-            crate::primitives::github_io::flush_outputs(ctx).map_err(Error::Failed)?;
+            crate::github::flush_outputs(ctx).map_err(Error::Failed)?;
             let outs = ctx
                 .outputs
                 .lock()
@@ -407,16 +425,9 @@ pub(crate) fn discard_artifacts(ctx: &Ctx) {
     }
 }
 
-fn plain_runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
-}
-
 /// `runbook check PATH…`.
 pub fn check(paths: &[PathBuf]) -> Result<(), Error> {
-    let rt = plain_runtime()?;
+    let rt = runtime(0)?;
     let n = crate::check::run(paths, rt.handle()).map_err(Error::Usage)?;
     if n > 0 {
         return Err(Error::Usage(format!("{n} problem(s) found")));
@@ -426,7 +437,7 @@ pub fn check(paths: &[PathBuf]) -> Result<(), Error> {
 
 /// `runbook doc [NAME]`.
 pub fn doc(name: Option<&str>, markdown: bool, definitions: Option<&Path>) -> Result<(), Error> {
-    let rt = plain_runtime()?;
+    let rt = runtime(0)?;
     let ctx = Ctx::new(
         Settings::new(Path::new("doc.rhai"), LogFormat::Pretty),
         rt.handle().clone(),
@@ -460,9 +471,7 @@ pub fn doc(name: Option<&str>, markdown: bool, definitions: Option<&Path>) -> Re
 mod tests {
     use super::*;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
+    use crate::opts::strings as s;
 
     #[test]
     fn runner_options_anywhere() {

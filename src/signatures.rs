@@ -382,7 +382,11 @@ pub fn check(table: &Table, ast: &AST) -> Vec<(Position, String)> {
             }
             Some(ASTNode::Expr(Expr::MethodCall(f, pos))) => {
                 let name = f.name.as_str();
-                if !table.knows(name) && !script_fns.contains(name) && !props.contains(name) {
+                if !table.knows(name)
+                    && !script_fns.contains(name)
+                    && !props.contains(name)
+                    && !crate::check::KEYWORD_FNS.contains(&name)
+                {
                     let names: Vec<&str> = table.names().collect();
                     out.push((
                         *pos,
@@ -444,7 +448,7 @@ mod tests {
     #[test]
     fn wrong_calls_are_named() {
         let f = findings(
-            "let x = \"a.b:2000\";\nvalidate_endpoint(x, 5);\nghcr_has_tags(\"img\", \"v1\");\nlet arr = [\"a\"];\nprint(arr.join(\", \"));\nvalidate_endpoint(x);\nghcr_has_tags(\"img\", [\"v1\"]);\nlet m = #{ act: || 1 };\nm.act();\nvalidate_endpoint(x, #{ allow_ip: true });\n",
+            "let x = \"a.b:2000\";\nvalidate_endpoint(x, 5);\nghcr_has_tags(\"img\", \"v1\");\nlet arr = [\"a\"];\nprint(arr.join(\", \"));\nvalidate_endpoint(x);\nghcr_has_tags(\"img\", [\"v1\"]);\nlet m = #{ act: || 1 };\nm.act();\nvalidate_endpoint(x, #{ allow_ip: true });\nlet f = |v| v + 1;\nprint(f.call(2));\n",
         );
         assert_eq!(f.len(), 3, "{f:#?}");
         assert!(

@@ -68,11 +68,7 @@ fn state() -> PathBuf {
 /// Multi-thread: `Handle::block_on` (the ledger's) drives I/O and timers
 /// only on a runtime with worker threads.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
+    crate::run::runtime(1)
 }
 
 /// Run `runbook lock …`.

@@ -21,7 +21,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::{unix_now, Deadline, HolderInfo, Status};
+use super::{unix_now, Deadline, HolderInfo, Renewal, Status};
 
 /// What the lock file holds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -179,6 +179,34 @@ pub fn acquire(
     ))
 }
 
+/// One renewal of a lock file: rewrite the expiry, or find it broken.
+fn renew_file(
+    path: &Path,
+    file: &Mutex<Option<Flock<File>>>,
+    record: &Mutex<Record>,
+    ttl: Duration,
+) -> Renewal {
+    let start = Instant::now();
+    let guard = file.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(f) = guard.as_ref() else {
+        return Renewal::Released;
+    };
+    let mut r = record.lock().unwrap_or_else(|e| e.into_inner());
+    if !same_file(f, path) {
+        return Renewal::Lost(read_record(path).and_then(|r| r.broken).unwrap_or_else(|| {
+            format!("the lock file {} was replaced or removed", path.display())
+        }));
+    }
+    r.expires = Some(unix_now() + ttl.as_secs().max(1));
+    match write_record(f, &r) {
+        Ok(()) => Renewal::Renewed(start),
+        Err(e) => {
+            tracing::warn!("renewing the lock file {}: {e}", path.display());
+            Renewal::Kept
+        }
+    }
+}
+
 impl FileLock {
     /// Renew every ttl/3 until `stop`: rewrite the expiry and push the
     /// deadline, or mark the lock lost when the file was replaced (broken).
@@ -190,44 +218,9 @@ impl FileLock {
         stop: CancellationToken,
     ) {
         let (path, file, record) = (self.path.clone(), self.file.clone(), self.record.clone());
-        rt.spawn(async move {
-            let every = ttl / 3;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                let start = Instant::now();
-                let outcome = {
-                    let guard = file.lock().unwrap_or_else(|e| e.into_inner());
-                    let Some(f) = guard.as_ref() else {
-                        return; // released
-                    };
-                    let mut r = record.lock().unwrap_or_else(|e| e.into_inner());
-                    if !same_file(f, &path) {
-                        Err(read_record(&path)
-                            .and_then(|r| r.broken)
-                            .unwrap_or_else(|| {
-                                format!("the lock file {} was replaced or removed", path.display())
-                            }))
-                    } else {
-                        r.expires = Some(unix_now() + ttl.as_secs().max(1));
-                        Ok(write_record(f, &r))
-                    }
-                };
-                let mut d = deadline.lock().unwrap_or_else(|e| e.into_inner());
-                match outcome {
-                    Ok(Ok(())) => d.renewed(start, ttl),
-                    // An I/O error: keep the old deadline; the gate refuses
-                    // once it passes.
-                    Ok(Err(e)) => tracing::warn!("renewing the lock file {}: {e}", path.display()),
-                    Err(why) => {
-                        tracing::error!("lock lost: {why}");
-                        d.lost = Some(why);
-                        return;
-                    }
-                }
-            }
+        super::spawn_renewal(rt, ttl, deadline, stop, move || {
+            let outcome = renew_file(&path, &file, &record, ttl);
+            async move { outcome }
         });
     }
 
@@ -257,13 +250,7 @@ impl FileLock {
 pub fn status(state: &Path, name: &str) -> Result<Status, String> {
     let path = path(state, name);
     if !path.exists() {
-        return Ok(Status {
-            name: name.into(),
-            held: false,
-            holder: None,
-            expires: None,
-            token: 0,
-        });
+        return Ok(Status::free(name));
     }
     let f = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     // Shared and non-blocking: it only asks whether an exclusive lock is

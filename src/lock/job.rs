@@ -197,9 +197,7 @@ pub fn job(raw: &[String]) -> Result<(), Error> {
 mod tests {
     use super::*;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
+    use crate::opts::strings as s;
 
     #[test]
     fn image_and_namespace_anywhere() {

@@ -24,7 +24,7 @@ use kube::api::{Api, PostParams};
 use rhai::Map;
 use tokio_util::sync::CancellationToken;
 
-use super::{Deadline, Held, HolderInfo, Status};
+use super::{Deadline, Held, HolderInfo, Renewal, Status};
 use crate::context::{Ctx, RhaiResult};
 
 const ANN: &str = "runbook.dev/holder";
@@ -37,6 +37,30 @@ pub fn lease_name(name: &str) -> String {
     format!("runbook-{name}")
 }
 
+/// The namespaced API for `K` through `clients` (the run's own for the
+/// `lock` primitive), in `namespace` or the context's default.
+async fn api_with<K>(
+    clients: &crate::kube::Clients,
+    namespace: Option<&str>,
+    context: Option<&str>,
+) -> Result<(Api<K>, String), String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let k = clients.connect(context).await.map_err(|e| e.msg)?;
+    let ns = namespace
+        .map(String::from)
+        .unwrap_or_else(|| k.client.default_namespace().to_string());
+    Ok((Api::namespaced(k.client.clone(), &ns), ns))
+}
+
+/// [`api_with`] on a client of its own: the `lock` and `history`
+/// commands and the ledger at a run's end make one or two calls, outside
+/// any run's clients.
 async fn api<K>(namespace: Option<&str>, context: Option<&str>) -> Result<(Api<K>, String), String>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -45,13 +69,7 @@ where
         + std::fmt::Debug,
     <K as kube::Resource>::DynamicType: Default,
 {
-    let k = crate::primitives::kube::connect(context)
-        .await
-        .map_err(String::from)?;
-    let ns = namespace
-        .map(String::from)
-        .unwrap_or_else(|| k.client.default_namespace().to_string());
-    Ok((Api::namespaced(k.client.clone(), &ns), ns))
+    api_with(&crate::kube::Clients::default(), namespace, context).await
 }
 
 fn status_code(e: &kube::Error) -> Option<u16> {
@@ -228,9 +246,12 @@ pub fn take(
     wait: Duration,
     info: &HolderInfo,
 ) -> RhaiResult<Map> {
-    let (api, ns) = ctx.block_on("lock", CALL * 2, api::<Lease>(namespace, context))?;
-    let started = Instant::now();
-    let mut logged = false;
+    let (api, ns) = ctx.block_on(
+        "lock",
+        CALL * 2,
+        api_with::<Lease>(&ctx.kube, namespace, context),
+    )?;
+    let mut waiter = super::Waiter::new(name, wait);
     loop {
         let (a2, n2, nm, i2) = (api.clone(), ns.clone(), name.to_string(), info.clone());
         let got = ctx.block_on("lock", CALL * 6, async move {
@@ -279,37 +300,81 @@ pub fn take(
                     stop,
                     handle: super::Handle::Kube(held),
                 });
-                let mut m = Map::new();
-                m.insert("name".into(), name.to_string().into());
-                m.insert("backend".into(), "kube".into());
-                m.insert("holder".into(), info.holder.clone().into());
-                m.insert("token".into(), (token as i64).into());
-                m.insert("expires".into(), expires.into());
-                return Ok(m);
+                return Ok(super::result_map(
+                    name,
+                    "kube",
+                    &info.holder,
+                    token,
+                    &expires,
+                ));
             }
-            Err(holder) => {
-                if started.elapsed() >= wait {
-                    return Err(crate::primitives::lock::busy(
-                        name,
-                        holder.as_ref(),
-                        started.elapsed(),
-                    ));
-                }
-                if !logged {
-                    logged = true;
-                    tracing::info!(
-                        lock = name,
-                        "lock '{name}' is busy ({}); waiting up to {}",
-                        holder
-                            .as_ref()
-                            .map_or_else(|| "holder unknown".into(), HolderInfo::describe),
-                        crate::error::fmt_secs(wait)
-                    );
-                }
-                let left = wait.saturating_sub(started.elapsed());
-                ctx.sleep(left.min(Duration::from_millis(250)))?;
-            }
+            Err(holder) => waiter.busy_again(ctx, holder.as_ref(), Duration::from_millis(250))?,
         }
+    }
+}
+
+/// One renewal of a Lease: write a new renewTime; on a conflict, find
+/// whether it is still ours.
+async fn renew_lease(
+    api: &Api<Lease>,
+    ln: &str,
+    lease: &Mutex<Lease>,
+    me: &str,
+    token: u64,
+    bound: Duration,
+) -> Renewal {
+    let start = Instant::now();
+    let mut want = lease.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(s) = want.spec.as_mut() {
+        s.renew_time = Some(MicroTime(now()));
+    }
+    let e = match tokio::time::timeout(bound, api.replace(ln, &PostParams::default(), &want)).await
+    {
+        Ok(Ok(l)) => {
+            *lease.lock().unwrap_or_else(|e| e.into_inner()) = l;
+            return Renewal::Renewed(start);
+        }
+        Ok(Err(e)) => e,
+        Err(_) => {
+            tracing::warn!("renewing the Lease {ln}: no answer in time");
+            return Renewal::Kept;
+        }
+    };
+    if !matches!(status_code(&e), Some(409 | 404)) {
+        tracing::warn!("renewing the Lease {ln}: {}", describe_err("renew", &e));
+        return Renewal::Kept;
+    }
+    // Someone else wrote: is it still ours?
+    match tokio::time::timeout(bound, api.get_opt(ln)).await {
+        Ok(Ok(Some(l))) => {
+            let holder = l
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default();
+            if holder == me && transitions(&l) == token {
+                *lease.lock().unwrap_or_else(|e| e.into_inner()) = l;
+                return Renewal::Kept;
+            }
+            let broken = l
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANN_BROKEN).cloned());
+            Renewal::Lost(broken.unwrap_or_else(|| {
+                format!(
+                    "the Lease was taken over by {} (fencing token {})",
+                    if holder.is_empty() {
+                        "nobody (released)".to_string()
+                    } else {
+                        holder
+                    },
+                    transitions(&l)
+                )
+            }))
+        }
+        Ok(Ok(None)) => Renewal::Lost("the Lease was deleted".to_string()),
+        _ => Renewal::Kept,
     }
 }
 
@@ -324,64 +389,10 @@ impl KubeLock {
         stop: CancellationToken,
     ) {
         let (api, ln, lease) = (self.api.clone(), lease_name(&self.name), self.lease.clone());
-        rt.spawn(async move {
-            let every = ttl / 3;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                let start = Instant::now();
-                let mut want = lease.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                if let Some(s) = want.spec.as_mut() {
-                    s.renew_time = Some(MicroTime(now()));
-                }
-                let pp = PostParams::default();
-                let r = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    r = tokio::time::timeout(every.max(Duration::from_millis(200)), api.replace(&ln, &pp, &want)) => r,
-                };
-                let lost = match r {
-                    Ok(Ok(l)) => {
-                        *lease.lock().unwrap_or_else(|e| e.into_inner()) = l;
-                        deadline.lock().unwrap_or_else(|e| e.into_inner()).renewed(start, ttl);
-                        continue;
-                    }
-                    Ok(Err(e)) if status_code(&e) == Some(409) || status_code(&e) == Some(404) => {
-                        // Someone else wrote: is it still ours?
-                        match tokio::time::timeout(every.max(Duration::from_millis(200)), api.get_opt(&ln)).await {
-                            Ok(Ok(Some(l))) => {
-                                let holder = l.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
-                                if holder == me && transitions(&l) == token {
-                                    *lease.lock().unwrap_or_else(|e| e.into_inner()) = l;
-                                    continue;
-                                }
-                                let broken = l.metadata.annotations.as_ref().and_then(|a| a.get(ANN_BROKEN).cloned());
-                                Some(broken.unwrap_or_else(|| format!(
-                                    "the Lease was taken over by {} (fencing token {})",
-                                    if holder.is_empty() { "nobody (released)".to_string() } else { holder },
-                                    transitions(&l)
-                                )))
-                            }
-                            Ok(Ok(None)) => Some("the Lease was deleted".to_string()),
-                            _ => None,
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!("renewing the Lease {ln}: {}", describe_err("renew", &e));
-                        None
-                    }
-                    Err(_) => {
-                        tracing::warn!("renewing the Lease {ln}: no answer in time");
-                        None
-                    }
-                };
-                if let Some(why) = lost {
-                    tracing::error!("lock lost: {why}");
-                    deadline.lock().unwrap_or_else(|e| e.into_inner()).lost = Some(why);
-                    return;
-                }
-            }
+        let every = (ttl / 3).max(Duration::from_millis(200));
+        super::spawn_renewal(rt, ttl, deadline, stop, move || {
+            let (api, ln, lease, me) = (api.clone(), ln.clone(), lease.clone(), me.clone());
+            async move { renew_lease(&api, &ln, &lease, &me, token, every).await }
         });
     }
 
@@ -426,13 +437,7 @@ pub async fn status(
         .await?
         .map_err(|e| describe_err(&format!("read Lease {ns}/{ln}"), &e))?;
     Ok(match l {
-        None => Status {
-            name: name.into(),
-            held: false,
-            holder: None,
-            expires: None,
-            token: 0,
-        },
+        None => Status::free(name),
         Some(l) => Status {
             name: name.into(),
             held: live(&l),
@@ -459,13 +464,7 @@ pub async fn break_lock(
             .await?
             .map_err(|e| describe_err(&format!("read Lease {ns}/{ln}"), &e))?
         else {
-            return Ok(Status {
-                name: name.into(),
-                held: false,
-                holder: None,
-                expires: None,
-                token: 0,
-            });
+            return Ok(Status::free(name));
         };
         let before = Status {
             name: name.into(),

@@ -126,7 +126,7 @@ pub fn unix_now() -> u64 {
 
 /// RFC 3339 of Unix seconds.
 pub fn rfc3339_secs(secs: u64) -> String {
-    crate::primitives::settings::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+    crate::opts::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// The run's state folder: `RUNBOOK_STATE_DIR`, else `.runbook/` in the
@@ -220,6 +220,78 @@ impl std::fmt::Display for BusyError {
     }
 }
 
+/// What `lock(..)` returns: `#{ name, backend, holder, token, expires }`.
+pub fn result_map(name: &str, backend: &str, holder: &str, token: u64, expires: &str) -> rhai::Map {
+    let mut m = rhai::Map::new();
+    m.insert("name".into(), name.into());
+    m.insert("backend".into(), backend.into());
+    m.insert("holder".into(), holder.into());
+    m.insert("token".into(), (token as i64).into());
+    m.insert("expires".into(), expires.into());
+    m
+}
+
+/// The error of a lock still busy after `wait`: the run exits 75.
+pub fn busy(name: &str, holder: Option<&HolderInfo>, waited: Duration) -> Box<rhai::EvalAltResult> {
+    let who = holder.map_or_else(
+        || "another run (its record is unreadable)".into(),
+        HolderInfo::describe,
+    );
+    let msg = format!(
+        "lock: '{name}' is held by {who}; waited {} (exit {BUSY_EXIT}: retry later, or give `wait` to queue for it)",
+        crate::error::fmt_secs(waited),
+    );
+    let msg = crate::redact::redact(&msg).into_owned();
+    rhai::EvalAltResult::ErrorRuntime(rhai::Dynamic::from(BusyError(msg)), rhai::Position::NONE)
+        .into()
+}
+
+/// A wait for a busy lock. Both backends poll: neither `flock` nor a Lease
+/// queues its waiters (they are not served in arrival order).
+pub struct Waiter {
+    name: String,
+    wait: Duration,
+    started: Instant,
+    logged: bool,
+}
+
+impl Waiter {
+    /// Start waiting up to `wait` for `name`.
+    pub fn new(name: &str, wait: Duration) -> Waiter {
+        Waiter {
+            name: name.into(),
+            wait,
+            started: Instant::now(),
+            logged: false,
+        }
+    }
+
+    /// The lock was busy again: the busy error once `wait` is spent; else
+    /// say so (once) and sleep up to `poll` before the next try.
+    pub fn busy_again(
+        &mut self,
+        ctx: &crate::context::Ctx,
+        holder: Option<&HolderInfo>,
+        poll: Duration,
+    ) -> crate::context::RhaiResult<()> {
+        let name = &self.name;
+        if self.started.elapsed() >= self.wait {
+            return Err(busy(name, holder, self.started.elapsed()));
+        }
+        if !self.logged {
+            self.logged = true;
+            tracing::info!(
+                lock = %name,
+                "lock '{name}' is busy ({}); waiting up to {}",
+                holder.map_or_else(|| "holder unknown".into(), HolderInfo::describe),
+                crate::error::fmt_secs(self.wait)
+            );
+        }
+        let left = self.wait.saturating_sub(self.started.elapsed());
+        ctx.sleep(left.min(poll))
+    }
+}
+
 /// Whether a script error is (or wraps) a [`BusyError`].
 pub fn is_busy(err: &rhai::EvalAltResult) -> bool {
     use rhai::EvalAltResult as E;
@@ -261,6 +333,57 @@ impl Deadline {
     }
 }
 
+/// What one renewal of a held lock found.
+pub enum Renewal {
+    /// Renewed; the deadline moves to `start + ttl`.
+    Renewed(Instant),
+    /// Still ours, but not renewed this time (an I/O error, no answer):
+    /// the old deadline stays and the gate refuses once it passes.
+    Kept,
+    /// Taken over, broken or deleted: no mutation may follow.
+    Lost(String),
+    /// Released meanwhile: stop renewing.
+    Released,
+}
+
+/// The renewal loop both backends share: every `ttl / 3` until `stop`,
+/// call `renew` and move the deadline, or mark the lock lost and stop.
+pub fn spawn_renewal<F, Fut>(
+    rt: &tokio::runtime::Handle,
+    ttl: Duration,
+    deadline: Arc<Mutex<Deadline>>,
+    stop: CancellationToken,
+    mut renew: F,
+) where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Renewal> + Send,
+{
+    rt.spawn(async move {
+        let every = ttl / 3;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = renew() => r,
+            };
+            let mut d = deadline.lock().unwrap_or_else(|e| e.into_inner());
+            match outcome {
+                Renewal::Renewed(start) => d.renewed(start, ttl),
+                Renewal::Kept => {}
+                Renewal::Lost(why) => {
+                    tracing::error!("lock lost: {why}");
+                    d.lost = Some(why);
+                    return;
+                }
+                Renewal::Released => return,
+            }
+        }
+    });
+}
+
 /// The backend-specific handle of a held lock.
 pub enum Handle {
     /// A held lock file.
@@ -291,7 +414,7 @@ impl Held {
     /// Why this lock can no longer be used to act, if it cannot.
     fn lost(&self) -> Option<String> {
         let d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        let at = crate::primitives::settings::rfc3339(d.until_wall);
+        let at = crate::opts::rfc3339(d.until_wall);
         if let Some(why) = &d.lost {
             return Some(format!("lost the lock '{}' at {at}: {why}", self.name));
         }
@@ -448,6 +571,17 @@ pub struct Status {
 }
 
 impl Status {
+    /// A lock nobody ever took.
+    pub fn free(name: &str) -> Status {
+        Status {
+            name: name.into(),
+            held: false,
+            holder: None,
+            expires: None,
+            token: 0,
+        }
+    }
+
     /// Human text for `runbook lock status`.
     pub fn render(&self) -> String {
         let mut s = format!(

@@ -10,8 +10,51 @@
 //! the cap up front and stops reading the stream at the cap.
 
 pub mod creds;
+pub mod endpoint;
+/// The status of one GET (the body is never read): `Ok(status)`, or a
+/// failure, transient unless the request could not even be built.
+pub async fn get_status(http: &reqwest::Client, url: &str) -> Result<u16, crate::error::PrimError> {
+    match http.get(url).send().await {
+        Ok(resp) => Ok(resp.status().as_u16()),
+        Err(e) if e.is_builder() => Err(crate::error::PrimError::fatal(http_error(&e))),
+        Err(e) => Err(crate::error::PrimError::transient(http_error(&e))),
+    }
+}
+
+/// A document by GET, read up to `cap` bytes: `Ok(None)` on 404 (not there
+/// yet); 5xx and 429 are transient, other statuses fatal.
+pub async fn get_text(
+    http: &reqwest::Client,
+    url: &str,
+    cap: usize,
+    what: &str,
+) -> Result<Option<String>, crate::error::PrimError> {
+    use crate::error::PrimError;
+    let r = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| PrimError::transient(format!("GET {url}: {}", http_error(&e))))?;
+    let status = r.status();
+    if status.as_u16() == 404 {
+        return Ok(None);
+    }
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(PrimError::transient(format!("GET {url} answered {status}")));
+    }
+    if !status.is_success() {
+        return Err(PrimError::fatal(format!("GET {url} answered {status}")));
+    }
+    match read_body(r, cap, what).await {
+        Ok(body) => Ok(Some(String::from_utf8_lossy(&body).into_owned())),
+        Err(e) if e.transient() => Err(PrimError::transient(e.to_string())),
+        Err(e) => Err(PrimError::fatal(e.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod props;
+pub mod retry;
 
 use std::fmt;
 

@@ -8,7 +8,8 @@ use base64::Engine as _;
 use proptest::prelude::*;
 
 use crate::net::creds::{entry_in_config, normalize_key, ConfigEntry};
-use crate::primitives::registry::{parse_challenge, validate_tag, ImageRef};
+use crate::oci::auth::parse_challenge;
+use crate::oci::reference::{validate_tag, ImageRef};
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")

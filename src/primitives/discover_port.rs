@@ -4,23 +4,28 @@
 //! attempt cut to fit. A found endpoint goes through `validate_endpoint`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use backon::BackoffBuilder;
-use rhai::{Dynamic, Engine, FnPtr, FuncRegistration, Map, NativeCallContext};
+use rhai::{Dynamic, Engine, FnPtr, Map, NativeCallContext};
 use serde_json::Value;
 
-use crate::context::{error, terminated, Ctx, RhaiResult};
+use crate::akash::shapes::{self, Found};
+use crate::context::{error, Ctx, RhaiResult};
+use crate::declare::{Opt, Spec};
 use crate::error::fmt_secs;
-use crate::primitives::shapes::{self, Found};
-use crate::primitives::validate_endpoint::validate;
-use crate::primitives::{akash, exec, kube, string_array, to_json, Opts};
+use crate::kube::service::Look;
+use crate::net::endpoint::validate;
+use crate::net::retry::{Pacer, Schedule};
+use crate::opts::{string_array, Opts};
+use crate::primitives::{akash, kube_service};
+use crate::process::exec;
+use crate::value::to_json;
 
 /// Where to look.
 #[derive(Clone, Debug)]
 pub enum Source {
     /// Akash lease status of a deployment.
-    Akash(akash::Config, String, akash::LeaseId),
+    Akash(crate::akash::Config, String, crate::akash::LeaseId),
     /// An allow-listed program's stdout.
     Command(Vec<String>),
     /// A JSON file.
@@ -29,7 +34,7 @@ pub enum Source {
     Url(String),
     /// A Kubernetes Service's node port (host: the given node or the
     /// kube context's API server host).
-    Kube(kube::KubeSource),
+    Kube(crate::kube::service::Source),
     /// A Rhai closure.
     Closure(FnPtr),
 }
@@ -41,38 +46,8 @@ impl Source {
             Source::Command(argv) => format!("`{}`", argv.join(" ")),
             Source::File(p) => format!("file {p}"),
             Source::Url(u) => format!("GET {u}"),
-            Source::Kube(k) => format!("Service {}/{}", k.namespace, k.service),
+            Source::Kube(k) => k.describe(),
             Source::Closure(f) => format!("closure {}", f.fn_name()),
-        }
-    }
-}
-
-/// The backoff and bound settings.
-#[derive(Clone, Debug)]
-pub struct Schedule {
-    /// Hard bound on the whole call.
-    pub max_elapsed: Duration,
-    /// First delay.
-    pub initial_interval: Duration,
-    /// Growth factor.
-    pub multiplier: f32,
-    /// Largest delay.
-    pub max_interval: Duration,
-    /// Bound on one attempt.
-    pub attempt_timeout: Duration,
-    /// Randomize delays (0–100 % more), so many runners do not poll in step.
-    pub jitter: bool,
-}
-
-impl Default for Schedule {
-    fn default() -> Self {
-        Schedule {
-            max_elapsed: Duration::from_secs(75),
-            initial_interval: Duration::from_secs(1),
-            multiplier: 2.0,
-            max_interval: Duration::from_secs(15),
-            attempt_timeout: Duration::from_secs(10),
-            jitter: true,
         }
     }
 }
@@ -86,18 +61,6 @@ enum Attempt {
     Fatal(String),
 }
 
-const KEYS: &[&str] = &[
-    "internal_port",
-    "source",
-    "service",
-    "output",
-    "max_elapsed",
-    "initial_interval",
-    "multiplier",
-    "max_interval",
-    "attempt_timeout",
-    "jitter",
-];
 const SOURCE_KINDS: &[&str] = &["akash", "command", "file", "url", "kube"];
 
 fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
@@ -129,12 +92,12 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
                 &am,
                 &["dseq", "provider", "gseq", "oseq", "backend", "api_url", "from"],
             )?;
-            let cfg = akash::Config::from_opts(&ao)?;
+            let cfg = akash::config_from(&ao)?;
             let dseq = match am.get("dseq") {
                 Some(d) if d.is_int() || d.is_string() => d.to_string(),
                 _ => return Err(error("discover_port: the akash source needs `dseq`")),
             };
-            akash::check_dseq("discover_port", &dseq).map_err(error)?;
+            crate::akash::check_dseq("discover_port", &dseq).map_err(error)?;
             Source::Akash(cfg, dseq, akash::read_lease_id(&ao)?)
         }
         ["command"] => {
@@ -142,7 +105,7 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
             Source::Command(string_array("discover_port", "command", &argv)?)
         }
         ["file"] => Source::File(o.req_str("file")?),
-        ["kube"] => Source::Kube(kube::read_source(&o.map("kube")?.unwrap_or_default())?),
+        ["kube"] => Source::Kube(kube_service::read_source(&o.map("kube")?.unwrap_or_default())?),
         ["url"] => {
             let url = o.req_str("url")?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -162,27 +125,33 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
 }
 
 fn read_schedule(o: &Opts) -> RhaiResult<Schedule> {
-    let d = Schedule::default();
     let s = Schedule {
-        max_elapsed: o.duration("max_elapsed")?.unwrap_or(d.max_elapsed),
-        initial_interval: o
+        max_elapsed: o
+            .duration("max_elapsed")?
+            .unwrap_or(Duration::from_secs(75)),
+        initial: o
             .duration("initial_interval")?
-            .unwrap_or(d.initial_interval),
-        multiplier: o.float("multiplier")?.map_or(d.multiplier, |m| m as f32),
-        max_interval: o.duration("max_interval")?.unwrap_or(d.max_interval),
-        attempt_timeout: o.duration("attempt_timeout")?.unwrap_or(d.attempt_timeout),
-        jitter: o.bool("jitter")?.unwrap_or(d.jitter),
+            .unwrap_or(Duration::from_secs(1)),
+        factor: o.float("multiplier")?.map_or(2.0, |m| m as f32),
+        max_interval: o
+            .duration("max_interval")?
+            .unwrap_or(Duration::from_secs(15)),
+        attempt_timeout: o
+            .duration("attempt_timeout")?
+            .unwrap_or(Duration::from_secs(10)),
+        jitter: o.bool("jitter")?.unwrap_or(true),
+        ..Schedule::default()
     };
     if s.max_elapsed.is_zero() {
         return Err(error("discover_port: max_elapsed must be more than 0"));
     }
-    if !(1.0..=10.0).contains(&s.multiplier) {
+    if !(1.0..=10.0).contains(&s.factor) {
         return Err(error(format!(
             "discover_port: multiplier {} is outside 1–10",
-            s.multiplier
+            s.factor
         )));
     }
-    if s.initial_interval.is_zero() || s.attempt_timeout.is_zero() {
+    if s.initial.is_zero() || s.attempt_timeout.is_zero() {
         return Err(error(
             "discover_port: initial_interval and attempt_timeout must be more than 0",
         ));
@@ -230,7 +199,7 @@ async fn probe_async(
                     Ok(f) => Attempt::Found(f),
                     Err(e) => Attempt::Fatal(format!("{what}: {e}")),
                 },
-                Err(e) if e.transient => Attempt::Transient(e.msg),
+                Err(e) if e.is_transient() => Attempt::Transient(e.msg),
                 Err(e) => Attempt::Fatal(e.msg),
             }
         }
@@ -254,43 +223,20 @@ async fn probe_async(
                 Err(e) => Attempt::Fatal(format!("discover_port: reading {p} failed: {e}")),
             }
         }
-        Source::Url(u) => match ctx.http.get(&u).send().await {
-            Ok(r) if r.status().as_u16() == 404 => {
-                Attempt::Found(Found::Pending(format!("GET {u} answered 404")))
-            }
-            Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => {
-                Attempt::Transient(format!("GET {u} answered {}", r.status()))
-            }
-            Ok(r) if !r.status().is_success() => {
-                Attempt::Fatal(format!("GET {u} answered {}", r.status()))
-            }
-            Ok(r) => match crate::net::read_body(r, URL_BODY_CAP, "discover_port").await {
-                Ok(body) => json_attempt(&what, &String::from_utf8_lossy(&body), port, svc, out),
-                Err(e) if e.transient() => Attempt::Transient(e.to_string()),
-                Err(e) => Attempt::Fatal(e.to_string()),
-            },
-            Err(e) => Attempt::Transient(format!("GET {u}: {}", crate::net::http_error(&e))),
-        },
-        Source::Kube(k) => {
-            let port = k
-                .port
-                .clone()
-                .unwrap_or(kube::PortRef::Number(i32::from(port)));
-            match kube::discover_probe(
-                k.context.as_deref(),
-                &k.namespace,
-                &k.service,
-                &port,
-                k.node.as_deref(),
-            )
-            .await
-            {
-                Ok(Ok(ep)) => Attempt::Found(Found::Endpoint(ep)),
-                Ok(Err(pending)) => Attempt::Found(Found::Pending(pending)),
-                Err(e) if e.transient => Attempt::Transient(e.msg),
+        Source::Url(u) => {
+            match crate::net::get_text(&ctx.http, &u, URL_BODY_CAP, "discover_port").await {
+                Ok(None) => Attempt::Found(Found::Pending(format!("GET {u} answered 404"))),
+                Ok(Some(text)) => json_attempt(&what, &text, port, svc, out),
+                Err(e) if e.is_transient() => Attempt::Transient(e.msg),
                 Err(e) => Attempt::Fatal(e.msg),
             }
         }
+        Source::Kube(k) => match k.look(&ctx.kube, port).await {
+            Ok(Look::Found(ep)) => Attempt::Found(Found::Endpoint(ep)),
+            Ok(Look::Pending(why)) => Attempt::Found(Found::Pending(why)),
+            Err(e) if e.is_transient() => Attempt::Transient(e.msg),
+            Err(e) => Attempt::Fatal(e.msg),
+        },
         Source::Closure(_) => Attempt::Fatal("a closure cannot run off the script thread".into()),
     }
 }
@@ -309,8 +255,47 @@ fn probe_closure(ncc: &NativeCallContext, f: &FnPtr, port: u16) -> RhaiResult<At
     })
 }
 
-fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<String> {
-    let o = Opts::new("discover_port", opts, KEYS)?;
+/// One attempt, bounded by `budget`: a closure on the script thread, the
+/// other sources on the runtime.
+fn attempt_once(
+    ncc: &NativeCallContext,
+    ctx: &Arc<Ctx>,
+    source: &Source,
+    port: u16,
+    service: &Option<String>,
+    output: &Option<String>,
+    budget: Duration,
+) -> RhaiResult<Attempt> {
+    if let Source::Closure(f) = source {
+        return probe_closure(ncc, f, port);
+    }
+    let fut = probe_async(
+        ctx.clone(),
+        source.clone(),
+        port,
+        service.clone(),
+        output.clone(),
+    );
+    Ok(ctx
+        .bounded(budget, fut)?
+        .unwrap_or_else(|| Attempt::Transient(format!("no answer within {}", fmt_secs(budget)))))
+}
+
+/// A found endpoint, checked: node addresses are IPs as often as not, so
+/// the kube source allows them.
+fn checked(source: &Source, what: &str, raw: &str) -> RhaiResult<String> {
+    let checked = match source {
+        Source::Kube(_) => crate::kube::service::validate_node_endpoint(raw),
+        _ => validate(raw).map(|ep| ep.to_string()),
+    };
+    checked.map_err(|e| {
+        error(format!(
+            "discover_port: {what} gave the endpoint '{raw}', which is not valid: {e}; refusing to use it"
+        ))
+    })
+}
+
+fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<String> {
     let port = match o.int("internal_port")? {
         Some(p) if (1..=65535).contains(&p) => p as u16,
         Some(p) => {
@@ -328,76 +313,22 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
         None => return Err(error("discover_port: option 'source' is required")),
     };
     let output = o.str("output")?.or(src_output);
-    let sched = read_schedule(&o)?;
+    let sched = read_schedule(o)?;
     let what = source.describe();
-    let mut delays = {
-        let b = backon::ExponentialBuilder::default()
-            .with_min_delay(sched.initial_interval)
-            .with_max_delay(sched.max_interval)
-            .with_factor(sched.multiplier)
-            .without_max_times();
-        if sched.jitter {
-            b.with_jitter().build()
-        } else {
-            b.build()
-        }
-    };
-    let start = Instant::now();
+    let mut pacer = Pacer::start(&sched);
     let mut last_seen = String::from("nothing yet");
-    let mut attempt = 0u32;
-    loop {
-        let remaining = sched.max_elapsed.saturating_sub(start.elapsed());
-        // Too little time left for a meaningful attempt: stop at the bound.
-        if remaining < Duration::from_millis(5) {
-            break;
-        }
-        attempt += 1;
-        let budget = sched.attempt_timeout.min(remaining);
-        let result = match &source {
-            Source::Closure(f) => probe_closure(ncc, f, port)?,
-            other => {
-                let fut = probe_async(
-                    ctx.clone(),
-                    other.clone(),
-                    port,
-                    service.clone(),
-                    output.clone(),
-                );
-                let cancel = ctx.cancel.clone();
-                let r = ctx.rt.block_on(async move {
-                    tokio::select! {
-                        _ = cancel.cancelled() => None,
-                        r = tokio::time::timeout(budget, fut) => Some(r),
-                    }
-                });
-                match r {
-                    None => return Err(terminated()),
-                    Some(Err(_)) => {
-                        Attempt::Transient(format!("no answer within {}", fmt_secs(budget)))
-                    }
-                    Some(Ok(a)) => a,
-                }
-            }
-        };
-        let elapsed = start.elapsed();
+    while let Some((attempt, budget)) = pacer.next_attempt() {
+        let result = attempt_once(ncc, ctx, &source, port, &service, &output, budget)?;
+        let elapsed = pacer.elapsed();
         match result {
             Attempt::Found(Found::Endpoint(raw)) => {
-                // Node addresses are IPs as often as not: the kube source allows them.
-                let checked = match &source {
-                    Source::Kube(_) => kube::validate_node_endpoint(&raw),
-                    _ => validate(&raw).map(|ep| ep.to_string()),
-                };
-                let ep = checked.map_err(|e| {
-                    error(format!(
-                        "discover_port: {what} gave the endpoint '{raw}', which is not valid: {e}; refusing to use it"
-                    ))
-                })?;
+                let ep = checked(&source, &what, &raw)?;
                 tracing::info!(
                     primitive = "discover_port", attempt, elapsed_ms = elapsed.as_millis() as u64,
                     internal_port = port, endpoint = %ep, outcome = "found",
                     "resolved internal port {port} to {ep} after {attempt} attempt(s) in {}", fmt_secs(elapsed)
                 );
-                return Ok(ep.to_string());
+                return Ok(ep);
             }
             Attempt::Found(Found::Pending(seen)) | Attempt::Transient(seen) => {
                 tracing::info!(
@@ -414,27 +345,25 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
             )))
             }
         }
-        let remaining = sched.max_elapsed.saturating_sub(start.elapsed());
-        if remaining.is_zero() {
+        let Some(delay) = pacer.next_delay(None) else {
             break;
-        }
-        let delay = delays.next().unwrap_or(sched.max_interval);
+        };
         ctx.wait(
-            delay.min(remaining),
+            delay,
             Some(&format!("waiting for the external port of {port} ({what})")),
         )?;
     }
-    let elapsed = start.elapsed();
+    let (attempts, elapsed) = (pacer.attempts(), pacer.elapsed());
     tracing::error!(
         primitive = "discover_port",
-        attempts = attempt,
+        attempts,
         elapsed_ms = elapsed.as_millis() as u64,
         internal_port = port,
         outcome = "gave_up",
         "no external port for {port}"
     );
     Err(error(format!(
-        "discover_port: no external port for internal port {port} from {what} after {attempt} attempt(s) in {} (bound max_elapsed = {}); last seen: {last_seen}",
+        "discover_port: no external port for internal port {port} from {what} after {attempts} attempt(s) in {} (bound max_elapsed = {}); last seen: {last_seen}",
         fmt_secs(elapsed),
         fmt_secs(sched.max_elapsed)
     )))
@@ -443,49 +372,28 @@ fn discover(ncc: &NativeCallContext, ctx: &Arc<Ctx>, opts: &Map) -> RhaiResult<S
 /// Most of a `url` source's answer that is read.
 const URL_BODY_CAP: usize = crate::net::DEFAULT_BODY_CAP;
 
-const DOC: &str = "\
-/// Poll a source until the external `host:port` that forwards
-/// `internal_port` appears, with bounded, jittered exponential backoff.
-///
-/// Options: `internal_port` (required), `source` (required), `service`
-/// (narrow Akash shapes to one service), `output` (the Terraform output
-/// holding the endpoint), `max_elapsed` (default 75 s: a hard bound,
-/// the last attempt is cut to fit), `initial_interval` (1 s), `multiplier`
-/// (2), `max_interval` (15 s), `attempt_timeout` (10 s), `jitter` (true).
-/// Durations are seconds or strings like \"500ms\".
-///
-/// Sources: `#{ akash: #{dseq, provider?, gseq?, oseq?} }` (lease status),
-/// `#{ command: [argv...] }` (an allow-listed program printing JSON),
-/// `#{ file: \"path\" }`, `#{ url: \"http://...\" }`,
-/// `#{ kube: #{namespace, service, port?, node?, context?} }` (a Service's
-/// node port, `port` defaulting to `internal_port`; host `node`, else the
-/// kube context's API server host; an IP address is accepted here), or a closure returning
-/// `()` while not ready and `\"host:port\"` or `#{host, port}` when ready.
-/// JSON shapes: Akash lease status, Akash Console deployment, Terraform
-/// `output -json`, `\"host:port\"`, `{host, port}`. An unknown shape or
-/// malformed JSON fails at once; 5xx, timeouts and non-zero exits are
-/// retried. Logs every attempt. The endpoint is checked with
-/// `validate_endpoint`; a bogus one is an error, never returned.
-///
-/// Bounds: a `url` answer is read up to 4 MiB (a longer one, or a
-/// `Content-Length` over it, fails at once naming the cap) within
-/// `attempt_timeout`; a `file` must be a regular file of at most 16 MiB;
-/// a `command`'s output is captured like `exec`'s (head and tail kept).
-///
-/// ```rhai
-/// let ep = discover_port(#{
-///     internal_port: 7072,
-///     source: #{ akash: #{ dseq: args.dseq } },
-/// });
-/// ```";
+#[rustfmt::skip]
+static SPEC: Spec = Spec {
+    name: "discover_port",
+    params: &[],
+    returns: "String",
+    doc: include_str!("docs/discover_port.md"),
+    opts: &[
+        Opt { key: "internal_port", ty: "int", default: "", help: "required: the container's port whose external port is wanted" },
+        Opt { key: "source", ty: "map or closure", default: "", help: "required: where to look (see Sources)" },
+        Opt { key: "service", ty: "string", default: "", help: "narrow Akash shapes to one service" },
+        Opt { key: "output", ty: "string", default: "", help: "the Terraform output holding the endpoint" },
+        Opt { key: "max_elapsed", ty: "duration", default: "75s", help: "hard bound on the whole call, the last attempt cut to fit" },
+        Opt { key: "initial_interval", ty: "duration", default: "1s", help: "first delay between attempts" },
+        Opt { key: "multiplier", ty: "number", default: "2", help: "growth of the delay (1–10)" },
+        Opt { key: "max_interval", ty: "duration", default: "15s", help: "largest delay between attempts" },
+        Opt { key: "attempt_timeout", ty: "duration", default: "10s", help: "bound on one attempt" },
+        Opt { key: "jitter", ty: "bool", default: "true", help: "randomize delays (0–100 % more) so runners do not poll in step" },
+    ],
+};
 
 /// Register `discover_port`.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
-    FuncRegistration::new("discover_port")
-        .with_params_info(["opts: Map", "String"])
-        .with_comments([DOC])
-        .register_into_engine(engine, move |ncc: NativeCallContext, opts: Map| {
-            discover(&ncc, &c, &opts)
-        });
+    SPEC.register_opts_with_context(engine, move |ncc, o| discover(ncc, &c, o));
 }

@@ -35,7 +35,9 @@ pub const WORKDIR_FILES: &[&str] = &[
 ];
 
 /// Primitives that change the world: what a dry run plans instead of doing.
-/// `exec` counts unless its options say `read_only: true`.
+/// `exec` counts unless its options say `read_only: true`. The rest only
+/// read (`kube_server`, `kube_wait_release`, `helm_template`, …): a dry
+/// run runs them for real, a test stubs them.
 pub const MUTATIONS: &[&str] = &[
     "exec",
     "helm_install",
@@ -93,8 +95,15 @@ mod tests {
             "exec",
             "akash_update",
             "git_sha",
+            "kube_wait_release",
+            "kube_server",
+            "helm_template",
         ] {
             assert!(!runs_in_tests(name), "{name}");
+        }
+        // Reads: they run for real in a dry run, and change nothing.
+        for name in ["kube_wait_release", "helm_template", "kube_capacity"] {
+            assert!(!is_mutation(name, &[]), "{name}");
         }
         assert!(runs_in_tests("validate_endpoint"));
         assert!(runs_in_tests("write_json"));

@@ -2,14 +2,15 @@
 //! `remove_artifact`, `read_json`, `read_yaml`, `parse_json`, `to_json`,
 //! `file_exists`.
 
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use rhai::{Dynamic, Engine, FuncRegistration};
+use rhai::{Dynamic, Engine, ImmutableString};
 
 use crate::context::{error, Ctx, RhaiResult};
-use crate::primitives::{to_dynamic, to_json};
+use crate::declare::{Opt, Spec};
+use crate::opts::Opts;
+use crate::value::{to_dynamic, to_json};
 
 /// Resolve a path the playbook wants to write, refusing anything outside
 /// the working directory (absolute paths, `..`, symlinks that lead out).
@@ -57,23 +58,7 @@ pub fn writable_path(ctx: &Ctx, prim: &str, p: &str) -> Result<PathBuf, String> 
     Ok(full)
 }
 
-/// Write `text` to `path` atomically: a temporary file in the same folder,
-/// fsync, rename, fsync the folder. Readers see the old file or the new
-/// one, never half of one — also after `kill -9`.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".runbook-")
-        .tempfile_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
+pub use crate::fsread::write_atomic;
 
 /// Read a data file a playbook names: a regular file of at most
 /// [`crate::fsread::FILE_CAP`] bytes (devices, FIFOs and huge files are
@@ -93,20 +78,6 @@ pub fn parse_json_text(prim: &str, what: &str, text: &str) -> Result<serde_json:
         )
     })
 }
-
-const WRITE_DOC: &str = "\
-/// Write `value` as pretty JSON to `path`, atomically (temporary file in
-/// the same folder, fsync, rename), and only inside the working directory.
-///
-/// The file is an artifact of the run: if the playbook fails afterwards,
-/// it is removed again, so a failed run never leaves an artifact it
-/// promised (`#{ keep_on_failure: true }` keeps it). Refuses a value that
-/// contains a secret. A dry run only logs.";
-
-const WRITE_OPTS_DOC: &str = "\
-/// `write_json` with options: `keep_on_failure: true` keeps the file when
-/// the run fails afterwards (a report that a failing gate writes on purpose);
-/// by default a failed run removes it.";
 
 /// `write_json`: atomic, inside the working directory, never a secret;
 /// taken back if the run fails unless `keep`.
@@ -157,107 +128,139 @@ fn write_json(c: &Ctx, path: &str, value: &Dynamic, keep: bool) -> RhaiResult<()
     Ok(())
 }
 
+#[rustfmt::skip]
+static WRITE_JSON: Spec = Spec {
+    name: "write_json",
+    params: &["path: String", "value: Dynamic"],
+    returns: "()",
+    doc: include_str!("docs/write_json.md"),
+    opts: &[Opt { key: "keep_on_failure", ty: "bool", default: "false", help: "keep the file when the run fails afterwards" }],
+};
+
+const PATH: &[&str] = &["path: String"];
+
+#[rustfmt::skip]
+static REMOVE_ARTIFACT: Spec = Spec::plain(
+    "remove_artifact",
+    PATH,
+    "bool",
+    include_str!("docs/remove_artifact.md"),
+);
+#[rustfmt::skip]
+static READ_JSON: Spec = Spec::plain(
+    "read_json",
+    PATH,
+    "Dynamic",
+    include_str!("docs/read_json.md"),
+);
+#[rustfmt::skip]
+static READ_YAML: Spec = Spec::plain(
+    "read_yaml",
+    PATH,
+    "Dynamic",
+    include_str!("docs/read_yaml.md"),
+);
+#[rustfmt::skip]
+static FILE_EXISTS: Spec = Spec::plain(
+    "file_exists",
+    PATH,
+    "bool",
+    include_str!("docs/file_exists.md"),
+);
+#[rustfmt::skip]
+static PARSE_JSON: Spec = Spec::plain(
+    "parse_json",
+    &["text: String"],
+    "Dynamic",
+    include_str!("docs/parse_json.md"),
+);
+
+#[rustfmt::skip]
+static TO_JSON: Spec = Spec::plain(
+    "to_json",
+    &["value: Dynamic"],
+    "String",
+    include_str!("docs/to_json.md"),
+);
+
+// Rhai's own `to_json` for maps recurses without a bound (a map that holds
+// a closure capturing itself overflows the stack): shadow it.
+#[rustfmt::skip]
+static TO_JSON_MAP: Spec = Spec::plain(
+    "to_json",
+    &["value: Map"],
+    "String",
+    "`to_json` of a map, bounded like `to_json(value)`.",
+);
+
+fn to_json_text(value: Dynamic) -> RhaiResult<String> {
+    let v = to_json(&value).map_err(|e| error(format!("to_json: {e}")))?;
+    Ok(crate::redact::redact(&v.to_string()).into_owned())
+}
+
+fn remove_artifact(c: &Ctx, path: &str) -> RhaiResult<bool> {
+    let full = writable_path(c, "remove_artifact", path).map_err(error)?;
+    let existed = full.exists();
+    if c.dry_run() {
+        if existed {
+            tracing::info!(
+                primitive = "remove_artifact",
+                path,
+                planned = true,
+                "dry run: would remove {path}"
+            );
+        }
+        return Ok(existed);
+    }
+    if existed {
+        c.guard_mutation("remove_artifact")?;
+        std::fs::remove_file(&full)
+            .map_err(|e| error(format!("remove_artifact: cannot remove '{path}': {e}")))?;
+        tracing::info!(primitive = "remove_artifact", path, "removed stale {path}");
+    }
+    Ok(existed)
+}
+
 /// Register the file and data primitives.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
-    FuncRegistration::new("write_json")
-        .with_params_info(["path: &str", "value: Dynamic", "()"])
-        .with_comments([WRITE_DOC])
-        .register_into_engine(
-            engine,
-            move |path: &str, value: Dynamic| -> RhaiResult<()> {
-                write_json(&c, path, &value, false)
-            },
-        );
+    WRITE_JSON.register2(
+        engine,
+        move |path: ImmutableString, value: Dynamic, o: &Opts| {
+            let keep = o.bool("keep_on_failure")?.unwrap_or(false);
+            write_json(&c, &path, &value, keep)
+        },
+    );
     let c = ctx.clone();
-    FuncRegistration::new("write_json")
-        .with_params_info(["path: &str", "value: Dynamic", "opts: Map", "()"])
-        .with_comments([WRITE_OPTS_DOC])
-        .register_into_engine(
-            engine,
-            move |path: &str, value: Dynamic, opts: rhai::Map| -> RhaiResult<()> {
-                let o = crate::primitives::Opts::new("write_json", &opts, &["keep_on_failure"])?;
-                let keep = o.bool("keep_on_failure")?.unwrap_or(false);
-                write_json(&c, path, &value, keep)
-            },
-        );
-
+    REMOVE_ARTIFACT.register1(engine, move |path: ImmutableString, _: &Opts| {
+        remove_artifact(&c, &path)
+    });
     let c = ctx.clone();
-    FuncRegistration::new("remove_artifact")
-        .with_params_info(["path: &str", "bool"])
-        .with_comments(["/// Remove a file inside the working directory if it exists (an artifact\n/// of an earlier run that must not look fresh). Returns whether it existed.\n/// A dry run only logs."])
-        .register_into_engine(engine, move |path: &str| -> RhaiResult<bool> {
-            let full = writable_path(&c, "remove_artifact", path).map_err(error)?;
-            let existed = full.exists();
-            if c.dry_run() {
-                if existed {
-                    tracing::info!(primitive = "remove_artifact", path, planned = true, "dry run: would remove {path}");
-                }
-                return Ok(existed);
-            }
-            if existed {
-                c.guard_mutation("remove_artifact")?;
-                std::fs::remove_file(&full).map_err(|e| error(format!("remove_artifact: cannot remove '{path}': {e}")))?;
-                tracing::info!(primitive = "remove_artifact", path, "removed stale {path}");
-            }
-            Ok(existed)
-        });
-
+    READ_JSON.register1(engine, move |path: ImmutableString, _: &Opts| {
+        let text = read_text(&c, "read_json", &path)?;
+        let v = parse_json_text("read_json", &format!("'{path}'"), &text).map_err(error)?;
+        Ok(to_dynamic(&v))
+    });
     let c = ctx.clone();
-    FuncRegistration::new("read_json")
-        .with_params_info(["path: &str", "Dynamic"])
-        .with_comments([
-            "/// Read and parse a JSON file. Throws naming the file and where it broke.\n///\n/// Only a regular file of at most 16 MiB is read: a device, FIFO, folder or\n/// larger file is refused before reading.",
-        ])
-        .register_into_engine(engine, move |path: &str| -> RhaiResult<Dynamic> {
-            let text = read_text(&c, "read_json", path)?;
-            let v = parse_json_text("read_json", &format!("'{path}'"), &text).map_err(error)?;
-            Ok(to_dynamic(&v))
-        });
-
+    READ_YAML.register1(engine, move |path: ImmutableString, _: &Opts| {
+        let text = read_text(&c, "read_yaml", &path)?;
+        let v: serde_json::Value = serde_norway::from_str(&text)
+            .map_err(|e| error(format!("read_yaml: '{path}' is not valid YAML: {e}")))?;
+        Ok(to_dynamic(&v))
+    });
     let c = ctx.clone();
-    FuncRegistration::new("read_yaml")
-        .with_params_info(["path: &str", "Dynamic"])
-        .with_comments(["/// Read and parse a YAML file (one document). Throws naming the file and where it broke.\n///\n/// Only a regular file of at most 16 MiB is read: a device, FIFO, folder or\n/// larger file is refused before reading."])
-        .register_into_engine(engine, move |path: &str| -> RhaiResult<Dynamic> {
-            let text = read_text(&c, "read_yaml", path)?;
-            let v: serde_json::Value = serde_norway::from_str(&text)
-                .map_err(|e| error(format!("read_yaml: '{path}' is not valid YAML: {e}")))?;
-            Ok(to_dynamic(&v))
-        });
-
-    let c = ctx.clone();
-    FuncRegistration::new("file_exists")
-        .with_params_info(["path: &str", "bool"])
-        .with_comments(["/// Whether a regular file exists (relative to the working directory).\n/// Only metadata is read; a folder, device or FIFO is not a file here."])
-        .register_into_engine(engine, move |path: &str| {
-            // metadata() never opens the file: a FIFO cannot block this.
-            std::fs::metadata(c.path(path)).is_ok_and(|m| m.file_type().is_file())
-        });
-
-    FuncRegistration::new("parse_json")
-        .with_params_info(["text: &str", "Dynamic"])
-        .with_comments([
-            "/// Parse JSON text (e.g. a program's stdout). Throws naming where it broke.",
-        ])
-        .register_into_engine(engine, |text: &str| -> RhaiResult<Dynamic> {
-            let v = parse_json_text("parse_json", "the text", text).map_err(error)?;
-            Ok(to_dynamic(&v))
-        });
-
-    fn to_json_text(value: Dynamic) -> RhaiResult<String> {
-        let v = to_json(&value).map_err(|e| error(format!("to_json: {e}")))?;
-        Ok(crate::redact::redact(&v.to_string()).into_owned())
-    }
-    FuncRegistration::new("to_json")
-        .with_params_info(["value: Dynamic", "String"])
-        .with_comments(["/// A value as compact JSON text (secrets redacted). A value that nests\n/// deeper than 128 levels, or holds a function, is an error."])
-        .register_into_engine(engine, to_json_text);
-    // Rhai's own `to_json` for maps recurses without a bound (a map that
-    // holds a closure capturing itself overflows the stack): shadow it.
-    FuncRegistration::new("to_json")
-        .with_params_info(["value: Map", "String"])
-        .register_into_engine(engine, |m: rhai::Map| to_json_text(Dynamic::from(m)));
+    FILE_EXISTS.register1(engine, move |path: ImmutableString, _: &Opts| {
+        // metadata() never opens the file: a FIFO cannot block this.
+        Ok(std::fs::metadata(c.path(&path)).is_ok_and(|m| m.file_type().is_file()))
+    });
+    PARSE_JSON.register1(engine, |text: ImmutableString, _: &Opts| {
+        let v = parse_json_text("parse_json", "the text", &text).map_err(error)?;
+        Ok(to_dynamic(&v))
+    });
+    TO_JSON.register1(engine, |value: Dynamic, _: &Opts| to_json_text(value));
+    TO_JSON_MAP.register1(engine, |m: rhai::Map, _: &Opts| {
+        to_json_text(Dynamic::from(m))
+    });
 }
 
 #[cfg(test)]

@@ -6,12 +6,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::BackoffBuilder;
-use rhai::{Array, Dynamic, Engine, FuncRegistration, Map};
+use rhai::{Array, Dynamic, Engine, ImmutableString, Map};
 
 use crate::context::{error, Ctx, RhaiResult};
-use crate::error::fmt_secs;
-use crate::primitives::Opts;
+use crate::declare::{Opt, Spec};
+use crate::error::{fmt_secs, PrimError};
+use crate::net::retry::{retry_with, Schedule};
+use crate::opts::Opts;
 
 /// How often and how long to try.
 #[derive(Clone, Debug)]
@@ -39,15 +40,6 @@ impl Default for Retry {
         }
     }
 }
-
-/// The option keys `Retry::from_opts` reads.
-pub const RETRY_KEYS: &[&str] = &[
-    "expect",
-    "timeout",
-    "max_elapsed",
-    "initial_interval",
-    "max_interval",
-];
 
 impl Retry {
     /// Read the retry options of `prim`.
@@ -137,95 +129,90 @@ impl Checked {
     }
 }
 
-/// Call `probe` until it answers a status in `r.expect`, bounded by
-/// `r.max_elapsed` (each attempt by `r.timeout`, cut to fit). `prim` and
-/// `what` name the call in logs and errors.
+impl Retry {
+    /// The one retry schedule (`net::retry`) with these bounds.
+    pub fn schedule(&self) -> Schedule {
+        Schedule::within(self.max_elapsed)
+            .delays(self.initial_interval, self.max_interval)
+            .attempt_timeout(self.timeout)
+    }
+}
+
+/// Call `probe` until it answers a status in `r.expect`, on the one retry
+/// schedule bounded by `r.max_elapsed` (each attempt by `r.timeout`, cut
+/// to fit). `prim` and `what` name the call in logs and errors.
 pub async fn retry_until<F, Fut>(
     prim: &'static str,
     what: &str,
     r: &Retry,
     mut probe: F,
-) -> Result<Checked, String>
+) -> Result<Checked, PrimError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Probe>,
 {
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(r.initial_interval)
-        .with_max_delay(r.max_interval.max(r.initial_interval))
-        .with_factor(2.0)
-        .without_max_times()
-        .with_jitter()
-        .build();
     let start = Instant::now();
-    let mut attempt = 0u32;
-    let mut last = String::from("nothing yet");
-    // Bounded by time; the count is a second guard against a zero delay.
-    while attempt < 10_000 {
-        let remaining = r.max_elapsed.saturating_sub(start.elapsed());
-        if remaining < Duration::from_millis(5) {
-            break;
+    let outcome = retry_with(&r.schedule(), |attempt| {
+        let fut = probe();
+        async move {
+            let seen = match fut.await {
+                Probe::Status(s) if r.expect.contains(&s) => return Ok(s),
+                Probe::Status(s) => PrimError::transient(format!("answered {s}")),
+                Probe::Transient(e) => PrimError::transient(e),
+                Probe::Fatal(e) => return Err(PrimError::fatal(e)),
+            };
+            tracing::info!(
+                primitive = prim, target_url = %what, attempt,
+                elapsed_ms = start.elapsed().as_millis() as u64, seen = %seen.msg, outcome = "waiting",
+                "{what}: attempt {attempt} {}", seen.msg
+            );
+            Err(seen)
         }
-        attempt += 1;
-        let budget = r.timeout.min(remaining);
-        let seen = match tokio::time::timeout(budget, probe()).await {
-            Ok(Probe::Status(s)) if r.expect.contains(&s) => {
-                let elapsed = start.elapsed();
-                tracing::info!(
-                    primitive = prim, target_url = %what, status = s, attempt,
-                    elapsed_ms = elapsed.as_millis() as u64, outcome = "healthy",
-                    "{what} answered {s} (attempt {attempt}, {})", fmt_secs(elapsed)
-                );
-                return Ok(Checked {
-                    status: s,
-                    elapsed,
-                    attempts: attempt,
-                });
-            }
-            Ok(Probe::Status(s)) => format!("answered {s}"),
-            Ok(Probe::Transient(e)) => e,
-            Ok(Probe::Fatal(e)) => {
-                return Err(format!(
-                    "{prim}: {what}: {e} (attempt {attempt}; not retried: retrying cannot fix this)"
-                ))
-            }
-            Err(_) => format!("no answer within {}", fmt_secs(budget)),
-        };
-        tracing::info!(
-            primitive = prim, target_url = %what, attempt,
-            elapsed_ms = start.elapsed().as_millis() as u64, seen = %seen, outcome = "waiting",
-            "{what}: attempt {attempt} {seen}"
-        );
-        last = seen;
-        let remaining = r.max_elapsed.saturating_sub(start.elapsed());
-        if remaining.is_zero() {
-            break;
+    })
+    .await;
+    match outcome {
+        Ok((status, stats)) => {
+            let attempt = stats.attempts;
+            tracing::info!(
+                primitive = prim, target_url = %what, status, attempt,
+                elapsed_ms = stats.elapsed.as_millis() as u64, outcome = "healthy",
+                "{what} answered {status} (attempt {attempt}, {})", fmt_secs(stats.elapsed)
+            );
+            Ok(Checked {
+                status,
+                elapsed: stats.elapsed,
+                attempts: attempt,
+            })
         }
-        let delay = delays.next().unwrap_or(r.max_interval);
-        tokio::time::sleep(delay.min(remaining)).await;
+        Err(g) if !g.exhausted => Err(PrimError::fatal(format!(
+            "{prim}: {what}: {} (attempt {}; not retried: retrying cannot fix this)",
+            g.last.msg, g.attempts
+        ))),
+        Err(g) => {
+            let want: Vec<String> = r.expect.iter().map(u16::to_string).collect();
+            Err(PrimError::transient(format!(
+                "{prim}: {what} did not answer {} after {} attempt(s) in {} (bound max_elapsed = {}); last: {}",
+                want.join(" or "),
+                g.attempts,
+                fmt_secs(g.elapsed),
+                fmt_secs(r.max_elapsed),
+                g.last.msg
+            )))
+        }
     }
-    let elapsed = start.elapsed();
-    let want: Vec<String> = r.expect.iter().map(u16::to_string).collect();
-    Err(format!(
-        "{prim}: {what} did not answer {} after {attempt} attempt(s) in {} (bound max_elapsed = {}); last: {last}",
-        want.join(" or "),
-        fmt_secs(elapsed),
-        fmt_secs(r.max_elapsed)
-    ))
 }
 
 /// One GET through the run's HTTP client.
 async fn get_once(ctx: &Ctx, url: &str) -> Probe {
-    match ctx.http.get(url).send().await {
-        Ok(resp) => Probe::Status(resp.status().as_u16()),
-        Err(e) if e.is_builder() => Probe::Fatal(crate::net::http_error(&e)),
-        Err(e) => Probe::Transient(crate::net::http_error(&e)),
+    match crate::net::get_status(&ctx.http, url).await {
+        Ok(status) => Probe::Status(status),
+        Err(e) if e.is_transient() => Probe::Transient(e.msg),
+        Err(e) => Probe::Fatal(e.msg),
     }
 }
 
-fn check(ctx: &Arc<Ctx>, url: &str, opts: &Map) -> RhaiResult<Map> {
-    let o = Opts::new("http_check", opts, RETRY_KEYS)?;
-    let r = Retry::from_opts("http_check", &o)?;
+fn check(ctx: &Arc<Ctx>, url: &str, o: &Opts) -> RhaiResult<Map> {
+    let r = Retry::from_opts("http_check", o)?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(error(format!(
             "http_check: '{url}' is not an http(s) URL; give the whole URL, e.g. \"http://192.168.49.2:30080/health\""
@@ -254,37 +241,32 @@ fn check(ctx: &Arc<Ctx>, url: &str, opts: &Map) -> RhaiResult<Map> {
     Ok(checked.to_map())
 }
 
-const DOC: &str = "\
-/// GET `url` until it answers the expected status, with bounded, jittered
-/// exponential backoff (connection refused, timeouts and other statuses are
-/// retried).
-///
-/// Options: `expect` (a status or a list, default 200), `timeout` (one
-/// attempt, default 5 s), `max_elapsed` (hard bound on the whole check,
-/// default 60 s, the last attempt cut to fit), `initial_interval` (0.5 s),
-/// `max_interval` (5 s). Durations are seconds or strings like \"500ms\".
-///
-/// Returns `#{status, elapsed}` (`elapsed` in seconds). Throws after the
-/// bound with the number of attempts and the last answer seen. Read-only:
-/// runs in `--dry-run` too. Only the status is read, never the body, so an
-/// endless or huge answer costs nothing; redirects are followed (at most 10).
-///
-/// ```rhai
-/// let r = http_check(`http://${host}:${port}/`, #{ expect: [200, 307], max_elapsed: 60 });
-/// ```";
+/// The options every retrying check takes (`http_check`,
+/// `kube_service_check`): one table, one parser ([`Retry::from_opts`]).
+#[rustfmt::skip]
+pub const RETRY_OPTS: &[Opt] = &[
+    Opt { key: "expect", ty: "int or [int]", default: "200", help: "the status, or the statuses, that count as healthy" },
+    Opt { key: "timeout", ty: "duration", default: "5s", help: "bound on one attempt" },
+    Opt { key: "max_elapsed", ty: "duration", default: "60s", help: "hard bound on the whole check, the last attempt cut to fit" },
+    Opt { key: "initial_interval", ty: "duration", default: "0.5s", help: "first delay between attempts (doubling, jittered)" },
+    Opt { key: "max_interval", ty: "duration", default: "5s", help: "largest delay between attempts" },
+];
+
+#[rustfmt::skip]
+static SPEC: Spec = Spec {
+    name: "http_check",
+    params: &["url: String"],
+    returns: "Map",
+    doc: include_str!("docs/http_check.md"),
+    opts: RETRY_OPTS,
+};
 
 /// Register `http_check`.
 pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     let c = ctx.clone();
-    FuncRegistration::new("http_check")
-        .with_params_info(["url: &str", "opts: Map", "Map"])
-        .with_comments([DOC])
-        .register_into_engine(engine, move |url: &str, opts: Map| check(&c, url, &opts));
-    let c = ctx.clone();
-    FuncRegistration::new("http_check")
-        .with_params_info(["url: &str", "Map"])
-        .with_comments(["/// `http_check(url)`: `http_check` with the default options."])
-        .register_into_engine(engine, move |url: &str| check(&c, url, &Map::new()));
+    SPEC.register1(engine, move |url: ImmutableString, o: &Opts| {
+        check(&c, &url, o)
+    });
 }
 
 #[cfg(test)]
@@ -330,9 +312,9 @@ mod tests {
         .await
         .unwrap_err();
         assert!(started.elapsed() < Duration::from_millis(900), "{err}");
-        assert!(err.contains("did not answer 200"), "{err}");
-        assert!(err.contains("last: answered 503"), "{err}");
-        assert!(err.contains("bound max_elapsed"), "{err}");
+        assert!(err.msg.contains("did not answer 200"), "{err}");
+        assert!(err.msg.contains("last: answered 503"), "{err}");
+        assert!(err.msg.contains("bound max_elapsed"), "{err}");
     }
 
     #[tokio::test]
@@ -345,7 +327,7 @@ mod tests {
         .await
         .unwrap_err();
         assert!(started.elapsed() < Duration::from_millis(900), "{err}");
-        assert!(err.contains("no answer within"), "{err}");
+        assert!(err.msg.contains("no answer within"), "{err}");
     }
 
     #[tokio::test]
@@ -358,7 +340,7 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(n.load(Ordering::SeqCst), 1);
-        assert!(err.contains("not retried"), "{err}");
+        assert!(err.msg.contains("not retried"), "{err}");
     }
 
     #[test]
@@ -368,13 +350,13 @@ mod tests {
             "expect".into(),
             Dynamic::from(vec![Dynamic::from(200_i64), Dynamic::from(307_i64)]),
         );
-        let o = Opts::new("http_check", &m, RETRY_KEYS).unwrap();
+        let o = SPEC.read(&m).unwrap();
         assert_eq!(
             Retry::from_opts("http_check", &o).unwrap().expect,
             [200, 307]
         );
         m.insert("expect".into(), Dynamic::from(42_i64));
-        let o = Opts::new("http_check", &m, RETRY_KEYS).unwrap();
+        let o = SPEC.read(&m).unwrap();
         assert!(Retry::from_opts("http_check", &o).is_err());
     }
 }

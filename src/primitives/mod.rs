@@ -1,6 +1,8 @@
-//! The primitives a playbook calls. One file per primitive (or per small
-//! family), each with its own unit tests; [`register_all`] puts them all
-//! into the engine.
+//! The primitives a playbook calls: bindings only. Each file declares its
+//! primitives with one options table ([`crate::declare::Spec`]), parses the
+//! options, calls a domain library (`oci`, `kube`, `helm`, `akash`, `net`,
+//! `process`) and shapes the result; its prose doc is a markdown file in
+//! `docs/`. [`register_all`] puts them all into the engine.
 
 pub mod akash;
 pub mod cosign;
@@ -10,13 +12,13 @@ pub mod exec;
 pub mod files;
 pub mod github_io;
 pub mod helm;
+pub mod helm_template;
 pub mod http_check;
 pub mod kube;
+pub mod kube_service;
 pub mod lock;
 pub mod registry;
-pub mod sdl;
 pub mod settings;
-pub mod shapes;
 pub mod validate_endpoint;
 
 use std::sync::Arc;
@@ -25,22 +27,28 @@ use rhai::Engine;
 
 use crate::context::Ctx;
 
-pub use crate::opts::{parse_duration, string_array, Opts, MAX_DURATION};
-pub use crate::value::{to_dynamic, to_json};
+/// The families that need the run's context, in registration order.
+const FAMILIES: &[fn(&mut Engine, &Arc<Ctx>)] = &[
+    discover_port::register,
+    exec::register,
+    akash::register,
+    settings::register,
+    github_io::register,
+    files::register,
+    helm::register,
+    helm_template::register,
+    kube::register,
+    kube_service::register,
+    http_check::register,
+    registry::register,
+    cosign::register,
+    lock::register,
+];
 
 /// Register every primitive into `engine`.
 pub fn register_all(engine: &mut Engine, ctx: &Arc<Ctx>) {
     validate_endpoint::register(engine);
-    discover_port::register(engine, ctx);
-    exec::register(engine, ctx);
-    akash::register(engine, ctx);
-    settings::register(engine, ctx);
-    github_io::register(engine, ctx);
-    files::register(engine, ctx);
-    helm::register(engine, ctx);
-    kube::register(engine, ctx);
-    http_check::register(engine, ctx);
-    registry::register(engine, ctx);
-    cosign::register(engine, ctx);
-    lock::register(engine, ctx);
+    for register in FAMILIES {
+        register(engine, ctx);
+    }
 }

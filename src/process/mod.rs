@@ -3,6 +3,8 @@
 //! (killed on drop, timeout or cancel), and capturing its output with a
 //! cap that keeps the head and the tail.
 
+pub mod exec;
+
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

@@ -43,7 +43,7 @@ pub fn show(v: &Dynamic) -> String {
         return "()".into();
     }
     if v.is_string() || v.is_map() || v.is_array() {
-        if let Ok(j) = crate::primitives::to_json(v) {
+        if let Ok(j) = crate::value::to_json(v) {
             return j.to_string();
         }
     }
@@ -56,7 +56,7 @@ pub fn same(a: &Dynamic, b: &Dynamic) -> bool {
     if a.is_int() && b.is_int() || a.is_string() && b.is_string() || a.is_bool() && b.is_bool() {
         return a.to_string() == b.to_string();
     }
-    match (crate::primitives::to_json(a), crate::primitives::to_json(b)) {
+    match (crate::value::to_json(a), crate::value::to_json(b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => a.type_name() == b.type_name() && a.to_string() == b.to_string(),
     }
@@ -113,7 +113,7 @@ fn snapshot_path(env: &FileEnv, name: &str) -> RhaiResult<PathBuf> {
 
 fn assert_snapshot(env: &FileEnv, name: &str, value: &Dynamic) -> RhaiResult<()> {
     let path = snapshot_path(env, name)?;
-    let json = crate::primitives::to_json(value).map_err(|e| {
+    let json = crate::value::to_json(value).map_err(|e| {
         error(format!(
             "assert_snapshot {name}: the value cannot be JSON: {e}"
         ))
@@ -128,7 +128,7 @@ fn assert_snapshot(env: &FileEnv, name: &str, value: &Dynamic) -> RhaiResult<()>
                 ))
             })?;
         }
-        return crate::primitives::files::write_atomic(&path, &text).map_err(|e| {
+        return crate::fsread::write_atomic(&path, &text).map_err(|e| {
             error(format!(
                 "assert_snapshot: cannot write {}: {e}",
                 path.display()
@@ -211,6 +211,18 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
     engine.disable_symbol("eval");
     engine.register_type_with_name::<Playbook>("Playbook");
 
+    register_playbooks(&mut engine, &env, me);
+    register_asserts(&mut engine, env);
+    engine
+}
+
+/// `playbook(path[, params])`, its builder methods (`stub`, `env`,
+/// `secret`, `file`, `dry_run`, `param`) and `run`, and `calls`/`calls_of`.
+fn register_playbooks(
+    engine: &mut Engine,
+    env: &Arc<FileEnv>,
+    me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>,
+) {
     let e = env.clone();
     let new_playbook = move |path: &str, params: Map| -> RhaiResult<Playbook> {
         let full = e.dir().join(path);
@@ -315,7 +327,10 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
     );
     engine.register_fn("calls", |r: &mut Map, name: &str| calls_named(r, name));
     engine.register_fn("calls_of", |r: &mut Map, name: &str| calls_named(r, name));
+}
 
+/// `assert`, `assert_eq`, `assert_ne`, `assert_match`, `assert_snapshot`.
+fn register_asserts(engine: &mut Engine, env: Arc<FileEnv>) {
     engine.register_fn("assert", |c: bool| -> RhaiResult<()> {
         if c {
             Ok(())
@@ -388,7 +403,6 @@ pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) ->
     engine.register_fn("assert_snapshot", move |name: &str, v: Dynamic| {
         assert_snapshot(&e, name, &v)
     });
-    engine
 }
 
 #[cfg(test)]

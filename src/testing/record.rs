@@ -17,7 +17,7 @@ pub const FORMAT: &str = "runbook-record/1";
 
 /// A value as JSON; what JSON cannot hold (a closure) as its text.
 pub fn value_json(v: &Dynamic) -> Value {
-    crate::primitives::to_json(v).unwrap_or_else(|_| Value::String(v.to_string()))
+    crate::value::to_json(v).unwrap_or_else(|_| Value::String(v.to_string()))
 }
 
 /// The arguments of a call as compact, redacted JSON text.
@@ -152,7 +152,7 @@ impl Replay {
         let rec_args: Vec<Dynamic> = rec
             .args
             .as_array()
-            .map(|a| a.iter().map(crate::primitives::to_dynamic).collect())
+            .map(|a| a.iter().map(crate::value::to_dynamic).collect())
             .unwrap_or_default();
         if rec.name != name || args_text(&rec_args) != args_text(args) {
             return Err(error(format!(
@@ -164,7 +164,7 @@ impl Replay {
         }
         *next += 1;
         match &rec.outcome {
-            Ok(v) => Ok(crate::primitives::to_dynamic(v)),
+            Ok(v) => Ok(crate::value::to_dynamic(v)),
             Err(e) => Err(error(e)),
         }
     }

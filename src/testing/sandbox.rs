@@ -116,8 +116,7 @@ fn write_files(dir: &Path, files: &[(String, Dynamic)]) -> Result<(), String> {
         let text = if content.is_string() {
             content.to_string()
         } else {
-            let v =
-                crate::primitives::to_json(content).map_err(|e| format!("t.file {rel}: {e}"))?;
+            let v = crate::value::to_json(content).map_err(|e| format!("t.file {rel}: {e}"))?;
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         };
         std::fs::write(&full, text).map_err(|e| format!("t.file {rel}: {e}"))?;
@@ -148,7 +147,7 @@ fn read_files(dir: &Path) -> Map {
 
 fn content_value(text: &str) -> Dynamic {
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(v) => crate::primitives::to_dynamic(&v),
+        Ok(v) => crate::value::to_dynamic(&v),
         Err(_) => Dynamic::from(text.to_string()),
     }
 }
@@ -199,63 +198,8 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
                     };
                     return Some(answer_stub(name, v, args, &caller));
                 }
-                match name {
-                    "env" => {
-                        return Some(match (spec.env.get(&arg(0)), args.len()) {
-                            (Some(v), _) if !v.is_empty() => Ok(Dynamic::from(v.clone())),
-                            (_, 2) => Ok(Dynamic::from(arg(1))),
-                            _ => Err(error(format!(
-                                "env: {} is not set; set it with t.env(\"{}\", value)",
-                                arg(0),
-                                arg(0)
-                            ))),
-                        })
-                    }
-                    "secret" => {
-                        return Some(match spec.secrets.get(&arg(0)) {
-                            Some(v) if !v.is_empty() => Ok(Dynamic::from(v.clone())),
-                            _ => Err(error(format!(
-                                "secret: {} is not set; set it with t.secret(\"{}\", value)",
-                                arg(0),
-                                arg(0)
-                            ))),
-                        })
-                    }
-                    "sleep" | "unlock" | "ledger_note" => return Some(Ok(Dynamic::UNIT)),
-                    "ledger_history" => return Some(Ok(Dynamic::from(Array::new()))),
-                    "lock" => {
-                        let mut m = Map::new();
-                        m.insert("name".into(), Dynamic::from(arg(0)));
-                        m.insert("backend".into(), Dynamic::from("test"));
-                        m.insert("holder".into(), Dynamic::from("runbook test"));
-                        m.insert("token".into(), Dynamic::from(1_i64));
-                        m.insert("expires".into(), Dynamic::UNIT);
-                        return Some(Ok(Dynamic::from(m)));
-                    }
-                    "log_info" | "log_warn" => {
-                        let level = if name == "log_info" { "info" } else { "warn" };
-                        let line =
-                            crate::redact::redact(&format!("{level}: {}", arg(0))).into_owned();
-                        logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-                        return Some(Ok(Dynamic::UNIT));
-                    }
-                    "log_event" => {
-                        let fields = args.get(1).cloned().unwrap_or(Dynamic::UNIT);
-                        let line =
-                            format!("event {}: {}", arg(0), super::record::value_json(&fields));
-                        logs.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(crate::redact::redact(&line).into_owned());
-                        let mut ev = Map::new();
-                        ev.insert("name".into(), Dynamic::from(arg(0)));
-                        ev.insert("fields".into(), fields);
-                        events
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(Dynamic::from(ev));
-                        return Some(Ok(Dynamic::UNIT));
-                    }
-                    _ => {}
+                if let Some(r) = stand_in(name, args, &spec, &logs, &events) {
+                    return Some(r);
                 }
                 if let Some(r) = &replay {
                     if needs_stub(name) {
@@ -302,6 +246,96 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
         crate::run::discard_artifacts(&ctx);
     }
 
+    Ok(report_map(
+        code,
+        report,
+        &ctx,
+        dir.path(),
+        &proxy,
+        spec,
+        &logs,
+        &events,
+    ))
+}
+
+/// The primitives a test answers itself unless stubbed: settings and
+/// secrets from the test's own maps, locks and the ledger as no-ops, logs
+/// and events kept for assertions.
+fn stand_in(
+    name: &str,
+    args: &[Dynamic],
+    spec: &Spec,
+    logs: &Mutex<Vec<String>>,
+    events: &Mutex<Array>,
+) -> Option<RhaiResult<Dynamic>> {
+    let arg = |i: usize| args.get(i).map(|a| a.to_string()).unwrap_or_default();
+    match name {
+        "env" => Some(match (spec.env.get(&arg(0)), args.len()) {
+            (Some(v), _) if !v.is_empty() => Ok(Dynamic::from(v.clone())),
+            (_, 2) => Ok(Dynamic::from(arg(1))),
+            _ => Err(error(format!(
+                "env: {} is not set; set it with t.env(\"{}\", value)",
+                arg(0),
+                arg(0)
+            ))),
+        }),
+        "secret" => Some(match spec.secrets.get(&arg(0)) {
+            Some(v) if !v.is_empty() => Ok(Dynamic::from(v.clone())),
+            _ => Err(error(format!(
+                "secret: {} is not set; set it with t.secret(\"{}\", value)",
+                arg(0),
+                arg(0)
+            ))),
+        }),
+        "sleep" | "unlock" | "ledger_note" => Some(Ok(Dynamic::UNIT)),
+        "ledger_history" => Some(Ok(Dynamic::from(Array::new()))),
+        "lock" => {
+            let mut m = Map::new();
+            m.insert("name".into(), Dynamic::from(arg(0)));
+            m.insert("backend".into(), Dynamic::from("test"));
+            m.insert("holder".into(), Dynamic::from("runbook test"));
+            m.insert("token".into(), Dynamic::from(1_i64));
+            m.insert("expires".into(), Dynamic::UNIT);
+            Some(Ok(Dynamic::from(m)))
+        }
+        "log_info" | "log_warn" => {
+            let level = if name == "log_info" { "info" } else { "warn" };
+            let line = crate::redact::redact(&format!("{level}: {}", arg(0))).into_owned();
+            logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            Some(Ok(Dynamic::UNIT))
+        }
+        "log_event" => {
+            let fields = args.get(1).cloned().unwrap_or(Dynamic::UNIT);
+            let line = format!("event {}: {}", arg(0), super::record::value_json(&fields));
+            logs.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(crate::redact::redact(&line).into_owned());
+            let mut ev = Map::new();
+            ev.insert("name".into(), Dynamic::from(arg(0)));
+            ev.insert("fields".into(), fields);
+            events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Dynamic::from(ev));
+            Some(Ok(Dynamic::UNIT))
+        }
+        _ => None,
+    }
+}
+
+/// What `t.run()` returns: the exit code and report, outputs, summary,
+/// artifacts and files, the calls and mutations, logs and events.
+#[allow(clippy::too_many_arguments)]
+fn report_map(
+    code: i64,
+    report: Option<(String, String)>,
+    ctx: &Ctx,
+    dir: &Path,
+    proxy: &Proxy,
+    spec: &Spec,
+    logs: &Mutex<Vec<String>>,
+    events: &Mutex<Array>,
+) -> Map {
     let mut r = Map::new();
     r.insert("code".into(), Dynamic::from(code));
     match report {
@@ -334,12 +368,12 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
         .unwrap_or_else(|e| e.into_inner())
         .iter()
     {
-        if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir.path()), std::fs::read_to_string(f)) {
+        if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir), std::fs::read_to_string(f)) {
             artifacts.insert(rel.display().to_string().into(), content_value(&text));
         }
     }
     r.insert("artifacts".into(), Dynamic::from(artifacts));
-    r.insert("files".into(), Dynamic::from(read_files(dir.path())));
+    r.insert("files".into(), Dynamic::from(read_files(dir)));
     let mut calls = Array::new();
     let mut mutations = Array::new();
     for c in proxy.calls() {
@@ -362,7 +396,7 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
     );
     let events = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
     r.insert("events".into(), Dynamic::from(events));
-    Ok(r)
+    r
 }
 
 fn answer_stub(

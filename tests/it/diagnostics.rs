@@ -1,0 +1,134 @@
+//! Diagnostics that point at the right line: module errors, errors Rhai
+//! leaves without a position, check's lints (also applied before a run),
+//! PARAMS mistakes in one pass, bool flags, `runbook doc` for built-ins,
+//! reports that survive a failed run.
+
+use crate::support;
+
+use support::{pb, Project};
+
+#[test]
+fn an_error_in_a_module_shows_the_module_line_first_then_the_calls() {
+    let p = pb("import \"helper\" as h;\nlet a = 1;\nh::outer(5);\n");
+    p.file(
+        "helper.rhai",
+        "fn check(x) {\n    if x > 0 {\n        fail(`bad x ${x}`);\n    }\n}\nfn outer(x) {\n    check(x)\n}\n",
+    );
+    let out = p.run(&["pb.rhai"]);
+    out.code(1);
+    let want = "error: bad x 5\n  --> ./helper.rhai:3:9\n  |\n3 |         fail(`bad x ${x}`);\n  |         ^\n  = in check(), called from ./helper.rhai:7:5\n  = in outer(), called from pb.rhai:3:4\n";
+    assert!(out.stderr.contains(want), "{}", out.stderr);
+}
+
+#[test]
+fn an_error_without_a_position_gets_one_and_a_data_race_an_explanation() {
+    let out = pb("let m = #{ a: true, b: false };\nprint(m.keys().filter(|k| !m[k]));\n")
+        .run(&["pb.rhai"]);
+    out.code(1)
+        .has("Data race detected on argument #2 of function 'filter'")
+        .has("let keys = m.keys(); keys.filter(|k| m[k])")
+        .has("--> pb.rhai:2:16")
+        .has("2 | print(m.keys().filter(|k| !m[k]));");
+}
+
+#[test]
+fn check_finds_wrong_calls_escapes_and_every_params_mistake() {
+    let p = pb(r#"const PARAMS = #{
+    tag: #{ "default": "x", typ: "int" },
+    n: #{ requred: true },
+};
+let x = validate_endpoint(args.tag, 5);
+ghcr_has_tags("img", "v1");
+print([1, 2].join(", "));
+summary(`### Title\n\nbody`);
+"#);
+    let out = p.run(&["check", "pb.rhai"]);
+    out.code(2)
+        .has("PARAMS.tag: write `default_value: …`")
+        .has("PARAMS.tag: unknown key 'typ' (did you mean 'type'?)")
+        .has("PARAMS.n: unknown key 'requred' (did you mean 'required'?)")
+        .has("pb.rhai:5:9: validate_endpoint: argument 2 wants Map, this call gives an integer")
+        .has("pb.rhai:6:1: ghcr_has_tags: argument 2 wants Array, this call gives a string")
+        .has("pb.rhai:7:14: no function or method 'join'")
+        .has("pb.rhai:8:19: `\\n` inside a backtick string stays a backslash and a letter")
+        .has("8 problem(s) found")
+        // `tag` is declared despite its mistakes: no false follow-up.
+        .lacks("no parameter 'tag'");
+    Project::new()
+        .run(&[
+            "check",
+            &support::repo().join("playbooks").display().to_string(),
+        ])
+        .code(0);
+}
+
+#[test]
+fn a_run_applies_the_lints_before_its_first_primitive() {
+    let p = pb("write_json(\"report.json\", #{ step: 1 });\noutput(\"a\", \"1\");\nlet r = validate_endpoint(\"a.b:2000\", 5);\n");
+    let out = p.run(&["pb.rhai"]);
+    out.code(2)
+        .has("pb.rhai has 1 problem(s) that would fail the run; nothing was run")
+        .has("pb.rhai:3:9: validate_endpoint: argument 2 wants Map");
+    assert!(p.read("report.json").is_none(), "nothing ran");
+}
+
+#[test]
+fn bool_parameters_take_true_or_false_as_a_separate_word() {
+    let p = pb("const PARAMS = #{ strict: #{ type: \"bool\", default_value: true }, n: #{ type: \"int\", default_value: 1 } };\nprint(`strict=${args.strict} n=${args.n}`);\n");
+    p.run(&["pb.rhai", "--strict", "false", "--n", "2"])
+        .code(0)
+        .has("strict=false n=2");
+    p.run(&["pb.rhai", "--strict", "--n", "3"])
+        .code(0)
+        .has("strict=true n=3");
+    p.run(&["pb.rhai", "--strict=false"])
+        .code(0)
+        .has("strict=false n=1");
+    p.run(&["pb.rhai", "--strict", "maybe"])
+        .code(2)
+        .has("unexpected argument 'maybe'");
+}
+
+#[test]
+fn doc_points_at_the_languages_builtins() {
+    let p = Project::new();
+    p.run(&["doc", "join"])
+        .code(2)
+        .has("there is no primitive or Rhai built-in 'join'")
+        .has("runbook doc builtins")
+        .lacks("there is no primitive 'join'");
+    p.run(&["doc", "split"])
+        .code(0)
+        .has("split is not a runbook primitive but a function of the language")
+        .has("split(string: string, delimiter: string) -> Array");
+    p.run(&["doc", "builtins"])
+        .code(0)
+        .has("trim(string: string)");
+}
+
+#[test]
+fn a_report_written_to_keep_survives_the_failed_run() {
+    let p = pb("write_json(\"report.json\", #{ passed: false }, #{ keep_on_failure: true });\nwrite_json(\"endpoint.json\", #{ a: 1 });\nfail(\"gate failed\");\n");
+    p.run(&["pb.rhai"]).code(1).has("gate failed");
+    assert!(p
+        .read("report.json")
+        .is_some_and(|t| t.contains("\"passed\": false")));
+    assert!(
+        p.read("endpoint.json").is_none(),
+        "the default is still to take it back"
+    );
+    pb("write_json(\"r.json\", 1, #{ keep: true });\n")
+        .run(&["pb.rhai"])
+        .code(1)
+        .has("write_json: unknown option 'keep'; it takes: keep_on_failure");
+}
+
+#[test]
+fn validate_endpoint_keeps_its_defaults_and_takes_options() {
+    let p = pb("print(validate_endpoint(\"10.0.0.5:5432\", #{ allow_ip: true }).endpoint);\nprint(validate_endpoint(\"db.example:80\", #{ ports: [1, 65535] }).endpoint);\nvalidate_endpoint(\"10.0.0.5:5432\");\n");
+    p.run(&["pb.rhai"])
+        .code(1)
+        .has("10.0.0.5:5432\ndb.example:80")
+        .has("bare dotted number")
+        .has("allow_ip: true");
+}

@@ -1,0 +1,71 @@
+//! Hostile input, one test binary grouped by promise (the README's
+//! security model): no workflow command smuggled (`injection`), no secret
+//! printed in any form (`redaction`), no abort and cleanup on every path
+//! (`aborts`, `signals`), imports stay in the project (`imports`), every
+//! read bounded (`bounds`), credentials never leave their host
+//! (`credentials`), `exec`'s sandbox holds (`sandbox`). Outputs are read
+//! the way the GitHub Actions runner reads them (`runner`). The real binary
+//! against real servers on 127.0.0.1 and 127.0.0.2 (a second origin): the
+//! stub of `support::http`, or `support::raw` where the bytes on the wire
+//! are the attack; every server has a bounded lifetime and every load is
+//! bounded in size and time.
+
+mod runner;
+
+mod aborts;
+mod bounds;
+mod credentials;
+mod imports;
+mod injection;
+mod redaction;
+mod sandbox;
+mod signals;
+
+use std::time::{Duration, Instant};
+
+use crate::support::{self, Output, Project};
+
+/// Run the binary under `/usr/bin/time -v` (bounded: 120 s) and return its
+/// output with its peak RSS in KiB (`Maximum resident set size`).
+pub fn run_measured(p: &Project, args: &[&str]) -> (Output, u64) {
+    let plain = p.command(args);
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.arg("-v").arg(support::bin()).args(args);
+    if let Some(d) = plain.get_current_dir() {
+        cmd.current_dir(d);
+    }
+    for (k, v) in plain.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let started = Instant::now();
+    let child = cmd.spawn().expect("/usr/bin/time (Debian package `time`)");
+    let out = support::wait_output(child, Duration::from_secs(120), started);
+    let kib = out
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .expect("time -v reports the peak RSS");
+    (out, kib)
+}
+
+/// The contract's memory bound for any hostile input.
+pub const RSS_BOUND_KIB: u64 = 200 * 1024;
+
+/// Whether `/usr/bin/time` is there (CI installs the `time` package).
+pub fn have_time(test: &str) -> bool {
+    let ok = std::path::Path::new("/usr/bin/time").exists();
+    if !ok {
+        eprintln!("skipping {test}: /usr/bin/time is missing (apt-get install time)");
+    }
+    ok
+}

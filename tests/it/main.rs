@@ -1,0 +1,23 @@
+//! The integration tests, one binary: the real `runbook` binary against
+//! real local servers (tests/standins/, fakes in `support`) and stand-in
+//! processes, one module per thing proven. `hostile` tries each security
+//! promise as an attacker; `properties` fuzzes the parsers in-process.
+//!
+//! `RUNBOOK_TEST_BIN=/path/to/runbook` runs the suite against another
+//! build (see `support::bin::bin`).
+
+mod support;
+
+mod diagnostics;
+mod github_action;
+mod hostile;
+mod job_manifest;
+mod lock_file;
+mod lock_kube;
+mod minikube;
+mod properties;
+mod registry;
+mod release;
+mod runbook_test;
+mod runtime;
+mod split_deploy;

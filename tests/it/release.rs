@@ -1,0 +1,387 @@
+//! Deploy, rollback and post-build by git SHA, end to end: the real
+//! playbooks against a real OCI registry (Debian `docker-registry`, behind a
+//! Bearer-token issuer) holding cosign-signed images, and the Akash Console
+//! API stand-in.
+
+use crate::support;
+
+use serde_json::json;
+use support::console::{self, Console};
+use support::cosign::key_from;
+use support::registry::{cosign_data, registry_available, Registry};
+use support::{Output, Project};
+
+const SHA: &str = "4f1c2a9d0b8e7c6f5a4b3c2d1e0f9a8b7c6d5e4f";
+const OLD_SHA: &str = "1111111111111111111111111111111111111111";
+const ENDPOINT: &str = "provider.europlots.com:31877";
+
+struct World {
+    registry: Registry,
+    console: Console,
+    digest: String,
+}
+
+/// A token registry with `mconstant/pay2slay-api:SHA` (signed) and
+/// `:OLD_SHA` (unsigned); deployment 1002 runs OLD_SHA with the endpoint set.
+fn world(put_ignored: bool) -> World {
+    let registry = Registry::with_tokens();
+    let digest = registry.push_image("mconstant/pay2slay-api", SHA, "new", true);
+    registry.push_image("mconstant/pay2slay-api", OLD_SHA, "old", true);
+    registry.push_image("mconstant/pay2slay-api-staging", SHA, "staging", true);
+    let (key, _) = signer();
+    registry.cosign_sign("mconstant/pay2slay-api", &digest, &digest, &key, None);
+    let sdl = console::sdl("akash-api")
+        .replace(
+            "BANANO_RPC_ENDPOINT=",
+            &format!("BANANO_RPC_ENDPOINT={ENDPOINT}"),
+        )
+        .replace(
+            "ghcr.io/mconstant/pay2slay-api:4f1c2a9d0b8e7c6f5a4b3c2d1e0f9a8b7c6d5e4f",
+            &format!("{}/mconstant/pay2slay-api:{OLD_SHA}", registry.host()),
+        );
+    let console =
+        Console::start(json!({"deployments": {"1002": {"sdl": sdl}}, "put_ignored": put_ignored}));
+    World {
+        registry,
+        console,
+        digest,
+    }
+}
+
+/// The signing key of the tests (fixed, so the public key can be written).
+fn signer() -> (p256::ecdsa::SigningKey, String) {
+    let key = key_from(&cosign_data(
+        "lab-generated-distribution-2.8.2/TEST-ONLY-signer.key",
+    ));
+    let pem = std::fs::read_to_string(cosign_data(
+        "lab-generated-distribution-2.8.2/test-signer.pub",
+    ))
+    .unwrap();
+    (key, pem)
+}
+
+fn project(w: &World) -> Project {
+    let mut p = Project::new();
+    p.copy_from_repo("infra").copy_from_repo("playbooks");
+    p.file("cosign.pub", &signer().1);
+    w.console.configure(&mut p);
+    p.env("API_DSEQ", "1002");
+    p
+}
+
+fn run(p: &Project, playbook: &str, w: &World, extra: &[&str]) -> Output {
+    let host = w.registry.host();
+    let mut args = vec![
+        playbook,
+        "--registry",
+        host.as_str(),
+        "--log-format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    p.run(&args)
+}
+
+fn event(out: &Output, name: &str) -> serde_json::Value {
+    out.stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == name)
+        .filter_map(|e| {
+            e["message"]
+                .as_str()
+                .and_then(|m| serde_json::from_str(m).ok())
+        })
+        .next()
+        .unwrap_or_else(|| panic!("no {name} event in:\n{}", out.stderr))
+}
+
+fn puts(w: &World) -> Vec<String> {
+    w.console
+        .requests_with("PUT")
+        .iter()
+        .map(|r| {
+            r["body"]["data"]["sdl"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn deploy_points_the_deployment_at_the_sha_image() {
+    if !registry_available("deploy_points_the_deployment_at_the_sha_image") {
+        return;
+    }
+    let w = world(false);
+    let p = project(&w);
+    let out = run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA]);
+    out.code(0);
+    let image = format!("{}/mconstant/pay2slay-api:{SHA}", w.registry.host());
+    let puts = puts(&w);
+    assert_eq!(puts.len(), 1);
+    assert!(puts[0].contains(&format!("image: {image}")), "{}", puts[0]);
+    assert!(
+        puts[0].contains(&format!("BANANO_RPC_ENDPOINT={ENDPOINT}")),
+        "the endpoint is kept: {}",
+        puts[0]
+    );
+    let e = event(&out, "deploy");
+    assert_eq!(e["image_sha"], SHA);
+    assert_eq!(e["image_digest"], w.digest.as_str());
+    assert_eq!(e["signature_status"], "verified");
+    assert_eq!(
+        e["repository"],
+        format!("{}/mconstant/pay2slay-api", w.registry.host())
+    );
+    assert_eq!(e["short_sha"], &SHA[..7]);
+    assert!(e["deploy_duration_sec"].as_f64().is_some());
+    // One token for the repository, however many registry calls.
+    assert_eq!(w.registry.issuer.as_ref().unwrap().requests().len(), 1);
+}
+
+#[test]
+fn deploy_refuses_missing_images_bad_shas_and_foreign_repositories() {
+    if !registry_available("deploy_refuses_missing_images_bad_shas_and_foreign_repositories") {
+        return;
+    }
+    let w = world(false);
+    let p = project(&w);
+    let missing = "2222222222222222222222222222222222222222";
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", missing])
+        .code(1)
+        .has(&format!("mconstant/pay2slay-api:{missing} does not exist"))
+        .has("no deploy happened");
+    for bad in [&SHA[..39], &SHA.to_uppercase(), "latest", "main"] {
+        run(&p, "playbooks/deploy.rhai", &w, &["--sha", bad])
+            .code(2)
+            .has("does not match the pattern");
+    }
+    let foreign = format!("{}/someone/else", w.registry.host());
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", SHA, "--repository", &foreign],
+    )
+    .code(2)
+    .has("not the canonical repository");
+    assert!(puts(&w).is_empty(), "nothing was changed");
+}
+
+#[test]
+fn deploy_dry_run_and_staging_branches() {
+    if !registry_available("deploy_dry_run_and_staging_branches") {
+        return;
+    }
+    let w = world(false);
+    let p = project(&w);
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", SHA, "--dry-run"],
+    )
+    .code(0)
+    .has("would update deployment 1002");
+    assert!(puts(&w).is_empty());
+    let out = run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", SHA, "--branch", "feature/x"],
+    );
+    out.code(0);
+    assert!(
+        puts(&w)[0].contains("/mconstant/pay2slay-api-staging:"),
+        "{:?}",
+        puts(&w)
+    );
+    // Unsigned is soft: logged, not fatal.
+    assert_eq!(event(&out, "deploy")["signature_status"], "unsigned");
+}
+
+#[test]
+fn deploy_fails_when_the_old_image_still_runs() {
+    if !registry_available("deploy_fails_when_the_old_image_still_runs") {
+        return;
+    }
+    let w = world(true);
+    let p = project(&w);
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA])
+        .code(1)
+        .has(&format!(
+            "still runs {}/mconstant/pay2slay-api:{OLD_SHA}",
+            w.registry.host()
+        ));
+}
+
+#[test]
+fn rollback_records_what_it_replaced_and_who_asked() {
+    if !registry_available("rollback_records_what_it_replaced_and_who_asked") {
+        return;
+    }
+    let w = world(false);
+    let mut p = project(&w);
+    p.env("GITHUB_ACTOR", "octo-operator");
+    let out = run(&p, "playbooks/rollback.rhai", &w, &["--sha", SHA]);
+    out.code(0);
+    let e = event(&out, "rollback");
+    assert_eq!(e["requested_sha"], SHA);
+    assert_eq!(e["previous_sha"], OLD_SHA);
+    assert_eq!(e["initiated_by"], "octo-operator");
+    assert!(e["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(puts(&w)[0].contains(&format!(":{SHA}")));
+    let gone = "3333333333333333333333333333333333333333";
+    run(&p, "playbooks/rollback.rhai", &w, &["--sha", gone])
+        .code(1)
+        .has("no rollback happened");
+    assert_eq!(puts(&w).len(), 1);
+}
+
+#[test]
+fn rollback_to_previous_takes_the_sha_from_the_ledger() {
+    if !registry_available("rollback_to_previous_takes_the_sha_from_the_ledger") {
+        return;
+    }
+    let w = world(false);
+    let p = project(&w);
+    // An empty ledger: a clear refusal, nothing changed.
+    run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"])
+        .code(1)
+        .has("the ledger of akash-1002 has no successful deploy before the current one")
+        .has("runbook history akash-1002");
+    assert!(puts(&w).is_empty());
+    // Two deploys through runbook: OLD_SHA, then SHA (the current one).
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA]).code(0);
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA]).code(0);
+    let out = run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"]);
+    out.code(0);
+    let e = event(&out, "rollback");
+    assert_eq!(e["requested_sha"], OLD_SHA);
+    assert_eq!(
+        e["previous_sha"], SHA,
+        "the rollback names what it replaced"
+    );
+    assert!(puts(&w)[2].contains(&format!(":{OLD_SHA}")));
+    let h = p.run(&["history", "akash-1002", "--json"]);
+    h.code(0);
+    let recs: Vec<serde_json::Value> = serde_json::from_str(&h.stdout).unwrap();
+    let shas: Vec<&str> = recs.iter().map(|r| r["sha"].as_str().unwrap()).collect();
+    assert_eq!(shas, [OLD_SHA, SHA, OLD_SHA]);
+    assert_eq!(recs[2]["replaced_sha"], SHA);
+    assert_eq!(recs[2]["playbook"], "playbooks/rollback.rhai");
+    assert_eq!(
+        recs[2]["previous_image"],
+        format!("{}/mconstant/pay2slay-api:{SHA}", w.registry.host())
+    );
+    // Now OLD_SHA runs: "previous" is SHA again (the last ok deploy of
+    // another SHA).
+    let out = run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"]);
+    out.code(0);
+    assert_eq!(event(&out, "rollback")["requested_sha"], SHA);
+}
+
+#[test]
+fn post_build_emits_the_build_metadata_line() {
+    if !registry_available("post_build_emits_the_build_metadata_line") {
+        return;
+    }
+    let w = world(false);
+    let p = project(&w);
+    let out = run(
+        &p,
+        "playbooks/post-build.rhai",
+        &w,
+        &["--sha", SHA, "--build-duration-sec", "93"],
+    );
+    out.code(0);
+    let e = event(&out, "build");
+    assert_eq!(
+        e,
+        json!({"image_sha": SHA, "image_digest": w.digest, "signature_status": "verified",
+               "repository": format!("{}/mconstant/pay2slay-api", w.registry.host()),
+               "short_sha": &SHA[..7], "build_duration_sec": 93, "event": "build"})
+    );
+    // A required signature that does not verify fails the build check.
+    run(
+        &p,
+        "playbooks/post-build.rhai",
+        &w,
+        &["--sha", SHA, "--branch", "dev", "--require-signature"],
+    )
+    .code(1)
+    .has("unsigned");
+}
+
+#[test]
+fn deploy_and_rollback_read_the_endpoint_file_they_are_given() {
+    if !registry_available("deploy_and_rollback_read_the_endpoint_file_they_are_given") {
+        return;
+    }
+    let w = world(false);
+    let p = project(&w);
+    // What split-deploy --endpoint-file artifacts/banano.json wrote; a stale
+    // endpoint.json beside it must not be read instead.
+    let fresh = "fresh.provider.example:32001";
+    p.file(
+        "artifacts/banano.json",
+        &json!({ "banano_rpc_endpoint": fresh }).to_string(),
+    );
+    p.file(
+        "endpoint.json",
+        &json!({ "banano_rpc_endpoint": "stale.provider.example:31000" }).to_string(),
+    );
+    let file = ["--endpoint-file", "artifacts/banano.json"];
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &[&["--sha", SHA][..], &file].concat(),
+    )
+    .code(0);
+    run(
+        &p,
+        "playbooks/rollback.rhai",
+        &w,
+        &[&["--sha", OLD_SHA][..], &file].concat(),
+    )
+    .code(0);
+    let puts = puts(&w);
+    assert_eq!(puts.len(), 2);
+    for sdl in &puts {
+        assert!(
+            sdl.contains(&format!("BANANO_RPC_ENDPOINT={fresh}")),
+            "{sdl}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_endpoint_artifact_stops_deploy_and_rollback() {
+    if !registry_available("a_malformed_endpoint_artifact_stops_deploy_and_rollback") {
+        return;
+    }
+    let w = world(false);
+    let p = project(&w);
+    // The running deployment has an endpoint to fall back on, but a bad
+    // artifact is an error to fix, not a file to skip.
+    p.file(
+        "endpoint.json",
+        r#"{"banano_rpc_endpoint": "node.example:7072", "stale": true}"#,
+    );
+    for (playbook, sha) in [
+        ("playbooks/deploy.rhai", SHA),
+        ("playbooks/rollback.rhai", OLD_SHA),
+    ] {
+        run(&p, playbook, &w, &["--sha", sha])
+            .code(1)
+            .has("endpoint.json must hold exactly one key, banano_rpc_endpoint");
+    }
+    p.file("endpoint.json", "not json");
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA])
+        .code(1)
+        .has("endpoint.json");
+    assert!(puts(&w).is_empty(), "nothing was changed");
+}
