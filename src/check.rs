@@ -190,8 +190,62 @@ pub fn backtick_escapes(source: &str) -> Vec<(usize, usize, String)> {
     out
 }
 
+/// What `check` found in one file.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// A library module (see [`is_module`]) rather than a playbook: said
+    /// so in the listing, since running it would do nothing.
+    pub module: bool,
+    /// The problems, each with its file and place.
+    pub findings: Vec<Finding>,
+}
+
+/// A library module, not a playbook: no `PARAMS`, and a top level that only
+/// imports, declares literal constants and defines functions, so running
+/// it would do nothing. Playbooks import it (`import "lib/release" as
+/// release;`); `check` lists it as a module, a run refuses it.
+pub fn is_module(ast: &AST) -> bool {
+    let mut defines = ast.iter_functions().next().is_some();
+    let only_declarations = ast.statements().iter().all(|s| match s {
+        Stmt::Import(..) | Stmt::Noop(..) => true,
+        Stmt::Export(..) => {
+            defines = true;
+            true
+        }
+        Stmt::Var(x, ..) => {
+            defines = true;
+            x.0.name != "PARAMS" && x.1.get_literal_value(None).is_some()
+        }
+        _ => false,
+    });
+    defines && only_declarations
+}
+
+/// Why a module is not run: what it is, and how it is meant to be used.
+pub fn module_message(path: &Path) -> String {
+    if path.to_string_lossy().ends_with(".test.rhai") {
+        return format!(
+            "{} is a test file, not a playbook: run it with `runbook test {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("module");
+    format!(
+        "{} is a module, not a playbook: it only imports, declares constants and defines functions, so running it would do nothing. Import it from a playbook (`import \"{stem}\" as {stem};`, its path from the playbook's folder without .rhai, e.g. \"lib/{stem}\") and run that playbook",
+        path.display()
+    )
+}
+
 /// Lint one playbook (or module) file.
-pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
+pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Checked {
+    let findings = |found: Vec<Finding>| Checked {
+        module: false,
+        findings: found,
+    };
     let finding = |pos: Option<(usize, usize)>, message: String| Finding {
         path: path.to_path_buf(),
         pos,
@@ -199,7 +253,7 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
     };
     let source = match std::fs::read_to_string(path) {
         Ok(s) => s,
-        Err(e) => return vec![finding(None, format!("cannot read: {e}"))],
+        Err(e) => return findings(vec![finding(None, format!("cannot read: {e}"))]),
     };
     let mut settings = Settings::new(path, crate::logging::LogFormat::Pretty);
     settings.dry_run = true;
@@ -222,22 +276,32 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Vec<Finding> {
         Ok(a) => a,
         Err(e) => {
             let r = crate::report::parse_error(&e, path, &source);
-            return vec![finding(
+            return findings(vec![finding(
                 r.position,
                 format!("does not compile: {}", r.message),
-            )];
+            )]);
         }
     };
     let mut out = Vec::new();
+    let module = !is_test && is_module(&ast);
+    // A module's shared parameter specs are checked where they are written.
+    if module {
+        for e in crate::params::fragment_errors(&ast) {
+            out.push(finding(None, e));
+        }
+    }
     // Every PARAMS mistake at once; the parameters stay declared.
-    let (decl, errors) = crate::params::declaration_all(&ast, &source);
+    let (decl, errors) = crate::params::declaration_all(&ast, &source, &Resolver::new(path));
     for e in errors {
         out.push(finding(None, e));
     }
     for (pos, msg) in lints(&engine, &ctx, &ast, &decl, &source) {
         out.push(finding(pos, msg));
     }
-    out
+    Checked {
+        module,
+        findings: out,
+    }
 }
 
 /// Every lint of a compiled playbook: what `runbook check` reports, and
@@ -359,6 +423,7 @@ fn lint_ast(
     }
 
     let declared: Vec<&str> = decl.params.iter().map(|p| p.name.as_str()).collect();
+    let module = is_module(ast);
     ast.walk(&mut |nodes: &[ASTNode]| {
         let call = match nodes.last() {
             Some(ASTNode::Expr(Expr::FnCall(f, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(f, pos))) => Some((f, pos)),
@@ -398,7 +463,12 @@ fn lint_ast(
                 if let Expr::Variable(v, _, _) = &b.lhs {
                     if v.1 == "args" {
                         if let Some((prop, pos)) = first_property(&b.rhs) {
-                            if !declared.contains(&prop.as_str()) {
+                            if module {
+                                report(
+                                    pos_of(pos),
+                                    format!("args.{prop}: a module does not see the playbook's `args`; take the value as a function argument"),
+                                );
+                            } else if !declared.contains(&prop.as_str()) {
                                 report(
                                     pos_of(pos),
                                     format!(
@@ -426,14 +496,15 @@ pub fn run(paths: &[PathBuf], rt: &tokio::runtime::Handle) -> Result<usize, Stri
     }
     let mut count = 0;
     for f in &files {
-        let findings = check_file(f, rt);
-        if findings.is_empty() {
-            crate::out::println(&format!("ok    {}", f.display()));
+        let checked = check_file(f, rt);
+        if checked.findings.is_empty() {
+            let kind = if checked.module { " (module)" } else { "" };
+            crate::out::println(&format!("ok    {}{kind}", f.display()));
         }
-        for finding in &findings {
+        for finding in &checked.findings {
             crate::out::println(&format!("error {finding}"));
         }
-        count += findings.len();
+        count += checked.findings.len();
     }
     Ok(count)
 }
@@ -453,5 +524,18 @@ mod tests {
             [(2, 15, "\\n"), (2, 17, "\\n"), (2, 28, "\\t")],
             "{src}"
         );
+    }
+
+    #[test]
+    fn modules_are_told_from_playbooks() {
+        let engine = Engine::new();
+        let module = |src: &str| is_module(&engine.compile(src).unwrap());
+        assert!(module("import \"images\" as images;\nexport const X_PARAMS = #{ a: #{} };\nfn f() { images::short_sha(\"x\") }"));
+        assert!(module("const LIMIT = 3;\nfn f() { 1 }"));
+        // Anything that runs, or declares PARAMS, is a playbook.
+        assert!(!module("fn f() { 1 }\nf();"));
+        assert!(!module("const PARAMS = #{};\nfn f() { 1 }"));
+        assert!(!module("let x = env(\"A\");\nfn f() { 1 }"));
+        assert!(!module(""));
     }
 }

@@ -18,7 +18,6 @@ pub const EMBEDDED_STDLIB: &[(&str, &str)] = &[
         "minikube_profile",
         include_str!("../stdlib/minikube_profile.rhai"),
     ),
-    ("release", include_str!("../stdlib/release.rhai")),
     ("versions", include_str!("../stdlib/versions.rhai")),
 ];
 

@@ -13,7 +13,9 @@
 //! Values reach the script as the constant map `args` (`args.sha`).
 
 use regex::Regex;
-use rhai::{Dynamic, Map, AST};
+use rhai::{ASTFlags, Dynamic, Expr, Map, Stmt, AST};
+
+use crate::engine::Resolver;
 
 /// The type of a parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,9 +97,10 @@ fn spec_err(name: &str, msg: impl std::fmt::Display) -> String {
     format!("PARAMS.{name}: {msg}")
 }
 
-/// Read the declaration from a compiled playbook.
-pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
-    let (decl, errors) = declaration_all(ast, source);
+/// Read the declaration from a compiled playbook. `resolver` finds the
+/// modules its `PARAMS` takes shared fragments from (see [`params_map`]).
+pub fn declaration(ast: &AST, source: &str, resolver: &Resolver) -> Result<Declaration, String> {
+    let (decl, errors) = declaration_all(ast, source, resolver);
     if errors.is_empty() {
         Ok(decl)
     } else {
@@ -108,152 +111,290 @@ pub fn declaration(ast: &AST, source: &str) -> Result<Declaration, String> {
 /// Read the declaration and every mistake in it, in one pass. Parameters
 /// with a mistake are still declared as far as they can be read, so later
 /// checks (`args.x`) do not report false follow-ups.
-pub fn declaration_all(ast: &AST, source: &str) -> (Declaration, Vec<String>) {
+pub fn declaration_all(ast: &AST, source: &str, resolver: &Resolver) -> (Declaration, Vec<String>) {
     let mut decl = Declaration {
         description: description(source),
         params: Vec::new(),
     };
     let mut errors = Vec::new();
-    let literal = ast
-        .iter_literal_variables(true, true)
-        .find(|(name, ..)| *name == "PARAMS");
-    let Some((_, is_const, value)) = literal else {
-        if source.contains("PARAMS")
-            && source
-                .lines()
-                .any(|l| l.trim_start().starts_with("const PARAMS"))
-        {
-            errors.push("PARAMS must be a literal map (no variables, calls or expressions inside it), at the top level".into());
-        }
+    let Some(map) = params_map(ast, source, resolver, &mut errors) else {
         return (decl, errors);
     };
-    if !is_const {
-        errors.push(
-            "declare parameters with `const PARAMS = #{ ... };` (a constant, not `let`)".into(),
-        );
-    }
-    let Some(map) = value.try_cast::<Map>() else {
-        errors
-            .push("PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".into());
-        return (decl, errors);
-    };
-    for (name, spec) in map {
-        let name = name.to_string();
-        if RESERVED.contains(&name.as_str()) {
-            errors.push(spec_err(
-                &name,
-                "the name is reserved for the runner's own options; choose another",
-            ));
-            continue;
-        }
-        let Some(spec) = spec.try_cast::<Map>() else {
-            errors.push(spec_err(
-                &name,
-                "wants a map like #{ type: \"string\", help: \"…\" }",
-            ));
-            continue;
-        };
-        const KEYS: &[&str] = &[
-            "type",
-            "required",
-            "default_value",
-            "env",
-            "pattern",
-            "choices",
-            "help",
-        ];
-        for k in spec.keys() {
-            if k.as_str() == "default" {
-                errors.push(spec_err(
-                    &name,
-                    "write `default_value: …` for the default (`default` is a reserved word in Rhai)",
-                ));
-            } else if let Some(why) = crate::opts::unknown_key("key", k, KEYS, "keys") {
-                errors.push(spec_err(&name, why));
-            }
-        }
-        let text = |k: &str| spec.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());
-        let kind = match text("type").as_deref() {
-            None | Some("string") => Kind::String,
-            Some("int") => Kind::Int,
-            Some("bool") => Kind::Bool,
-            Some(t) => {
-                errors.push(spec_err(
-                    &name,
-                    format!("type '{t}' is not one of string, int, bool"),
-                ));
-                Kind::String
-            }
-        };
-        let required = match spec.get("required") {
-            None => false,
-            Some(v) => v.as_bool().unwrap_or_else(|_| {
-                errors.push(spec_err(&name, "required wants true or false"));
-                false
-            }),
-        };
-        let mut default = spec
-            .get("default_value")
-            .or_else(|| spec.get("default"))
-            .cloned()
-            .filter(|v| !v.is_unit());
-        if let Some(d) = &default {
-            let ok = match kind {
-                Kind::String => d.is_string(),
-                Kind::Int => d.is_int(),
-                Kind::Bool => d.is_bool(),
-            };
-            if !ok {
-                errors.push(spec_err(
-                    &name,
-                    format!("default_value {d} is not of type {}", kind.name()),
-                ));
-                default = None;
-            } else if required {
-                errors.push(spec_err(
-                    &name,
-                    "is required and has a default_value; choose one",
-                ));
-            }
-        }
-        let pattern = match text("pattern") {
-            None => None,
-            Some(p) => match Regex::new(&format!("^(?:{p})$")) {
-                Ok(re) => Some((p, re)),
-                Err(e) => {
-                    errors.push(spec_err(
-                        &name,
-                        format!("pattern is not a valid regular expression: {e}"),
-                    ));
-                    None
-                }
-            },
-        };
-        let choices = match spec.get("choices") {
-            None => Vec::new(),
-            Some(v) => match v.clone().try_cast::<rhai::Array>() {
-                Some(a) => a.iter().map(|c| c.to_string()).collect(),
-                None => {
-                    errors.push(spec_err(&name, "choices wants an array of strings"));
-                    Vec::new()
-                }
-            },
-        };
-        decl.params.push(Param {
-            name,
-            kind,
-            required,
-            default,
-            env: text("env"),
-            pattern,
-            choices,
-            help: text("help").unwrap_or_default(),
-        });
-    }
+    decl.params = map
+        .into_iter()
+        .filter_map(|(name, spec)| read_spec(name.to_string(), spec, &mut errors))
+        .collect();
     // Maps have no order of their own: required ones first, then by name.
     decl.params
         .sort_by(|a, b| b.required.cmp(&a.required).then(a.name.cmp(&b.name)));
     (decl, errors)
+}
+
+/// One parameter's spec; `None` (and the mistake in `errors`) when it
+/// cannot be read at all.
+fn read_spec(name: String, spec: Dynamic, errors: &mut Vec<String>) -> Option<Param> {
+    if RESERVED.contains(&name.as_str()) {
+        errors.push(spec_err(
+            &name,
+            "the name is reserved for the runner's own options; choose another",
+        ));
+        return None;
+    }
+    let Some(spec) = spec.try_cast::<Map>() else {
+        errors.push(spec_err(
+            &name,
+            "wants a map like #{ type: \"string\", help: \"…\" }",
+        ));
+        return None;
+    };
+    const KEYS: &[&str] = &[
+        "type",
+        "required",
+        "default_value",
+        "env",
+        "pattern",
+        "choices",
+        "help",
+    ];
+    for k in spec.keys() {
+        if k.as_str() == "default" {
+            errors.push(spec_err(
+                &name,
+                "write `default_value: …` for the default (`default` is a reserved word in Rhai)",
+            ));
+        } else if let Some(why) = crate::opts::unknown_key("key", k, KEYS, "keys") {
+            errors.push(spec_err(&name, why));
+        }
+    }
+    let text = |k: &str| spec.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());
+    let kind = match text("type").as_deref() {
+        None | Some("string") => Kind::String,
+        Some("int") => Kind::Int,
+        Some("bool") => Kind::Bool,
+        Some(t) => {
+            errors.push(spec_err(
+                &name,
+                format!("type '{t}' is not one of string, int, bool"),
+            ));
+            Kind::String
+        }
+    };
+    let required = match spec.get("required") {
+        None => false,
+        Some(v) => v.as_bool().unwrap_or_else(|_| {
+            errors.push(spec_err(&name, "required wants true or false"));
+            false
+        }),
+    };
+    let mut default = spec
+        .get("default_value")
+        .or_else(|| spec.get("default"))
+        .cloned()
+        .filter(|v| !v.is_unit());
+    if let Some(d) = &default {
+        let ok = match kind {
+            Kind::String => d.is_string(),
+            Kind::Int => d.is_int(),
+            Kind::Bool => d.is_bool(),
+        };
+        if !ok {
+            errors.push(spec_err(
+                &name,
+                format!("default_value {d} is not of type {}", kind.name()),
+            ));
+            default = None;
+        } else if required {
+            errors.push(spec_err(
+                &name,
+                "is required and has a default_value; choose one",
+            ));
+        }
+    }
+    let pattern = match text("pattern") {
+        None => None,
+        Some(p) => match Regex::new(&format!("^(?:{p})$")) {
+            Ok(re) => Some((p, re)),
+            Err(e) => {
+                errors.push(spec_err(
+                    &name,
+                    format!("pattern is not a valid regular expression: {e}"),
+                ));
+                None
+            }
+        },
+    };
+    let choices = match spec.get("choices") {
+        None => Vec::new(),
+        Some(v) => match v.clone().try_cast::<rhai::Array>() {
+            Some(a) => a.iter().map(|c| c.to_string()).collect(),
+            None => {
+                errors.push(spec_err(&name, "choices wants an array of strings"));
+                Vec::new()
+            }
+        },
+    };
+    Some(Param {
+        name,
+        kind,
+        required,
+        default,
+        env: text("env"),
+        pattern,
+        choices,
+        help: text("help").unwrap_or_default(),
+    })
+}
+
+/// Mistakes in a module's parameter fragments (every `export const
+/// *_PARAMS`), so `runbook check` reports them at the module itself and
+/// not only, once per importer, as the importing playbook's `PARAMS`.
+pub fn fragment_errors(ast: &AST) -> Vec<String> {
+    let mut errors = Vec::new();
+    for s in ast.statements() {
+        let Stmt::Var(x, flags, _) = s else { continue };
+        let name = x.0.name.as_str();
+        if !flags.contains(ASTFlags::EXPORTED) || !name.ends_with("PARAMS") {
+            continue;
+        }
+        let Some(map) =
+            x.1.get_literal_value(None)
+                .and_then(|v| v.try_cast::<Map>())
+        else {
+            errors.push(format!("{name}: a parameter fragment must be a literal map of parameter specs, #{{ name: #{{ help: \"…\" }}, … }}"));
+            continue;
+        };
+        let mut found = Vec::new();
+        for (param, spec) in map {
+            read_spec(param.to_string(), spec, &mut found);
+        }
+        errors.extend(found.into_iter().map(|e| match e.strip_prefix("PARAMS.") {
+            Some(rest) => format!("{name}.{rest}"),
+            None => e,
+        }));
+    }
+    errors
+}
+
+/// The map `PARAMS` declares, read without running anything: a literal
+/// map, or literal maps and fragments of imported modules joined with `+`
+/// (`const PARAMS = release::IMAGE_PARAMS + #{ dseq: … };`), later ones
+/// replacing earlier specs of the same name, as Rhai's `+` on maps does at
+/// run time. Fragments let several playbooks declare a shared parameter
+/// once; they must be literal `export const` maps of the module, so
+/// `--help` and `check` can still read them without running it.
+fn params_map(
+    ast: &AST,
+    source: &str,
+    resolver: &Resolver,
+    errors: &mut Vec<String>,
+) -> Option<Map> {
+    let found = ast.statements().iter().find_map(|s| match s {
+        Stmt::Var(x, flags, pos) if x.0.name == "PARAMS" => Some((&x.1, *flags, *pos)),
+        _ => None,
+    });
+    let Some((expr, flags, pos)) = found else {
+        if source
+            .lines()
+            .any(|l| l.trim_start().starts_with("const PARAMS"))
+        {
+            errors.push("PARAMS must be declared at the top level of the playbook, not inside a block or function".into());
+        }
+        return None;
+    };
+    if !flags.contains(ASTFlags::CONSTANT) {
+        errors.push(
+            "declare parameters with `const PARAMS = #{ ... };` (a constant, not `let`)".into(),
+        );
+    }
+    let mut terms = Vec::new();
+    sum_terms(expr, &mut terms);
+    let mut map = Map::new();
+    for term in terms {
+        match term_map(ast, term, pos, resolver) {
+            Ok(m) => map.extend(m),
+            Err(e) => {
+                errors.push(e);
+                return None;
+            }
+        }
+    }
+    Some(map)
+}
+
+/// The operands of `a + b + …`, left to right.
+fn sum_terms<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::FnCall(f, _)
+            if f.op_token.is_some()
+                && f.name == "+"
+                && f.args.len() == 2
+                && f.namespace.is_empty() =>
+        {
+            sum_terms(&f.args[0], out);
+            sum_terms(&f.args[1], out);
+        }
+        _ => out.push(e),
+    }
+}
+
+const PARAMS_SHAPE: &str = "PARAMS must be a literal map (no variables, calls or expressions inside it), or literal maps and imported fragments joined with + (`const PARAMS = release::IMAGE_PARAMS + #{ … };`), at the top level";
+
+/// One operand of `PARAMS`: a literal map, or `alias::NAME`, the literal
+/// `export const NAME` of the module imported as `alias` above `PARAMS`.
+fn term_map(
+    ast: &AST,
+    term: &Expr,
+    params_pos: rhai::Position,
+    resolver: &Resolver,
+) -> Result<Map, String> {
+    if let Some(v) = term.get_literal_value(None) {
+        return v.try_cast::<Map>().ok_or_else(|| {
+            "PARAMS must be a map: #{ name: #{ type: \"string\", help: \"…\" }, … }".to_string()
+        });
+    }
+    let Expr::Variable(x, ..) = term else {
+        return Err(PARAMS_SHAPE.into());
+    };
+    if x.2.is_empty() {
+        return Err(PARAMS_SHAPE.into());
+    }
+    let (alias, name) = (x.2.root(), x.1.as_str());
+    let Some((path, _, import_pos)) = crate::engine::imports(ast)
+        .into_iter()
+        .find(|(_, a, _)| a == alias)
+    else {
+        return Err(format!(
+            "PARAMS: `{alias}::{name}`: no `import \"…\" as {alias};` in this playbook"
+        ));
+    };
+    if import_pos.line() >= params_pos.line() {
+        return Err(format!(
+            "PARAMS: `{alias}::{name}`: move `import \"{path}\" as {alias};` above PARAMS (it runs in order)"
+        ));
+    }
+    let (origin, text) = resolver
+        .lookup(&path)?
+        .ok_or_else(|| format!("PARAMS: `{alias}::{name}`: the module \"{path}\" is not found"))?;
+    // Parsed only, never run (and not through the run's module cache: the
+    // run compiles its modules on its own sandboxed engine).
+    let mut parser = rhai::Engine::new_raw();
+    parser.set_max_expr_depths(64, 64);
+    let module = parser
+        .compile(&text)
+        .map_err(|e| format!("PARAMS: `{alias}::{name}`: {origin} does not compile: {e}"))?;
+    let fragment = module
+        .iter_literal_variables(true, false)
+        .find(|(n, ..)| *n == name)
+        .and_then(|(_, _, v)| v.try_cast::<Map>());
+    let exported = module.statements().iter().any(|s| {
+        matches!(s, Stmt::Var(x, flags, _) if x.0.name == name && flags.contains(ASTFlags::EXPORTED))
+    });
+    match fragment {
+        Some(m) if exported => Ok(m),
+        _ => Err(format!(
+            "PARAMS: `{alias}::{name}`: {origin} has no literal `export const {name} = #{{ … }};` (a fragment is a literal map of parameter specs)"
+        )),
+    }
 }
 
 fn flag(name: &str) -> String {
@@ -480,9 +621,14 @@ const PARAMS = #{
 print(args.sha);
 "#;
 
+    /// Imports of a playbook in the current folder (these have none).
+    fn here() -> Resolver {
+        Resolver::new(std::path::Path::new("pb.rhai"))
+    }
+
     fn decl() -> Declaration {
         let ast = rhai::Engine::new().compile(PB).unwrap();
-        declaration(&ast, PB).unwrap()
+        declaration(&ast, PB, &here()).unwrap()
     }
 
     fn args(v: &[&str]) -> Vec<String> {
@@ -598,7 +744,7 @@ print(args.sha);
         ];
         for (src, want) in cases {
             let ast = rhai::Engine::new().compile(src).unwrap();
-            let err = declaration(&ast, src).unwrap_err();
+            let err = declaration(&ast, src, &here()).unwrap_err();
             assert!(err.contains(want), "{src}: {err}");
         }
     }
@@ -610,7 +756,7 @@ print(args.sha);
     n: #{ requred: true, type: "float" },
 };"#;
         let ast = rhai::Engine::new().compile(src).unwrap();
-        let (decl, errors) = declaration_all(&ast, src);
+        let (decl, errors) = declaration_all(&ast, src, &here());
         let all = errors.join("\n");
         assert_eq!(errors.len(), 4, "{all}");
         assert!(
@@ -629,5 +775,87 @@ print(args.sha);
         // Both stay declared: `args.tag` is not a false "not declared".
         let names: Vec<&str> = decl.params.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["n", "tag"]);
+    }
+
+    /// A project with `lib/shared.rhai` beside `pb.rhai`: the declaration
+    /// of `pb` (source given) and its mistakes.
+    fn with_fragment(module: &str, pb: &str) -> (Declaration, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+        std::fs::write(dir.path().join("lib/shared.rhai"), module).unwrap();
+        let path = dir.path().join("pb.rhai");
+        let ast = rhai::Engine::new().compile(pb).unwrap();
+        declaration_all(&ast, pb, &Resolver::new(&path))
+    }
+
+    const SHARED: &str = r#"export const IMAGE_PARAMS = #{
+    sha: #{ required: true, pattern: "[0-9a-f]{40}", help: "git SHA" },
+    branch: #{ default_value: "main" },
+};
+const PRIVATE_PARAMS = #{ x: #{} };
+fn helper() { 1 }
+"#;
+
+    #[test]
+    fn imported_fragments_join_with_later_specs_winning() {
+        let pb = "import \"lib/shared\" as base;\nconst PARAMS = base::IMAGE_PARAMS + #{ branch: #{ default_value: \"dev\" }, dseq: #{ type: \"int\" } };\n";
+        let (d, errors) = with_fragment(SHARED, pb);
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<&str> = d.params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["sha", "branch", "dseq"]);
+        assert_eq!(d.params[1].default.as_ref().unwrap().to_string(), "dev");
+        assert!(d.params[0].pattern.is_some());
+        // Rhai's own `+` on maps agrees at run time.
+        let run = rhai::Engine::new()
+            .eval::<Map>("#{ a: 1, b: 1 } + #{ b: 2 }")
+            .unwrap();
+        assert_eq!(run["b"].as_int().unwrap(), 2);
+    }
+
+    #[test]
+    fn fragment_mistakes_are_named() {
+        let cases = [
+            (
+                "const PARAMS = other::IMAGE_PARAMS;",
+                "no `import \"…\" as other;`",
+            ),
+            (
+                "const PARAMS = base::IMAGE_PARAMS;\nimport \"lib/shared\" as base;",
+                "move `import \"lib/shared\" as base;` above PARAMS",
+            ),
+            (
+                "import \"lib/shared\" as base;\nconst PARAMS = base::PRIVATE_PARAMS;",
+                "no literal `export const PRIVATE_PARAMS",
+            ),
+            (
+                "import \"lib/nosuch\" as base;\nconst PARAMS = base::IMAGE_PARAMS;",
+                "the module \"lib/nosuch\" is not found",
+            ),
+            (
+                "import \"lib/shared\" as base;\nconst PARAMS = base::IMAGE_PARAMS + helper();",
+                "PARAMS must be a literal map",
+            ),
+        ];
+        for (pb, want) in cases {
+            let (_, errors) = with_fragment(SHARED, pb);
+            assert!(errors.join("\n").contains(want), "{pb}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_modules_fragments_are_checked_where_they_are_written() {
+        let src = "export const IMAGE_PARAMS = #{ sha: #{ typ: \"int\" }, timeout: #{} };\nexport const BAD_PARAMS = 5;\nexport const OTHER = #{ x: 1 };\n";
+        let ast = rhai::Engine::new().compile(src).unwrap();
+        let all = fragment_errors(&ast).join("\n");
+        assert!(all.contains("IMAGE_PARAMS.sha: unknown key 'typ'"), "{all}");
+        assert!(
+            all.contains("IMAGE_PARAMS.timeout: the name is reserved"),
+            "{all}"
+        );
+        assert!(
+            all.contains("BAD_PARAMS: a parameter fragment must be a literal map"),
+            "{all}"
+        );
+        assert!(!all.contains("OTHER"), "{all}");
     }
 }

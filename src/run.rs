@@ -236,7 +236,10 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         }
         return Err(Error::Usage(r.text));
     }
-    let decl = crate::params::declaration(&ast, &source)
+    if crate::check::is_module(&ast) {
+        return Err(Error::Usage(crate::check::module_message(&path)));
+    }
+    let decl = crate::params::declaration(&ast, &source, &resolver)
         .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     if opts.help {
         crate::out::text(

@@ -92,7 +92,7 @@ fn validate(playbook: &Path, params: &[String]) -> Result<(), Error> {
     let ast = engine
         .compile(&source)
         .map_err(|e| Error::Usage(crate::report::parse_error(&e, playbook, &source).text))?;
-    let decl = crate::params::declaration(&ast, &source)
+    let decl = crate::params::declaration(&ast, &source, &crate::engine::Resolver::new(playbook))
         .map_err(|e| Error::Usage(format!("{}: {e}", playbook.display())))?;
     crate::params::parse_args(&decl, params).map_err(|e| {
         Error::Usage(format!(

@@ -518,7 +518,10 @@ fn execute(
         return (2, Some((r.message, r.text)));
     }
     let usage = |m: String| (2, Some((m.clone(), m)));
-    let decl = match crate::params::declaration(&ast, &source) {
+    if crate::check::is_module(&ast) {
+        return usage(crate::check::module_message(path));
+    }
+    let decl = match crate::params::declaration(&ast, &source, &resolver) {
         Ok(d) => d,
         Err(e) => return usage(format!("{}: {e}", path.display())),
     };

@@ -172,7 +172,8 @@ fn parameter_parsing_never_panics() {
         e: #{ env: "PROP_TEST_E", default_value: "d" },
     };"#;
     let ast = rhai::Engine::new().compile(src).unwrap();
-    let decl = runbook::params::declaration(&ast, src).unwrap();
+    let resolver = runbook::engine::Resolver::new(std::path::Path::new("pb.rhai"));
+    let decl = runbook::params::declaration(&ast, src, &resolver).unwrap();
     let words = prop::collection::vec(
         prop_oneof![
             "--[a-z]{1,3}(=[ -~\\n]{0,12})?",

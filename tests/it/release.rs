@@ -314,3 +314,74 @@ fn post_build_emits_the_build_metadata_line() {
     .code(1)
     .has("unsigned");
 }
+
+#[test]
+fn deploy_and_rollback_read_the_endpoint_file_they_are_given() {
+    if !registry_available("deploy_and_rollback_read_the_endpoint_file_they_are_given") {
+        return;
+    }
+    let w = world(false);
+    let p = project(&w);
+    // What split-deploy --endpoint-file artifacts/banano.json wrote; a stale
+    // endpoint.json beside it must not be read instead.
+    let fresh = "fresh.provider.example:32001";
+    p.file(
+        "artifacts/banano.json",
+        &json!({ "banano_rpc_endpoint": fresh }).to_string(),
+    );
+    p.file(
+        "endpoint.json",
+        &json!({ "banano_rpc_endpoint": "stale.provider.example:31000" }).to_string(),
+    );
+    let file = ["--endpoint-file", "artifacts/banano.json"];
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &[&["--sha", SHA][..], &file].concat(),
+    )
+    .code(0);
+    run(
+        &p,
+        "playbooks/rollback.rhai",
+        &w,
+        &[&["--sha", OLD_SHA][..], &file].concat(),
+    )
+    .code(0);
+    let puts = puts(&w);
+    assert_eq!(puts.len(), 2);
+    for sdl in &puts {
+        assert!(
+            sdl.contains(&format!("BANANO_RPC_ENDPOINT={fresh}")),
+            "{sdl}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_endpoint_artifact_stops_deploy_and_rollback() {
+    if !registry_available("a_malformed_endpoint_artifact_stops_deploy_and_rollback") {
+        return;
+    }
+    let w = world(false);
+    let p = project(&w);
+    // The running deployment has an endpoint to fall back on, but a bad
+    // artifact is an error to fix, not a file to skip.
+    p.file(
+        "endpoint.json",
+        r#"{"banano_rpc_endpoint": "node.example:7072", "stale": true}"#,
+    );
+    for (playbook, sha) in [
+        ("playbooks/deploy.rhai", SHA),
+        ("playbooks/rollback.rhai", OLD_SHA),
+    ] {
+        run(&p, playbook, &w, &["--sha", sha])
+            .code(1)
+            .has("endpoint.json must hold exactly one key, banano_rpc_endpoint");
+    }
+    p.file("endpoint.json", "not json");
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA])
+        .code(1)
+        .has("endpoint.json");
+    assert!(puts(&w).is_empty(), "nothing was changed");
+}

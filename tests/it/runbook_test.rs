@@ -318,6 +318,7 @@ fn the_readme_example_passes_as_written() {
         .to_string();
     let p = Project::new();
     p.copy_from_repo("playbooks/rollback.rhai")
+        .copy_from_repo("playbooks/lib")
         .copy_from_repo("stdlib")
         .file("playbooks/readme_example.test.rhai", &example);
     p.run(&["test", "playbooks/readme_example.test.rhai"])

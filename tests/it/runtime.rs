@@ -161,6 +161,35 @@ fn imports_resolve_folder_then_stdlib_then_embedded() {
 }
 
 #[test]
+fn a_module_beside_the_playbooks_is_checked_as_a_module_and_not_run() {
+    let p = pb("import \"lib/shared\" as base;\nconst PARAMS = base::COMMON_PARAMS + #{ n: #{ type: \"int\", default_value: 1 } };\nprint(`${base::greet(args.who)} ${args.n}`);\n");
+    p.file(
+        "lib/shared.rhai",
+        "export const COMMON_PARAMS = #{ who: #{ default_value: \"world\", help: \"whom to greet\" } };\nfn greet(who) { `hello ${who}` }\n",
+    );
+    p.run(&["pb.rhai", "--who", "team"])
+        .code(0)
+        .has("hello team 1");
+    p.run(&["pb.rhai", "--help"]).code(0).has("whom to greet");
+    p.run(&["check", "."])
+        .code(0)
+        .has("ok    ./lib/shared.rhai (module)")
+        .has("ok    ./pb.rhai\n");
+    p.run(&["lib/shared.rhai"])
+        .code(2)
+        .has("lib/shared.rhai is a module, not a playbook");
+    // A module cannot see `args`, and its fragments are checked where written.
+    p.file(
+        "lib/shared.rhai",
+        "export const COMMON_PARAMS = #{ who: #{ typ: \"int\" } };\nfn greet(who) { args.who }\n",
+    );
+    p.run(&["check", "lib/shared.rhai"])
+        .code(2)
+        .has("COMMON_PARAMS.who: unknown key 'typ'")
+        .has("args.who: a module does not see the playbook's `args`");
+}
+
+#[test]
 fn fail_exits_1_with_location_and_caret() {
     let out = pb("let x = 1;\nfail(\"the endpoint is stale\");\n").run(&["pb.rhai"]);
     out.code(1)

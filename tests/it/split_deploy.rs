@@ -319,6 +319,35 @@ fn api_stage_alone_reads_the_artifact() {
 }
 
 #[test]
+fn both_stages_use_the_endpoint_file_they_are_given() {
+    let console = Console::start(split_state(json!({})));
+    let p = project(&console);
+    std::fs::create_dir_all(p.path().join("artifacts")).unwrap();
+    let stage = |stack: &str| {
+        p.run(&[
+            "playbooks/split-deploy.rhai",
+            "--stack",
+            stack,
+            "--banano-dseq",
+            "1001",
+            "--api-dseq",
+            "1002",
+            "--endpoint-file",
+            "artifacts/banano.json",
+        ])
+    };
+    stage("banano").code(0);
+    assert!(p.read("endpoint.json").is_none(), "only the file asked for");
+    let art: serde_json::Value =
+        serde_json::from_str(&p.read("artifacts/banano.json").unwrap()).unwrap();
+    assert_eq!(art, json!({"banano_rpc_endpoint": ENDPOINT}));
+    stage("api").code(0);
+    let puts = puts(&console);
+    assert_eq!(puts.len(), 2);
+    assert!(put_sdl(&puts[1]).contains(&format!("BANANO_RPC_ENDPOINT={ENDPOINT}")));
+}
+
+#[test]
 fn dry_run_reads_for_real_and_changes_nothing() {
     let console = Console::start(split_state(json!({})));
     let p = project(&console);
