@@ -368,71 +368,24 @@ fn lint_ast(
     let mut known: HashSet<&str> = table.names().collect();
     known.extend(KEYWORD_FNS.iter().copied());
     known.extend(ast.iter_functions().map(|f| f.name));
-
-    // First pass: variable names (a variable holding a closure may be
-    // called like a function) and import aliases.
-    let mut vars: HashSet<String> = HashSet::new();
-    for f in ast.iter_functions() {
-        vars.extend(f.params.iter().map(|p| p.to_string()));
-    }
-    ast.walk(&mut |nodes: &[ASTNode]| {
-        match nodes.last() {
-            Some(ASTNode::Stmt(Stmt::Var(x, ..))) => {
-                vars.insert(x.0.name.to_string());
-            }
-            Some(ASTNode::Stmt(Stmt::For(x, ..))) => {
-                vars.insert(x.0.name.to_string());
-                if let Some(i) = &x.1 {
-                    vars.insert(i.name.to_string());
-                }
-            }
-            _ => {}
-        }
-        true
-    });
+    let vars = variables(ast);
     let imports = crate::engine::imports(ast);
-
-    let resolver = Resolver::new(&ctx.settings.playbook);
-    let mut modules: HashMap<String, HashSet<String>> = HashMap::new();
-    for (msg, pos) in crate::engine::unresolved_imports(ast, &resolver) {
-        report(pos_of(pos), msg);
-    }
-    for (name, alias, pos) in &imports {
-        match resolver.find(name) {
-            None => {}
-            Some((origin, text)) => match crate::engine::compile_module(engine, &origin, &text) {
-                Ok(m) => {
-                    let fns = m
-                        .iter_functions()
-                        .filter(|f| f.access != rhai::FnAccess::Private)
-                        .map(|f| f.name.to_string())
-                        .collect();
-                    if !alias.is_empty() {
-                        modules.insert(alias.clone(), fns);
-                    }
-                }
-                Err(e) => report(
-                    pos_of(*pos),
-                    format!(
-                        "import \"{name}\": {origin} does not compile: {}",
-                        e.err_type()
-                    ),
-                ),
-            },
-        }
-    }
-
+    let modules = imported_modules(engine, ctx, ast, &imports, report);
     let declared: Vec<&str> = decl.params.iter().map(|p| p.name.as_str()).collect();
     let module = is_module(ast);
     ast.walk(&mut |nodes: &[ASTNode]| {
         let call = match nodes.last() {
-            Some(ASTNode::Expr(Expr::FnCall(f, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(f, pos))) => Some((f, pos)),
+            Some(ASTNode::Expr(Expr::FnCall(f, pos)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(f, pos))) => Some((f, pos)),
             _ => None,
         };
         match (call, nodes.last()) {
             (Some((f, pos)), _) if f.op_token.is_none() => {
                 let name = f.name.as_str();
-                let is_ident = name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_');
+                let is_ident = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_');
                 if f.namespace.is_empty() {
                     if is_ident && !known.contains(name) && !vars.contains(name) {
                         report(
@@ -455,36 +408,120 @@ fn lint_ast(
                         ),
                         Some(_) => {}
                         None if imports.iter().any(|(_, a, _)| a == root) => {}
-                        None => report(pos_of(*pos), format!("'{root}::{name}': no `import \"…\" as {root};` in this file")),
+                        None => report(
+                            pos_of(*pos),
+                            format!("'{root}::{name}': no `import \"…\" as {root};` in this file"),
+                        ),
                     }
                 }
             }
             (_, Some(ASTNode::Expr(Expr::Dot(b, ..)))) => {
-                if let Expr::Variable(v, _, _) = &b.lhs {
-                    if v.1 == "args" {
-                        if let Some((prop, pos)) = first_property(&b.rhs) {
-                            if module {
-                                report(
-                                    pos_of(pos),
-                                    format!("args.{prop}: a module does not see the playbook's `args`; take the value as a function argument"),
-                                );
-                            } else if !declared.contains(&prop.as_str()) {
-                                report(
-                                    pos_of(pos),
-                                    format!(
-                                        "args.{prop}: no parameter '{prop}' is declared in PARAMS{}",
-                                        crate::suggest::hint(&prop, declared.iter().copied())
-                                    ),
-                                );
-                            }
-                        }
-                    }
+                lint_args_property(b, module, &declared, report)
+            }
+            _ => {}
+        }
+        true
+    });
+}
+
+/// Names that may be called like functions although no function has them:
+/// function parameters, `let`/`const` and `for` variables (a variable may
+/// hold a closure).
+fn variables(ast: &AST) -> HashSet<String> {
+    let mut vars: HashSet<String> = HashSet::new();
+    for f in ast.iter_functions() {
+        vars.extend(f.params.iter().map(|p| p.to_string()));
+    }
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        match nodes.last() {
+            Some(ASTNode::Stmt(Stmt::Var(x, ..))) => {
+                vars.insert(x.0.name.to_string());
+            }
+            Some(ASTNode::Stmt(Stmt::For(x, ..))) => {
+                vars.insert(x.0.name.to_string());
+                if let Some(i) = &x.1 {
+                    vars.insert(i.name.to_string());
                 }
             }
             _ => {}
         }
         true
     });
+    vars
+}
+
+/// The public functions of each imported module, by alias; reports imports
+/// that do not resolve or do not compile.
+fn imported_modules(
+    engine: &Engine,
+    ctx: &Arc<Ctx>,
+    ast: &AST,
+    imports: &[(String, String, Position)],
+    report: &mut dyn FnMut(Option<(usize, usize)>, String),
+) -> HashMap<String, HashSet<String>> {
+    let resolver = Resolver::new(&ctx.settings.playbook);
+    let mut modules: HashMap<String, HashSet<String>> = HashMap::new();
+    for (msg, pos) in crate::engine::unresolved_imports(ast, &resolver) {
+        report(pos_of(pos), msg);
+    }
+    for (name, alias, pos) in imports {
+        let Some((origin, text)) = resolver.find(name) else {
+            continue;
+        };
+        match crate::engine::compile_module(engine, &origin, &text) {
+            Ok(m) => {
+                let fns = m
+                    .iter_functions()
+                    .filter(|f| f.access != rhai::FnAccess::Private)
+                    .map(|f| f.name.to_string())
+                    .collect();
+                if !alias.is_empty() {
+                    modules.insert(alias.clone(), fns);
+                }
+            }
+            Err(e) => report(
+                pos_of(*pos),
+                format!(
+                    "import \"{name}\": {origin} does not compile: {}",
+                    e.err_type()
+                ),
+            ),
+        }
+    }
+    modules
+}
+
+/// `args.x` where no parameter `x` is declared, or `args` in a module
+/// (which never sees the playbook's arguments).
+fn lint_args_property(
+    b: &rhai::BinaryExpr,
+    module: bool,
+    declared: &[&str],
+    report: &mut dyn FnMut(Option<(usize, usize)>, String),
+) {
+    let Expr::Variable(v, _, _) = &b.lhs else {
+        return;
+    };
+    if v.1 != "args" {
+        return;
+    }
+    let Some((prop, pos)) = first_property(&b.rhs) else {
+        return;
+    };
+    if module {
+        report(
+            pos_of(pos),
+            format!("args.{prop}: a module does not see the playbook's `args`; take the value as a function argument"),
+        );
+    } else if !declared.contains(&prop.as_str()) {
+        report(
+            pos_of(pos),
+            format!(
+                "args.{prop}: no parameter '{prop}' is declared in PARAMS{}",
+                crate::suggest::hint(&prop, declared.iter().copied())
+            ),
+        );
+    }
 }
 
 /// `runbook check`: lint every playbook under `paths`, print findings.
