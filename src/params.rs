@@ -367,7 +367,8 @@ fn term_map(
             "PARAMS: `{alias}::{name}`: no `import \"…\" as {alias};` in this playbook"
         ));
     };
-    if import_pos.line() >= params_pos.line() {
+    let at = |p: rhai::Position| (p.line(), p.position());
+    if at(import_pos) >= at(params_pos) {
         return Err(format!(
             "PARAMS: `{alias}::{name}`: move `import \"{path}\" as {alias};` above PARAMS (it runs in order)"
         ));
@@ -840,6 +841,17 @@ fn helper() { 1 }
             let (_, errors) = with_fragment(SHARED, pb);
             assert!(errors.join("\n").contains(want), "{pb}: {errors:?}");
         }
+    }
+
+    #[test]
+    fn an_import_earlier_on_the_same_line_counts_as_above() {
+        let pb = "import \"lib/shared\" as base; const PARAMS = base::IMAGE_PARAMS;";
+        let (d, errors) = with_fragment(SHARED, pb);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(d.params.len(), 2);
+        let pb = "const PARAMS = base::IMAGE_PARAMS; import \"lib/shared\" as base;";
+        let (_, errors) = with_fragment(SHARED, pb);
+        assert!(errors.join("\n").contains("above PARAMS"), "{errors:?}");
     }
 
     #[test]
