@@ -140,31 +140,29 @@ fn git_sha(c: &Ctx) -> RhaiResult<String> {
     let sha = match std::env::var("GITHUB_SHA") {
         Ok(s) if !s.is_empty() => s,
         _ => {
-            let out = std::process::Command::new("git")
-                .args(["rev-parse", "HEAD"])
-                .current_dir(&c.settings.workdir)
-                .output()
-                .map_err(|e| error(format!("git_sha: cannot run git: {e}")))?;
-            if !out.status.success() {
-                return Err(error(format!(
-                    "git_sha: not in a git repository with a commit ({})",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
+            let head = crate::process::git::head(&c.settings.workdir, &c.children);
+            match c.bounded(GIT_BUDGET, head)? {
+                Some(r) => r.map_err(|e| error(format!("git_sha: {e}")))?,
+                None => {
+                    return Err(error(format!(
+                        "git_sha: `git rev-parse HEAD` did not answer within {}; set GITHUB_SHA instead",
+                        crate::error::fmt_secs(GIT_BUDGET)
+                    )))
+                }
             }
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
         }
     };
-    if sha.len() != 40
-        || !sha
-            .chars()
-            .all(|ch| ch.is_ascii_digit() || ('a'..='f').contains(&ch))
-    {
+    if !crate::process::git::is_sha(&sha) {
         return Err(error(format!(
             "git_sha: '{sha}' is not a 40-hex commit SHA"
         )));
     }
     Ok(sha)
 }
+
+/// How long `git rev-parse HEAD` may take (a hung credential helper or a
+/// network file system must not hang the run).
+const GIT_BUDGET: Duration = Duration::from_secs(30);
 
 type S = ImmutableString;
 

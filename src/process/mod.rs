@@ -4,6 +4,7 @@
 //! cap that keeps the head and the tail.
 
 pub mod exec;
+pub mod git;
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
