@@ -99,6 +99,31 @@ async fn bounded<T>(
         .map_err(|_| format!("{what}: no answer within {}", crate::error::fmt_secs(limit)))
 }
 
+/// Write `obj` under the resourceVersion it was read with: replace what
+/// existed, create what did not. `Ok(None)` on a 409: another writer came
+/// between the read and this write, so the caller reads and decides again.
+async fn write_unless_raced<K>(
+    api: &Api<K>,
+    existed: bool,
+    obj: &K,
+    what: &str,
+) -> Result<Option<K>, String>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let res = if existed {
+        bounded(what, CALL, api.replace(&name, &PostParams::default(), obj)).await?
+    } else {
+        bounded(what, CALL, api.create(&PostParams::default(), obj)).await?
+    };
+    match res {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if status_code(&e) == Some(409) => Ok(None),
+        Err(e) => Err(describe_err(what, &e)),
+    }
+}
+
 fn now() -> DateTime<Utc> {
     Utc::now()
 }
@@ -200,27 +225,15 @@ async fn try_acquire(
                     tracing::info!(lock = name, "the Lease {ns}/{ln} expired; taking it over");
                 }
                 let want = ours(Some(l), name, ns, info, ttl);
-                bounded(
-                    "update Lease",
-                    CALL,
-                    api.replace(&ln, &PostParams::default(), &want),
-                )
-                .await?
+                write_unless_raced(api, true, &want, &format!("take Lease {ns}/{ln}")).await?
             }
             None => {
                 let want = ours(None, name, ns, info, ttl);
-                bounded(
-                    "create Lease",
-                    CALL,
-                    api.create(&PostParams::default(), &want),
-                )
-                .await?
+                write_unless_raced(api, false, &want, &format!("take Lease {ns}/{ln}")).await?
             }
         };
-        match res {
-            Ok(l) => return Ok(Ok(l)),
-            Err(e) if status_code(&e) == Some(409) => continue,
-            Err(e) => return Err(describe_err(&format!("take Lease {ns}/{ln}"), &e)),
+        if let Some(l) = res {
+            return Ok(Ok(l));
         }
     }
     Err(format!(
@@ -552,40 +565,24 @@ pub async fn ledger_append(
         let skip = records.len().saturating_sub(crate::ledger::KUBE_CAP);
         let records: Vec<_> = records.into_iter().skip(skip).collect();
         let text = serde_json::to_string(&records).map_err(|e| e.to_string())?;
-        let res = match cur {
-            Some(mut cm) => {
-                cm.data
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert("records".into(), text);
-                bounded(
-                    "update ConfigMap",
-                    CALL,
-                    api.replace(&n, &PostParams::default(), &cm),
-                )
-                .await?
-            }
-            None => {
-                let cm = ConfigMap {
-                    metadata: ObjectMeta {
-                        name: Some(n.clone()),
-                        namespace: Some(ns.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    data: Some(BTreeMap::from([("records".to_string(), text)])),
-                    ..ConfigMap::default()
-                };
-                bounded(
-                    "create ConfigMap",
-                    CALL,
-                    api.create(&PostParams::default(), &cm),
-                )
-                .await?
-            }
-        };
-        match res {
-            Ok(_) => return Ok(()),
-            Err(e) if status_code(&e) == Some(409) => continue,
-            Err(e) => return Err(describe_err(&format!("write ConfigMap {ns}/{n}"), &e)),
+        let existed = cur.is_some();
+        let mut cm = cur.unwrap_or_else(|| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(n.clone()),
+                namespace: Some(ns.clone()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        });
+        cm.data
+            .get_or_insert_with(BTreeMap::new)
+            .insert("records".into(), text);
+        let what = format!("write ConfigMap {ns}/{n}");
+        if write_unless_raced(&api, existed, &cm, &what)
+            .await?
+            .is_some()
+        {
+            return Ok(());
         }
     }
     Err(format!(

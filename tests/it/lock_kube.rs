@@ -241,3 +241,66 @@ fn acquire_is_a_read_and_a_conditional_write_release_one_write() {
         "first run: read, create, release; second: read, take, release"
     );
 }
+
+#[test]
+fn a_ledger_write_that_loses_a_race_reads_again_and_keeps_both_records() {
+    let api = FakeLeases::start();
+    let p = project(&api);
+    p.file(
+        "deploy.rhai",
+        r#"
+const PARAMS = #{ sha: #{ required: true } };
+lock("app", #{ ttl: 5 });
+ledger_note(#{ sha: args.sha });
+exec(["sh", "-c", "true"]);
+"#,
+    );
+    p.run(&["deploy.rhai", "--sha", "aaa"]).code(0);
+    let cm = api
+        .get("ConfigMap", "default", "runbook-ledger-app")
+        .unwrap();
+    let mut recs: Vec<serde_json::Value> =
+        serde_json::from_str(cm["data"]["records"].as_str().unwrap()).unwrap();
+    // Another run appends its record between this run's read and write.
+    recs.push(serde_json::json!({ "sha": "other", "result": "ok" }));
+    api.race_next_write(serde_json::json!({
+        "metadata": { "name": "runbook-ledger-app" },
+        "data": { "records": serde_json::to_string(&recs).unwrap() },
+    }));
+    p.run(&["deploy.rhai", "--sha", "bbb"]).code(0);
+    let cm = api
+        .get("ConfigMap", "default", "runbook-ledger-app")
+        .unwrap();
+    let recs: Vec<serde_json::Value> =
+        serde_json::from_str(cm["data"]["records"].as_str().unwrap()).unwrap();
+    let shas: Vec<&str> = recs.iter().map(|r| r["sha"].as_str().unwrap()).collect();
+    assert_eq!(
+        shas,
+        ["aaa", "other", "bbb"],
+        "nothing overwritten, nothing lost"
+    );
+}
+
+#[test]
+fn a_take_that_loses_a_race_reads_again_and_finds_the_lock_busy() {
+    let api = FakeLeases::start();
+    let p = project(&api);
+    p.file("a.rhai", &playbook("a", 3.0, 0.0, 0.0));
+    // Another run creates the Lease between this run's read (none there)
+    // and its create.
+    let now = runbook::opts::rfc3339(std::time::SystemTime::now()).replace('Z', ".000000Z");
+    api.race_next_write(serde_json::json!({
+        "metadata": { "name": "runbook-demo" },
+        "spec": {
+            "holderIdentity": "other-run",
+            "leaseDurationSeconds": 60,
+            "acquireTime": now,
+            "renewTime": now,
+            "leaseTransitions": 1,
+        },
+    }));
+    p.run(&["a.rhai"]).code(75).has("held by another run");
+    assert!(mutations(&p).is_empty(), "the loser did nothing");
+    let lease = api.get("Lease", "default", "runbook-demo").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "other-run");
+}

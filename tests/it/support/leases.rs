@@ -26,6 +26,9 @@ struct Store {
     objects: HashMap<(String, String, String), Value>,
     /// Seconds to move renewTime back on every Lease write (0: none).
     skew: i64,
+    /// Another writer's object, stored just before the next write of the
+    /// same (kind, namespace, name), which then loses with a 409.
+    race: Option<Value>,
 }
 
 /// The fake coordination API. Stopped when dropped.
@@ -80,6 +83,18 @@ fn write(st: &mut Store, req: &Request, kind: &str, ns: &str, plural: &str) -> R
         .unwrap_or_default()
         .to_string();
     let key = (kind.to_string(), ns.to_string(), n.clone());
+    if let Some(mut other) = st.race.take() {
+        if other["metadata"]["name"] == json!(n) {
+            other["metadata"]["resourceVersion"] =
+                json!(RV.fetch_add(1, Ordering::SeqCst).to_string());
+            other["metadata"]["namespace"] = json!(ns);
+            st.objects.insert(key, other);
+            return Reply::json(409, &status(409, "Conflict", &format!(
+                "Operation cannot be fulfilled on {plural} \"{n}\": the object has been modified; please apply your changes to the latest version and try again"
+            )));
+        }
+        st.race = Some(other);
+    }
     match (req.method.as_str(), st.objects.get(&key)) {
         ("POST", Some(_)) => {
             return Reply::json(
@@ -216,6 +231,13 @@ impl FakeLeases {
                 }
             }
         }
+    }
+
+    /// Let another writer get in first: `obj` (with its `metadata.name`)
+    /// is stored between runbook's read and its next write of that object,
+    /// and that write answers 409 Conflict.
+    pub fn race_next_write(&self, obj: Value) {
+        self.store.lock().unwrap().race = Some(obj);
     }
 
     /// The stored object, if any.
