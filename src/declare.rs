@@ -179,23 +179,25 @@ impl Spec {
     ) where
         R: Variant + Clone,
     {
-        let docs = DOCS.load(Ordering::Relaxed);
         if !self.opts.is_empty() {
-            let r = FuncRegistration::new(self.name).with_params_info(self.info(true));
-            let r = if docs {
-                r.with_comments([self.comments()])
-            } else {
-                r
-            };
-            r.register_into_engine(engine, with);
+            self.registration(true, true)
+                .register_into_engine(engine, with);
         }
-        let r = FuncRegistration::new(self.name).with_params_info(self.info(false));
-        let r = match (docs, self.opts.is_empty()) {
+        // The full doc goes on one overload; the other gets the summary.
+        self.registration(false, self.opts.is_empty())
+            .register_into_engine(engine, without);
+    }
+
+    /// The registration of one overload (with or without the options
+    /// map), its doc comment the full doc or the summary; no comment at
+    /// all on a playbook run, which never shows them.
+    fn registration(&self, with_opts: bool, full_doc: bool) -> FuncRegistration {
+        let r = FuncRegistration::new(self.name).with_params_info(self.info(with_opts));
+        match (DOCS.load(Ordering::Relaxed), full_doc) {
             (false, _) => r,
             (true, true) => r.with_comments([self.comments()]),
             (true, false) => r.with_comments([self.short()]),
-        };
-        r.register_into_engine(engine, without);
+        }
     }
 
     /// Register `name(opts)` alone: its options hold what is required.
@@ -215,12 +217,7 @@ impl Spec {
         R: Variant + Clone,
         F: Fn(&rhai::NativeCallContext, &Opts) -> RhaiResult<R> + Send + Sync + 'static,
     {
-        let r = FuncRegistration::new(self.name).with_params_info(self.info(true));
-        let r = if DOCS.load(Ordering::Relaxed) {
-            r.with_comments([self.comments()])
-        } else {
-            r
-        };
+        let r = self.registration(true, true);
         r.register_into_engine(engine, move |ncc: rhai::NativeCallContext, opts: Map| {
             self.call(|| f(&ncc, &self.read(&opts)?))
         });
@@ -234,12 +231,7 @@ impl Spec {
         R: Variant + Clone,
         F: Fn(A, B, &Opts) -> RhaiResult<R> + Send + Sync + 'static,
     {
-        let r = FuncRegistration::new(self.name).with_params_info(self.info(true));
-        let r = if DOCS.load(Ordering::Relaxed) {
-            r.with_comments([self.comments()])
-        } else {
-            r
-        };
+        let r = self.registration(true, true);
         r.register_into_engine(engine, move |a: A, b: B, opts: Map| {
             self.call(|| f(a, b, &self.read(&opts)?))
         });

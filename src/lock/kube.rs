@@ -37,6 +37,26 @@ pub fn lease_name(name: &str) -> String {
     format!("runbook-{name}")
 }
 
+/// The kinds this file reads and writes (Lease, ConfigMap): namespaced,
+/// with a static type, and (de)serializable.
+trait Namespaced:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+{
+}
+
+impl<K> Namespaced for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+{
+}
+
 /// The namespaced API for `K` through `clients` (the run's own for the
 /// `lock` primitive), in `namespace` or the context's default.
 async fn api_with<K>(
@@ -45,11 +65,7 @@ async fn api_with<K>(
     context: Option<&str>,
 ) -> Result<(Api<K>, String), String>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    <K as kube::Resource>::DynamicType: Default,
+    K: Namespaced,
 {
     let k = clients.connect(context).await.map_err(|e| e.msg)?;
     let ns = namespace
@@ -63,11 +79,7 @@ where
 /// any run's clients.
 async fn api<K>(namespace: Option<&str>, context: Option<&str>) -> Result<(Api<K>, String), String>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    <K as kube::Resource>::DynamicType: Default,
+    K: Namespaced,
 {
     api_with(&crate::kube::Clients::default(), namespace, context).await
 }
@@ -109,7 +121,7 @@ async fn write_unless_raced<K>(
     what: &str,
 ) -> Result<Option<K>, String>
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+    K: Namespaced,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     let res = if existed {
