@@ -37,7 +37,9 @@ py="$venv/bin/python"
 
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release --quiet
-# RUNBOOK_BIN measures another build (e.g. the previous main's) in the same setup.
+# RUNBOOK_BIN measures another build (e.g. the previous main's) in the same setup;
+# BEFORE=/path/to/an/older/runbook adds it as a row beside this build's, for
+# before/after figures from one run.
 rb="${RUNBOOK_BIN:-$target/release/runbook}"
 echo "building the in-process floor (cargo bench --bench registry --no-run) and bench/sigstore-peer (sigstore crate; minutes on a cold cache)..." >&2
 cargo bench --bench registry --no-run --quiet
@@ -147,8 +149,10 @@ tags_tokens=$(($(clients) - t0))
 sed -n "$((a0 + 1)),\$p" "$tmp/access.log" >"$tmp/access-tags.log"
 
 # --- 1. hyperfine: 100 tag checks --------------------------------------------
+before_tags=()
+[ -n "${BEFORE:-}" ] && before_tags=(-n runbook-before "${cmd_rb/#$rb/$BEFORE}")
 hyperfine -N --warmup 2 --runs "${RUNS:-10}" --export-json "$tmp/hf-tags.json" \
-  -n runbook "$cmd_rb" -n skopeo-loop "$cmd_skopeo" -n curl-loop "$cmd_curl" >/dev/null
+  -n runbook "$cmd_rb" "${before_tags[@]}" -n skopeo-loop "$cmd_skopeo" -n curl-loop "$cmd_curl" >/dev/null
 
 # --- the in-process floor ------------------------------------------------------
 RUNBOOK_BENCH_IMAGE=$image RUNBOOK_BENCH_TAGS=$tmp/tags.json RUNBOOK_BENCH_PRESENT=$present \
@@ -182,8 +186,10 @@ $image@$digest $wrong
 $image@$unsigned_digest $key
 EOF
 
+before_sig=()
+[ -n "${BEFORE:-}" ] && before_sig=(-n runbook-before "${cmd_rb_sig/#$rb/$BEFORE}")
 hyperfine -N --warmup 3 --runs "${SIG_RUNS:-30}" --export-json "$tmp/hf-sig.json" \
-  -n runbook "$cmd_rb_sig" -n sigstore-rs "$cmd_peer" >/dev/null
+  -n runbook "$cmd_rb_sig" "${before_sig[@]}" -n sigstore-rs "$cmd_peer" >/dev/null
 
 # --- the report ---------------------------------------------------------------
 "$py" - "$tmp" "$tags_tokens" "$rb_sig_tokens" "$peer_tokens" "$present" "$image" "$digest" <<'PY'
@@ -208,12 +214,13 @@ n = len(json.load(open(os.path.join(tmp, "tags.json"))))
 base = res["runbook"]["median"]
 print(f"\n## {n} tag checks ({present} present), {image}, Bearer-token auth")
 print(f"{'what':44} {'median':>10} {'per check':>10} {'vs runbook':>11}")
-rows = [(name, res[name]["median"]) for name in ["runbook", "skopeo-loop", "curl-loop"]]
+rows = [(name, res[name]["median"]) for name in ["runbook", "runbook-before", "skopeo-loop", "curl-loop"] if name in res]
 rows += [("in-process floor: sequential keep-alive HEADs", crit("sequential_keepalive")),
          ("in-process floor: 16 concurrent, keep-alive", crit("concurrent16_keepalive"))]
 for name, med in rows:
     label = {"runbook": "runbook bench/tags.rhai (ghcr_has_tags)",
              "skopeo-loop": "bash loop of skopeo inspect --raw",
+             "runbook-before": "the same, BEFORE's build",
              "curl-loop": "bash loop of curl -sI, token fetched once"}.get(name, name)
     print(f"{label:44} {med*1000:8.1f}ms {med*1000/n:8.2f}ms {med/base:10.2f}x")
 reqs = access("access-tags.log")
@@ -244,4 +251,8 @@ rb_after = sum(1 for x in access("access-rb-sig.log") if x[2] != 401)
 ratio = sig["sigstore-rs"]["median"] / sig["runbook"]["median"]
 print(f"target <= 3 registry requests per verification after the token: {rb_after}, {ok(rb_after <= 3)}")
 print(f"target >= 5x faster than the sigstore crate: {ratio:.1f}x, {ok(ratio >= 5)}")
+if "runbook-before" in sig:
+    b = sig["runbook-before"]
+    print(f"BEFORE's build, same check: {b['median']*1000:.1f}ms (mean {b['mean']*1000:.1f} ± {b['stddev']*1000:.1f}ms), "
+          f"this build {sig['runbook']['median'] / b['median']:.2f}x its time")
 PY
