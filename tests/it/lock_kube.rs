@@ -49,6 +49,22 @@ fn wait_for(p: &Project, line: &str) {
     }
 }
 
+/// Lock `app`, note the SHA and image in the ledger, run one mutation.
+const DEPLOY: &str = r#"
+const PARAMS = #{ sha: #{ required: true } };
+lock("app", #{ ttl: 5 });
+ledger_note(#{ sha: args.sha, image: "app:" + args.sha });
+exec(["sh", "-c", "true"]);
+"#;
+
+/// The records of the ledger ConfigMap of `app`.
+fn ledger_records(api: &FakeLeases) -> Vec<serde_json::Value> {
+    let cm = api
+        .get("ConfigMap", "default", "runbook-ledger-app")
+        .expect("the ledger ConfigMap");
+    serde_json::from_str(cm["data"]["records"].as_str().unwrap()).unwrap()
+}
+
 fn mutations(p: &Project) -> Vec<String> {
     p.read("mutations.log")
         .unwrap_or_default()
@@ -173,23 +189,11 @@ fn a_skewed_renew_time_lets_another_run_take_over_and_the_old_holder_fences() {
 fn the_kube_ledger_keeps_records_in_a_config_map() {
     let api = FakeLeases::start();
     let p = project(&api);
-    p.file(
-        "deploy.rhai",
-        r#"
-const PARAMS = #{ sha: #{ required: true } };
-lock("app", #{ ttl: 5 });
-ledger_note(#{ sha: args.sha, image: "app:" + args.sha });
-exec(["sh", "-c", "true"]);
-"#,
-    );
+    p.file("deploy.rhai", DEPLOY);
     for sha in ["aaa", "bbb"] {
         p.run(&["deploy.rhai", "--sha", sha]).code(0);
     }
-    let cm = api
-        .get("ConfigMap", "default", "runbook-ledger-app")
-        .expect("the ledger ConfigMap");
-    let recs: Vec<serde_json::Value> =
-        serde_json::from_str(cm["data"]["records"].as_str().unwrap()).unwrap();
+    let recs = ledger_records(&api);
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[1]["previous_image"], "app:aaa");
     assert_eq!(recs[1]["token"], 2);
@@ -246,21 +250,9 @@ fn acquire_is_a_read_and_a_conditional_write_release_one_write() {
 fn a_ledger_write_that_loses_a_race_reads_again_and_keeps_both_records() {
     let api = FakeLeases::start();
     let p = project(&api);
-    p.file(
-        "deploy.rhai",
-        r#"
-const PARAMS = #{ sha: #{ required: true } };
-lock("app", #{ ttl: 5 });
-ledger_note(#{ sha: args.sha });
-exec(["sh", "-c", "true"]);
-"#,
-    );
+    p.file("deploy.rhai", DEPLOY);
     p.run(&["deploy.rhai", "--sha", "aaa"]).code(0);
-    let cm = api
-        .get("ConfigMap", "default", "runbook-ledger-app")
-        .unwrap();
-    let mut recs: Vec<serde_json::Value> =
-        serde_json::from_str(cm["data"]["records"].as_str().unwrap()).unwrap();
+    let mut recs = ledger_records(&api);
     // Another run appends its record between this run's read and write.
     recs.push(serde_json::json!({ "sha": "other", "result": "ok" }));
     api.race_next_write(serde_json::json!({
@@ -268,11 +260,7 @@ exec(["sh", "-c", "true"]);
         "data": { "records": serde_json::to_string(&recs).unwrap() },
     }));
     p.run(&["deploy.rhai", "--sha", "bbb"]).code(0);
-    let cm = api
-        .get("ConfigMap", "default", "runbook-ledger-app")
-        .unwrap();
-    let recs: Vec<serde_json::Value> =
-        serde_json::from_str(cm["data"]["records"].as_str().unwrap()).unwrap();
+    let recs = ledger_records(&api);
     let shas: Vec<&str> = recs.iter().map(|r| r["sha"].as_str().unwrap()).collect();
     assert_eq!(
         shas,
