@@ -36,7 +36,14 @@ const STEPS: &[(&str, &str)] = &[
         "child",
         "write_json(\"a.json\", #{ a: 1 });\nexec([\"sh\", \"-c\", \"sleep 30 & echo $! > grandchild.pid; echo $$ > child.pid; wait\"], #{ timeout: 60 });\n",
     ),
+    // runbook's own child: `git rev-parse HEAD` for git_sha(), hung (the
+    // fake `git` below).
+    ("git", "write_json(\"a.json\", #{ a: 1 });\ngit_sha();\n"),
 ];
+
+/// A `git` that starts a child of its own and hangs.
+const HUNG_GIT: &str =
+    "#!/bin/sh\nsleep 30 & echo $! > grandchild.pid; echo $$ > child.pid; wait\n";
 
 #[test]
 fn every_signal_at_every_step_cleans_up() {
@@ -47,12 +54,20 @@ fn every_signal_at_every_step_cleans_up() {
         (nix::sys::signal::Signal::SIGTERM, 143),
     ] {
         for (step, script) in STEPS {
-            let p = Project::new();
+            let mut p = Project::new();
             p.file("pb.rhai", script);
+            if *step == "git" {
+                p.file("fakebin/git", HUNG_GIT);
+                let git = p.path().join("fakebin/git");
+                std::fs::set_permissions(&git, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .unwrap();
+                let dir = p.path().join("fakebin");
+                p.path_prepend(dir).env("GITHUB_SHA", "");
+            }
             let started = Instant::now();
             let child = p.command(&["pb.rhai", "--allow", "sh"]).spawn().unwrap();
             let pid = child.id() as i32;
-            let pids: Vec<i32> = if *step == "child" {
+            let pids: Vec<i32> = if *step != "sleeping" {
                 wait_for_file(&p, "child.pid");
                 ["child.pid", "grandchild.pid"]
                     .iter()
