@@ -62,7 +62,7 @@ static SLEEP_INT: Spec = Spec::plain(
     "()",
     "Wait, waking early when the run is cancelled (at most a week).",
 );
-static GIT_SHA: Spec = Spec::plain("git_sha", &[], "String", "The current git commit: `GITHUB_SHA` when set (in CI), else\n`git rev-parse HEAD`. Always 40 lowercase hex.");
+static GIT_SHA: Spec = Spec::plain("git_sha", &[], "String", "The current git commit: `GITHUB_SHA` when set (in CI), else\n`git rev-parse HEAD` in the working directory (bounded to 30 s, and\nstopped with the run). Always 40 lowercase hex.");
 
 /// `env(name)`: required.
 fn env(name: &str) -> RhaiResult<String> {
