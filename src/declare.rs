@@ -70,6 +70,21 @@ pub struct Spec {
 /// (no name in front).
 const OWN_MESSAGE: &[&str] = &["fail", "fail_usage"];
 
+/// A row of an options table, for tables written one row a line.
+pub const fn opt(
+    key: &'static str,
+    ty: &'static str,
+    default: &'static str,
+    help: &'static str,
+) -> Opt {
+    Opt {
+        key,
+        ty,
+        default,
+        help,
+    }
+}
+
 impl Spec {
     /// A primitive without options.
     pub const fn plain(

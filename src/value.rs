@@ -79,6 +79,16 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
     rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
 }
 
+/// A map from `(key, value)` pairs.
+pub fn map<const N: usize>(pairs: [(&str, Dynamic); N]) -> Map {
+    pairs.into_iter().map(|(k, v)| (k.into(), v)).collect()
+}
+
+/// Seconds as a Rhai float (the unit every result map uses).
+pub fn secs(d: std::time::Duration) -> Dynamic {
+    Dynamic::from(d.as_secs_f64() as rhai::FLOAT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

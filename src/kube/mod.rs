@@ -2,7 +2,7 @@
 //! ([`client`]), rollouts ([`rollout`], [`release`] for all of a Helm
 //! release's, [`pods`] for why pods are not ready), Services ([`service`],
 //! [`proxy`] for a health check through the API server) and the room on the nodes
-//! ([`capacity`]). The bindings in `primitives/kube.rs` read options and
+//! ([`capacity`]). The bindings in `primitives/kube/` read options and
 //! shape results; everything that talks to the API server or judges what
 //! it says lives here, where it is tested without an engine.
 

@@ -8,27 +8,19 @@ use std::time::{Duration, Instant};
 use rhai::{Dynamic, Engine, Map};
 use serde_json::Value;
 
-use crate::akash::{cli, console, sdl, Backend, Config, LeaseId};
+use crate::akash::{cli, console, sdl, Backend, Config};
 use crate::context::{error, Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
-use crate::error::PrimError;
 use crate::net::retry::{retry, Schedule};
 use crate::opts::Opts;
+use crate::primitives::shared::{
+    config_from, read_lease_id, API_URL, BACKEND, DSEQ, FROM, PROVIDER,
+};
 use crate::process::exec;
 use crate::value::to_dynamic;
 
 #[rustfmt::skip]
-const DSEQ: Opt = Opt { key: "dseq", ty: "int or string", default: "", help: "required: the deployment sequence number" };
-#[rustfmt::skip]
 const TIMEOUT: Opt = Opt { key: "timeout", ty: "duration", default: "60s", help: "bound on the call" };
-#[rustfmt::skip]
-const BACKEND: Opt = Opt { key: "backend", ty: "string", default: "`AKASH_BACKEND`, else \"console\"", help: "\"console\" (Akash Console API) or \"cli\" (provider-services)" };
-#[rustfmt::skip]
-const API_URL: Opt = Opt { key: "api_url", ty: "string", default: "`AKASH_CONSOLE_API_URL`, else the public Console API", help: "the Console API's base URL" };
-#[rustfmt::skip]
-const PROVIDER: Opt = Opt { key: "provider", ty: "string", default: "`AKASH_PROVIDER`", help: "the provider's address (CLI backend; narrows the Console's leases)" };
-#[rustfmt::skip]
-const FROM: Opt = Opt { key: "from", ty: "string", default: "`AKASH_FROM`", help: "the key to sign with (CLI backend)" };
 #[rustfmt::skip]
 const SERVICE: Opt = Opt { key: "service", ty: "string", default: "the SDL's only service", help: "the service to read or change" };
 
@@ -79,25 +71,6 @@ static DEPLOYMENT: Spec = Spec {
     opts: &[DSEQ, SERVICE, API_URL, TIMEOUT],
 };
 
-/// The Akash backend options (`backend`, `api_url`, `provider`, `from`),
-/// with their environment fallbacks.
-pub fn config_from(o: &Opts) -> RhaiResult<Config> {
-    Ok(Config::resolve(
-        o.str("backend")?,
-        o.str("api_url")?,
-        o.str("provider")?,
-        o.str("from")?,
-    )?)
-}
-
-/// The lease ids of the options (also the `akash` discovery source's).
-pub fn read_lease_id(o: &Opts) -> RhaiResult<LeaseId> {
-    Ok(LeaseId {
-        gseq: o.int("gseq")?,
-        oseq: o.int("oseq")?,
-    })
-}
-
 fn read_dseq(prim: &'static str, o: &Opts) -> RhaiResult<String> {
     let dseq = match o.raw("dseq") {
         Some(v) if v.is_int() => v.as_int().map(|i| i.to_string()).unwrap_or_default(),
@@ -112,29 +85,6 @@ fn read_dseq(prim: &'static str, o: &Opts) -> RhaiResult<String> {
     };
     crate::akash::check_dseq(prim, &dseq).map_err(error)?;
     Ok(dseq)
-}
-
-/// A lease status: from the Console deployment's lease, or
-/// `provider-services lease-status`.
-pub async fn lease_status(
-    ctx: &Arc<Ctx>,
-    cfg: &Config,
-    dseq: &str,
-    lease: &LeaseId,
-) -> Result<Value, PrimError> {
-    match cfg.backend {
-        Backend::Console => {
-            let dep = console::get_deployment(&ctx.http_same_origin, cfg, dseq).await?;
-            console::lease_status_of(&dep, cfg, dseq, lease)
-        }
-        Backend::Cli => {
-            let argv = cli::lease_status_argv(cfg, dseq, lease)?;
-            let out = exec::run(ctx, &argv, &exec::ExecOpts::default())
-                .await
-                .map_err(PrimError::fatal)?;
-            cli::lease_status_of(out.code, &out.stdout, &out.tail())
-        }
-    }
 }
 
 fn opt_string(v: Option<String>) -> Dynamic {
@@ -321,7 +271,7 @@ fn status(c: &Arc<Ctx>, o: &Opts) -> RhaiResult<Dynamic> {
     let timeout = o.duration("timeout")?.unwrap_or(Duration::from_secs(60));
     let c2 = c.clone();
     let v = c.block_on("akash_lease_status", timeout, async move {
-        lease_status(&c2, &cfg, &dseq, &lease)
+        crate::akash::lease_status(&c2, &cfg, &dseq, &lease)
             .await
             .map_err(|e| e.prefixed("akash_lease_status"))
     })?;

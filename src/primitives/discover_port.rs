@@ -17,7 +17,7 @@ use crate::kube::service::Look;
 use crate::net::endpoint::validate;
 use crate::net::retry::{Pacer, Schedule};
 use crate::opts::{string_array, Opts};
-use crate::primitives::{akash, kube_service};
+use crate::primitives::shared::{self, AKASH_SOURCE};
 use crate::process::exec;
 use crate::value::to_json;
 
@@ -87,25 +87,21 @@ fn read_source(v: &Dynamic) -> RhaiResult<(Source, Option<String>)> {
     let source = match kinds.as_slice() {
         ["akash"] => {
             let am = o.map("akash")?.unwrap_or_default();
-            let ao = Opts::new(
-                "discover_port akash source",
-                &am,
-                &["dseq", "provider", "gseq", "oseq", "backend", "api_url", "from"],
-            )?;
-            let cfg = akash::config_from(&ao)?;
+            let ao = Opts::new("discover_port akash source", &am, AKASH_SOURCE)?;
+            let cfg = shared::config_from(&ao)?;
             let dseq = match am.get("dseq") {
                 Some(d) if d.is_int() || d.is_string() => d.to_string(),
                 _ => return Err(error("discover_port: the akash source needs `dseq`")),
             };
             crate::akash::check_dseq("discover_port", &dseq).map_err(error)?;
-            Source::Akash(cfg, dseq, akash::read_lease_id(&ao)?)
+            Source::Akash(cfg, dseq, shared::read_lease_id(&ao)?)
         }
         ["command"] => {
             let argv = o.array("command")?.unwrap_or_default();
             Source::Command(string_array("discover_port", "command", &argv)?)
         }
         ["file"] => Source::File(o.req_str("file")?),
-        ["kube"] => Source::Kube(kube_service::read_source(&o.map("kube")?.unwrap_or_default())?),
+        ["kube"] => Source::Kube(shared::read_kube_source(&o.map("kube")?.unwrap_or_default())?),
         ["url"] => {
             let url = o.req_str("url")?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -194,7 +190,7 @@ async fn probe_async(
     let (svc, out) = (service.as_deref(), output.as_deref());
     match source {
         Source::Akash(cfg, dseq, lease) => {
-            match akash::lease_status(&ctx, &cfg, &dseq, &lease).await {
+            match crate::akash::lease_status(&ctx, &cfg, &dseq, &lease).await {
                 Ok(v) => match shapes::find(&v, port, svc, out) {
                     Ok(f) => Attempt::Found(f),
                     Err(e) => Attempt::Fatal(format!("{what}: {e}")),

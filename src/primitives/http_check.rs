@@ -6,94 +6,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rhai::{Array, Dynamic, Engine, ImmutableString, Map};
+use rhai::{Dynamic, Engine, ImmutableString, Map};
 
 use crate::context::{error, Ctx, RhaiResult};
-use crate::declare::{Opt, Spec};
+use crate::declare::Spec;
 use crate::error::{fmt_secs, PrimError};
-use crate::net::retry::{retry_with, Schedule};
+use crate::net::retry::retry_with;
 use crate::opts::Opts;
-
-/// How often and how long to try.
-#[derive(Clone, Debug)]
-pub struct Retry {
-    /// Statuses that count as healthy.
-    pub expect: Vec<u16>,
-    /// Bound on one attempt.
-    pub timeout: Duration,
-    /// Hard bound on the whole check.
-    pub max_elapsed: Duration,
-    /// First delay between attempts.
-    pub initial_interval: Duration,
-    /// Largest delay between attempts.
-    pub max_interval: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            expect: vec![200],
-            timeout: Duration::from_secs(5),
-            max_elapsed: Duration::from_secs(60),
-            initial_interval: Duration::from_millis(500),
-            max_interval: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Retry {
-    /// Read the retry options of `prim`.
-    pub fn from_opts(prim: &str, o: &Opts) -> RhaiResult<Retry> {
-        let d = Retry::default();
-        let expect = match o.raw("expect") {
-            None => d.expect,
-            Some(v) if v.is_int() => vec![status_code(prim, v)?],
-            Some(v) if v.is_array() => {
-                let a = v.clone().cast::<Array>();
-                let codes = a
-                    .iter()
-                    .map(|x| status_code(prim, x))
-                    .collect::<RhaiResult<Vec<u16>>>()?;
-                if codes.is_empty() {
-                    return Err(error(format!(
-                        "{prim}: `expect` is an empty list; give the status (e.g. 200) or a list of them"
-                    )));
-                }
-                codes
-            }
-            Some(v) => {
-                return Err(error(format!(
-                    "{prim}: `expect` wants a status code or a list of them, got {} ({v})",
-                    v.type_name()
-                )))
-            }
-        };
-        let r = Retry {
-            expect,
-            timeout: o.duration("timeout")?.unwrap_or(d.timeout),
-            max_elapsed: o.duration("max_elapsed")?.unwrap_or(d.max_elapsed),
-            initial_interval: o
-                .duration("initial_interval")?
-                .unwrap_or(d.initial_interval),
-            max_interval: o.duration("max_interval")?.unwrap_or(d.max_interval),
-        };
-        if r.timeout.is_zero() || r.max_elapsed.is_zero() || r.initial_interval.is_zero() {
-            return Err(error(format!(
-                "{prim}: timeout, max_elapsed and initial_interval must be more than 0"
-            )));
-        }
-        Ok(r)
-    }
-}
-
-fn status_code(prim: &str, v: &Dynamic) -> RhaiResult<u16> {
-    match v.as_int() {
-        Ok(i) if (100..=599).contains(&i) => Ok(i as u16),
-        _ => Err(error(format!(
-            "{prim}: `expect` holds {v}, which is not an HTTP status (100–599)"
-        ))),
-    }
-}
+use crate::primitives::shared::{Retry, RETRY_OPTS};
 
 /// What one attempt saw.
 pub enum Probe {
@@ -126,15 +46,6 @@ impl Checked {
             Dynamic::from(self.elapsed.as_secs_f64() as rhai::FLOAT),
         );
         m
-    }
-}
-
-impl Retry {
-    /// The one retry schedule (`net::retry`) with these bounds.
-    pub fn schedule(&self) -> Schedule {
-        Schedule::within(self.max_elapsed)
-            .delays(self.initial_interval, self.max_interval)
-            .attempt_timeout(self.timeout)
     }
 }
 
@@ -240,17 +151,6 @@ fn check(ctx: &Arc<Ctx>, url: &str, o: &Opts) -> RhaiResult<Map> {
     )?;
     Ok(checked.to_map())
 }
-
-/// The options every retrying check takes (`http_check`,
-/// `kube_service_check`): one table, one parser ([`Retry::from_opts`]).
-#[rustfmt::skip]
-pub const RETRY_OPTS: &[Opt] = &[
-    Opt { key: "expect", ty: "int or [int]", default: "200", help: "the status, or the statuses, that count as healthy" },
-    Opt { key: "timeout", ty: "duration", default: "5s", help: "bound on one attempt" },
-    Opt { key: "max_elapsed", ty: "duration", default: "60s", help: "hard bound on the whole check, the last attempt cut to fit" },
-    Opt { key: "initial_interval", ty: "duration", default: "0.5s", help: "first delay between attempts (doubling, jittered)" },
-    Opt { key: "max_interval", ty: "duration", default: "5s", help: "largest delay between attempts" },
-];
 
 #[rustfmt::skip]
 static SPEC: Spec = Spec {

@@ -12,13 +12,12 @@ pub mod exec;
 pub mod files;
 pub mod github_io;
 pub mod helm;
-pub mod helm_template;
 pub mod http_check;
 pub mod kube;
-pub mod kube_service;
 pub mod lock;
 pub mod registry;
 pub mod settings;
+pub mod shared;
 pub mod validate_endpoint;
 
 use std::sync::Arc;
@@ -36,9 +35,7 @@ const FAMILIES: &[fn(&mut Engine, &Arc<Ctx>)] = &[
     github_io::register,
     files::register,
     helm::register,
-    helm_template::register,
     kube::register,
-    kube_service::register,
     http_check::register,
     registry::register,
     cosign::register,

@@ -1,8 +1,10 @@
 //! The `helm_install` binding: `helm upgrade --install` done the way
-//! Helm users wish it were (`helm_template`: `helm_template.rs`). Each reads its options from its table,
+//! Helm users wish it were (`helm_template`: `template.rs`). Each reads its options from its table,
 //! calls [`crate::helm`] with a runner that goes through `exec` (the
 //! allow-list, process groups killed on cancel, one log line a child),
 //! shapes the result and logs one line.
+
+pub mod template;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,14 +12,15 @@ use std::time::{Duration, Instant};
 use rhai::{Dynamic, Engine, ImmutableString, Map};
 
 use crate::context::{Ctx, RhaiResult};
+use crate::declare::opt;
 use crate::declare::{Opt, Spec};
 use crate::error::{fmt_secs, PrimError};
 use crate::helm::argv::{valid_set_key, HelmOpts};
 use crate::helm::status::Release;
 use crate::helm::{check_name, install, status, version, Output, Runner};
 use crate::opts::{string_array, Opts};
-use crate::primitives::kube::{map, opt};
 use crate::process::exec::{self, ExecOpts};
+use crate::value::map;
 use crate::value::to_json;
 
 // The tables read as tables: one row a line.
@@ -35,7 +38,7 @@ static INSTALL: Spec = Spec {
     name: "helm_install",
     params: &["release: String", "chart: String"],
     returns: "Map",
-    doc: include_str!("docs/helm_install.md"),
+    doc: include_str!("../docs/helm_install.md"),
     opts: &[
         NAMESPACE,
         opt("create_namespace", "bool", "true", "create a missing namespace"),
@@ -255,6 +258,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         engine,
         move |r: ImmutableString, chart: ImmutableString, o: &Opts| helm_install(&c, &r, &chart, o),
     );
+    template::register(engine, ctx);
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! The Kubernetes primitives' bindings (Services: `kube_service.rs`): each reads its options from its
+//! The Kubernetes primitives' bindings (Services: `service.rs`): each reads its options from its
 //! table, calls [`crate::kube`] (where the API calls and the judging
 //! live), shapes the result as a map and logs one line. The kubeconfig
 //! and context are found as kubectl finds them (`KUBECONFIG`,
 //! `~/.kube/config`, the `context` option like `--context`); the clients
 //! are the run's own (`Ctx::kube`).
+
+pub mod service;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,32 +14,17 @@ use std::time::{Duration, Instant};
 use rhai::{Array, Dynamic, Engine, ImmutableString, Map};
 
 use crate::context::{Ctx, RhaiResult};
-use crate::declare::{Opt, Spec};
+use crate::declare::{opt, Opt, Spec};
 use crate::error::{fmt_secs, PrimError};
-use crate::kube::capacity::{self, Exclude, Res};
+use crate::kube::capacity::{self, Exclude};
 use crate::kube::{check_name, check_selector, client, release, rollout, Kube};
 use crate::opts::Opts;
-
-/// A row of an options table.
-pub(crate) const fn opt(
-    key: &'static str,
-    ty: &'static str,
-    default: &'static str,
-    help: &'static str,
-) -> Opt {
-    Opt {
-        key,
-        ty,
-        default,
-        help,
-    }
-}
+use crate::primitives::shared::{res_map, CONTEXT};
+use crate::value::{map, secs};
 
 // The tables read as tables: one row a line.
 #[rustfmt::skip]
-pub(crate) const CONTEXT: Opt = opt("context", "string", "", "kube context, like `kubectl --context`");
-#[rustfmt::skip]
-pub(crate) const TIMEOUT_30: Opt = opt("timeout", "duration", "30s", "bound on the call");
+pub(super) const TIMEOUT_30: Opt = opt("timeout", "duration", "30s", "bound on the call");
 #[rustfmt::skip]
 const ALLOW_ZERO: Opt = opt("allow_zero", "bool", "false", "accept 0 replicas (done: no pod left)");
 
@@ -46,7 +33,7 @@ static WAIT_ROLLOUT: Spec = Spec {
     name: "kube_wait_rollout",
     params: &["namespace: String", "deployment: String"],
     returns: "Map",
-    doc: include_str!("docs/kube_wait_rollout.md"),
+    doc: include_str!("../docs/kube_wait_rollout.md"),
     opts: &[opt("timeout", "duration", "2m", "hard bound on the wait"), CONTEXT, ALLOW_ZERO],
 };
 
@@ -55,7 +42,7 @@ static WAIT_RELEASE: Spec = Spec {
     name: "kube_wait_release",
     params: &["release: String"],
     returns: "Map",
-    doc: include_str!("docs/kube_wait_release.md"),
+    doc: include_str!("../docs/kube_wait_release.md"),
     opts: &[
         opt("namespace", "string", "\"default\"", "the release's namespace"),
         opt("timeout", "duration", "2m", "bound on each Deployment's rollout"),
@@ -69,7 +56,7 @@ static CAPACITY: Spec = Spec {
     name: "kube_capacity",
     params: &[],
     returns: "Map",
-    doc: include_str!("docs/kube_capacity.md"),
+    doc: include_str!("../docs/kube_capacity.md"),
     opts: &[CONTEXT, TIMEOUT_30, opt("exclude", "#{namespace,selector}", "", "pods not to count (a release's own)")],
 };
 
@@ -78,7 +65,7 @@ static DEPLOYMENTS: Spec = Spec {
     name: "kube_deployments",
     params: &["namespace: String"],
     returns: "Array",
-    doc: include_str!("docs/kube_deployments.md"),
+    doc: include_str!("../docs/kube_deployments.md"),
     opts: &[opt("selector", "string", "", "labels, `k=v` joined by commas"), CONTEXT, TIMEOUT_30],
 };
 
@@ -87,7 +74,7 @@ static SERVER: Spec = Spec {
     name: "kube_server",
     params: &[],
     returns: "Map",
-    doc: include_str!("docs/kube_server.md"),
+    doc: include_str!("../docs/kube_server.md"),
     opts: &[
         CONTEXT,
         opt("timeout", "duration", "15s", "bound on the call"),
@@ -97,17 +84,17 @@ static SERVER: Spec = Spec {
 
 #[rustfmt::skip]
 static CPU: Spec = Spec {
-    name: "kube_cpu", params: &["quantity: String"], returns: "i64", doc: include_str!("docs/kube_cpu.md"), opts: &[],
+    name: "kube_cpu", params: &["quantity: String"], returns: "i64", doc: include_str!("../docs/kube_cpu.md"), opts: &[],
 };
 
 #[rustfmt::skip]
 static MEMORY: Spec = Spec {
-    name: "kube_memory", params: &["quantity: String"], returns: "i64", doc: include_str!("docs/kube_memory.md"), opts: &[],
+    name: "kube_memory", params: &["quantity: String"], returns: "i64", doc: include_str!("../docs/kube_memory.md"), opts: &[],
 };
 
 /// Run `f` with the client of `context` on the run's runtime, bounded by
 /// `timeout` and the run's cancellation.
-pub(crate) fn with_kube<T, F, Fut>(
+pub(super) fn with_kube<T, F, Fut>(
     ctx: &Arc<Ctx>,
     spec: &Spec,
     timeout: Duration,
@@ -123,19 +110,6 @@ where
         let k = c.kube.connect(context.as_deref()).await?;
         f(k).await
     })
-}
-
-/// A map from `(key, value)` pairs.
-pub(crate) fn map<const N: usize>(pairs: [(&str, Dynamic); N]) -> Map {
-    pairs.into_iter().map(|(k, v)| (k.into(), v)).collect()
-}
-
-pub(crate) fn res_map(r: Res) -> Dynamic {
-    Dynamic::from(map([("cpu", r.cpu.into()), ("memory", r.memory.into())]))
-}
-
-pub(crate) fn secs(d: Duration) -> Dynamic {
-    Dynamic::from(d.as_secs_f64() as rhai::FLOAT)
 }
 
 fn wait_rollout(ctx: &Arc<Ctx>, ns: &str, name: &str, o: &Opts) -> RhaiResult<Map> {
@@ -332,6 +306,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     MEMORY.register1(engine, |q: ImmutableString, _: &Opts| {
         quantity(&q, capacity::memory_bytes, "\"256Mi\", \"1Gi\"")
     });
+    service::register(engine, ctx);
 }
 
 #[cfg(test)]

@@ -8,21 +8,23 @@ use std::time::Duration;
 
 use rhai::{Array, Dynamic, Engine, ImmutableString, Map};
 
+use super::{check_inputs, read_sets, Exec, NAMESPACE, SET, VALUES, VERSION};
 use crate::context::{Ctx, RhaiResult};
+use crate::declare::opt;
 use crate::declare::Spec;
 use crate::helm::argv::TemplateOpts;
 use crate::helm::check_name;
 use crate::helm::template::{self, Rendered, Svc, Workload};
 use crate::opts::{string_array, Opts};
-use crate::primitives::helm::{check_inputs, read_sets, Exec, NAMESPACE, SET, VALUES, VERSION};
-use crate::primitives::kube::{map, opt, res_map};
+use crate::primitives::shared::res_map;
+use crate::value::map;
 
 #[rustfmt::skip]
 static TEMPLATE: Spec = Spec {
     name: "helm_template",
     params: &["release: String", "chart: String"],
     returns: "Map",
-    doc: include_str!("docs/helm_template.md"),
+    doc: include_str!("../docs/helm_template.md"),
     opts: &[
         NAMESPACE,
         VALUES,
