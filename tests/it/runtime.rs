@@ -160,6 +160,47 @@ fn imports_resolve_folder_then_stdlib_then_embedded() {
     p.run(&["pb.rhai"]).code(0).has("from-folder overridden");
 }
 
+/// The embedded `endpoints` module serves any key, and its reader is
+/// strict: one key, a string, a valid endpoint.
+#[test]
+fn the_embedded_endpoint_artifact_module_takes_any_key_and_reads_strictly() {
+    let p = pb("import \"endpoints\" as e;\ne::write_artifact(\"db.json\", \"db_endpoint\", \"db.example:5432\");\nprint(e::read_artifact(\"db.json\", \"db_endpoint\", \"run the db stack\"));\n");
+    p.run(&["pb.rhai"]).code(0).has("db.example:5432");
+    assert_eq!(
+        p.read("db.json").unwrap().trim(),
+        r#"{
+  "db_endpoint": "db.example:5432"
+}"#
+    );
+    let read = "import \"endpoints\" as e;\nprint(e::read_artifact(\"db.json\", \"db_endpoint\", \"run the db stack first\"));\n";
+    let p = pb(read);
+    p.run(&["pb.rhai"])
+        .code(1)
+        .has("db.json is missing: run the db stack first");
+    for (text, want) in [
+        (
+            r#"{"db_endpoint": "db.example:5432", "x": 1}"#,
+            "must hold exactly one key, db_endpoint",
+        ),
+        (
+            r#"{"other": "db.example:5432"}"#,
+            "must hold exactly one key, db_endpoint",
+        ),
+        (
+            r#"{"db_endpoint": 5432}"#,
+            "db_endpoint must be a \"host:port\" string",
+        ),
+        (r#"["db.example:5432"]"#, "is not a JSON object"),
+        (
+            r#"{"db_endpoint": "db.example:0"}"#,
+            "the port 0 is outside",
+        ),
+    ] {
+        p.file("db.json", text);
+        p.run(&["pb.rhai"]).code(1).has(want);
+    }
+}
+
 #[test]
 fn a_module_beside_the_playbooks_is_checked_as_a_module_and_not_run() {
     let p = pb("import \"lib/shared\" as base;\nconst PARAMS = base::COMMON_PARAMS + #{ n: #{ type: \"int\", default_value: 1 } };\nprint(`${base::greet(args.who)} ${args.n}`);\n");
