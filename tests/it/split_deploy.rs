@@ -15,7 +15,8 @@ const ENDPOINT: &str = "provider.europlots.com:31877";
 fn project(console: &Console) -> Project {
     let mut p = Project::new();
     p.copy_from_repo("infra")
-        .copy_from_repo("playbooks/split-deploy.rhai");
+        .copy_from_repo("playbooks/split-deploy.rhai")
+        .copy_from_repo("playbooks/lib");
     console.configure(&mut p);
     p
 }
