@@ -395,7 +395,9 @@ mod tests {
         ECHO.register1(&mut e, |t: ImmutableString, o: &Opts| {
             let n = o.int("times")?.unwrap_or(1);
             if n < 0 {
-                return Err(crate::error::PrimError::usage("times must be 0 or more").into());
+                // A tagged usage error, as `fail_usage` throws.
+                let v = crate::error::usage_value("times must be 0 or more".into());
+                return Err(EvalAltResult::ErrorRuntime(v, rhai::Position::NONE).into());
             }
             if n > 3 {
                 return Err(crate::context::error("too many"));

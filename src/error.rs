@@ -47,7 +47,9 @@ pub enum Kind {
     Transient,
     /// Retrying cannot fix it: a 4xx answer, a bad signature, a failed child.
     Fatal,
-    /// The caller gave something wrong (an option, a reference): exit 2.
+    /// The caller gave something wrong (an option, a reference): never
+    /// retried. Still a primitive's error, so the run exits 1; exit 2 is
+    /// for the command line and `fail_usage`.
     Usage,
 }
 
@@ -85,7 +87,7 @@ impl PrimError {
         }
     }
 
-    /// A mistake of the caller's (exit 2).
+    /// A mistake of the caller's (never retried).
     pub fn usage(msg: impl Into<String>) -> Self {
         PrimError {
             kind: Kind::Usage,
@@ -156,11 +158,7 @@ impl From<PrimError> for Box<rhai::EvalAltResult> {
     /// the log or the report with a secret in it.
     fn from(e: PrimError) -> Self {
         let msg = crate::redact::redact(&e.msg).into_owned();
-        let value = match e.kind {
-            Kind::Usage => usage_value(msg),
-            Kind::Transient | Kind::Fatal => msg.into(),
-        };
-        rhai::EvalAltResult::ErrorRuntime(value, rhai::Position::NONE).into()
+        rhai::EvalAltResult::ErrorRuntime(msg.into(), rhai::Position::NONE).into()
     }
 }
 
@@ -212,21 +210,22 @@ mod tests {
     }
 
     #[test]
-    fn usage_errors_reach_rhai_as_their_own_type() {
-        let r: Box<rhai::EvalAltResult> = PrimError::usage("bad option").into();
-        match *r {
-            rhai::EvalAltResult::ErrorRuntime(v, _) => {
-                assert_eq!(usage_message(&v).as_deref(), Some("bad option"));
+    fn every_kind_reaches_rhai_as_plain_text_and_only_usage_value_is_tagged() {
+        for e in [
+            PrimError::usage("bad option"),
+            PrimError::transient("refused"),
+            PrimError::fatal("denied"),
+        ] {
+            let r: Box<rhai::EvalAltResult> = e.into();
+            match *r {
+                rhai::EvalAltResult::ErrorRuntime(v, _) => {
+                    assert!(v.is_string() && usage_message(&v).is_none(), "{v}")
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
         }
-        let r: Box<rhai::EvalAltResult> = PrimError::transient("refused").into();
-        match *r {
-            rhai::EvalAltResult::ErrorRuntime(v, _) => {
-                assert!(v.is_string() && usage_message(&v).is_none())
-            }
-            other => panic!("{other:?}"),
-        }
+        let v = usage_value("give --n".into());
+        assert_eq!(usage_message(&v).as_deref(), Some("give --n"));
     }
 
     #[test]

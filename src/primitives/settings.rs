@@ -177,7 +177,11 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         Err(error(msg))
     });
     FAIL_USAGE.register1(engine, |msg: S, _: &Opts| -> RhaiResult<()> {
-        Err(crate::error::PrimError::usage(msg.as_str()).into())
+        let msg = crate::redact::redact(&msg).into_owned();
+        Err(
+            rhai::EvalAltResult::ErrorRuntime(crate::error::usage_value(msg), rhai::Position::NONE)
+                .into(),
+        )
     });
     UTC_NOW.register0(engine, |_: &Opts| {
         Ok(crate::opts::rfc3339(std::time::SystemTime::now()))

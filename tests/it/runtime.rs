@@ -230,6 +230,31 @@ fn a_module_beside_the_playbooks_is_checked_as_a_module_and_not_run() {
         .has("args.who: a module does not see the playbook's `args`");
 }
 
+/// Exit 2 is the command line's and `fail_usage`'s. A primitive that
+/// refuses what the playbook gave it is a failed run (exit 1), as the
+/// README's table says, whatever the kind of its error.
+#[test]
+fn a_primitive_refusing_its_input_exits_1_and_fail_usage_exits_2() {
+    for script in [
+        "helm_install(\"r\", \"\");\n",
+        "kube_node_port(\"default\", \"svc\", 0);\n",
+        "kube_cpu(\"lots\");\n",
+        "http_check(\"http://127.0.0.1:9/\", #{ expect: 99 });\n",
+    ] {
+        let out = pb(script).run(&["pb.rhai"]);
+        out.code(1).has("error: ");
+    }
+    pb("fail_usage(\"give --n below 2\");\n")
+        .run(&["pb.rhai"])
+        .code(2)
+        .has("error: give --n below 2");
+    // A usage failure caught by the playbook is plain text to it.
+    pb("try { fail_usage(\"x\"); } catch (e) { print(`caught ${e}`); }\n")
+        .run(&["pb.rhai"])
+        .code(0)
+        .has("caught x");
+}
+
 #[test]
 fn fail_exits_1_with_location_and_caret() {
     let out = pb("let x = 1;\nfail(\"the endpoint is stale\");\n").run(&["pb.rhai"]);

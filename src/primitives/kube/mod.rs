@@ -314,10 +314,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn malformed_quantities_are_the_caller_s_mistake() {
+    fn malformed_quantities_are_refused_with_an_example() {
         assert_eq!(quantity("1.5", capacity::cpu_millis, "").unwrap(), 1500);
         let e = quantity("lots", capacity::cpu_millis, "\"250m\"").unwrap_err();
-        assert!(crate::report::is_usage(&e), "{e}");
+        assert!(
+            e.to_string()
+                .contains("'lots' is not a quantity of this kind (e.g. \"250m\")"),
+            "{e}"
+        );
     }
 
     #[test]
