@@ -73,9 +73,8 @@ where
     Ok((Api::namespaced(k.client.clone(), &ns), ns))
 }
 
-/// [`api_with`] on a client of its own: the `lock` and `history`
-/// commands and the ledger at a run's end make one or two calls, outside
-/// any run's clients.
+/// [`api_with`] on a client of its own: `lock break` and the ledger
+/// append at a run's end make one or two calls, outside any run's clients.
 async fn api<K>(namespace: Option<&str>, context: Option<&str>) -> Result<(Api<K>, String), String>
 where
     K: Namespaced,
@@ -448,13 +447,15 @@ impl KubeLock {
     }
 }
 
-/// The Lease's state for `runbook lock status`.
+/// The Lease's state, through `clients` (the run's during a run; a fresh
+/// [`crate::kube::Clients`] for `runbook lock status`).
 pub async fn status(
+    clients: &crate::kube::Clients,
     name: &str,
     namespace: Option<&str>,
     context: Option<&str>,
 ) -> Result<Status, String> {
-    let (api, ns) = api::<Lease>(namespace, context).await?;
+    let (api, ns) = api_with::<Lease>(clients, namespace, context).await?;
     let ln = lease_name(name);
     let l = bounded("read Lease", CALL, api.get_opt(&ln))
         .await?
@@ -541,13 +542,15 @@ fn records_of(cm: &ConfigMap) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-/// The ledger of `target` from its ConfigMap, oldest first.
+/// The ledger of `target` from its ConfigMap, oldest first, through
+/// `clients` (the run's during a run).
 pub async fn ledger_read(
+    clients: &crate::kube::Clients,
     target: &str,
     namespace: Option<&str>,
     context: Option<&str>,
 ) -> Result<Vec<serde_json::Value>, String> {
-    let (api, ns) = api::<ConfigMap>(namespace, context).await?;
+    let (api, ns) = api_with::<ConfigMap>(clients, namespace, context).await?;
     let n = ledger_name(target);
     let cm = bounded("read ConfigMap", CALL, api.get_opt(&n))
         .await?

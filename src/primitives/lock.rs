@@ -75,13 +75,13 @@ fn take(ctx: &Arc<Ctx>, name: &str, opts: &Opts) -> RhaiResult<Map> {
         // A dry run changes nothing, a Lease included: it only tells.
         let s = match &o.backend {
             Backend::File => lock::file::status(&lock::state_dir(&ctx.settings.workdir), name),
-            Backend::Kube { namespace, context } => {
-                let (ns, cx, n) = (namespace.clone(), context.clone(), name.to_string());
-                ctx.block_on("lock", Duration::from_secs(30), async move {
-                    lock::kube::status(&n, ns.as_deref(), cx.as_deref()).await
-                })
-                .map(Ok)?
-            }
+            Backend::Kube { namespace, context } => ctx
+                .block_on(
+                    "lock",
+                    Duration::from_secs(30),
+                    lock::kube::status(&ctx.kube, name, namespace.as_deref(), context.as_deref()),
+                )
+                .map(Ok)?,
         }
         .map_err(|e| error(format!("lock: {e}")))?;
         let now = match (&s.holder, s.held) {
@@ -218,18 +218,17 @@ fn history(c: &Arc<Ctx>, target: &str) -> RhaiResult<rhai::Array> {
     let place = crate::ledger::place_for(held.as_ref())
         .map_err(|e| error(format!("ledger_history: {e}")))?;
     let state = lock::state_dir(&c.settings.workdir);
-    let (c2, t2) = (c.clone(), target.to_string());
-    // The kube read blocks on the runtime: run it off the script's
-    // async context like every other call.
+    // The kube read goes through the run's clients and is bounded and
+    // cancelled like every other call.
     let records = match &place {
         Backend::File => crate::ledger::read(&state, target),
-        Backend::Kube { namespace, context } => {
-            let (ns, cx) = (namespace.clone(), context.clone());
-            c2.block_on("ledger_history", Duration::from_secs(30), async move {
-                lock::kube::ledger_read(&t2, ns.as_deref(), cx.as_deref()).await
-            })
-            .map(Ok)?
-        }
+        Backend::Kube { namespace, context } => c
+            .block_on(
+                "ledger_history",
+                Duration::from_secs(30),
+                lock::kube::ledger_read(&c.kube, target, namespace.as_deref(), context.as_deref()),
+            )
+            .map(Ok)?,
     }
     .map_err(|e| error(format!("ledger_history: {e}")))?;
     Ok(records.iter().map(crate::value::to_dynamic).collect())
