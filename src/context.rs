@@ -176,6 +176,26 @@ pub fn terminated() -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated("cancelled".into(), Position::NONE).into()
 }
 
+/// The run was cancelled (deadline or signal) while waiting: what the
+/// Rhai-free waits return, so libraries taking the run's context need no
+/// script types. A binding turns it into [`terminated`] with `?`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cancelled;
+
+impl From<Cancelled> for Box<EvalAltResult> {
+    fn from(_: Cancelled) -> Self {
+        terminated()
+    }
+}
+
+/// The message of a call that did not answer within its `timeout`.
+fn no_answer(what: &str, timeout: Duration) -> crate::error::PrimError {
+    crate::error::PrimError::fatal(format!(
+        "{what}: no answer within {} (the call's timeout; raise it with the `timeout` option)",
+        crate::error::fmt_secs(timeout)
+    ))
+}
+
 impl Ctx {
     /// A new context on the given runtime.
     pub fn new(settings: Settings, rt: tokio::runtime::Handle) -> Arc<Ctx> {
@@ -251,26 +271,42 @@ impl Ctx {
         timeout: Duration,
         fut: impl Future<Output = Result<T, E>>,
     ) -> RhaiResult<T> {
-        match self.bounded(timeout, fut)? {
-            None => Err(error(format!(
-                "{what}: no answer within {} (the call's timeout; raise it with the `timeout` option)",
-                crate::error::fmt_secs(timeout)
-            ))),
-            Some(Err(e)) => Err(e.into().into()),
-            Some(Ok(v)) => Ok(v),
-        }
+        Ok(self.call(what, timeout, fut)??)
+    }
+
+    /// [`Ctx::block_on`] for libraries, without script types: `Err` when the
+    /// run was cancelled, `Ok(Err)` when the call failed or timed out.
+    pub fn call<T, E: Into<crate::error::PrimError>>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> Result<Result<T, crate::error::PrimError>, Cancelled> {
+        Ok(match self.race(timeout, fut)? {
+            None => Err(no_answer(what, timeout)),
+            Some(r) => r.map_err(Into::into),
+        })
     }
 
     /// Run `fut` from the script thread within `budget`: `None` when the
-    /// budget ran out, an error (the script stops) on cancellation. The one
-    /// place the cancel/timeout race is written.
+    /// budget ran out, an error (the script stops) on cancellation.
     pub fn bounded<T>(
         &self,
         budget: Duration,
         fut: impl Future<Output = T>,
     ) -> RhaiResult<Option<T>> {
+        Ok(self.race(budget, fut)?)
+    }
+
+    /// [`Ctx::bounded`] without script types. The one place the
+    /// cancel/timeout race is written.
+    pub fn race<T>(
+        &self,
+        budget: Duration,
+        fut: impl Future<Output = T>,
+    ) -> Result<Option<T>, Cancelled> {
         if self.cancel.is_cancelled() {
-            return Err(terminated());
+            return Err(Cancelled);
         }
         let cancel = self.cancel.clone();
         let outcome = self.rt.block_on(async move {
@@ -279,7 +315,7 @@ impl Ctx {
                 r = tokio::time::timeout(budget, fut) => Some(r.ok()),
             }
         });
-        outcome.ok_or_else(terminated)
+        outcome.ok_or(Cancelled)
     }
 
     /// Sleep on the script thread, waking early on cancellation.
@@ -287,9 +323,19 @@ impl Ctx {
         self.wait(d, None)
     }
 
+    /// [`Ctx::sleep`] without script types, for libraries.
+    pub fn pause(&self, d: Duration) -> Result<(), Cancelled> {
+        self.wait_plain(d, None)
+    }
+
     /// Sleep like [`Ctx::sleep`]; on a terminal with the pretty format, show
     /// a spinner with `label` and the time left while waiting.
     pub fn wait(&self, d: Duration, label: Option<&str>) -> RhaiResult<()> {
+        Ok(self.wait_plain(d, label)?)
+    }
+
+    /// [`Ctx::wait`] without script types.
+    fn wait_plain(&self, d: Duration, label: Option<&str>) -> Result<(), Cancelled> {
         let cancel = self.cancel.clone();
         let spin = label
             .filter(|_| self.spinner_ok() && d >= Duration::from_millis(300))
@@ -331,7 +377,7 @@ impl Ctx {
             out
         });
         if cancelled {
-            Err(terminated())
+            Err(Cancelled)
         } else {
             Ok(())
         }

@@ -162,6 +162,28 @@ impl From<PrimError> for Box<rhai::EvalAltResult> {
     }
 }
 
+/// The value `lock` throws when the lock is busy: the run exits
+/// [`crate::lock::BUSY_EXIT`]. A type of its own so `report` and the exit
+/// code tell it apart without reading the text.
+#[derive(Clone, Debug)]
+pub struct BusyError(pub String);
+
+impl std::fmt::Display for BusyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether a script error is (or wraps) a [`BusyError`].
+pub fn is_busy(err: &rhai::EvalAltResult) -> bool {
+    use rhai::EvalAltResult as E;
+    match err {
+        E::ErrorInFunctionCall(_, _, inner, _) | E::ErrorInModule(_, inner, _) => is_busy(inner),
+        E::ErrorRuntime(v, _) => v.is::<BusyError>(),
+        _ => false,
+    }
+}
+
 /// The number of a signal runbook handles (SIGTERM for any other name).
 pub fn signal_number(name: &str) -> i32 {
     match name {

@@ -127,7 +127,10 @@ pub fn read_any(
 ) -> Result<Vec<Value>, String> {
     match place {
         Backend::File => read(state, target),
+        // A client of its own: `runbook history` has no run, and the run's
+        // end reads once after its primitives are done.
         Backend::Kube { namespace, context } => rt.block_on(crate::lock::kube::ledger_read(
+            &crate::kube::Clients::default(),
             target,
             namespace.as_deref(),
             context.as_deref(),

@@ -42,7 +42,7 @@ fn leaf_message(err: &EvalAltResult) -> String {
     match err {
         EvalAltResult::ErrorRuntime(v, _) => match crate::error::usage_message(v) {
             Some(u) => u,
-            None => match v.read_lock::<crate::lock::BusyError>() {
+            None => match v.read_lock::<crate::error::BusyError>() {
                 Some(b) => b.0.clone(),
                 None => v.to_string(),
             },

@@ -387,7 +387,7 @@ fn settle(
             }
             if crate::report::is_usage(&e) {
                 Error::Usage(r.text)
-            } else if crate::lock::is_busy(&e) {
+            } else if crate::error::is_busy(&e) {
                 Error::Busy(r.text)
             } else {
                 Error::Failed(r.text)

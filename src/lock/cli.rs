@@ -80,9 +80,14 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
                 .map_err(Error::Usage)?;
             let s = match &backend {
                 super::Backend::File => super::file::status(&state(), &name),
-                super::Backend::Kube { namespace, context } => runtime()?.block_on(
-                    super::kube::status(&name, namespace.as_deref(), context.as_deref()),
-                ),
+                super::Backend::Kube { namespace, context } => {
+                    runtime()?.block_on(super::kube::status(
+                        &crate::kube::Clients::default(),
+                        &name,
+                        namespace.as_deref(),
+                        context.as_deref(),
+                    ))
+                }
             }
             .map_err(Error::Failed)?;
             if json {

@@ -21,7 +21,11 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::{unix_now, Deadline, HolderInfo, Renewal, Status};
+use super::{
+    unix_now, Backend, Deadline, Handle, Held, HolderInfo, LockError, Renewal, Status, Taken,
+};
+use crate::context::Ctx;
+use crate::error::PrimError;
 
 /// What the lock file holds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -177,6 +181,61 @@ pub fn acquire(
         "the lock file {} keeps being replaced; is someone breaking it in a loop?",
         path.display()
     ))
+}
+
+/// Take `name` in the state folder `state` for the run `ctx` (the `lock`
+/// primitive's file path): poll up to `wait` while it is busy, then hold
+/// it, renewed every ttl/3, until the run ends or unlocks it.
+pub fn take(
+    ctx: &Ctx,
+    state: &Path,
+    name: &str,
+    info: &HolderInfo,
+    ttl: Duration,
+    wait: Duration,
+) -> Result<Taken, LockError> {
+    let mut waiter = super::Waiter::new(name, wait);
+    loop {
+        let got =
+            acquire(state, name, info, ttl).map_err(|e| PrimError::fatal(format!("lock: {e}")))?;
+        match got {
+            Acquire::Held(f, record) => {
+                let deadline = Deadline::new(ttl);
+                let stop = CancellationToken::new();
+                f.spawn_renewal(&ctx.rt, ttl, deadline.clone(), stop.clone());
+                let expires = super::rfc3339_secs(record.expires.unwrap_or_default());
+                tracing::info!(
+                    primitive = "lock",
+                    lock = name,
+                    backend = "file",
+                    fencing_token = record.token,
+                    "locked '{name}' (file, fencing token {}, ttl {})",
+                    record.token,
+                    crate::error::fmt_secs(ttl)
+                );
+                ctx.locks.add(Held {
+                    name: name.to_string(),
+                    backend: "file",
+                    place: Backend::File,
+                    token: record.token,
+                    deadline,
+                    stop,
+                    handle: Handle::File(f),
+                });
+                return Ok(Taken {
+                    backend: "file",
+                    holder: info.holder.clone(),
+                    token: record.token,
+                    expires,
+                });
+            }
+            Acquire::Busy(rec) => {
+                let holder = rec.and_then(|r| r.holder);
+                // flock has no queue: poll.
+                ctx.pause(waiter.busy_again(holder, Duration::from_millis(50))?)?;
+            }
+        }
+    }
 }
 
 /// One renewal of a lock file: rewrite the expiry, or find it broken.

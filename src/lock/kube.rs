@@ -21,11 +21,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::chrono::{DateTime, Utc};
 use kube::api::{Api, PostParams};
-use rhai::Map;
 use tokio_util::sync::CancellationToken;
 
-use super::{Deadline, Held, HolderInfo, Renewal, Status};
-use crate::context::{Ctx, RhaiResult};
+use super::{Deadline, Held, HolderInfo, LockError, Renewal, Status, Taken};
+use crate::context::Ctx;
 
 const ANN: &str = "runbook.dev/holder";
 const ANN_BROKEN: &str = "runbook.dev/broken";
@@ -74,9 +73,8 @@ where
     Ok((Api::namespaced(k.client.clone(), &ns), ns))
 }
 
-/// [`api_with`] on a client of its own: the `lock` and `history`
-/// commands and the ledger at a run's end make one or two calls, outside
-/// any run's clients.
+/// [`api_with`] on a client of its own: `lock break` and the ledger
+/// append at a run's end make one or two calls, outside any run's clients.
 async fn api<K>(namespace: Option<&str>, context: Option<&str>) -> Result<(Api<K>, String), String>
 where
     K: Namespaced,
@@ -261,27 +259,27 @@ pub struct KubeLock {
     lease: Arc<Mutex<Lease>>,
 }
 
-/// Take the Lease `runbook-<name>` (the `lock` primitive's kube path).
+/// Take the Lease `runbook-<name>` for the run `ctx` (the `lock`
+/// primitive's kube path), through the run's clients: poll up to `wait`
+/// while it is busy, then hold it, renewed every ttl/3, until the run ends
+/// or unlocks it.
 pub fn take(
-    ctx: &Arc<Ctx>,
+    ctx: &Ctx,
     name: &str,
     namespace: Option<&str>,
     context: Option<&str>,
     ttl: Duration,
     wait: Duration,
     info: &HolderInfo,
-) -> RhaiResult<Map> {
-    let (api, ns) = ctx.block_on(
+) -> Result<Taken, LockError> {
+    let (api, ns) = ctx.call(
         "lock",
         CALL * 2,
         api_with::<Lease>(&ctx.kube, namespace, context),
-    )?;
+    )??;
     let mut waiter = super::Waiter::new(name, wait);
     loop {
-        let (a2, n2, nm, i2) = (api.clone(), ns.clone(), name.to_string(), info.clone());
-        let got = ctx.block_on("lock", CALL * 6, async move {
-            try_acquire(&a2, &n2, &nm, &i2, ttl).await
-        })?;
+        let got = ctx.call("lock", CALL * 6, try_acquire(&api, &ns, name, info, ttl))??;
         match got {
             Ok(lease) => {
                 let token = transitions(&lease);
@@ -325,15 +323,14 @@ pub fn take(
                     stop,
                     handle: super::Handle::Kube(held),
                 });
-                return Ok(super::result_map(
-                    name,
-                    "kube",
-                    &info.holder,
+                return Ok(Taken {
+                    backend: "kube",
+                    holder: info.holder.clone(),
                     token,
-                    &expires,
-                ));
+                    expires,
+                });
             }
-            Err(holder) => waiter.busy_again(ctx, holder.as_ref(), Duration::from_millis(250))?,
+            Err(holder) => ctx.pause(waiter.busy_again(holder, Duration::from_millis(250))?)?,
         }
     }
 }
@@ -450,13 +447,15 @@ impl KubeLock {
     }
 }
 
-/// The Lease's state for `runbook lock status`.
+/// The Lease's state, through `clients` (the run's during a run; a fresh
+/// [`crate::kube::Clients`] for `runbook lock status`).
 pub async fn status(
+    clients: &crate::kube::Clients,
     name: &str,
     namespace: Option<&str>,
     context: Option<&str>,
 ) -> Result<Status, String> {
-    let (api, ns) = api::<Lease>(namespace, context).await?;
+    let (api, ns) = api_with::<Lease>(clients, namespace, context).await?;
     let ln = lease_name(name);
     let l = bounded("read Lease", CALL, api.get_opt(&ln))
         .await?
@@ -543,13 +542,15 @@ fn records_of(cm: &ConfigMap) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-/// The ledger of `target` from its ConfigMap, oldest first.
+/// The ledger of `target` from its ConfigMap, oldest first, through
+/// `clients` (the run's during a run).
 pub async fn ledger_read(
+    clients: &crate::kube::Clients,
     target: &str,
     namespace: Option<&str>,
     context: Option<&str>,
 ) -> Result<Vec<serde_json::Value>, String> {
-    let (api, ns) = api::<ConfigMap>(namespace, context).await?;
+    let (api, ns) = api_with::<ConfigMap>(clients, namespace, context).await?;
     let n = ledger_name(target);
     let cm = bounded("read ConfigMap", CALL, api.get_opt(&n))
         .await?

@@ -9,6 +9,10 @@
 //! Backends: [`file`] (an OS lock on a file in the state folder: a killed
 //! holder releases it at once) and [`kube`] (a `coordination.k8s.io/v1`
 //! Lease).
+//!
+//! No script types here: the backends answer [`Taken`] or [`LockError`],
+//! and the `lock` primitive (`primitives/lock.rs`) turns those into the
+//! script's map and errors.
 
 pub mod cli;
 pub mod file;
@@ -210,40 +214,59 @@ impl Backend {
     }
 }
 
-/// The error `lock` throws when the lock is busy: the run exits 75.
-#[derive(Clone, Debug)]
-pub struct BusyError(pub String);
+/// A lock just taken: what the `lock` primitive reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// The backend's name.
+    pub backend: &'static str,
+    /// The holder's identity, `actor@host:pid`.
+    pub holder: String,
+    /// This acquisition's fencing token.
+    pub token: u64,
+    /// When it expires without renewal, RFC 3339 ("" when unknown).
+    pub expires: String,
+}
 
-impl std::fmt::Display for BusyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// Why a lock was not taken.
+#[derive(Debug)]
+pub enum LockError {
+    /// Still held by another run after `wait`: the run exits
+    /// [`BUSY_EXIT`] (see [`busy_message`]).
+    Busy {
+        /// Who holds it (None: its record is unreadable). Boxed: keeps
+        /// the error small on the `Ok` path.
+        holder: Option<Box<HolderInfo>>,
+        /// How long this run waited.
+        waited: Duration,
+    },
+    /// The run was cancelled (deadline or signal) meanwhile.
+    Cancelled,
+    /// The backend failed; the message is final.
+    Failed(crate::error::PrimError),
+}
+
+impl From<crate::context::Cancelled> for LockError {
+    fn from(_: crate::context::Cancelled) -> Self {
+        LockError::Cancelled
     }
 }
 
-/// What `lock(..)` returns: `#{ name, backend, holder, token, expires }`.
-pub fn result_map(name: &str, backend: &str, holder: &str, token: u64, expires: &str) -> rhai::Map {
-    let mut m = rhai::Map::new();
-    m.insert("name".into(), name.into());
-    m.insert("backend".into(), backend.into());
-    m.insert("holder".into(), holder.into());
-    m.insert("token".into(), (token as i64).into());
-    m.insert("expires".into(), expires.into());
-    m
+impl From<crate::error::PrimError> for LockError {
+    fn from(e: crate::error::PrimError) -> Self {
+        LockError::Failed(e)
+    }
 }
 
-/// The error of a lock still busy after `wait`: the run exits 75.
-pub fn busy(name: &str, holder: Option<&HolderInfo>, waited: Duration) -> Box<rhai::EvalAltResult> {
+/// The message of a lock still busy after `wait` (not yet redacted).
+pub fn busy_message(name: &str, holder: Option<&HolderInfo>, waited: Duration) -> String {
     let who = holder.map_or_else(
         || "another run (its record is unreadable)".into(),
         HolderInfo::describe,
     );
-    let msg = format!(
+    format!(
         "lock: '{name}' is held by {who}; waited {} (exit {BUSY_EXIT}: retry later, or give `wait` to queue for it)",
         crate::error::fmt_secs(waited),
-    );
-    let msg = crate::redact::redact(&msg).into_owned();
-    rhai::EvalAltResult::ErrorRuntime(rhai::Dynamic::from(BusyError(msg)), rhai::Position::NONE)
-        .into()
+    )
 }
 
 /// A wait for a busy lock. Both backends poll: neither `flock` nor a Lease
@@ -266,39 +289,35 @@ impl Waiter {
         }
     }
 
-    /// The lock was busy again: the busy error once `wait` is spent; else
-    /// say so (once) and sleep up to `poll` before the next try.
+    /// The lock was busy again: [`LockError::Busy`] once `wait` is spent;
+    /// else say so (once) and return how long to sleep (up to `poll`)
+    /// before the next try. The caller sleeps, so the sleep can be the
+    /// run's cancel-aware one.
     pub fn busy_again(
         &mut self,
-        ctx: &crate::context::Ctx,
-        holder: Option<&HolderInfo>,
+        holder: Option<HolderInfo>,
         poll: Duration,
-    ) -> crate::context::RhaiResult<()> {
+    ) -> Result<Duration, LockError> {
         let name = &self.name;
-        if self.started.elapsed() >= self.wait {
-            return Err(busy(name, holder, self.started.elapsed()));
+        let waited = self.started.elapsed();
+        if waited >= self.wait {
+            return Err(LockError::Busy {
+                holder: holder.map(Box::new),
+                waited,
+            });
         }
         if !self.logged {
             self.logged = true;
             tracing::info!(
                 lock = %name,
                 "lock '{name}' is busy ({}); waiting up to {}",
-                holder.map_or_else(|| "holder unknown".into(), HolderInfo::describe),
+                holder
+                    .as_ref()
+                    .map_or_else(|| "holder unknown".into(), HolderInfo::describe),
                 crate::error::fmt_secs(self.wait)
             );
         }
-        let left = self.wait.saturating_sub(self.started.elapsed());
-        ctx.sleep(left.min(poll))
-    }
-}
-
-/// Whether a script error is (or wraps) a [`BusyError`].
-pub fn is_busy(err: &rhai::EvalAltResult) -> bool {
-    use rhai::EvalAltResult as E;
-    match err {
-        E::ErrorInFunctionCall(_, _, inner, _) | E::ErrorInModule(_, inner, _) => is_busy(inner),
-        E::ErrorRuntime(v, _) => v.is::<BusyError>(),
-        _ => false,
+        Ok(self.wait.saturating_sub(self.started.elapsed()).min(poll))
     }
 }
 
@@ -663,6 +682,30 @@ mod tests {
         assert!(e.contains("refusing to run write_json"), "{e}");
         assert_eq!(locks.mutations(), 1, "a refused mutation is not counted");
         assert!(locks.lost().is_some());
+    }
+
+    #[test]
+    fn a_waiter_says_how_long_to_sleep_then_busy() {
+        let holder = HolderInfo::current("t.rhai");
+        let mut w = Waiter::new("t", Duration::from_secs(5));
+        let d = w
+            .busy_again(Some(holder.clone()), Duration::from_millis(50))
+            .unwrap();
+        assert!(d <= Duration::from_millis(50), "{d:?}");
+        let mut w = Waiter::new("t", Duration::ZERO);
+        match w.busy_again(Some(holder), Duration::from_millis(50)) {
+            Err(LockError::Busy {
+                holder: Some(h), ..
+            }) => assert_eq!(h.pid, std::process::id()),
+            other => panic!("{other:?}"),
+        }
+        let msg = busy_message("t", None, Duration::from_secs(2));
+        assert!(
+            msg.contains(
+                "'t' is held by another run (its record is unreadable); waited 2s (exit 75"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]

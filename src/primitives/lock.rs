@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rhai::{Dynamic, Engine, ImmutableString, Map};
-use tokio_util::sync::CancellationToken;
+use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
 
-use crate::context::{error, Ctx, RhaiResult};
+use crate::context::{error, terminated, Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
-use crate::lock::{self, Backend, Deadline, Held, HolderInfo};
+use crate::error::BusyError;
+use crate::lock::{self, Backend, HolderInfo, LockError};
 use crate::opts::Opts;
 
 /// The parsed options of `lock`.
@@ -36,19 +36,38 @@ fn read_opts(o: &Opts) -> RhaiResult<LockOpts> {
     Ok(LockOpts { backend, ttl, wait })
 }
 
+/// What `lock(..)` returns: `#{ name, backend, holder, token, expires }`.
+fn result_map(name: &str, backend: &str, holder: &str, token: u64, expires: &str) -> Map {
+    let mut m = Map::new();
+    m.insert("name".into(), name.into());
+    m.insert("backend".into(), backend.into());
+    m.insert("holder".into(), holder.into());
+    m.insert("token".into(), (token as i64).into());
+    m.insert("expires".into(), expires.into());
+    m
+}
+
+/// A backend's refusal as the script sees it: busy becomes a
+/// [`BusyError`] (the run exits 75), cancellation stops the script.
+fn lock_error(name: &str, e: LockError) -> Box<EvalAltResult> {
+    match e {
+        LockError::Busy { holder, waited } => {
+            let msg = lock::busy_message(name, holder.as_deref(), waited);
+            let msg = crate::redact::redact(&msg).into_owned();
+            EvalAltResult::ErrorRuntime(Dynamic::from(BusyError(msg)), Position::NONE).into()
+        }
+        LockError::Cancelled => terminated(),
+        LockError::Failed(e) => e.into(),
+    }
+}
+
 fn take(ctx: &Arc<Ctx>, name: &str, opts: &Opts) -> RhaiResult<Map> {
     lock::check_name(name).map_err(|e| error(format!("lock: {e}")))?;
     let o = read_opts(opts)?;
     if let Some(token) = ctx.locks.token_of(name) {
         tracing::info!(lock = name, "lock '{name}' is already held by this run");
         let me = HolderInfo::current("");
-        return Ok(lock::result_map(
-            name,
-            o.backend.name(),
-            &me.holder,
-            token,
-            "",
-        ));
+        return Ok(result_map(name, o.backend.name(), &me.holder, token, ""));
     }
     let playbook = ctx.settings.playbook.display().to_string();
     let info = HolderInfo::current(&playbook);
@@ -56,13 +75,13 @@ fn take(ctx: &Arc<Ctx>, name: &str, opts: &Opts) -> RhaiResult<Map> {
         // A dry run changes nothing, a Lease included: it only tells.
         let s = match &o.backend {
             Backend::File => lock::file::status(&lock::state_dir(&ctx.settings.workdir), name),
-            Backend::Kube { namespace, context } => {
-                let (ns, cx, n) = (namespace.clone(), context.clone(), name.to_string());
-                ctx.block_on("lock", Duration::from_secs(30), async move {
-                    lock::kube::status(&n, ns.as_deref(), cx.as_deref()).await
-                })
-                .map(Ok)?
-            }
+            Backend::Kube { namespace, context } => ctx
+                .block_on(
+                    "lock",
+                    Duration::from_secs(30),
+                    lock::kube::status(&ctx.kube, name, namespace.as_deref(), context.as_deref()),
+                )
+                .map(Ok)?,
         }
         .map_err(|e| error(format!("lock: {e}")))?;
         let now = match (&s.holder, s.held) {
@@ -76,13 +95,16 @@ fn take(ctx: &Arc<Ctx>, name: &str, opts: &Opts) -> RhaiResult<Map> {
             "dry run: would lock '{name}' ({}; {now})",
             o.backend.name()
         );
-        let mut m = lock::result_map(name, o.backend.name(), &info.holder, 0, "");
+        let mut m = result_map(name, o.backend.name(), &info.holder, 0, "");
         m.insert("planned".into(), Dynamic::from(true));
         return Ok(m);
     }
-    match &o.backend {
-        Backend::File => take_file(ctx, name, &o, &info),
-        Backend::Kube { namespace, context } => crate::lock::kube::take(
+    let taken = match &o.backend {
+        Backend::File => {
+            let state = lock::state_dir(&ctx.settings.workdir);
+            lock::file::take(ctx, &state, name, &info, o.ttl, o.wait)
+        }
+        Backend::Kube { namespace, context } => lock::kube::take(
             ctx,
             name,
             namespace.as_deref(),
@@ -92,53 +114,14 @@ fn take(ctx: &Arc<Ctx>, name: &str, opts: &Opts) -> RhaiResult<Map> {
             &info,
         ),
     }
-}
-
-fn take_file(ctx: &Arc<Ctx>, name: &str, o: &LockOpts, info: &HolderInfo) -> RhaiResult<Map> {
-    let state = lock::state_dir(&ctx.settings.workdir);
-    let mut waiter = lock::Waiter::new(name, o.wait);
-    loop {
-        match lock::file::acquire(&state, name, info, o.ttl)
-            .map_err(|e| error(format!("lock: {e}")))?
-        {
-            lock::file::Acquire::Held(f, record) => {
-                let deadline = Deadline::new(o.ttl);
-                let stop = CancellationToken::new();
-                f.spawn_renewal(&ctx.rt, o.ttl, deadline.clone(), stop.clone());
-                let expires = lock::rfc3339_secs(record.expires.unwrap_or_default());
-                tracing::info!(
-                    primitive = "lock",
-                    lock = name,
-                    backend = "file",
-                    fencing_token = record.token,
-                    "locked '{name}' (file, fencing token {}, ttl {})",
-                    record.token,
-                    crate::error::fmt_secs(o.ttl)
-                );
-                ctx.locks.add(Held {
-                    name: name.to_string(),
-                    backend: "file",
-                    place: Backend::File,
-                    token: record.token,
-                    deadline,
-                    stop,
-                    handle: lock::Handle::File(f),
-                });
-                return Ok(lock::result_map(
-                    name,
-                    "file",
-                    &info.holder,
-                    record.token,
-                    &expires,
-                ));
-            }
-            lock::file::Acquire::Busy(rec) => {
-                let holder = rec.as_ref().and_then(|r| r.holder.clone());
-                // flock has no queue: poll.
-                waiter.busy_again(ctx, holder.as_ref(), Duration::from_millis(50))?;
-            }
-        }
-    }
+    .map_err(|e| lock_error(name, e))?;
+    Ok(result_map(
+        name,
+        taken.backend,
+        &taken.holder,
+        taken.token,
+        &taken.expires,
+    ))
 }
 
 /// Merge `fields` (redacted) into the run's notes, for every target or one.
@@ -235,18 +218,17 @@ fn history(c: &Arc<Ctx>, target: &str) -> RhaiResult<rhai::Array> {
     let place = crate::ledger::place_for(held.as_ref())
         .map_err(|e| error(format!("ledger_history: {e}")))?;
     let state = lock::state_dir(&c.settings.workdir);
-    let (c2, t2) = (c.clone(), target.to_string());
-    // The kube read blocks on the runtime: run it off the script's
-    // async context like every other call.
+    // The kube read goes through the run's clients and is bounded and
+    // cancelled like every other call.
     let records = match &place {
         Backend::File => crate::ledger::read(&state, target),
-        Backend::Kube { namespace, context } => {
-            let (ns, cx) = (namespace.clone(), context.clone());
-            c2.block_on("ledger_history", Duration::from_secs(30), async move {
-                lock::kube::ledger_read(&t2, ns.as_deref(), cx.as_deref()).await
-            })
-            .map(Ok)?
-        }
+        Backend::Kube { namespace, context } => c
+            .block_on(
+                "ledger_history",
+                Duration::from_secs(30),
+                lock::kube::ledger_read(&c.kube, target, namespace.as_deref(), context.as_deref()),
+            )
+            .map(Ok)?,
     }
     .map_err(|e| error(format!("ledger_history: {e}")))?;
     Ok(records.iter().map(crate::value::to_dynamic).collect())

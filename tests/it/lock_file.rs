@@ -107,6 +107,30 @@ fn a_waiting_run_gets_the_lock_after_the_holder_with_a_higher_token() {
 }
 
 #[test]
+fn a_run_waiting_for_a_busy_lock_stops_at_its_deadline() {
+    let p = project();
+    p.file("hold.rhai", &holder_playbook(30.0));
+    p.file(
+        "wait.rhai",
+        &holder_playbook(0.0).replace("ttl: 3", "ttl: 3, wait: 30"),
+    );
+    let (mut a, _) = p.start(&["hold.rhai"]);
+    wait_lines(&p, "tokens.log", 1);
+    let t = Instant::now();
+    p.run(&["wait.rhai", "--timeout", "1"])
+        .code(124)
+        .has("waiting up to 30s");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the wait was cut short: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(tokens(&p), vec![1], "the waiter changed nothing");
+    let _ = a.kill();
+    let _ = a.wait();
+}
+
+#[test]
 fn kill_9_of_the_holder_frees_the_lock_at_once() {
     let p = project();
     p.file("hold.rhai", &holder_playbook(60.0));

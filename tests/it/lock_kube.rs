@@ -292,3 +292,30 @@ fn a_take_that_loses_a_race_reads_again_and_finds_the_lock_busy() {
     let lease = api.get("Lease", "default", "runbook-demo").unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "other-run");
 }
+
+#[test]
+fn a_dry_run_reads_the_lease_and_the_ledger_through_the_run() {
+    let api = FakeLeases::start();
+    let mut p = project(&api);
+    // A dry run holds no lock to say where the ledger lives.
+    p.env("RUNBOOK_LEDGER_BACKEND", "kube");
+    p.file("deploy.rhai", DEPLOY);
+    p.run(&["deploy.rhai", "--sha", "aaa"]).code(0);
+    p.file(
+        "plan.rhai",
+        r#"
+let l = lock("app");
+let h = ledger_history("app");
+print(`planned=${l.planned} records=${h.len()} image=${h[0].image}`);
+"#,
+    );
+    p.run(&["plan.rhai", "--dry-run"])
+        .code(0)
+        .has("would lock 'app' (kube; free now)")
+        .has("planned=true records=1 image=app:aaa");
+    let lease = api.get("Lease", "default", "runbook-app").unwrap();
+    assert_eq!(
+        lease["spec"]["leaseTransitions"], 1,
+        "a dry run takes no Lease"
+    );
+}
