@@ -42,7 +42,7 @@ pub fn skip_docs() {
 pub struct Opt {
     /// The key in the options map.
     pub key: &'static str,
-    /// What it takes, for people ("duration", "string", "[string]").
+    /// What it takes, for people ("duration", "string", "\[string\]").
     pub ty: &'static str,
     /// The default, as the reader would write it ("" when required or none).
     pub default: &'static str,

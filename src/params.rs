@@ -98,7 +98,7 @@ fn spec_err(name: &str, msg: impl std::fmt::Display) -> String {
 }
 
 /// Read the declaration from a compiled playbook. `resolver` finds the
-/// modules its `PARAMS` takes shared fragments from (see [`params_map`]).
+/// modules its `PARAMS` takes shared fragments from (see `params_map`).
 pub fn declaration(ast: &AST, source: &str, resolver: &Resolver) -> Result<Declaration, String> {
     let (decl, errors) = declaration_all(ast, source, resolver);
     if errors.is_empty() {

@@ -95,7 +95,7 @@ fn debug_escape(s: &str) -> String {
 }
 
 /// The ways a sink can print `value`: raw, and through one or two of
-/// [`ENCODINGS`] (a map printed with Rhai's escaping, then JSON-escaped by
+/// `ENCODINGS` (a map printed with Rhai's escaping, then JSON-escaped by
 /// the `json` log format, say); the same for each line of a multi-line
 /// value.
 pub fn forms(value: &str) -> Vec<String> {

@@ -6,7 +6,7 @@
 //! refuses once a lock was lost (its renew deadline passed, or it was
 //! broken), so a holder never acts after it lost the lock.
 //!
-//! Backends: [`file`] (an OS lock on a file in the state folder: a killed
+//! Backends: [`mod@file`] (an OS lock on a file in the state folder: a killed
 //! holder releases it at once) and [`kube`] (a `coordination.k8s.io/v1`
 //! Lease).
 //!

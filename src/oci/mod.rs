@@ -1,5 +1,5 @@
 //! OCI registries and cosign signatures, without Rhai: image references
-//! ([`reference`]), credentials, challenges and the run's token cache
+//! ([`mod@reference`]), credentials, challenges and the run's token cache
 //! ([`auth`]), the distribution client ([`client`], its auth flow in
 //! `login.rs`), and cosign signatures: verifying them ([`cosign`],
 //! [`cosign_cert`], [`cosign_bundle`]) and finding them ([`cosign_find`]).

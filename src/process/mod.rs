@@ -64,7 +64,7 @@ pub fn resolve(program: &str, path: Option<&OsStr>) -> Result<PathBuf, String> {
 /// One child to run.
 #[derive(Debug, Default, Clone)]
 pub struct Spec {
-    /// The program's name as the playbook gave it (also the child's argv[0]).
+    /// The program's name as the playbook gave it (also the child's `argv[0]`).
     pub program: String,
     /// Its resolved path (see [`resolve`]).
     pub path: PathBuf,
