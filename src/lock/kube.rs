@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Deadline, Held, HolderInfo, LockError, Renewal, Status, Taken};
 use crate::context::Ctx;
+use crate::kube::client::{Call, Kube};
 
 const ANN: &str = "runbook.dev/holder";
 const ANN_BROKEN: &str = "runbook.dev/broken";
@@ -56,26 +57,55 @@ impl<K> Namespaced for K where
 {
 }
 
+/// The namespaced API for `K`, its namespace, and the client it came
+/// from (whose server and context an error names).
+struct Target<K> {
+    api: Api<K>,
+    ns: String,
+    kube: Arc<Kube>,
+}
+
+impl<K: Namespaced> Target<K> {
+    /// A failed call, explained as every kube call is
+    /// ([`crate::kube::client::explain`]): a 403 names the RBAC permission
+    /// `verb` on this kind, a 401 the credentials, a refused connection
+    /// the cluster.
+    fn fail(&self, what: &str, verb: &str, e: &kube::Error) -> String {
+        let resource = K::plural(&());
+        let call = Call {
+            what,
+            verb,
+            resource: &resource,
+            ns: Some(&self.ns),
+        };
+        crate::kube::client::explain(&self.kube, e, call).msg
+    }
+}
+
 /// The namespaced API for `K` through `clients` (the run's own for the
 /// `lock` primitive), in `namespace` or the context's default.
 async fn api_with<K>(
     clients: &crate::kube::Clients,
     namespace: Option<&str>,
     context: Option<&str>,
-) -> Result<(Api<K>, String), String>
+) -> Result<Target<K>, String>
 where
     K: Namespaced,
 {
-    let k = clients.connect(context).await.map_err(|e| e.msg)?;
+    let kube = clients.connect(context).await.map_err(|e| e.msg)?;
     let ns = namespace
         .map(String::from)
-        .unwrap_or_else(|| k.client.default_namespace().to_string());
-    Ok((Api::namespaced(k.client.clone(), &ns), ns))
+        .unwrap_or_else(|| kube.client.default_namespace().to_string());
+    Ok(Target {
+        api: Api::namespaced(kube.client.clone(), &ns),
+        ns,
+        kube,
+    })
 }
 
 /// [`api_with`] on a client of its own: `lock break` and the ledger
 /// append at a run's end make one or two calls, outside any run's clients.
-async fn api<K>(namespace: Option<&str>, context: Option<&str>) -> Result<(Api<K>, String), String>
+async fn api<K>(namespace: Option<&str>, context: Option<&str>) -> Result<Target<K>, String>
 where
     K: Namespaced,
 {
@@ -86,16 +116,6 @@ fn status_code(e: &kube::Error) -> Option<u16> {
     match e {
         kube::Error::Api(r) => Some(r.code),
         _ => None,
-    }
-}
-
-fn describe_err(what: &str, e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(r) => format!(
-            "{what}: the API answered {} {}: {}",
-            r.code, r.reason, r.message
-        ),
-        other => format!("{what}: cannot talk to the Kubernetes API: {other}"),
     }
 }
 
@@ -113,7 +133,7 @@ async fn bounded<T>(
 /// existed, create what did not. `Ok(None)` on a 409: another writer came
 /// between the read and this write, so the caller reads and decides again.
 async fn write_unless_raced<K>(
-    api: &Api<K>,
+    t: &Target<K>,
     existed: bool,
     obj: &K,
     what: &str,
@@ -122,15 +142,18 @@ where
     K: Namespaced,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
-    let res = if existed {
-        bounded(what, CALL, api.replace(&name, &PostParams::default(), obj)).await?
+    let pp = PostParams::default();
+    let (res, verb) = if existed {
+        let put = t.api.replace(&name, &pp, obj);
+        (bounded(what, CALL, put).await?, "update")
     } else {
-        bounded(what, CALL, api.create(&PostParams::default(), obj)).await?
+        let post = t.api.create(&pp, obj);
+        (bounded(what, CALL, post).await?, "create")
     };
     match res {
         Ok(o) => Ok(Some(o)),
         Err(e) if status_code(&e) == Some(409) => Ok(None),
-        Err(e) => Err(describe_err(what, &e)),
+        Err(e) => Err(t.fail(what, verb, &e)),
     }
 }
 
@@ -210,19 +233,18 @@ fn ours(prev: Option<&Lease>, name: &str, ns: &str, info: &HolderInfo, ttl: Dura
 
 /// One try: Ok(Ok(lease)) ours, Ok(Err(holder)) busy.
 async fn try_acquire(
-    api: &Api<Lease>,
-    ns: &str,
+    t: &Target<Lease>,
     name: &str,
     info: &HolderInfo,
     ttl: Duration,
 ) -> Result<Result<Lease, Option<HolderInfo>>, String> {
-    let ln = lease_name(name);
+    let (ln, ns) = (lease_name(name), t.ns.as_str());
     // A 409 means another run wrote between our read and our write: read
     // again and decide again (bounded).
     for _ in 0..5 {
-        let cur = bounded("read Lease", CALL, api.get_opt(&ln))
+        let cur = bounded("read Lease", CALL, t.api.get_opt(&ln))
             .await?
-            .map_err(|e| describe_err(&format!("read Lease {ns}/{ln}"), &e))?;
+            .map_err(|e| t.fail(&format!("read Lease {ns}/{ln}"), "get", &e))?;
         let res = match &cur {
             Some(l) if live(l) => return Ok(Err(holder_of(l))),
             Some(l) => {
@@ -235,11 +257,11 @@ async fn try_acquire(
                     tracing::info!(lock = name, "the Lease {ns}/{ln} expired; taking it over");
                 }
                 let want = ours(Some(l), name, ns, info, ttl);
-                write_unless_raced(api, true, &want, &format!("take Lease {ns}/{ln}")).await?
+                write_unless_raced(t, true, &want, &format!("take Lease {ns}/{ln}")).await?
             }
             None => {
                 let want = ours(None, name, ns, info, ttl);
-                write_unless_raced(api, false, &want, &format!("take Lease {ns}/{ln}")).await?
+                write_unless_raced(t, false, &want, &format!("take Lease {ns}/{ln}")).await?
             }
         };
         if let Some(l) = res {
@@ -255,6 +277,7 @@ async fn try_acquire(
 pub struct KubeLock {
     api: Api<Lease>,
     ns: String,
+    kube: Arc<Kube>,
     name: String,
     lease: Arc<Mutex<Lease>>,
 }
@@ -272,22 +295,24 @@ pub fn take(
     wait: Duration,
     info: &HolderInfo,
 ) -> Result<Taken, LockError> {
-    let (api, ns) = ctx.call(
+    let t = ctx.call(
         "lock",
         CALL * 2,
         api_with::<Lease>(&ctx.kube, namespace, context),
     )??;
+    let ns = t.ns.clone();
     let mut waiter = super::Waiter::new(name, wait);
     loop {
-        let got = ctx.call("lock", CALL * 6, try_acquire(&api, &ns, name, info, ttl))??;
+        let got = ctx.call("lock", CALL * 6, try_acquire(&t, name, info, ttl))??;
         match got {
             Ok(lease) => {
                 let token = transitions(&lease);
                 let deadline = Deadline::new(ttl);
                 let stop = CancellationToken::new();
                 let held = KubeLock {
-                    api: api.clone(),
+                    api: t.api.clone(),
                     ns: ns.clone(),
+                    kube: t.kube.clone(),
                     name: name.to_string(),
                     lease: Arc::new(Mutex::new(lease.clone())),
                 };
@@ -363,7 +388,7 @@ async fn renew_lease(
         }
     };
     if !matches!(status_code(&e), Some(409 | 404)) {
-        tracing::warn!("renewing the Lease {ln}: {}", describe_err("renew", &e));
+        tracing::warn!("renewing the Lease {ln}: {e}");
         return Renewal::Kept;
     }
     // Someone else wrote: is it still ours?
@@ -429,19 +454,24 @@ impl KubeLock {
             s.holder_identity = None;
             s.lease_duration_seconds = Some(1);
         }
-        let (api, ln, ns) = (self.api, lease_name(&self.name), self.ns);
+        let t = Target {
+            api: self.api,
+            ns: self.ns,
+            kube: self.kube,
+        };
+        let ln = lease_name(&self.name);
         rt.block_on(async move {
             match bounded(
                 "release Lease",
                 CALL,
-                api.replace(&ln, &PostParams::default(), &want),
+                t.api.replace(&ln, &PostParams::default(), &want),
             )
             .await?
             {
                 Ok(_) => Ok(()),
                 // Changed since our last renewal: not ours to clear.
                 Err(e) if status_code(&e) == Some(409) => Ok(()),
-                Err(e) => Err(describe_err(&format!("release Lease {ns}/{ln}"), &e)),
+                Err(e) => Err(t.fail(&format!("release Lease {}/{ln}", t.ns), "update", &e)),
             }
         })
     }
@@ -455,11 +485,11 @@ pub async fn status(
     namespace: Option<&str>,
     context: Option<&str>,
 ) -> Result<Status, String> {
-    let (api, ns) = api_with::<Lease>(clients, namespace, context).await?;
+    let t = api_with::<Lease>(clients, namespace, context).await?;
     let ln = lease_name(name);
-    let l = bounded("read Lease", CALL, api.get_opt(&ln))
+    let l = bounded("read Lease", CALL, t.api.get_opt(&ln))
         .await?
-        .map_err(|e| describe_err(&format!("read Lease {ns}/{ln}"), &e))?;
+        .map_err(|e| t.fail(&format!("read Lease {}/{ln}", t.ns), "get", &e))?;
     Ok(match l {
         None => Status::free(name),
         Some(l) => Status {
@@ -481,12 +511,13 @@ pub async fn break_lock(
     by: &str,
     reason: &str,
 ) -> Result<Status, String> {
-    let (api, ns) = api::<Lease>(namespace, context).await?;
+    let t = api::<Lease>(namespace, context).await?;
+    let (api, ns) = (&t.api, &t.ns);
     let ln = lease_name(name);
     for _ in 0..5 {
         let Some(l) = bounded("read Lease", CALL, api.get_opt(&ln))
             .await?
-            .map_err(|e| describe_err(&format!("read Lease {ns}/{ln}"), &e))?
+            .map_err(|e| t.fail(&format!("read Lease {ns}/{ln}"), "get", &e))?
         else {
             return Ok(Status::free(name));
         };
@@ -520,7 +551,7 @@ pub async fn break_lock(
         {
             Ok(_) => return Ok(before),
             Err(e) if status_code(&e) == Some(409) => continue,
-            Err(e) => return Err(describe_err(&format!("break Lease {ns}/{ln}"), &e)),
+            Err(e) => return Err(t.fail(&format!("break Lease {ns}/{ln}"), "update", &e)),
         }
     }
     Err(format!(
@@ -550,11 +581,11 @@ pub async fn ledger_read(
     namespace: Option<&str>,
     context: Option<&str>,
 ) -> Result<Vec<serde_json::Value>, String> {
-    let (api, ns) = api_with::<ConfigMap>(clients, namespace, context).await?;
+    let t = api_with::<ConfigMap>(clients, namespace, context).await?;
     let n = ledger_name(target);
-    let cm = bounded("read ConfigMap", CALL, api.get_opt(&n))
+    let cm = bounded("read ConfigMap", CALL, t.api.get_opt(&n))
         .await?
-        .map_err(|e| describe_err(&format!("read ConfigMap {ns}/{n}"), &e))?;
+        .map_err(|e| t.fail(&format!("read ConfigMap {}/{n}", t.ns), "get", &e))?;
     Ok(cm.as_ref().map(records_of).unwrap_or_default())
 }
 
@@ -567,12 +598,13 @@ pub async fn ledger_append(
     namespace: Option<&str>,
     context: Option<&str>,
 ) -> Result<(), String> {
-    let (api, ns) = api::<ConfigMap>(namespace, context).await?;
+    let t = api::<ConfigMap>(namespace, context).await?;
+    let ns = t.ns.clone();
     let n = ledger_name(target);
     for _ in 0..5 {
-        let cur = bounded("read ConfigMap", CALL, api.get_opt(&n))
+        let cur = bounded("read ConfigMap", CALL, t.api.get_opt(&n))
             .await?
-            .map_err(|e| describe_err(&format!("read ConfigMap {ns}/{n}"), &e))?;
+            .map_err(|e| t.fail(&format!("read ConfigMap {ns}/{n}"), "get", &e))?;
         let mut records = cur.as_ref().map(records_of).unwrap_or_default();
         records.push(record.clone());
         let skip = records.len().saturating_sub(crate::ledger::KUBE_CAP);
@@ -591,10 +623,7 @@ pub async fn ledger_append(
             .get_or_insert_with(BTreeMap::new)
             .insert("records".into(), text);
         let what = format!("write ConfigMap {ns}/{n}");
-        if write_unless_raced(&api, existed, &cm, &what)
-            .await?
-            .is_some()
-        {
+        if write_unless_raced(&t, existed, &cm, &what).await?.is_some() {
             return Ok(());
         }
     }

@@ -319,3 +319,17 @@ print(`planned=${l.planned} records=${h.len()} image=${h[0].image}`);
         "a dry run takes no Lease"
     );
 }
+
+#[test]
+fn a_forbidden_lease_names_the_rbac_permission_and_the_check() {
+    let api = FakeLeases::start();
+    let p = project(&api);
+    p.file("a.rhai", &playbook("a", 3.0, 0.0, 0.0));
+    api.forbid("POST", "Lease");
+    p.run(&["a.rhai"])
+        .code(1)
+        .has("take Lease default/runbook-demo: forbidden (403)")
+        .has("lacks the RBAC permission to create leases")
+        .has("kubectl auth can-i create leases -n default");
+    assert!(mutations(&p).is_empty(), "nothing ran without the lock");
+}

@@ -29,6 +29,8 @@ struct Store {
     /// Another writer's object, stored just before the next write of the
     /// same (kind, namespace, name), which then loses with a 409.
     race: Option<Value>,
+    /// (method, kind) answered 403 Forbidden, as RBAC without the verb.
+    forbidden: Option<(String, String)>,
 }
 
 /// The fake coordination API. Stopped when dropped.
@@ -172,6 +174,20 @@ fn route(store: &Mutex<Store>, req: &Request) -> Reply {
         }
     };
     let mut st = store.lock().unwrap();
+    if st
+        .forbidden
+        .as_ref()
+        .is_some_and(|(m, k)| *m == req.method && k == kind)
+    {
+        let verb = if req.method == "POST" {
+            "create"
+        } else {
+            "update"
+        };
+        return Reply::json(403, &status(403, "Forbidden", &format!(
+            "{plural} is forbidden: User \"dev\" cannot {verb} resource \"{plural}\" in the namespace \"{ns}\""
+        )));
+    }
     match (req.method.as_str(), name) {
         ("GET", Some(n)) => match st.objects.get(&(kind.into(), ns.into(), n.into())) {
             Some(o) => Reply::json(200, o),
@@ -238,6 +254,11 @@ impl FakeLeases {
     /// and that write answers 409 Conflict.
     pub fn race_next_write(&self, obj: Value) {
         self.store.lock().unwrap().race = Some(obj);
+    }
+
+    /// Answer `method` on `kind` with 403 Forbidden from now on.
+    pub fn forbid(&self, method: &str, kind: &str) {
+        self.store.lock().unwrap().forbidden = Some((method.into(), kind.into()));
     }
 
     /// The stored object, if any.
