@@ -235,14 +235,22 @@ fn a_module_beside_the_playbooks_is_checked_as_a_module_and_not_run() {
 /// README's table says, whatever the kind of its error.
 #[test]
 fn a_primitive_refusing_its_input_exits_1_and_fail_usage_exits_2() {
-    for script in [
-        "helm_install(\"r\", \"\");\n",
-        "kube_node_port(\"default\", \"svc\", 0);\n",
-        "kube_cpu(\"lots\");\n",
-        "http_check(\"http://127.0.0.1:9/\", #{ expect: 99 });\n",
+    for (script, message) in [
+        (
+            "helm_install(\"r\", \"\");\n",
+            "helm_install: the chart is empty",
+        ),
+        (
+            "kube_node_port(\"default\", \"svc\", 0);\n",
+            "kube_node_port: port 0 is not a port",
+        ),
+        ("kube_cpu(\"lots\");\n", "'lots' is not a quantity"),
+        (
+            "http_check(\"http://127.0.0.1:9/\", #{ expect: 99 });\n",
+            "99, which is not an HTTP status",
+        ),
     ] {
-        let out = pb(script).run(&["pb.rhai"]);
-        out.code(1).has("error: ");
+        pb(script).run(&["pb.rhai"]).code(1).has(message);
     }
     pb("fail_usage(\"give --n below 2\");\n")
         .run(&["pb.rhai"])
