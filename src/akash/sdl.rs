@@ -15,12 +15,6 @@ pub struct Applied {
     pub template_image: String,
 }
 
-fn is_hex40(s: &str) -> bool {
-    s.len() == 40
-        && s.chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-}
-
 /// Split an image reference into (repository, tag, digest).
 pub fn split_image(image: &str) -> (&str, Option<&str>, Option<&str>) {
     let (rest, digest) = match image.split_once('@') {
@@ -67,7 +61,7 @@ pub fn validate_deploy_image(image: &str) -> Result<(), String> {
         Some("latest") => Err(format!(
             "the image '{image}' uses the floating tag `latest`; deploy an immutable tag: the full 40-hex git SHA"
         )),
-        Some(t) if is_hex40(t) => Ok(()),
+        Some(t) if crate::process::git::is_sha(t) => Ok(()),
         Some(t) => Err(format!(
             "the image '{image}' has the tag '{t}', which is not a full 40-hex lowercase git SHA; floating tags (branch names, versions that can be re-pushed) are refused on the deploy path"
         )),
