@@ -38,7 +38,7 @@ pub fn skip_docs() {
 }
 
 /// One option of a primitive: the row of its table.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Opt {
     /// The key in the options map.
     pub key: &'static str,

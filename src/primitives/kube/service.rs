@@ -10,8 +10,7 @@ use rhai::{Dynamic, Engine, ImmutableString, Map};
 
 use super::{with_kube, TIMEOUT_30};
 use crate::context::{Ctx, RhaiResult};
-use crate::declare::opt;
-use crate::declare::{Opt, Spec};
+use crate::declare::Spec;
 use crate::error::{fmt_secs, PrimError};
 use crate::kube::check_name;
 use crate::kube::proxy::{self, ProxyPath};
@@ -19,11 +18,6 @@ use crate::kube::service;
 use crate::opts::Opts;
 use crate::primitives::shared::{read_port, Retry, CONTEXT, RETRY_OPTS};
 use crate::value::{map, secs};
-
-/// A copy of a row of another table (tables are `const`, rows are not `Copy`).
-const fn same(o: &Opt) -> Opt {
-    opt(o.key, o.ty, o.default, o.help)
-}
 
 #[rustfmt::skip]
 static NODE_PORT: Spec = Spec {
@@ -41,8 +35,8 @@ static SERVICE_CHECK: Spec = Spec {
     returns: "Map",
     doc: include_str!("../docs/kube_service_check.md"),
     opts: &[
-        same(&RETRY_OPTS[0]), same(&RETRY_OPTS[1]), same(&RETRY_OPTS[2]),
-        same(&RETRY_OPTS[3]), same(&RETRY_OPTS[4]), CONTEXT,
+        RETRY_OPTS[0], RETRY_OPTS[1], RETRY_OPTS[2],
+        RETRY_OPTS[3], RETRY_OPTS[4], CONTEXT,
     ],
 };
 
