@@ -372,7 +372,10 @@ fn lint_ast(
     let imports = crate::engine::imports(ast);
     let modules = imported_modules(engine, ctx, ast, &imports, report);
     let declared: Vec<&str> = decl.params.iter().map(|p| p.name.as_str()).collect();
+    // In a module, `args` is only ever a function's own parameter or
+    // variable: then `args.x` is that value's, not the playbook's.
     let module = is_module(ast);
+    let own_args = module && vars.contains("args");
     ast.walk(&mut |nodes: &[ASTNode]| {
         let call = match nodes.last() {
             Some(ASTNode::Expr(Expr::FnCall(f, pos)))
@@ -415,7 +418,7 @@ fn lint_ast(
                     }
                 }
             }
-            (_, Some(ASTNode::Expr(Expr::Dot(b, ..)))) => {
+            (_, Some(ASTNode::Expr(Expr::Dot(b, ..)))) if !own_args => {
                 lint_args_property(b, module, &declared, report)
             }
             _ => {}

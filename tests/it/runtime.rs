@@ -228,6 +228,12 @@ fn a_module_beside_the_playbooks_is_checked_as_a_module_and_not_run() {
         .code(2)
         .has("COMMON_PARAMS.who: unknown key 'typ'")
         .has("args.who: a module does not see the playbook's `args`");
+    // Taking them as a function argument, as the message says, is fine.
+    p.file(
+        "lib/shared.rhai",
+        "fn greet(args) { `hello ${args.who}` }\n",
+    );
+    p.run(&["check", "lib/shared.rhai"]).code(0);
 }
 
 /// Exit 2 is the command line's and `fail_usage`'s. A primitive that
