@@ -38,8 +38,8 @@ impl Error {
     }
 }
 
-/// What kind of failure a primitive met. The retry loop and the exit-code
-/// mapping read this, never the message's text.
+/// What kind of failure a primitive met. The retry loop reads this, never
+/// the message's text; every kind fails the run with exit 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Worth another try: a refused or reset connection, a timeout, a 5xx
@@ -135,8 +135,8 @@ impl From<&str> for PrimError {
     }
 }
 
-/// The tag a usage error's message carries into the script (`fail_usage`,
-/// usage-kind primitive errors): the run exits 2. A tagged string reads as
+/// The tag `fail_usage`'s message carries into the script: the run exits
+/// 2. A tagged string reads as
 /// its message in a `catch` like every other error, and `report` tells it
 /// apart without reading the text.
 pub const USAGE_TAG: i32 = 0x5553;

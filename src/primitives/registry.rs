@@ -53,10 +53,13 @@ struct Call {
     concurrency: usize,
 }
 
-/// A bad image, tag or option fails the call like any other error (exit
-/// 1, as the registry tests expect), the primitive's name in front.
+/// A bad image, tag or option, with the primitive's name (and what it
+/// was checking) in front; its kind is kept.
 fn failed(prim: &str, what: impl std::fmt::Display, e: PrimError) -> PrimError {
-    PrimError::fatal(format!("{prim}: {what}{}", e.msg))
+    PrimError {
+        msg: format!("{prim}: {what}{}", e.msg),
+        ..e
+    }
 }
 
 fn call(prim: &'static str, image: &str, o: &Opts) -> RhaiResult<Call> {
