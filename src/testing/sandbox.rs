@@ -295,7 +295,8 @@ fn stand_in(
             m.insert("backend".into(), Dynamic::from("test"));
             m.insert("holder".into(), Dynamic::from("runbook test"));
             m.insert("token".into(), Dynamic::from(1_i64));
-            m.insert("expires".into(), Dynamic::UNIT);
+            // The shape of a dry-run lock: `expires` is a string, empty.
+            m.insert("expires".into(), Dynamic::from(""));
             Some(Ok(Dynamic::from(m)))
         }
         "log_info" | "log_warn" => {

@@ -325,3 +325,22 @@ fn the_readme_example_passes_as_written() {
         .code(0)
         .has("2 passed, 0 failed");
 }
+
+/// Under `runbook test`, `lock` answers the shape a dry run gets for real:
+/// `expires` a (empty) string, so string methods on it work in both.
+#[test]
+fn the_lock_stand_in_has_the_real_result_shape() {
+    let p = Project::new();
+    p.file(
+        "pb.rhai",
+        "let l = lock(\"app\");\noutput(\"lock\", `${l.backend} ${l.token} ${type_of(l.expires)} ${l.expires.len()}`);\n",
+    )
+    .file(
+        "pb.test.rhai",
+        "fn test_lock() {\n    let r = playbook(\"pb.rhai\", #{}).run();\n    assert_eq(r.code, 0, r.report);\n    assert_eq(r.outputs.lock, \"test 1 string 0\");\n}\n",
+    );
+    p.run(&["test", "pb.test.rhai"]).code(0).has("1 passed");
+    p.run(&["pb.rhai", "--dry-run"])
+        .code(0)
+        .has("lock=file 0 string 0");
+}
