@@ -59,6 +59,7 @@ impl<K> Namespaced for K where
 
 /// The namespaced API for `K`, its namespace, and the client it came
 /// from (whose server and context an error names).
+#[derive(Clone)]
 struct Target<K> {
     api: Api<K>,
     ns: String,
@@ -275,9 +276,7 @@ async fn try_acquire(
 
 /// A held Lease.
 pub struct KubeLock {
-    api: Api<Lease>,
-    ns: String,
-    kube: Arc<Kube>,
+    target: Target<Lease>,
     name: String,
     lease: Arc<Mutex<Lease>>,
 }
@@ -310,9 +309,7 @@ pub fn take(
                 let deadline = Deadline::new(ttl);
                 let stop = CancellationToken::new();
                 let held = KubeLock {
-                    api: t.api.clone(),
-                    ns: ns.clone(),
-                    kube: t.kube.clone(),
+                    target: t,
                     name: name.to_string(),
                     lease: Arc::new(Mutex::new(lease.clone())),
                 };
@@ -363,7 +360,7 @@ pub fn take(
 /// One renewal of a Lease: write a new renewTime; on a conflict, find
 /// whether it is still ours.
 async fn renew_lease(
-    api: &Api<Lease>,
+    t: &Target<Lease>,
     ln: &str,
     lease: &Mutex<Lease>,
     me: &str,
@@ -375,24 +372,27 @@ async fn renew_lease(
     if let Some(s) = want.spec.as_mut() {
         s.renew_time = Some(MicroTime(now()));
     }
-    let e = match tokio::time::timeout(bound, api.replace(ln, &PostParams::default(), &want)).await
-    {
-        Ok(Ok(l)) => {
-            *lease.lock().unwrap_or_else(|e| e.into_inner()) = l;
-            return Renewal::Renewed(start);
-        }
-        Ok(Err(e)) => e,
-        Err(_) => {
-            tracing::warn!("renewing the Lease {ln}: no answer in time");
-            return Renewal::Kept;
-        }
-    };
+    let e =
+        match tokio::time::timeout(bound, t.api.replace(ln, &PostParams::default(), &want)).await {
+            Ok(Ok(l)) => {
+                *lease.lock().unwrap_or_else(|e| e.into_inner()) = l;
+                return Renewal::Renewed(start);
+            }
+            Ok(Err(e)) => e,
+            Err(_) => {
+                tracing::warn!("renewing the Lease {ln}: no answer in time");
+                return Renewal::Kept;
+            }
+        };
     if !matches!(status_code(&e), Some(409 | 404)) {
-        tracing::warn!("renewing the Lease {ln}: {e}");
+        tracing::warn!(
+            "{}",
+            t.fail(&format!("renew Lease {}/{ln}", t.ns), "update", &e)
+        );
         return Renewal::Kept;
     }
     // Someone else wrote: is it still ours?
-    match tokio::time::timeout(bound, api.get_opt(ln)).await {
+    match tokio::time::timeout(bound, t.api.get_opt(ln)).await {
         Ok(Ok(Some(l))) => {
             let holder = l
                 .spec
@@ -435,11 +435,15 @@ impl KubeLock {
         deadline: Arc<Mutex<Deadline>>,
         stop: CancellationToken,
     ) {
-        let (api, ln, lease) = (self.api.clone(), lease_name(&self.name), self.lease.clone());
+        let (t, ln, lease) = (
+            self.target.clone(),
+            lease_name(&self.name),
+            self.lease.clone(),
+        );
         let every = (ttl / 3).max(Duration::from_millis(200));
         super::spawn_renewal(rt, ttl, deadline, stop, move || {
-            let (api, ln, lease, me) = (api.clone(), ln.clone(), lease.clone(), me.clone());
-            async move { renew_lease(&api, &ln, &lease, &me, token, every).await }
+            let (t, ln, lease, me) = (t.clone(), ln.clone(), lease.clone(), me.clone());
+            async move { renew_lease(&t, &ln, &lease, &me, token, every).await }
         });
     }
 
@@ -454,26 +458,11 @@ impl KubeLock {
             s.holder_identity = None;
             s.lease_duration_seconds = Some(1);
         }
-        let t = Target {
-            api: self.api,
-            ns: self.ns,
-            kube: self.kube,
-        };
-        let ln = lease_name(&self.name);
-        rt.block_on(async move {
-            match bounded(
-                "release Lease",
-                CALL,
-                t.api.replace(&ln, &PostParams::default(), &want),
-            )
-            .await?
-            {
-                Ok(_) => Ok(()),
-                // Changed since our last renewal: not ours to clear.
-                Err(e) if status_code(&e) == Some(409) => Ok(()),
-                Err(e) => Err(t.fail(&format!("release Lease {}/{ln}", t.ns), "update", &e)),
-            }
-        })
+        let (t, ln) = (self.target, lease_name(&self.name));
+        let what = format!("release Lease {}/{ln}", t.ns);
+        // A 409: changed since our last renewal, so not ours to clear.
+        rt.block_on(write_unless_raced(&t, true, &want, &what))
+            .map(|_| ())
     }
 }
 
@@ -542,16 +531,9 @@ pub async fn break_lock(
             s.holder_identity = None;
             s.lease_transitions = Some(i32::try_from(before.token + 1).unwrap_or(i32::MAX));
         }
-        match bounded(
-            "break Lease",
-            CALL,
-            api.replace(&ln, &PostParams::default(), &want),
-        )
-        .await?
-        {
-            Ok(_) => return Ok(before),
-            Err(e) if status_code(&e) == Some(409) => continue,
-            Err(e) => return Err(t.fail(&format!("break Lease {ns}/{ln}"), "update", &e)),
+        let what = format!("break Lease {ns}/{ln}");
+        if write_unless_raced(&t, true, &want, &what).await?.is_some() {
+            return Ok(before);
         }
     }
     Err(format!(
