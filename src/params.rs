@@ -12,6 +12,8 @@
 //!
 //! Values reach the script as the constant map `args` (`args.sha`).
 
+use std::collections::HashMap;
+
 use regex::Regex;
 use rhai::{ASTFlags, Dynamic, Expr, Map, Stmt, AST};
 
@@ -309,8 +311,10 @@ fn params_map(
     let mut terms = Vec::new();
     sum_terms(expr, &mut terms);
     let mut map = Map::new();
+    // Each module parsed once, however many of its fragments PARAMS joins.
+    let mut modules = HashMap::new();
     for term in terms {
-        match term_map(ast, term, pos, resolver) {
+        match term_map(ast, term, pos, resolver, &mut modules) {
             Ok(m) => map.extend(m),
             Err(e) => {
                 errors.push(e);
@@ -346,6 +350,7 @@ fn term_map(
     term: &Expr,
     params_pos: rhai::Position,
     resolver: &Resolver,
+    modules: &mut HashMap<String, (String, AST)>,
 ) -> Result<Map, String> {
     if let Some(v) = term.get_literal_value(None) {
         return v.try_cast::<Map>().ok_or_else(|| {
@@ -373,16 +378,20 @@ fn term_map(
             "PARAMS: `{alias}::{name}`: move `import \"{path}\" as {alias};` above PARAMS (it runs in order)"
         ));
     }
-    let (origin, text) = resolver
-        .lookup(&path)?
-        .ok_or_else(|| format!("PARAMS: `{alias}::{name}`: the module \"{path}\" is not found"))?;
-    // Parsed only, never run (and not through the run's module cache: the
-    // run compiles its modules on its own sandboxed engine).
-    let mut parser = rhai::Engine::new_raw();
-    parser.set_max_expr_depths(64, 64);
-    let module = parser
-        .compile(&text)
-        .map_err(|e| format!("PARAMS: `{alias}::{name}`: {origin} does not compile: {e}"))?;
+    if !modules.contains_key(&path) {
+        let (origin, text) = resolver.lookup(&path)?.ok_or_else(|| {
+            format!("PARAMS: `{alias}::{name}`: the module \"{path}\" is not found")
+        })?;
+        // Parsed only, never run (and not through the run's module cache:
+        // the run compiles its modules on its own sandboxed engine).
+        let mut parser = rhai::Engine::new_raw();
+        parser.set_max_expr_depths(64, 64);
+        let module = parser
+            .compile(&text)
+            .map_err(|e| format!("PARAMS: `{alias}::{name}`: {origin} does not compile: {e}"))?;
+        modules.insert(path.clone(), (origin, module));
+    }
+    let (origin, module) = &modules[&path];
     let fragment = module
         .iter_literal_variables(true, false)
         .find(|(n, ..)| *n == name)
@@ -841,6 +850,26 @@ fn helper() { 1 }
             let (_, errors) = with_fragment(SHARED, pb);
             assert!(errors.join("\n").contains(want), "{pb}: {errors:?}");
         }
+        // A module that does not parse is named, not skipped.
+        let pb = "import \"lib/shared\" as base;\nconst PARAMS = base::IMAGE_PARAMS;";
+        let (_, errors) = with_fragment("export const IMAGE_PARAMS = #{ sha: ", pb);
+        assert!(
+            errors
+                .join("\n")
+                .contains("lib/shared.rhai does not compile"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn two_fragments_of_one_module_join() {
+        let pb = "import \"lib/shared\" as base;\nconst PARAMS = base::IMAGE_PARAMS + base::MORE_PARAMS;";
+        let module =
+            format!("{SHARED}export const MORE_PARAMS = #{{ dseq: #{{ type: \"int\" }} }};\n");
+        let (d, errors) = with_fragment(&module, pb);
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<&str> = d.params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["sha", "branch", "dseq"]);
     }
 
     #[test]
