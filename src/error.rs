@@ -176,11 +176,19 @@ impl std::fmt::Display for BusyError {
 
 /// Whether a script error is (or wraps) a [`BusyError`].
 pub fn is_busy(err: &rhai::EvalAltResult) -> bool {
+    thrown_value(err).is_some_and(|v| v.is::<BusyError>())
+}
+
+/// The value the innermost `throw` carried (through function calls and
+/// modules): where the busy error and the usage tag are read.
+pub fn thrown_value(err: &rhai::EvalAltResult) -> Option<&rhai::Dynamic> {
     use rhai::EvalAltResult as E;
     match err {
-        E::ErrorInFunctionCall(_, _, inner, _) | E::ErrorInModule(_, inner, _) => is_busy(inner),
-        E::ErrorRuntime(v, _) => v.is::<BusyError>(),
-        _ => false,
+        E::ErrorInFunctionCall(_, _, inner, _) | E::ErrorInModule(_, inner, _) => {
+            thrown_value(inner)
+        }
+        E::ErrorRuntime(v, _) => Some(v),
+        _ => None,
     }
 }
 

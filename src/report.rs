@@ -79,12 +79,7 @@ fn leaf_message(err: &EvalAltResult) -> String {
 
 /// Whether the innermost error is a `fail_usage` (exit 2).
 pub fn is_usage(err: &EvalAltResult) -> bool {
-    match err {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => is_usage(inner),
-        EvalAltResult::ErrorRuntime(v, _) => crate::error::usage_message(v).is_some(),
-        _ => false,
-    }
+    crate::error::thrown_value(err).is_some_and(|v| crate::error::usage_message(v).is_some())
 }
 
 /// The text of a module (or the playbook) by its source name, for carets.

@@ -262,6 +262,11 @@ fn a_primitive_refusing_its_input_exits_1_and_fail_usage_exits_2() {
         .run(&["pb.rhai"])
         .code(2)
         .has("error: give --n below 2");
+    // From inside a function too (the error wraps it).
+    pb("fn check(n) { if n > 1 { fail_usage(\"give --n below 2\"); } }\ncheck(5);\n")
+        .run(&["pb.rhai"])
+        .code(2)
+        .has("give --n below 2");
     // A usage failure caught by the playbook is plain text to it.
     pb("try { fail_usage(\"x\"); } catch (e) { print(`caught ${e}`); }\n")
         .run(&["pb.rhai"])
