@@ -113,6 +113,26 @@ impl Client {
             .clone()
     }
 
+    /// `fut` (a conversation with this client's registry) within
+    /// `timeout`: its own result, or (the outer error) a transient error
+    /// that names the timeout and the last failure seen.
+    pub async fn within<T>(
+        &self,
+        timeout: Duration,
+        fut: impl std::future::Future<Output = Result<T, PrimError>>,
+    ) -> Result<Result<T, PrimError>, PrimError> {
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => Ok(r),
+            Err(_) => Err(PrimError::transient(format!(
+                "no answer from the registry within {} (the call's `timeout` option){}",
+                fmt_secs(timeout),
+                self.last_failure()
+                    .map(|f| format!(", last attempt: {f}"))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+
     /// One request with bounded retries of transient failures, on the
     /// one retry schedule (`Retry-After` honoured within it). 401/403 and
     /// every other status are returned as they are.

@@ -9,7 +9,7 @@ use rhai::{Dynamic, Engine, ImmutableString, Map};
 
 use crate::context::{Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
-use crate::error::{fmt_secs, PrimError};
+use crate::error::PrimError;
 use crate::oci::client::DEFAULT_TIMEOUT;
 use crate::oci::cosign::{load_key_pem, Policy, Status, Verdict};
 use crate::oci::cosign_find::find_and_verify;
@@ -80,17 +80,10 @@ fn verdict_of(
         "cosign_soft_verify",
         timeout + Duration::from_secs(2),
         async move {
-            let found = tokio::time::timeout(timeout, find_and_verify(&cl, &d, &policy)).await;
+            let found = cl.within(timeout, find_and_verify(&cl, &d, &policy)).await;
             Ok::<_, PrimError>(match found {
                 Ok(Ok(v)) => v,
-                Ok(Err(e)) => error_verdict(e),
-                Err(_) => error_verdict(PrimError::transient(format!(
-                    "no answer from the registry within {} (the `timeout` option){}",
-                    fmt_secs(timeout),
-                    cl.last_failure()
-                        .map(|f| format!(", last attempt: {f}"))
-                        .unwrap_or_default()
-                ))),
+                Ok(Err(e)) | Err(e) => error_verdict(e),
             })
         },
     )?;

@@ -10,7 +10,7 @@ use rhai::{Array, Dynamic, Engine, ImmutableString, Map};
 
 use crate::context::{Ctx, RhaiResult};
 use crate::declare::{Opt, Spec};
-use crate::error::{fmt_secs, PrimError};
+use crate::error::PrimError;
 use crate::oci::client::DEFAULT_TIMEOUT;
 use crate::oci::reference::validate_reference;
 use crate::oci::{Client, ImageRef};
@@ -35,13 +35,15 @@ fn block<T>(
     let subject = subject.to_string();
     let client = client.clone();
     ctx.block_on(prim, timeout + Duration::from_secs(2), async move {
-        match tokio::time::timeout(timeout, fut).await {
+        match client.within(timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err(PrimError::transient(format!(
-                "{prim}: {subject}: no answer from the registry within {} (the call's `timeout` option){}; the registry may be down or unreachable — try again, or raise `timeout`",
-                fmt_secs(timeout),
-                client.last_failure().map(|f| format!(", last attempt: {f}")).unwrap_or_default()
-            ))),
+            Err(e) => Err(PrimError {
+                msg: format!(
+                    "{prim}: {subject}: {}; the registry may be down or unreachable — try again, or raise `timeout`",
+                    e.msg
+                ),
+                ..e
+            }),
         }
     })
 }
