@@ -16,8 +16,18 @@ pub mod endpoint;
 pub async fn get_status(http: &reqwest::Client, url: &str) -> Result<u16, crate::error::PrimError> {
     match http.get(url).send().await {
         Ok(resp) => Ok(resp.status().as_u16()),
-        Err(e) if e.is_builder() => Err(crate::error::PrimError::fatal(http_error(&e))),
-        Err(e) => Err(crate::error::PrimError::transient(http_error(&e))),
+        Err(e) => Err(send_error("", &e)),
+    }
+}
+
+/// A request that got no answer, `prefix` in front: transient (worth
+/// another try) unless the request could not even be built (a bad URL).
+fn send_error(prefix: &str, e: &reqwest::Error) -> crate::error::PrimError {
+    let msg = format!("{prefix}{}", http_error(e));
+    if e.is_builder() {
+        crate::error::PrimError::fatal(msg)
+    } else {
+        crate::error::PrimError::transient(msg)
     }
 }
 
@@ -34,7 +44,7 @@ pub async fn get_text(
         .get(url)
         .send()
         .await
-        .map_err(|e| PrimError::transient(format!("GET {url}: {}", http_error(&e))))?;
+        .map_err(|e| send_error(&format!("GET {url}: "), &e))?;
     let status = r.status();
     if status.as_u16() == 404 {
         return Ok(None);
@@ -406,6 +416,35 @@ mod tests {
         .await;
         let resp = client.get(format!("http://{home}/a")).send().await.unwrap();
         assert_eq!(resp.text().await.unwrap(), "home");
+    }
+
+    #[tokio::test]
+    async fn a_url_that_cannot_be_sent_is_fatal_and_no_answer_is_transient() {
+        use crate::error::Kind;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        for bad in ["http://exa mple.invalid/", "http://[::1/"] {
+            assert_eq!(
+                get_text(&http, bad, 10, "t").await.unwrap_err().kind,
+                Kind::Fatal,
+                "{bad}"
+            );
+            assert_eq!(
+                get_status(&http, bad).await.unwrap_err().kind,
+                Kind::Fatal,
+                "{bad}"
+            );
+        }
+        // Nothing listens on port 9 of loopback: refused, worth another try.
+        let refused = "http://127.0.0.1:9/";
+        assert_eq!(
+            get_text(&http, refused, 10, "t").await.unwrap_err().kind,
+            Kind::Transient
+        );
+        assert_eq!(
+            get_status(&http, refused).await.unwrap_err().kind,
+            Kind::Transient
+        );
     }
 
     #[tokio::test]
