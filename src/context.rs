@@ -188,10 +188,16 @@ impl From<Cancelled> for Box<EvalAltResult> {
     }
 }
 
-/// The message of a call that did not answer within its `timeout`.
-fn no_answer(what: &str, timeout: Duration) -> crate::error::PrimError {
+/// The message of a call that did not answer within its bound; `hint`
+/// when the bound is the primitive's `timeout` option.
+fn no_answer(what: &str, timeout: Duration, hint: bool) -> crate::error::PrimError {
+    let hint = if hint {
+        " (the call's timeout; raise it with the `timeout` option)"
+    } else {
+        ""
+    };
     crate::error::PrimError::fatal(format!(
-        "{what}: no answer within {} (the call's timeout; raise it with the `timeout` option)",
+        "{what}: no answer within {}{hint}",
         crate::error::fmt_secs(timeout)
     ))
 }
@@ -263,19 +269,23 @@ impl Ctx {
     }
 
     /// Run `fut` to completion from the script thread, bounded by `timeout`
-    /// and by the run's cancellation. `what` names the call in the timeout
-    /// message.
+    /// (the primitive's `timeout` option, which the message names) and by
+    /// the run's cancellation. `what` names the call in the message.
     pub fn block_on<T, E: Into<crate::error::PrimError>>(
         &self,
         what: &str,
         timeout: Duration,
         fut: impl Future<Output = Result<T, E>>,
     ) -> RhaiResult<T> {
-        Ok(self.call(what, timeout, fut)??)
+        Ok(match self.race(timeout, fut)? {
+            None => Err(no_answer(what, timeout, true)),
+            Some(r) => r.map_err(Into::into),
+        }?)
     }
 
-    /// [`Ctx::block_on`] for libraries, without script types: `Err` when the
-    /// run was cancelled, `Ok(Err)` when the call failed or timed out.
+    /// [`Ctx::block_on`] without script types, for a bound no option sets:
+    /// `Err` when the run was cancelled, `Ok(Err)` when the call failed or
+    /// timed out.
     pub fn call<T, E: Into<crate::error::PrimError>>(
         &self,
         what: &str,
@@ -283,7 +293,7 @@ impl Ctx {
         fut: impl Future<Output = Result<T, E>>,
     ) -> Result<Result<T, crate::error::PrimError>, Cancelled> {
         Ok(match self.race(timeout, fut)? {
-            None => Err(no_answer(what, timeout)),
+            None => Err(no_answer(what, timeout, false)),
             Some(r) => r.map_err(Into::into),
         })
     }
@@ -399,5 +409,33 @@ impl Ctx {
         } else {
             self.settings.workdir.join(p)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bound set by a primitive's `timeout` option says how to raise it;
+    /// a bound no option sets (the lock's, `git_sha`'s) does not.
+    #[test]
+    fn a_timeout_names_the_option_only_when_there_is_one() {
+        // A worker thread drives the timers (a handle of a current-thread
+        // runtime cannot).
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let settings = Settings::new(Path::new("t.rhai"), crate::logging::LogFormat::Json);
+        let ctx = Ctx::new(settings, rt.handle().clone());
+        let never = || std::future::pending::<Result<(), crate::error::PrimError>>();
+        let short = Duration::from_millis(20);
+        let err = ctx.block_on("x", short, never()).unwrap_err().to_string();
+        assert!(err.contains("x: no answer within"), "{err}");
+        assert!(err.contains("raise it with the `timeout` option"), "{err}");
+        let err = ctx.call("lock", short, never()).unwrap().unwrap_err().msg;
+        assert!(err.starts_with("lock: no answer within"), "{err}");
+        assert!(!err.contains("`timeout` option"), "{err}");
     }
 }

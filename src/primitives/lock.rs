@@ -76,11 +76,11 @@ fn take(ctx: &Arc<Ctx>, name: &str, opts: &Opts) -> RhaiResult<Map> {
         let s = match &o.backend {
             Backend::File => lock::file::status(&lock::state_dir(&ctx.settings.workdir), name),
             Backend::Kube { namespace, context } => ctx
-                .block_on(
+                .call(
                     "lock",
                     Duration::from_secs(30),
                     lock::kube::status(&ctx.kube, name, namespace.as_deref(), context.as_deref()),
-                )
+                )?
                 .map(Ok)?,
         }
         .map_err(|e| error(format!("lock: {e}")))?;
@@ -223,11 +223,11 @@ fn history(c: &Arc<Ctx>, target: &str) -> RhaiResult<rhai::Array> {
     let records = match &place {
         Backend::File => crate::ledger::read(&state, target),
         Backend::Kube { namespace, context } => c
-            .block_on(
+            .call(
                 "ledger_history",
                 Duration::from_secs(30),
                 lock::kube::ledger_read(&c.kube, target, namespace.as_deref(), context.as_deref()),
-            )
+            )?
             .map(Ok)?,
     }
     .map_err(|e| error(format!("ledger_history: {e}")))?;
