@@ -8,6 +8,7 @@
 
 mod support;
 
+mod akash_contract;
 mod diagnostics;
 mod github_action;
 mod hostile;

@@ -23,6 +23,7 @@ Python 3.11 standard library only.
 """
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -145,6 +146,14 @@ class Standin:
     def _save_counters(self):
         atomic_write(self.counters_path, json.dumps(self.counters, sort_keys=True))
 
+    def external_change(self, dseq):
+        with self.lock:
+            state = self.read_state()
+            dep = state["deployments"][dseq]
+            dep["sdl"] = (dep.get("sdl") or "") + "\n# changed by another writer\n"
+            dep["changed_by_another_writer"] = True
+            atomic_write(self.state_path, json.dumps(state, indent=2, sort_keys=True))
+
     def store_sdl(self, dseq, sdl):
         with self.lock:
             state = self.read_state()
@@ -156,17 +165,38 @@ class Standin:
 
 # ---- shapes ----------------------------------------------------------------
 
-def lease_status(state, ready, host_override=None):
+def sdl_services(sdl):
+    """The service names of an SDL's top-level `services:` block (two-space
+    indented keys), without a YAML parser."""
+    names, inside = [], False
+    for line in (sdl or "").splitlines():
+        if re.match(r"^\S", line):
+            inside = line.rstrip() == "services:"
+            continue
+        m = re.match(r"^  ([A-Za-z0-9][A-Za-z0-9_-]*):\s*$", line)
+        if inside and m:
+            names.append(m.group(1))
+    return names
+
+
+def lease_status(state, ready, host_override=None, sdl=None):
+    """A provider lease status: every service of the deployment's SDL (the
+    forwarded one when the SDL names none), the forwarded port on the
+    forwarded service."""
     fwd = dict(DEFAULT_FORWARDED)
     fwd.update(state.get("forwarded") or {})
     service = str(fwd.get("service") or "node")
-    svc = {
-        "name": service, "available": 1 if ready else 0, "total": 1, "uris": None,
-        "observed_generation": 1, "replicas": 1, "updated_replicas": 1,
-        "ready_replicas": 1 if ready else 0, "available_replicas": 1 if ready else 0,
-    }
+    names = sdl_services(sdl) or [service]
+
+    def svc(name):
+        return {
+            "name": name, "available": 1 if ready else 0, "total": 1, "uris": None,
+            "observed_generation": 1, "replicas": 1, "updated_replicas": 1,
+            "ready_replicas": 1 if ready else 0, "available_replicas": 1 if ready else 0,
+        }
+
     forwarded_ports = {}
-    if ready:
+    if ready and service in names:
         forwarded_ports[service] = [{
             "host": host_override or fwd.get("host"),
             "port": fwd.get("port"),
@@ -175,33 +205,73 @@ def lease_status(state, ready, host_override=None):
             "name": service,
             "available": 1,
         }]
-    return {"services": {service: svc}, "forwarded_ports": forwarded_ports, "ips": None}
+    return {"services": {n: svc(n) for n in names}, "forwarded_ports": forwarded_ports, "ips": None}
+
+
+def manifest_hash(sdl):
+    """The deployment's `hash`: the Console answers the on-chain manifest
+    version, base64 of a SHA-256 (deployment-writer.service.ts compares
+    `Buffer.from(manifestVersion).toString("base64")` with it). The stand-in
+    hashes the SDL text: the same SDL gives the same hash, another SDL
+    another one, which is all a client can rely on."""
+    return base64.b64encode(hashlib.sha256(sdl.encode()).digest()).decode()
+
+
+def console_lease_status(status):
+    """A provider lease status as the Console's LeaseStatusResponseSchema
+    has it: `uris` and `ips` never null, forwarded ports with only `port`,
+    `externalPort`, `host`, `available` (zod strips `proto` and `name`)."""
+    services = {}
+    for name, svc in (status.get("services") or {}).items():
+        svc = dict(svc)
+        svc["uris"] = svc.get("uris") or []
+        services[name] = svc
+    forwarded = {}
+    for name, ports in (status.get("forwarded_ports") or {}).items():
+        forwarded[name] = [
+            {k: p[k] for k in ("port", "externalPort", "host", "available") if k in p}
+            for p in (ports or [])
+        ]
+    return {"forwarded_ports": forwarded, "ips": status.get("ips") or {}, "services": services}
 
 
 def console_deployment(state, dseq, dep, status):
+    """GetDeploymentResponseSchema / UpdateDeploymentResponseSchema, and
+    nothing else: the real API never answers the SDL (see
+    tests/data/akash/console-api.schema.json, which a test validates every
+    answer against)."""
     sdl = dep.get("sdl") or ""
     owner = state.get("owner") or DEFAULT_OWNER
     provider = dep.get("provider") or DEFAULT_PROVIDER
+    created = "2026-01-05T10:00:00.000Z"
     return {"data": {
         "deployment": {
             "id": {"owner": owner, "dseq": str(dseq)},
-            "state": "active",
-            "hash": hashlib.sha256(sdl.encode()).hexdigest(),
+            "state": dep.get("state") or "active",
+            "hash": manifest_hash(sdl),
+            "created_at": created,
         },
         "leases": [{
-            "id": {"owner": owner, "dseq": str(dseq), "gseq": 1, "oseq": 1, "provider": provider},
-            "state": "active",
+            "id": {"owner": owner, "dseq": str(dseq), "gseq": 1, "oseq": 1,
+                   "provider": provider, "bseq": 1},
+            "state": dep.get("lease_state") or "active",
             "price": {"denom": "uakt", "amount": "2.75"},
-            "status": status,
+            "created_at": created,
+            "closed_on": "0",
+            "status": None if status is None else console_lease_status(status),
         }],
-        "escrow_account": {"state": {
-            "funds": {"denom": "uakt", "amount": "5000000"},
-            "transferred": {"denom": "uakt", "amount": "100"},
-        }},
-        # EXTENSION (not in the recorded Console shape): the deployment's current
-        # SDL text, so a client can read the running image / env before
-        # updating. Documented in tests/standins/README.md.
-        "sdl": sdl,
+        "escrow_account": {
+            "id": {"scope": "deployment", "xid": f"{owner}/{dseq}"},
+            "state": {
+                "owner": owner,
+                "state": "open",
+                "transferred": [{"denom": "uakt", "amount": "100"}],
+                "settled_at": "1234567",
+                "funds": [{"denom": "uakt", "amount": "5000000"}],
+                "deposits": [{"owner": owner, "height": "1234000", "source": "balance",
+                              "balance": {"denom": "uakt", "amount": "5000000"}}],
+            },
+        },
     }}
 
 
@@ -312,10 +382,10 @@ class Handler(BaseHTTPRequestHandler):
         n = self.s.bump(dseq)  # GETs before this one since start / last PUT
         ready_after = int(state.get("ready_after", DEFAULT_READY_AFTER))
         if scenario == "error500":
-            self.send_json(500, {"error": "InternalServerError"})
+            self.send_json(500, {"error": "InternalServerError", "message": "Internal Server Error", "code": "internal_server_error", "type": "server_error"})
             return None
         if scenario == "error500-then-ready" and n < ready_after:
-            self.send_json(500, {"error": "InternalServerError"})
+            self.send_json(500, {"error": "InternalServerError", "message": "Internal Server Error", "code": "internal_server_error", "type": "server_error"})
             return None
         if scenario == "bad-json":
             self.send_raw(200, bad_json_body)
@@ -331,11 +401,12 @@ class Handler(BaseHTTPRequestHandler):
             if self.s.stop.is_set():
                 self.close_connection = True
                 return None
+        sdl = ((state.get("deployments") or {}).get(dseq) or {}).get("sdl")
         if scenario == "pending" or (scenario == "late" and n < ready_after):
-            return lease_status(state, ready=False)
+            return lease_status(state, ready=False, sdl=sdl)
         if scenario == "bogus-host":
-            return lease_status(state, ready=True, host_override="10.0.0.1")
-        return lease_status(state, ready=True)
+            return lease_status(state, ready=True, host_override="10.0.0.1", sdl=sdl)
+        return lease_status(state, ready=True, sdl=sdl)
 
     def get_deployment(self, state, dseq):
         dep = (state.get("deployments") or {}).get(dseq)
@@ -345,6 +416,13 @@ class Handler(BaseHTTPRequestHandler):
         status = self.status_or_answered(state, dseq, b'{"data": {"leases": [')
         if status is None:
             return
+        after = dep.get("changed_by_another_writer_after")
+        if after is not None and self.s.counters.get(dseq, 0) >= int(after) and not dep.get("changed_by_another_writer"):
+            # Someone else (a person in the Console, another tool) updates the
+            # deployment between runbook's read and its write.
+            self.s.external_change(dseq)
+            state = self.s.read_state()
+            dep = state["deployments"][dseq]
         self.send_json(200, console_deployment(state, dseq, dep, status))
 
     def get_lease(self, state, dseq):
@@ -380,21 +458,21 @@ class Handler(BaseHTTPRequestHandler):
                 return
         code = int(state.get("put_status", 200))
         if 200 <= code < 300:
-            if state.get("put_ignored"):
-                # A provider that acknowledges the update but keeps running the
-                # old manifest: the failure a read-back must catch.
-                self.send_json(code, {"data": {"dseq": str(dseq), "manifest_version": "unchanged"}})
-                return
-            try:
-                self.s.store_sdl(dseq, sdl)
-            except StateError as e:
-                self.send_json(500, {"error": "StandinError", "message": str(e)})
-                return
-            self.s.reset(dseq)  # like the real provider: ports appear late again
-            self.send_json(code, {"data": {
-                "dseq": str(dseq),
-                "manifest_version": hashlib.sha256(sdl.encode()).hexdigest(),
-            }})
+            if not state.get("put_ignored"):
+                # put_ignored: a provider that acknowledges the update but
+                # keeps the old manifest (the hash does not move), the failure
+                # a read-back must catch.
+                try:
+                    self.s.store_sdl(dseq, sdl)
+                    state = self.s.read_state()
+                except StateError as e:
+                    self.send_json(500, {"error": "StandinError", "message": str(e)})
+                    return
+                self.s.reset(dseq)  # like the real provider: ports appear late again
+            dep = state["deployments"][dseq]
+            # UpdateDeploymentResponseSchema: the deployment as re-read after
+            # the manifest was sent; its services are not up yet.
+            self.send_json(code, console_deployment(state, dseq, dep, lease_status(state, ready=False, sdl=dep.get("sdl"))))
         else:
             # Rejected: the SDL is NOT stored and the counter is not reset.
             self.send_json(code, {"error": "UpstreamError",

@@ -65,6 +65,28 @@ impl Console {
         std::fs::rename(tmp, dir.join("state.json")).unwrap();
     }
 
+    /// Change the stand-in's state between runs (read, edit, write back
+    /// atomically), e.g. a deployment someone updated by hand.
+    pub fn edit_state(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.dir.path().join("state.json");
+        let mut state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut state);
+        Console::write_state_in(self.dir.path(), &state);
+    }
+
+    /// The deployment as the stand-in answers it now (`GET`, with the key).
+    pub fn deployment(&self, dseq: &str) -> serde_json::Value {
+        let r = super::http::request(
+            "GET",
+            &format!("{}/v1/deployments/{dseq}", self.url),
+            &[("x-api-key", API_KEY)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
     /// Every request it saw, in order.
     pub fn requests(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.dir.path().join("requests.jsonl"))
