@@ -1,5 +1,7 @@
 //! The Akash Console API: `GET`/`PUT /v1/deployments/{dseq}` with the
-//! `x-api-key` header, bounded reads, and the lease a status is read from.
+//! `x-api-key` header, bounded reads, the lease a status is read from, and
+//! what a deployment's answer says of it ([`Live`]). The API has no
+//! conditional write and never answers the SDL: see [`Live`].
 
 use serde_json::{json, Value};
 
@@ -132,28 +134,62 @@ pub fn lease_status_of(
         .unwrap_or(json!({"forwarded_ports": null})))
 }
 
-/// What an update replaces: the deployment's SDL and the service's image,
-/// when the Console returns them (`data.sdl` is not in every answer).
-pub fn previous_of(
-    dep: &Value,
-    dseq: &str,
-    service: &str,
-) -> Result<(Option<String>, Option<String>), PrimError> {
-    if dep.pointer("/data/deployment").is_none() {
+/// What runbook reads of a Console deployment. The Console API answers
+/// the deployment's state, its on-chain manifest `hash` and its leases,
+/// never the SDL or the image (see `tests/data/akash/console-api.schema.json`,
+/// from the API's own schemas): what image runs is the ledger's record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Live {
+    /// `data.deployment.state` (`active`, `closed`).
+    pub state: String,
+    /// `data.deployment.hash`: the manifest version, base64. Another SDL,
+    /// another hash; a write that moved nothing leaves it as it was.
+    pub hash: String,
+    /// Each lease's `state`, in the answer's order.
+    pub leases: Vec<String>,
+}
+
+/// The [`Live`] fields of a Console answer (`GET` or `PUT`); an answer
+/// without them is an API change, named with a snippet.
+pub fn live_of(dep: &Value, dseq: &str) -> Result<Live, PrimError> {
+    let field = |ptr: &str| dep.pointer(ptr).and_then(Value::as_str).map(String::from);
+    let (Some(state), Some(hash)) = (
+        field("/data/deployment/state"),
+        field("/data/deployment/hash"),
+    ) else {
         return Err(PrimError::fatal(format!(
-            "the Console API's answer for deployment {dseq} has no data.deployment (an API change?): {}",
+            "the Console API's answer for deployment {dseq} has no data.deployment.state and .hash (an API change?): {}",
             snippet(&dep.to_string())
         )));
-    }
-    let sdl = dep
-        .pointer("/data/sdl")
-        .and_then(Value::as_str)
-        .map(String::from);
-    let image = sdl
-        .as_deref()
-        .and_then(|s| super::sdl::image_of(s, Some(service)).ok())
-        .map(|(_, i)| i);
-    Ok((sdl, image))
+    };
+    let leases = dep
+        .pointer("/data/leases")
+        .and_then(Value::as_array)
+        .map(|ls| {
+            ls.iter()
+                .map(|l| {
+                    l.get("state")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown")
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Live {
+        state,
+        hash,
+        leases,
+    })
+}
+
+/// How many of a service's replicas are ready, from a lease status
+/// (`services.<name>.ready_replicas` of `replicas`); `None` when the
+/// status does not list the service (not scheduled yet).
+pub fn readiness(status: &Value, service: &str) -> Option<(i64, i64)> {
+    let svc = status.get("services")?.get(service)?;
+    let n = |k: &str| svc.get(k).and_then(Value::as_i64).unwrap_or(0);
+    Some((n("ready_replicas"), n("replicas").max(n("total"))))
 }
 
 #[cfg(test)]
@@ -192,9 +228,25 @@ mod tests {
 
     #[test]
     fn an_answer_without_a_deployment_is_refused() {
-        let e = previous_of(&json!({"data": {}}), "7", "api").unwrap_err();
-        assert!(e.msg.contains("has no data.deployment"), "{e}");
-        let (sdl, image) = previous_of(&json!({"data": {"deployment": {}}}), "7", "api").unwrap();
-        assert_eq!((sdl, image), (None, None));
+        for bad in [json!({"data": {}}), json!({"data": {"deployment": {"state": "active"}}})] {
+            let e = live_of(&bad, "7").unwrap_err();
+            assert!(e.msg.contains("has no data.deployment.state and .hash"), "{e}");
+        }
+        let live = live_of(
+            &json!({"data": {"deployment": {"state": "active", "hash": "aGFzaA=="},
+                    "leases": [{"state": "active"}, {}]}}),
+            "7",
+        )
+        .unwrap();
+        assert_eq!(live.hash, "aGFzaA==");
+        assert_eq!(live.leases, ["active", "unknown"]);
+    }
+
+    #[test]
+    fn readiness_counts_ready_replicas() {
+        let s = json!({"services": {"api": {"ready_replicas": 0, "replicas": 1, "total": 1}}});
+        assert_eq!(readiness(&s, "api"), Some((0, 1)));
+        assert_eq!(readiness(&s, "web"), None);
+        assert_eq!(readiness(&json!({"services": null}), "api"), None);
     }
 }

@@ -37,6 +37,11 @@ static UPDATE: Spec = Spec {
         SERVICE,
         Opt { key: "env", ty: "map", default: "", help: "NAME => value, set in the service's env list" },
         Opt { key: "timeout", ty: "duration", default: "the run's call timeout", help: "bound on each call" },
+        Opt { key: "expect_hash", ty: "string", default: "", help: "console: the deployment `hash` read at the start of the run; the update is refused, nothing sent, when the deployment moved on since" },
+        Opt { key: "confirm", ty: "bool", default: "true", help: "after the write, read back until the deployment runs it (see above)" },
+        Opt { key: "confirm_timeout", ty: "duration", default: "120s", help: "bound on the confirmation" },
+        Opt { key: "expect_change", ty: "bool", default: "true", help: "console: the manifest hash must move (false when the SDL sent may be the one that runs)" },
+        Opt { key: "wait_ready", ty: "bool", default: "true", help: "the confirmation waits for the service's replicas (false when a later step, e.g. discover_port, waits with its own bound)" },
         BACKEND,
         API_URL,
         PROVIDER,
@@ -68,7 +73,7 @@ static DEPLOYMENT: Spec = Spec {
     params: &[],
     returns: "Map",
     doc: include_str!("docs/akash_deployment.md"),
-    opts: &[DSEQ, SERVICE, API_URL, TIMEOUT],
+    opts: &[DSEQ, SERVICE, TIMEOUT, BACKEND, API_URL, PROVIDER, FROM],
 };
 
 fn read_dseq(prim: &'static str, o: &Opts) -> RhaiResult<String> {
@@ -100,6 +105,11 @@ struct Update {
     service: Option<String>,
     env: Vec<(String, String)>,
     timeout: Duration,
+    expect_hash: Option<String>,
+    confirm: bool,
+    confirm_timeout: Duration,
+    expect_change: bool,
+    wait_ready: bool,
 }
 
 impl Update {
@@ -118,33 +128,41 @@ impl Update {
             service: o.str("service")?,
             env,
             timeout: o.duration("timeout")?.unwrap_or(ctx.settings.call_timeout),
+            expect_hash: o.str("expect_hash")?,
+            confirm: o.bool("confirm")?.unwrap_or(true),
+            confirm_timeout: o
+                .duration("confirm_timeout")?
+                .unwrap_or(Duration::from_secs(120)),
+            expect_change: o.bool("expect_change")?.unwrap_or(true),
+            wait_ready: o.bool("wait_ready")?.unwrap_or(true),
         })
     }
 
-    /// The deployment's SDL and image before the update (Console only).
-    /// Reads are safe to repeat: a few bounded retries ride out a 5xx.
-    fn previous(
-        &self,
-        ctx: &Arc<Ctx>,
-        service: &str,
-    ) -> RhaiResult<(Option<String>, Option<String>)> {
+    /// The deployment before the update (Console only): it must exist and
+    /// be active, and, with `expect_hash`, be the one the run read at its
+    /// start. Reads are safe to repeat: a few bounded retries ride out a 5xx.
+    fn before(&self, ctx: &Arc<Ctx>) -> RhaiResult<Option<console::Live>> {
         if self.cfg.backend != Backend::Console {
-            return Ok((None, None));
+            return Ok(None);
         }
-        let (c2, cfg, d) = (ctx.clone(), self.cfg.clone(), self.dseq.clone());
-        let schedule = Schedule::within(self.timeout)
-            .attempts(3)
-            .delays(Duration::from_millis(500), Duration::from_secs(1))
-            .attempt_timeout(self.timeout);
-        let what = format!("akash_update: reading deployment {d}");
-        let dep = ctx.block_on("akash_update (read deployment)", self.timeout, async move {
-            retry(&what, &schedule, |_| {
-                console::get_deployment(&c2.http_same_origin, &cfg, &d)
-            })
-            .await
-        })?;
-        Ok(console::previous_of(&dep, &self.dseq, service)
-            .map_err(|e| e.prefixed("akash_update"))?)
+        let dep = read_deployment(ctx, &self.cfg, &self.dseq, self.timeout, "akash_update")?;
+        let live = console::live_of(&dep, &self.dseq).map_err(|e| e.prefixed("akash_update"))?;
+        let d = &self.dseq;
+        if live.state != "active" {
+            return Err(error(format!(
+                "akash_update: deployment {d} is {}, not active: nothing was sent (create a new deployment and pass its dseq)",
+                live.state
+            )));
+        }
+        if let Some(want) = &self.expect_hash {
+            if *want != live.hash {
+                return Err(error(format!(
+                    "akash_update: deployment {d} changed since this run read it (manifest hash {want} then, {} now): another writer (the Console, another tool or run) updated it, and the Console API has no conditional write, so nothing was sent rather than overwrite that change. See what runs, then run again",
+                    live.hash
+                )));
+            }
+        }
+        Ok(Some(live))
     }
 
     /// Send the new SDL: a Console `PUT`, or the CLI's two steps.
@@ -202,6 +220,126 @@ impl Update {
     }
 }
 
+/// `GET /v1/deployments/{dseq}` with a few bounded retries (reads are safe
+/// to repeat).
+fn read_deployment(
+    ctx: &Arc<Ctx>,
+    cfg: &Config,
+    dseq: &str,
+    timeout: Duration,
+    prim: &'static str,
+) -> RhaiResult<Value> {
+    let (c2, cfg, d) = (ctx.clone(), cfg.clone(), dseq.to_string());
+    let schedule = Schedule::within(timeout)
+        .attempts(3)
+        .delays(Duration::from_millis(500), Duration::from_secs(1))
+        .attempt_timeout(timeout);
+    let what = format!("{prim}: reading deployment {dseq}");
+    Ok(ctx.block_on(prim, timeout, async move {
+        retry(&what, &schedule, |_| {
+            console::get_deployment(&c2.http_same_origin, &cfg, &d)
+        })
+        .await
+        .map_err(|e| e.prefixed(prim))
+    })?)
+}
+
+/// After the write: read back until the deployment runs what was sent, or
+/// say what did not happen by `confirm_timeout`. Console: the write's hash
+/// is the deployment's (and moved, unless `expect_change` is false), the
+/// deployment and its leases are active, the service's replicas ready.
+/// CLI: the service's replicas ready in `provider-services lease-status`.
+fn confirm(
+    ctx: &Arc<Ctx>,
+    u: &Update,
+    service: &str,
+    before: Option<&console::Live>,
+    written: Option<&console::Live>,
+) -> RhaiResult<Option<console::Live>> {
+    let d = &u.dseq;
+    if let (Some(b), Some(w)) = (before, written) {
+        if u.expect_change && b.hash == w.hash {
+            return Err(error(format!(
+                "akash_update: the Console accepted the update of deployment {d} but its manifest hash did not move ({}): the deployment still runs what it ran before (check the provider's lease and events)",
+                w.hash
+            )));
+        }
+    }
+    let (c2, cfg, dseq, svc) = (ctx.clone(), u.cfg.clone(), d.clone(), service.to_string());
+    let want = written.map(|w| w.hash.clone());
+    let wait_ready = u.wait_ready;
+    let schedule = Schedule::within(u.confirm_timeout)
+        .delays(Duration::from_millis(500), Duration::from_secs(5))
+        .attempt_timeout(u.timeout.min(u.confirm_timeout));
+    let what = format!("akash_update: confirming deployment {d} runs the update");
+    let bound = u.confirm_timeout + Duration::from_secs(1);
+    ctx.block_on("akash_update (confirm)", bound, async move {
+        retry(&what, &schedule, |_| {
+            let (c3, cfg, dseq, svc, want) =
+                (c2.clone(), cfg.clone(), dseq.clone(), svc.clone(), want.clone());
+            async move { confirm_once(&c3, &cfg, &dseq, &svc, want.as_deref(), wait_ready).await }
+        })
+        .await
+    })
+}
+
+/// One read of the confirmation: fatal when the deployment went elsewhere
+/// (another hash, not active), transient while the replicas come up.
+async fn confirm_once(
+    ctx: &Arc<Ctx>,
+    cfg: &Config,
+    dseq: &str,
+    service: &str,
+    want: Option<&str>,
+    wait_ready: bool,
+) -> Result<Option<console::Live>, crate::error::PrimError> {
+    use crate::error::PrimError;
+    let (live, status) = match cfg.backend {
+        Backend::Console => {
+            let dep = console::get_deployment(&ctx.http_same_origin, cfg, dseq).await?;
+            let live = console::live_of(&dep, dseq)?;
+            if let Some(w) = want {
+                if live.hash != w {
+                    return Err(PrimError::fatal(format!(
+                        "deployment {dseq} has manifest hash {} right after the update wrote {w}: another writer changed it in between",
+                        live.hash
+                    )));
+                }
+            }
+            if live.state != "active" {
+                return Err(PrimError::fatal(format!(
+                    "deployment {dseq} is {} after the update, not active",
+                    live.state
+                )));
+            }
+            if let Some(bad) = live.leases.iter().find(|s| s.as_str() != "active") {
+                return Err(PrimError::fatal(format!(
+                    "deployment {dseq}'s lease is {bad} after the update, not active (the provider closed it? check the lease's events)"
+                )));
+            }
+            let status = console::lease_status_of(&dep, cfg, dseq, &Default::default())?;
+            (Some(live), status)
+        }
+        Backend::Cli if !wait_ready => return Ok(None),
+        Backend::Cli => {
+            let status = crate::akash::lease_status(ctx, cfg, dseq, &Default::default()).await?;
+            (None, status)
+        }
+    };
+    if !wait_ready {
+        return Ok(live);
+    }
+    match console::readiness(&status, service) {
+        Some((ready, of)) if of > 0 && ready >= of => Ok(live),
+        Some((ready, of)) => Err(PrimError::transient(format!(
+            "service {service}: {ready} of {of} replicas ready"
+        ))),
+        None => Err(PrimError::transient(format!(
+            "the lease status does not list service {service} yet"
+        ))),
+    }
+}
+
 fn update(ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<Map> {
     let started = Instant::now();
     let u = Update::read(ctx, o)?;
@@ -217,49 +355,69 @@ fn update(ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<Map> {
         .image
         .clone()
         .unwrap_or_else(|| applied.template_image.clone());
-    // Read the deployment first: it must exist, and its image is the one we replace.
-    let (previous_sdl, previous_image) = u.previous(ctx, &applied.service)?;
-    let diff = sdl::diff(
-        &sdl::normalize(previous_sdl.as_deref().unwrap_or(&template)),
-        &applied.sdl,
-    );
+    // Read the deployment first: it must exist, be active, and be the one
+    // the run read at its start.
+    let before = u.before(ctx)?;
     let env_names: Vec<Dynamic> = u
         .env
         .iter()
         .map(|(k, _)| Dynamic::from(k.clone()))
         .collect();
+    let hash_before = opt_string(before.as_ref().map(|l| l.hash.clone()));
     let mut result: Map = [
         ("dseq", Dynamic::from(u.dseq.clone())),
         ("service", Dynamic::from(applied.service.clone())),
-        ("previous_image", opt_string(previous_image.clone())),
         ("image", Dynamic::from(new_image.clone())),
         ("env", Dynamic::from(env_names)),
         ("backend", Dynamic::from(u.cfg.backend.name())),
         ("sdl", Dynamic::from(applied.sdl.clone())),
         ("planned", Dynamic::from(ctx.dry_run())),
+        ("hash_before", hash_before),
+        ("hash", Dynamic::UNIT),
+        ("confirmed", Dynamic::FALSE),
     ]
     .into_iter()
     .map(|(k, v)| (k.into(), v))
     .collect();
     let dseq = &u.dseq;
     if ctx.dry_run() {
+        // The Console never answers the running SDL: the diff is against
+        // the template, which is what changes from one run to the next.
+        let diff = sdl::diff(&sdl::normalize(&template), &applied.sdl);
         tracing::info!(
             primitive = "akash_update", dseq = %dseq, image = %new_image, planned = true,
-            "dry run: would update deployment {dseq} ({}) to {new_image}; SDL change:\n{}",
-            applied.service,
+            "dry run: would update deployment {dseq} ({}) to {new_image}; change from the template {}:\n{}",
+            applied.service, u.sdl_path,
             if diff.is_empty() { "(none)\n".to_string() } else { diff }
         );
         return Ok(result);
     }
     ctx.guard_mutation("akash_update")?;
-    if let Some(answer) = u.send(ctx, &applied.sdl)? {
-        result.insert("answer".into(), to_dynamic(&answer));
+    let written = match u.send(ctx, &applied.sdl)? {
+        Some(answer) => {
+            let live = console::live_of(&answer, dseq).map_err(|e| {
+                error(format!(
+                    "akash_update: the update of deployment {dseq} was sent, but its answer cannot be read: {}",
+                    e.msg
+                ))
+            })?;
+            result.insert("hash".into(), Dynamic::from(live.hash.clone()));
+            Some(live)
+        }
+        None => None,
+    };
+    if u.confirm {
+        let seen = confirm(ctx, &u, &applied.service, before.as_ref(), written.as_ref())?;
+        if let Some(l) = seen {
+            result.insert("hash".into(), Dynamic::from(l.hash));
+        }
+        result.insert("confirmed".into(), Dynamic::TRUE);
     }
     tracing::info!(
-        primitive = "akash_update", dseq = %dseq, service = %applied.service,
-        previous_image = %previous_image.as_deref().unwrap_or("unknown"), image = %new_image,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "updated deployment {dseq} ({}) to {new_image}", applied.service
+        primitive = "akash_update", dseq = %dseq, service = %applied.service, image = %new_image,
+        confirmed = u.confirm, elapsed_ms = started.elapsed().as_millis() as u64,
+        "updated deployment {dseq} ({}) to {new_image}{}", applied.service,
+        if u.confirm { ", confirmed running" } else { "" }
     );
     Ok(result)
 }
@@ -283,32 +441,42 @@ fn deployment(c: &Arc<Ctx>, o: &Opts) -> RhaiResult<Dynamic> {
     let dseq = read_dseq("akash_deployment", o)?;
     let service = o.str("service")?;
     let timeout = o.duration("timeout")?.unwrap_or(Duration::from_secs(60));
-    let (c2, d2) = (c.clone(), dseq.clone());
-    let v = c.block_on("akash_deployment", timeout, async move {
-        console::get_deployment(&c2.http_same_origin, &cfg, &d2)
-            .await
-            .map_err(|e| e.prefixed("akash_deployment"))
-    })?;
-    let deployed = v.pointer("/data/sdl").and_then(Value::as_str);
-    let image = deployed
-        .and_then(|s| sdl::image_of(s, service.as_deref()).ok())
-        .map(|(_, i)| i);
-    let env = deployed
-        .and_then(|s| sdl::env_of(s, service.as_deref()).ok())
-        .map_or(Dynamic::UNIT, |pairs| {
-            Dynamic::from(
-                pairs
-                    .into_iter()
-                    .map(|(k, v)| (k.into(), Dynamic::from(v)))
-                    .collect::<Map>(),
-            )
-        });
-    let mut m = to_dynamic(v.get("data").unwrap_or(&Value::Null))
-        .try_cast::<Map>()
-        .unwrap_or_default();
-    m.insert("dseq".into(), Dynamic::from(dseq));
-    m.insert("image".into(), opt_string(image));
-    m.insert("env".into(), env);
+    let mut m = Map::new();
+    m.insert("dseq".into(), Dynamic::from(dseq.clone()));
+    m.insert("backend".into(), Dynamic::from(cfg.backend.name()));
+    let status = match cfg.backend {
+        Backend::Console => {
+            let dep = read_deployment(c, &cfg, &dseq, timeout, "akash_deployment")?;
+            let live = console::live_of(&dep, &dseq).map_err(|e| e.prefixed("akash_deployment"))?;
+            m.insert("state".into(), Dynamic::from(live.state));
+            m.insert("hash".into(), Dynamic::from(live.hash));
+            m.insert(
+                "leases".into(),
+                to_dynamic(dep.pointer("/data/leases").unwrap_or(&Value::Null)),
+            );
+            console::lease_status_of(&dep, &cfg, &dseq, &Default::default())
+                .map_err(|e| e.prefixed("akash_deployment"))?
+        }
+        Backend::Cli => {
+            // provider-services reads the lease, not the deployment: no
+            // state or hash to report.
+            m.insert("state".into(), Dynamic::UNIT);
+            m.insert("hash".into(), Dynamic::UNIT);
+            m.insert("leases".into(), Dynamic::UNIT);
+            let (c2, cfg2, d2) = (c.clone(), cfg.clone(), dseq.clone());
+            c.block_on("akash_deployment", timeout, async move {
+                crate::akash::lease_status(&c2, &cfg2, &d2, &Default::default())
+                    .await
+                    .map_err(|e| e.prefixed("akash_deployment"))
+            })?
+        }
+    };
+    let ready = service
+        .as_deref()
+        .and_then(|s| console::readiness(&status, s))
+        .map_or(Dynamic::UNIT, |(r, of)| Dynamic::from(of > 0 && r >= of));
+    m.insert("ready".into(), ready);
+    m.insert("status".into(), to_dynamic(&status));
     Ok(Dynamic::from(m))
 }
 
