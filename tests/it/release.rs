@@ -8,7 +8,7 @@ use crate::support;
 use serde_json::json;
 use support::console::{self, Console};
 use support::cosign::key_from;
-use support::registry::{cosign_data, registry_available, Registry};
+use support::registry::{cosign_data, Registry};
 use support::{Output, Project};
 
 const SHA: &str = "4f1c2a9d0b8e7c6f5a4b3c2d1e0f9a8b7c6d5e4f";
@@ -22,7 +22,9 @@ struct World {
 }
 
 /// A token registry with `mconstant/pay2slay-api:SHA` (signed) and
-/// `:OLD_SHA` (unsigned); deployment 1002 runs OLD_SHA with the endpoint set.
+/// `:OLD_SHA` (unsigned); deployment 1002 runs OLD_SHA with the endpoint
+/// set, created outside runbook (Terraform): the ledger is empty, and the
+/// Console answers only its state, manifest hash and leases.
 fn world(put_ignored: bool) -> World {
     let registry = Registry::with_tokens();
     let digest = registry.push_image("mconstant/pay2slay-api", SHA, "new", true);
@@ -109,27 +111,36 @@ fn puts(w: &World) -> Vec<String> {
         .collect()
 }
 
+/// The ledger's records of the API deployment, oldest first.
+fn history(p: &Project) -> Vec<serde_json::Value> {
+    let h = p.run(&["history", "akash-1002", "--json"]);
+    h.code(0);
+    serde_json::from_str(&h.stdout).unwrap()
+}
+
+const EP: [&str; 2] = ["--banano-rpc-endpoint", ENDPOINT];
+
 #[test]
 fn deploy_points_the_deployment_at_the_sha_image() {
-    if !registry_available("deploy_points_the_deployment_at_the_sha_image") {
-        return;
-    }
     let w = world(false);
     let p = project(&w);
-    let out = run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA]);
+    // A first deploy: the Console does not answer the env, so the endpoint
+    // is given.
+    let out = run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA, EP[0], EP[1]]);
     out.code(0);
     let image = format!("{}/mconstant/pay2slay-api:{SHA}", w.registry.host());
-    let puts = puts(&w);
-    assert_eq!(puts.len(), 1);
-    assert!(puts[0].contains(&format!("image: {image}")), "{}", puts[0]);
+    let sent = puts(&w);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains(&format!("image: {image}")), "{}", sent[0]);
     assert!(
-        puts[0].contains(&format!("BANANO_RPC_ENDPOINT={ENDPOINT}")),
+        sent[0].contains(&format!("BANANO_RPC_ENDPOINT={ENDPOINT}")),
         "the endpoint is kept: {}",
-        puts[0]
+        sent[0]
     );
     let e = event(&out, "deploy");
     assert_eq!(e["image_sha"], SHA);
     assert_eq!(e["image_digest"], w.digest.as_str());
+    assert_eq!(e["image_ref"], format!("{image}@{}", w.digest));
     assert_eq!(e["signature_status"], "verified");
     assert_eq!(
         e["repository"],
@@ -139,13 +150,22 @@ fn deploy_points_the_deployment_at_the_sha_image() {
     assert!(e["deploy_duration_sec"].as_f64().is_some());
     // One token for the repository, however many registry calls.
     assert_eq!(w.registry.issuer.as_ref().unwrap().requests().len(), 1);
+    // The ledger records what runs now: image, endpoint, and the manifest
+    // hash the Console reports after the update.
+    let live = w.console.deployment("1002");
+    let recs = history(&p);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["image"], image.as_str());
+    assert_eq!(recs[0]["banano_rpc_endpoint"], ENDPOINT);
+    assert_eq!(recs[0]["deployment_hash"], live["data"]["deployment"]["hash"]);
+    assert_eq!(recs[0]["image_ref"], e["image_ref"]);
+    // The next deploy needs no endpoint: it is the one of record.
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA]).code(0);
+    assert!(puts(&w)[1].contains(&format!("BANANO_RPC_ENDPOINT={ENDPOINT}")));
 }
 
 #[test]
 fn deploy_refuses_missing_images_bad_shas_and_foreign_repositories() {
-    if !registry_available("deploy_refuses_missing_images_bad_shas_and_foreign_repositories") {
-        return;
-    }
     let w = world(false);
     let p = project(&w);
     let missing = "2222222222222222222222222222222222222222";
@@ -167,21 +187,33 @@ fn deploy_refuses_missing_images_bad_shas_and_foreign_repositories() {
     )
     .code(2)
     .has("not the canonical repository");
+    // The namespace is fixed in lib/release.rhai, not a parameter: a CI
+    // input cannot name another one and a --repository to match.
+    let evil = format!("{}/evil/pay2slay-api", w.registry.host());
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", SHA, "--owner", "evil", "--repository", &evil],
+    )
+    .code(2);
+    // No endpoint anywhere (no file, no ledger, and the Console does not
+    // answer the env): refused before the update.
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA])
+        .code(1)
+        .has("cannot tell the API's BANANO_RPC_ENDPOINT");
     assert!(puts(&w).is_empty(), "nothing was changed");
 }
 
 #[test]
 fn deploy_dry_run_and_staging_branches() {
-    if !registry_available("deploy_dry_run_and_staging_branches") {
-        return;
-    }
     let w = world(false);
     let p = project(&w);
     run(
         &p,
         "playbooks/deploy.rhai",
         &w,
-        &["--sha", SHA, "--dry-run"],
+        &["--sha", SHA, "--dry-run", EP[0], EP[1]],
     )
     .code(0)
     .has("would update deployment 1002");
@@ -190,7 +222,7 @@ fn deploy_dry_run_and_staging_branches() {
         &p,
         "playbooks/deploy.rhai",
         &w,
-        &["--sha", SHA, "--branch", "feature/x"],
+        &["--sha", SHA, "--branch", "feature/x", EP[0], EP[1]],
     );
     out.code(0);
     assert!(
@@ -203,91 +235,128 @@ fn deploy_dry_run_and_staging_branches() {
 }
 
 #[test]
-fn deploy_fails_when_the_old_image_still_runs() {
-    if !registry_available("deploy_fails_when_the_old_image_still_runs") {
-        return;
-    }
+fn deploy_fails_when_the_update_does_not_take() {
     let w = world(true);
     let p = project(&w);
-    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA])
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA, EP[0], EP[1]])
         .code(1)
-        .has(&format!(
-            "still runs {}/mconstant/pay2slay-api:{OLD_SHA}",
-            w.registry.host()
-        ));
+        .has("the Console accepted the update of deployment 1002 but its manifest hash did not move");
+    assert!(history(&p).iter().all(|r| r["result"] != "ok"));
+}
+
+/// Another writer (a person in the Console) updates the deployment between
+/// the run's read and its write: the Console API has no conditional write,
+/// so runbook checks the manifest hash right before it writes and refuses.
+#[test]
+fn a_change_between_read_and_write_is_refused_and_nothing_is_sent() {
+    let w = world(false);
+    w.console.edit_state(|s| {
+        s["deployments"]["1002"]["changed_by_another_writer_after"] = json!(2);
+    });
+    let p = project(&w);
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA, EP[0], EP[1]])
+        .code(1)
+        .has("deployment 1002 changed since this run read it")
+        .has("nothing was sent");
+    assert!(puts(&w).is_empty(), "no lost update");
 }
 
 #[test]
 fn rollback_records_what_it_replaced_and_who_asked() {
-    if !registry_available("rollback_records_what_it_replaced_and_who_asked") {
-        return;
-    }
     let w = world(false);
     let mut p = project(&w);
     p.env("GITHUB_ACTOR", "octo-operator");
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA, EP[0], EP[1]]).code(0);
     let out = run(&p, "playbooks/rollback.rhai", &w, &["--sha", SHA]);
     out.code(0);
     let e = event(&out, "rollback");
+    let old_image = format!("{}/mconstant/pay2slay-api:{OLD_SHA}", w.registry.host());
     assert_eq!(e["requested_sha"], SHA);
     assert_eq!(e["previous_sha"], OLD_SHA);
+    assert_eq!(e["rollback_origin"], old_image.as_str());
     assert_eq!(e["initiated_by"], "octo-operator");
     assert!(e["timestamp"].as_str().unwrap().ends_with('Z'));
-    assert!(puts(&w)[0].contains(&format!(":{SHA}")));
+    assert!(puts(&w)[1].contains(&format!(":{SHA}")));
+    assert!(puts(&w)[1].contains(&format!("BANANO_RPC_ENDPOINT={ENDPOINT}")));
+    assert_eq!(history(&p)[1]["rollback_origin"], old_image.as_str());
     let gone = "3333333333333333333333333333333333333333";
     run(&p, "playbooks/rollback.rhai", &w, &["--sha", gone])
         .code(1)
         .has("no rollback happened");
-    assert_eq!(puts(&w).len(), 1);
+    assert_eq!(puts(&w).len(), 2);
 }
 
 #[test]
 fn rollback_to_previous_takes_the_sha_from_the_ledger() {
-    if !registry_available("rollback_to_previous_takes_the_sha_from_the_ledger") {
-        return;
-    }
     let w = world(false);
     let p = project(&w);
     // An empty ledger: a clear refusal, nothing changed.
     run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"])
         .code(1)
-        .has("the ledger of akash-1002 has no successful deploy before the current one")
+        .has("the ledger of akash-1002 has no successful deploy")
         .has("runbook history akash-1002");
     assert!(puts(&w).is_empty());
-    // Two deploys through runbook: OLD_SHA, then SHA (the current one).
-    run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA]).code(0);
+    // One deploy: still nothing to go back to.
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA, EP[0], EP[1]]).code(0);
+    run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"])
+        .code(1)
+        .has("has one successful deploy");
+    assert_eq!(puts(&w).len(), 1);
+    // Then SHA: "previous" is OLD_SHA, sent with the endpoint of record.
     run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA]).code(0);
     let out = run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"]);
     out.code(0);
     let e = event(&out, "rollback");
     assert_eq!(e["requested_sha"], OLD_SHA);
-    assert_eq!(
-        e["previous_sha"], SHA,
-        "the rollback names what it replaced"
-    );
-    assert!(puts(&w)[2].contains(&format!(":{OLD_SHA}")));
-    let h = p.run(&["history", "akash-1002", "--json"]);
-    h.code(0);
-    let recs: Vec<serde_json::Value> = serde_json::from_str(&h.stdout).unwrap();
+    assert_eq!(e["previous_sha"], SHA, "the rollback names what it replaced");
+    let sent = &puts(&w)[2];
+    assert!(sent.contains(&format!(":{OLD_SHA}")), "{sent}");
+    assert!(sent.contains(&format!("BANANO_RPC_ENDPOINT={ENDPOINT}")), "{sent}");
+    let recs = history(&p);
     let shas: Vec<&str> = recs.iter().map(|r| r["sha"].as_str().unwrap()).collect();
     assert_eq!(shas, [OLD_SHA, SHA, OLD_SHA]);
     assert_eq!(recs[2]["replaced_sha"], SHA);
     assert_eq!(recs[2]["playbook"], "playbooks/rollback.rhai");
     assert_eq!(
-        recs[2]["previous_image"],
+        recs[2]["rollback_origin"],
         format!("{}/mconstant/pay2slay-api:{SHA}", w.registry.host())
     );
-    // Now OLD_SHA runs: "previous" is SHA again (the last ok deploy of
-    // another SHA).
+    // Now OLD_SHA runs: "previous" is SHA again.
     let out = run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"]);
     out.code(0);
     assert_eq!(event(&out, "rollback")["requested_sha"], SHA);
 }
 
+/// Someone changed the deployment in the Console after runbook's last
+/// deploy: the ledger no longer says what runs, so `previous` is refused
+/// unless the user says to trust the ledger.
+#[test]
+fn previous_is_refused_when_the_deployment_changed_outside_runbook() {
+    let w = world(false);
+    let p = project(&w);
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA, EP[0], EP[1]]).code(0);
+    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA]).code(0);
+    w.console.edit_state(|s| {
+        let sdl = s["deployments"]["1002"]["sdl"].as_str().unwrap().to_string();
+        s["deployments"]["1002"]["sdl"] = json!(format!("{sdl}\n# edited in the Console\n"));
+    });
+    run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"])
+        .code(1)
+        .has("changed outside runbook")
+        .has("--trust-ledger");
+    assert_eq!(puts(&w).len(), 2, "nothing was sent");
+    let out = run(
+        &p,
+        "playbooks/rollback.rhai",
+        &w,
+        &["--sha", "previous", "--trust-ledger"],
+    );
+    out.code(0);
+    assert_eq!(event(&out, "rollback")["requested_sha"], OLD_SHA);
+}
+
 #[test]
 fn post_build_emits_the_build_metadata_line() {
-    if !registry_available("post_build_emits_the_build_metadata_line") {
-        return;
-    }
     let w = world(false);
     let p = project(&w);
     let out = run(
@@ -317,9 +386,6 @@ fn post_build_emits_the_build_metadata_line() {
 
 #[test]
 fn deploy_and_rollback_read_the_endpoint_file_they_are_given() {
-    if !registry_available("deploy_and_rollback_read_the_endpoint_file_they_are_given") {
-        return;
-    }
     let w = world(false);
     let p = project(&w);
     // What split-deploy --endpoint-file artifacts/banano.json wrote; a stale
@@ -360,9 +426,6 @@ fn deploy_and_rollback_read_the_endpoint_file_they_are_given() {
 
 #[test]
 fn a_malformed_endpoint_artifact_stops_deploy_and_rollback() {
-    if !registry_available("a_malformed_endpoint_artifact_stops_deploy_and_rollback") {
-        return;
-    }
     let w = world(false);
     let p = project(&w);
     // The running deployment has an endpoint to fall back on, but a bad

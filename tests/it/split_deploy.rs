@@ -11,6 +11,16 @@ use support::console::{split_state, Console, API_KEY};
 use support::Project;
 
 const ENDPOINT: &str = "provider.europlots.com:31877";
+/// The API image runbook last deployed to 1002, by the ledger.
+const API_IMAGE: &str = "ghcr.io/mconstant/pay2slay-api:1111111111111111111111111111111111111111";
+
+/// The API deployment's ledger: one successful deploy of API_IMAGE.
+fn record_api_image(p: &Project) {
+    let rec = json!({"event": "run", "target": "akash-1002", "result": "ok", "start": "2026-12-01T10:00:00Z",
+                     "image": API_IMAGE, "sha": &API_IMAGE[API_IMAGE.len() - 40..],
+                     "banano_rpc_endpoint": "old.provider.example:30000"});
+    p.file(".runbook/ledger/akash-1002.jsonl", &format!("{rec}\n"));
+}
 
 fn project(console: &Console) -> Project {
     let mut p = Project::new();
@@ -47,6 +57,7 @@ fn put_sdl(r: &serde_json::Value) -> String {
 fn both_stacks_with_a_port_that_appears_late() {
     let console = Console::start(split_state(json!({"scenario": "late", "ready_after": 2})));
     let mut p = project(&console);
+    record_api_image(&p);
     let gh_out = p.path().join("gh_output");
     std::fs::write(&gh_out, "").unwrap();
     p.env("GITHUB_OUTPUT", gh_out.to_str().unwrap());
@@ -86,8 +97,8 @@ fn both_stacks_with_a_port_that_appears_late() {
         "{api_sdl}"
     );
     assert!(
-        api_sdl.contains("image: ghcr.io/mconstant/pay2slay-api:"),
-        "{api_sdl}"
+        api_sdl.contains(&format!("image: {API_IMAGE}")),
+        "the image of record, never the template's placeholder: {api_sdl}"
     );
     let gh = std::fs::read_to_string(&gh_out).unwrap();
     assert!(
@@ -240,6 +251,7 @@ fn malformed_or_unknown_answers_fail_at_once() {
 fn api_stage_refuses_a_missing_or_bad_artifact_before_any_change() {
     let console = Console::start(split_state(json!({})));
     let p = project(&console);
+    record_api_image(&p);
     let run = |p: &Project| {
         p.run(&[
             "playbooks/split-deploy.rhai",
@@ -312,6 +324,8 @@ fn api_stage_alone_reads_the_artifact() {
         "api",
         "--api-dseq",
         "1002",
+        "--api-image",
+        API_IMAGE,
     ])
     .code(0);
     let puts = puts(&console);
@@ -323,6 +337,7 @@ fn api_stage_alone_reads_the_artifact() {
 fn both_stages_use_the_endpoint_file_they_are_given() {
     let console = Console::start(split_state(json!({})));
     let p = project(&console);
+    record_api_image(&p);
     std::fs::create_dir_all(p.path().join("artifacts")).unwrap();
     let stage = |stack: &str| {
         p.run(&[
@@ -358,6 +373,8 @@ fn dry_run_reads_for_real_and_changes_nothing() {
         "1001",
         "--api-dseq",
         "1002",
+        "--api-image",
+        API_IMAGE,
         "--dry-run",
     ])
     .code(0)
@@ -370,6 +387,42 @@ fn dry_run_reads_for_real_and_changes_nothing() {
         "reads happen for real"
     );
     assert!(p.read("endpoint.json").is_none());
+}
+
+/// A deployment created outside runbook (Terraform) has no ledger, and the
+/// Console does not say what image it runs: the API stage refuses before
+/// either stack changes, instead of deploying the template's placeholder.
+#[test]
+fn no_image_of_record_refuses_before_any_change() {
+    let console = Console::start(split_state(json!({})));
+    let p = project(&console);
+    p.run(&[
+        "playbooks/split-deploy.rhai",
+        "--banano-dseq",
+        "1001",
+        "--api-dseq",
+        "1002",
+    ])
+    .code(1)
+    .has("the API stage needs an image")
+    .has("--api-image REPO:<40-hex SHA>");
+    assert!(puts(&console).is_empty(), "{:?}", puts(&console));
+    assert!(p.read("endpoint.json").is_none());
+    // With the image given, it goes through and sends exactly that image.
+    let given = "ghcr.io/mconstant/pay2slay-api:2222222222222222222222222222222222222222";
+    p.run(&[
+        "playbooks/split-deploy.rhai",
+        "--banano-dseq",
+        "1001",
+        "--api-dseq",
+        "1002",
+        "--api-image",
+        given,
+    ])
+    .code(0);
+    let puts = puts(&console);
+    assert_eq!(puts.len(), 2);
+    assert!(put_sdl(&puts[1]).contains(&format!("image: {given}")));
 }
 
 #[test]
