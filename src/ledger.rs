@@ -61,13 +61,27 @@ pub fn append(state: &Path, target: &str, record: &Value) -> Result<(), String> 
     line.push('\n');
     let mut f = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(&p)
         .map_err(|e| format!("cannot open the ledger {}: {e}", p.display()))?;
+    // A line torn by a crash has no newline: start a new line rather than
+    // glue this record onto it (both would be lost as one bad line).
+    if ends_torn(&mut f) {
+        line.insert(0, '\n');
+    }
     // One write of the whole line: with O_APPEND it lands whole at the end.
     f.write_all(line.as_bytes())
         .and_then(|()| f.sync_data())
         .map_err(|e| format!("cannot append to the ledger {}: {e}", p.display()))
+}
+
+/// Whether the file's last byte is not a newline (a torn last line).
+fn ends_torn(f: &mut std::fs::File) -> bool {
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::End(-1))
+        .and_then(|_| f.read_exact(&mut last))
+        .is_ok_and(|()| last[0] != b'\n')
 }
 
 /// Bytes read per step when scanning a ledger file from its end.
@@ -87,7 +101,7 @@ pub struct Filter {
     /// Only records whose `result` is exactly this.
     pub result: Option<String>,
     /// Only records where this field is a non-empty string.
-    pub with: Option<String>,
+    pub has: Option<String>,
 }
 
 impl Filter {
@@ -98,7 +112,7 @@ impl Filter {
             .as_deref()
             .is_none_or(|want| s("result") == Some(want))
             && self
-                .with
+                .has
                 .as_deref()
                 .is_none_or(|k| s(k).is_some_and(|v| !v.is_empty()))
     }
@@ -522,7 +536,7 @@ fn previous_image(
     rt: &tokio::runtime::Handle,
 ) -> Option<String> {
     let with_image = Filter {
-        with: Some("image".into()),
+        has: Some("image".into()),
         ..Filter::default()
     };
     match newest_any(state, target, place, rt, 1, &with_image) {
@@ -912,7 +926,7 @@ mod tests {
             .is_empty());
         let ok_with_sha = Filter {
             result: Some("ok".into()),
-            with: Some("sha".into()),
+            has: Some("sha".into()),
         };
         // i % 6 == 0: ok and a sha.
         assert_eq!(

@@ -201,7 +201,7 @@ static LEDGER_HISTORY_OPTS: Spec = Spec {
     opts: &[
         Opt { key: "limit", ty: "int", default: "20", help: "at most this many records, the newest (1 to 10000)" },
         Opt { key: "result", ty: "string", default: "any", help: "only records whose `result` is this (\"ok\", \"failed\", \"cancelled\", \"broken\")" },
-        Opt { key: "with", ty: "string", default: "none", help: "only records where this field is a non-empty string (e.g. \"sha\", \"image\")" },
+        Opt { key: "has", ty: "string", default: "none", help: "only records where this field is a non-empty string (e.g. \"sha\", \"image\")" },
     ],
 };
 
@@ -246,7 +246,7 @@ fn history_opts(o: &Opts) -> RhaiResult<(usize, crate::ledger::Filter)> {
     };
     let filter = crate::ledger::Filter {
         result: o.str("result")?,
-        with: o.str("with")?.filter(|s| !s.is_empty()),
+        has: o.str("has")?.filter(|s| !s.is_empty()),
     };
     Ok((limit, filter))
 }
@@ -286,25 +286,31 @@ fn history(
             .map(|all| Ok(crate::ledger::keep_newest(all, limit, filter)))?,
     }
     .map_err(|e| error(format!("ledger_history: {e}")))?;
-    let items: usize = records.iter().map(items_of).sum();
-    if items > ENGINE_MAX_ITEMS {
+    let (arrays, maps) = records.iter().fold((records.len(), 0), |(a, m), r| {
+        let (ra, rm) = sizes(r);
+        (a + ra, m + rm)
+    });
+    if arrays.max(maps) > ENGINE_MAX_ITEMS {
         return Err(error(format!(
-            "ledger_history: the {} records of '{target}' asked for hold {items} values, more than a \
+            "ledger_history: the {} records of '{target}' asked for hold {} values, more than a \
              playbook value may ({ENGINE_MAX_ITEMS}); ask for fewer with `limit` or narrow them \
-             with `result` and `with`",
-            records.len()
+             with `result` and `has`",
+            records.len(),
+            arrays.max(maps)
         )));
     }
     Ok(records.iter().map(crate::value::to_dynamic).collect())
 }
 
-/// The array and map entries of `v` the engine counts against its size
-/// limits (nested ones included), plus its own slot in the answer.
-fn items_of(v: &serde_json::Value) -> usize {
-    1 + match v {
-        serde_json::Value::Array(a) => a.iter().map(items_of).sum(),
-        serde_json::Value::Object(o) => o.values().map(items_of).sum(),
-        _ => 0,
+/// The array elements and map entries inside `v`, nested ones included:
+/// what the engine counts against its size limits, as Rhai's
+/// `calc_data_sizes` does.
+fn sizes(v: &serde_json::Value) -> (usize, usize) {
+    let add = |(a, m): (usize, usize), (b, n): (usize, usize)| (a + b, m + n);
+    match v {
+        serde_json::Value::Array(xs) => xs.iter().map(sizes).fold((xs.len(), 0), add),
+        serde_json::Value::Object(o) => o.values().map(sizes).fold((0, o.len()), add),
+        _ => (0, 0),
     }
 }
 
