@@ -202,3 +202,33 @@ fn a_playbook_without_a_ledger_reads_an_empty_one() {
     let p = pb(r#"log_info(`n=${ledger_history("app", #{ has: "sha" }).len()}`);"#);
     p.run(&["pb.rhai"]).code(0).has("n=0");
 }
+
+#[test]
+fn runbook_test_answers_and_stubs_both_forms_of_ledger_history() {
+    let p = pb(r#"
+let two = ledger_history("app", #{ limit: 2, result: "ok", has: "sha" });
+let all = ledger_history("app");
+output("n", `${two.len()} ${all.len()}`);
+"#);
+    p.file(
+        "pb.test.rhai",
+        r#"
+fn test_empty_by_default() {
+    let r = playbook("pb.rhai", #{}).run();
+    assert_eq(r.code, 0, r.report);
+    assert_eq(r.outputs.n, "0 0");
+}
+
+fn test_stubbed() {
+    let t = playbook("pb.rhai", #{});
+    t.stub("ledger_history", [#{ result: "ok", sha: "a" }]);
+    let r = t.run();
+    assert_eq(r.code, 0, r.report);
+    assert_eq(r.outputs.n, "1 1");
+}
+"#,
+    );
+    p.run(&["test", "pb.test.rhai"])
+        .code(0)
+        .has("2 passed, 0 failed");
+}
