@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends \
-  docker-registry skopeo yamllint shellcheck hyperfine time python3 >/dev/null
+  docker-registry skopeo yamllint shellcheck hyperfine time jq python3 >/dev/null
 
 # The docker-registry package may start a service on its default port; the
 # tests start their own registries on 127.0.0.1 and need nothing else.

@@ -189,6 +189,32 @@ static LEDGER_HISTORY: Spec = Spec {
     opts: &[],
 };
 
+/// `ledger_history(target, opts)`. Registered first: its one-argument
+/// overload is then replaced by [`LEDGER_HISTORY`]'s, which has other
+/// defaults (the newest 1,000, unfiltered).
+#[rustfmt::skip]
+static LEDGER_HISTORY_OPTS: Spec = Spec {
+    name: "ledger_history",
+    params: &["target: String"],
+    returns: "Array",
+    doc: include_str!("docs/ledger_history_opts.md"),
+    opts: &[
+        Opt { key: "limit", ty: "int", default: "20", help: "at most this many records, the newest (1 to 10000)" },
+        Opt { key: "result", ty: "string", default: "any", help: "only records whose `result` is this (\"ok\", \"failed\", \"cancelled\", \"broken\")" },
+        Opt { key: "has", ty: "string", default: "none", help: "only records where this field is a non-empty string (e.g. \"sha\", \"image\")" },
+    ],
+};
+
+/// Records `ledger_history(target)` returns at most.
+const HISTORY_ALL: usize = 1_000;
+/// The default and the largest `limit` of `ledger_history(target, opts)`.
+const HISTORY_DEFAULT: usize = 20;
+const HISTORY_MAX: usize = 10_000;
+/// The engine's bound on the array and map entries (nested ones counted)
+/// of one value (`engine::base`): a longer answer would fail in the
+/// engine with no hint, so the binding names the fix first.
+const ENGINE_MAX_ITEMS: usize = 100_000;
+
 #[rustfmt::skip]
 static LEDGER_NOTE: Spec = Spec {
     name: "ledger_note",
@@ -207,8 +233,32 @@ static LEDGER_NOTE_TARGET: Spec = Spec {
     opts: &[],
 };
 
-/// `ledger_history(target)`.
-fn history(c: &Arc<Ctx>, target: &str) -> RhaiResult<rhai::Array> {
+/// What `ledger_history(target, opts)` asks for: how many, which.
+fn history_opts(o: &Opts) -> RhaiResult<(usize, crate::ledger::Filter)> {
+    let limit = match o.int("limit")? {
+        None => HISTORY_DEFAULT,
+        Some(n) if (1..=HISTORY_MAX as i64).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(error(format!(
+                "ledger_history: option 'limit' is {n}; give 1 to {HISTORY_MAX}"
+            )))
+        }
+    };
+    let filter = crate::ledger::Filter {
+        result: o.str("result")?,
+        has: o.str("has")?.filter(|s| !s.is_empty()),
+    };
+    Ok((limit, filter))
+}
+
+/// `ledger_history(target[, opts])`: the newest `limit` records `filter`
+/// keeps, oldest first.
+fn history(
+    c: &Arc<Ctx>,
+    target: &str,
+    limit: usize,
+    filter: &crate::ledger::Filter,
+) -> RhaiResult<rhai::Array> {
     lock::check_name(target).map_err(|e| error(format!("ledger_history: {e}")))?;
     let held = c
         .locks
@@ -221,17 +271,47 @@ fn history(c: &Arc<Ctx>, target: &str) -> RhaiResult<rhai::Array> {
     // The kube read goes through the run's clients and is bounded and
     // cancelled like every other call.
     let records = match &place {
-        Backend::File => crate::ledger::read(&state, target),
+        Backend::File => crate::ledger::newest(&state, target, limit, filter).map(|found| {
+            if let Some(bad) = &found.bad {
+                tracing::warn!("{bad}");
+            }
+            found.records
+        }),
         Backend::Kube { namespace, context } => c
             .call(
                 "ledger_history",
                 Duration::from_secs(30),
                 lock::kube::ledger_read(&c.kube, target, namespace.as_deref(), context.as_deref()),
             )?
-            .map(Ok)?,
+            .map(|all| Ok(crate::ledger::keep_newest(all, limit, filter)))?,
     }
     .map_err(|e| error(format!("ledger_history: {e}")))?;
+    let (arrays, maps) = records.iter().fold((records.len(), 0), |(a, m), r| {
+        let (ra, rm) = sizes(r);
+        (a + ra, m + rm)
+    });
+    if arrays.max(maps) > ENGINE_MAX_ITEMS {
+        return Err(error(format!(
+            "ledger_history: the {} records of '{target}' asked for hold {} values, more than a \
+             playbook value may ({ENGINE_MAX_ITEMS}); ask for fewer with `limit` or narrow them \
+             with `result` and `has`",
+            records.len(),
+            arrays.max(maps)
+        )));
+    }
     Ok(records.iter().map(crate::value::to_dynamic).collect())
+}
+
+/// The array elements and map entries inside `v`, nested ones included:
+/// what the engine counts against its size limits, as Rhai's
+/// `calc_data_sizes` does.
+fn sizes(v: &serde_json::Value) -> (usize, usize) {
+    let add = |(a, m): (usize, usize), (b, n): (usize, usize)| (a + b, m + n);
+    match v {
+        serde_json::Value::Array(xs) => xs.iter().map(sizes).fold((xs.len(), 0), add),
+        serde_json::Value::Object(o) => o.values().map(sizes).fold((0, o.len()), add),
+        _ => (0, 0),
+    }
 }
 
 /// Register `lock`, `unlock`, `ledger_history` and `ledger_note`.
@@ -245,8 +325,13 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         Ok(c.locks.release(&name, &c.rt))
     });
     let c = ctx.clone();
+    LEDGER_HISTORY_OPTS.register1(engine, move |target: ImmutableString, o: &Opts| {
+        let (limit, filter) = history_opts(o)?;
+        history(&c, &target, limit, &filter)
+    });
+    let c = ctx.clone();
     LEDGER_HISTORY.register1(engine, move |target: ImmutableString, _: &Opts| {
-        history(&c, &target)
+        history(&c, &target, HISTORY_ALL, &crate::ledger::Filter::default())
     });
     let c = ctx.clone();
     LEDGER_NOTE.register1(engine, move |fields: Map, _: &Opts| note(&c, None, fields));

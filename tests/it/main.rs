@@ -13,6 +13,7 @@ mod diagnostics;
 mod github_action;
 mod hostile;
 mod job_manifest;
+mod ledger;
 mod lock_file;
 mod lock_kube;
 mod minikube;
