@@ -112,6 +112,7 @@ fn both_stacks_with_a_port_that_appears_late() {
 fn a_port_that_never_appears_fails_by_the_bound_with_no_artifact() {
     let console = Console::start(split_state(json!({"scenario": "pending"})));
     let mut p = project(&console);
+    record_api_image(&p);
     // A stale artifact from an earlier run must not survive.
     p.file(
         "endpoint.json",
