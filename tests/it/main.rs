@@ -8,6 +8,7 @@
 
 mod support;
 
+mod contracts;
 mod diagnostics;
 mod github_action;
 mod hostile;
