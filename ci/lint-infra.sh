@@ -6,14 +6,17 @@
 #   apt-get install -y yamllint shellcheck
 #   pip install -r ci/requirements-lint.txt
 # Optional: terraform (>= 1.8) on PATH adds fmt/validate/`terraform test` of
-# both stacks; without it those are reported as skipped, or fail when
-# REQUIRE_TERRAFORM=1.
+# both stacks; without it that check says SKIPPED (never ok), or fails when
+# REQUIRE_TERRAFORM=1. Terraform is not in Debian and ci/install-deps.sh does
+# not install it, so CI=true alone does not make its absence fail; every tool
+# install-deps does install is required above (a missing one exits 1).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 passed=0
 failed=0
+skipped=0
 failures=()
 
 # Fold each check's output in GitHub's log; plain lines elsewhere.
@@ -107,18 +110,20 @@ run_check "shellcheck (ci/lint-infra.sh)" shellcheck_ci
 run_check "Terraform structure (ci/check_hcl.py)" python3 ci/check_hcl.py
 run_check "Akash SDL contract (ci/check_sdl.py)" python3 ci/check_sdl.py
 
+terraform_check="terraform fmt/validate/test (infra/*)"
 if command -v terraform >/dev/null 2>&1; then
-  run_check "terraform fmt/validate/test (infra/*)" terraform_stacks
+  run_check "${terraform_check}" terraform_stacks
 elif [[ "${REQUIRE_TERRAFORM:-0}" == 1 ]]; then
   echo "lint-infra: FAIL: REQUIRE_TERRAFORM=1 but terraform is not on PATH" >&2
   failed=$((failed + 1))
   failures+=("terraform (missing)")
 else
-  echo "lint-infra: skipped: terraform fmt/validate/test (terraform not on PATH)"
+  echo "lint-infra: SKIPPED ${terraform_check}: terraform is not on PATH (install: https://developer.hashicorp.com/terraform/install, >= 1.8; REQUIRE_TERRAFORM=1 makes its absence fail)"
+  skipped=$((skipped + 1))
 fi
 
 if ((failed > 0)); then
   printf 'lint-infra: failed check: %s\n' "${failures[@]}" >&2
 fi
-echo "lint-infra: ${passed} passed, ${failed} failed"
+echo "lint-infra: ${passed} passed, ${skipped} skipped, ${failed} failed"
 ((failed == 0))

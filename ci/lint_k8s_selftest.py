@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,12 +96,26 @@ def copy_tree(dst: str) -> None:
         shutil.copytree(os.path.join(ROOT, sub), os.path.join(dst, sub))
 
 
+# One lint run takes about 3 s; a run that hangs (a tool waiting on
+# something) is reported as a failure of its case instead of stalling CI.
+LINT_TIMEOUT_S = 120
+
+
 def run_lint(tree: str) -> tuple[int, str, float]:
     start = time.monotonic()
-    proc = subprocess.run(["bash", os.path.join(tree, "ci", "lint-k8s.sh")],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env={k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"})
-    return proc.returncode, proc.stdout, time.monotonic() - start
+    # Its own process group, so a timeout kills the tools it started too
+    # (one of them holding the pipe open would block the read).
+    proc = subprocess.Popen(["bash", os.path.join(tree, "ci", "lint-k8s.sh")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"},
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=LINT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return -1, f"{out}\nlint-k8s.sh did not finish within {LINT_TIMEOUT_S}s", time.monotonic() - start
+    return proc.returncode, out, time.monotonic() - start
 
 
 def run_case(tmp: str, i: int, case: tuple) -> tuple[bool, str]:

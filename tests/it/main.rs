@@ -9,6 +9,7 @@
 mod support;
 
 mod akash_contract;
+mod contracts;
 mod diagnostics;
 mod github_action;
 mod hostile;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::cosign::{key_from, new_key};
 use support::faults::{Fault, FaultServer, FAULT_DIGEST};
 use support::issuer::IssuerMode;
-use support::registry::{cosign_data, registry_available, Registry, BASIC_PASS, BASIC_USER};
+use support::registry::{cosign_data, Registry, BASIC_PASS, BASIC_USER};
 use support::{pb, Output, Project, CANARY};
 
 /// The structured events a primitive logged (`--log-format json`).
@@ -33,9 +33,6 @@ fn run_json(p: &Project) -> Output {
 
 #[test]
 fn present_absent_and_oci_manifests_on_an_open_registry() {
-    if !registry_available("present_absent_and_oci_manifests_on_an_open_registry") {
-        return;
-    }
     let reg = Registry::open();
     let oci = reg.push_image("owner/app", "v1", "a", true);
     let docker = reg.push_image("owner/app", "v2", "b", false);
@@ -126,9 +123,6 @@ fn bad_images_and_tags_are_refused_before_any_request() {
 
 #[test]
 fn one_token_per_repository_for_a_batch_of_20() {
-    if !registry_available("one_token_per_repository_for_a_batch_of_20") {
-        return;
-    }
     let reg = Registry::with_tokens();
     let issuer = reg.issuer.as_ref().unwrap();
     let mut tags = Vec::new();
@@ -180,9 +174,6 @@ print(`other=${{ghcr_has_tags("{other}", ["v1", "v2"])}}`);
 
 #[test]
 fn a_token_for_another_repository_is_a_clear_error() {
-    if !registry_available("a_token_for_another_repository_is_a_clear_error") {
-        return;
-    }
     let reg = Registry::with_tokens();
     reg.push_image("owner/app", "v1", "x", true);
     let issuer = reg.issuer.as_ref().unwrap();
@@ -205,9 +196,6 @@ fn a_token_for_another_repository_is_a_clear_error() {
 
 #[test]
 fn credentials_go_to_the_token_endpoint_and_never_to_output() {
-    if !registry_available("credentials_go_to_the_token_endpoint_and_never_to_output") {
-        return;
-    }
     let reg = Registry::with_tokens();
     reg.push_image("owner/private", "v1", "x", true);
     let issuer = reg.issuer.as_ref().unwrap();
@@ -299,9 +287,6 @@ fn credentials_go_to_the_token_endpoint_and_never_to_output() {
 
 #[test]
 fn basic_auth_registries_use_credentials_bound_to_their_host() {
-    if !registry_available("basic_auth_registries_use_credentials_bound_to_their_host") {
-        return;
-    }
     let reg = Registry::with_basic();
     reg.push_image("team/app", "v1", "x", true);
     let src = format!(
@@ -348,9 +333,6 @@ fn basic_auth_registries_use_credentials_bound_to_their_host() {
 
 #[test]
 fn cosign_verdicts_on_a_token_registry() {
-    if !registry_available("cosign_verdicts_on_a_token_registry") {
-        return;
-    }
     let reg = Registry::with_tokens();
     let (key, key_pem) = new_key();
     let (_, wrong_pem) = new_key();
@@ -427,9 +409,6 @@ show("baddigest", cosign_soft_verify(img, "sha256:abc", #{{ key: "cosign.pub" }}
 
 #[test]
 fn sigstore_rs_signature_pushed_as_is_verifies() {
-    if !registry_available("sigstore_rs_signature_pushed_as_is_verifies") {
-        return;
-    }
     // The lab signature made by sigstore-rs 0.15 (PrivateKeySigner +
     // push_signature), pushed byte for byte.
     let reg = Registry::open();
@@ -475,9 +454,6 @@ print(`wrong=${{cosign_soft_verify("{img}", "{digest}", #{{ key: "wrong.pub" }})
 
 #[test]
 fn cosign_v3_bundles_are_found_through_the_referrers_tag() {
-    if !registry_available("cosign_v3_bundles_are_found_through_the_referrers_tag") {
-        return;
-    }
     let reg = Registry::open();
     let (key, key_pem) = new_key();
     let (_, wrong_pem) = new_key();
@@ -507,9 +483,6 @@ show("other", cosign_soft_verify("{img}", "{other}", #{{ key: "cosign.pub" }}));
 
 #[test]
 fn strict_makes_anything_but_verified_fail() {
-    if !registry_available("strict_makes_anything_but_verified_fail") {
-        return;
-    }
     let reg = Registry::open();
     let (key, key_pem) = new_key();
     let signed = reg.push_image("owner/app", "signed", "s", true);

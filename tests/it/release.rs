@@ -363,7 +363,14 @@ fn post_build_emits_the_build_metadata_line() {
         &p,
         "playbooks/post-build.rhai",
         &w,
-        &["--sha", SHA, "--build-duration-sec", "93"],
+        &[
+            "--sha",
+            SHA,
+            "--build-duration-sec",
+            "93",
+            "--built-at",
+            "2026-11-23T13:04:45Z",
+        ],
     );
     out.code(0);
     let e = event(&out, "build");
@@ -371,7 +378,8 @@ fn post_build_emits_the_build_metadata_line() {
         e,
         json!({"image_sha": SHA, "image_digest": w.digest, "signature_status": "verified",
                "repository": format!("{}/mconstant/pay2slay-api", w.registry.host()),
-               "short_sha": &SHA[..7], "build_duration_sec": 93, "event": "build"})
+               "short_sha": &SHA[..7], "build_duration_sec": 93,
+               "built_at": "2026-11-23T13:04:45Z", "event": "build"})
     );
     // A required signature that does not verify fails the build check.
     run(

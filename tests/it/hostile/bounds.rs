@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::{have_time, run_measured, RSS_BOUND_KIB};
+use super::{run_measured, RSS_BOUND_KIB};
 use crate::support::http::{Reply, Stub};
 use crate::support::pb;
 use crate::support::raw::RawServer;
@@ -52,9 +52,6 @@ fn discover_url(url: &str, bounds: &str) -> String {
 
 #[test]
 fn an_endless_body_stops_at_the_cap_with_bounded_memory() {
-    if !have_time("an_endless_body_stops_at_the_cap_with_bounded_memory") {
-        return;
-    }
     let srv = RawServer::start(endless);
     let p = pb(&discover_url(&srv.url(), ""));
     let (out, rss) = run_measured(&p, &["pb.rhai"]);
@@ -126,9 +123,6 @@ fn a_trickling_console_answer_is_ended_by_the_call_timeout() {
 
 #[test]
 fn dev_zero_fifos_and_huge_files_are_refused_before_reading() {
-    if !have_time("dev_zero_fifos_and_huge_files_are_refused_before_reading") {
-        return;
-    }
     let p = pb(r#"let v = read_json("/dev/zero"); print(v);"#);
     let (out, rss) = run_measured(&p, &["pb.rhai"]);
     out.code(1)
@@ -169,9 +163,6 @@ fn dev_zero_fifos_and_huge_files_are_refused_before_reading() {
 
 #[test]
 fn a_child_printing_a_gibibyte_is_captured_head_and_tail() {
-    if !have_time("a_child_printing_a_gibibyte_is_captured_head_and_tail") {
-        return;
-    }
     // 1 GiB of zeros turned to 'y', then a last line: head and tail kept.
     let mut p = pb(
         r#"let out = exec(["sh", "-c", "head -c 1073741824 /dev/zero | tr '\\0' y; echo; echo LAST-LINE"], #{ timeout: "100s" });

@@ -25,11 +25,22 @@ use std::time::{Duration, Instant};
 
 use crate::support::{self, Output, Project};
 
+/// GNU time (Debian package `time`), not the shell keyword: only it has `-v`.
+const TIME_BIN: &str = "/usr/bin/time";
+
 /// Run the binary under `/usr/bin/time -v` (bounded: 120 s) and return its
 /// output with its peak RSS in KiB (`Maximum resident set size`).
+/// Panics, naming the install command, when `/usr/bin/time` is absent: a
+/// memory bound that cannot be measured fails the test instead of passing
+/// unmeasured.
 pub fn run_measured(p: &Project, args: &[&str]) -> (Output, u64) {
+    assert!(
+        std::path::Path::new(TIME_BIN).exists(),
+        "{TIME_BIN} is absent: install it with `apt-get install -y time` \
+         (ci/install-deps.sh does; ci/test.sh runs it when it is missing)"
+    );
     let plain = p.command(args);
-    let mut cmd = std::process::Command::new("/usr/bin/time");
+    let mut cmd = std::process::Command::new(TIME_BIN);
     cmd.arg("-v").arg(support::bin()).args(args);
     if let Some(d) = plain.get_current_dir() {
         cmd.current_dir(d);
@@ -60,12 +71,3 @@ pub fn run_measured(p: &Project, args: &[&str]) -> (Output, u64) {
 
 /// The contract's memory bound for any hostile input.
 pub const RSS_BOUND_KIB: u64 = 200 * 1024;
-
-/// Whether `/usr/bin/time` is there (CI installs the `time` package).
-pub fn have_time(test: &str) -> bool {
-    let ok = std::path::Path::new("/usr/bin/time").exists();
-    if !ok {
-        eprintln!("skipping {test}: /usr/bin/time is missing (apt-get install time)");
-    }
-    ok
-}
