@@ -228,9 +228,15 @@ mod tests {
 
     #[test]
     fn an_answer_without_a_deployment_is_refused() {
-        for bad in [json!({"data": {}}), json!({"data": {"deployment": {"state": "active"}}})] {
+        for bad in [
+            json!({"data": {}}),
+            json!({"data": {"deployment": {"state": "active"}}}),
+        ] {
             let e = live_of(&bad, "7").unwrap_err();
-            assert!(e.msg.contains("has no data.deployment.state and .hash"), "{e}");
+            assert!(
+                e.msg.contains("has no data.deployment.state and .hash"),
+                "{e}"
+            );
         }
         let live = live_of(
             &json!({"data": {"deployment": {"state": "active", "hash": "aGFzaA=="},

@@ -275,8 +275,13 @@ fn confirm(
     let bound = u.confirm_timeout + Duration::from_secs(1);
     ctx.block_on("akash_update (confirm)", bound, async move {
         retry(&what, &schedule, |_| {
-            let (c3, cfg, dseq, svc, want) =
-                (c2.clone(), cfg.clone(), dseq.clone(), svc.clone(), want.clone());
+            let (c3, cfg, dseq, svc, want) = (
+                c2.clone(),
+                cfg.clone(),
+                dseq.clone(),
+                svc.clone(),
+                want.clone(),
+            );
             async move { confirm_once(&c3, &cfg, &dseq, &svc, want.as_deref(), wait_ready).await }
         })
         .await

@@ -55,12 +55,21 @@ fn put(c: &Console, path: &str, body: &Value) -> (u16, Value) {
         &[("x-api-key", API_KEY), ("content-type", "application/json")],
         body.to_string().as_bytes(),
     );
-    (r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
 }
 
 #[test]
 fn every_answer_of_the_stand_in_is_in_the_consoles_schema() {
-    for scenario in ["ready", "pending", "late", "bogus-host", "error500-then-ready"] {
+    for scenario in [
+        "ready",
+        "pending",
+        "late",
+        "bogus-host",
+        "error500-then-ready",
+    ] {
         let c = Console::start(split_state(json!({"scenario": scenario, "ready_after": 1})));
         for _ in 0..3 {
             for dseq in ["1001", "1002"] {
@@ -74,7 +83,11 @@ fn every_answer_of_the_stand_in_is_in_the_consoles_schema() {
                 conforms("GetDeploymentResponse", &what, &body);
                 let (status, lease) = get(&c, &format!("/lease/{dseq}/1/1/status"), None);
                 if status == 200 {
-                    conforms("ProviderLeaseStatus", &format!("lease {dseq} ({scenario})"), &lease);
+                    conforms(
+                        "ProviderLeaseStatus",
+                        &format!("lease {dseq} ({scenario})"),
+                        &lease,
+                    );
                 }
             }
         }
@@ -84,7 +97,11 @@ fn every_answer_of_the_stand_in_is_in_the_consoles_schema() {
             &json!({"data": {"sdl": sdl("akash-api")}}),
         );
         assert_eq!(status, 200, "{body}");
-        conforms("UpdateDeploymentResponse", &format!("PUT ({scenario})"), &body);
+        conforms(
+            "UpdateDeploymentResponse",
+            &format!("PUT ({scenario})"),
+            &body,
+        );
     }
 }
 
@@ -107,6 +124,60 @@ fn the_stand_ins_errors_are_the_consoles_error_shape() {
     let (status, body) = put(&c, "/v1/deployments/1002", &json!({"data": {"sdl": "x"}}));
     assert_eq!(status, 502);
     conforms("Error", "a rejected PUT", &body);
+}
+
+/// `provider-services lease-status` (the stand-in) prints the provider's
+/// shape, pending and ready, before and after a manifest.
+#[test]
+fn the_cli_stand_ins_lease_status_is_the_providers_shape() {
+    let p = Project::new();
+    p.copy_from_repo("infra");
+    p.file(
+        "standin/provider.json",
+        &json!({"ready_after": 1}).to_string(),
+    );
+    let dir = p.path().join("standin");
+    let cli = repo().join("tests/standins/bin/provider-services");
+    let status = || {
+        let out = std::process::Command::new(&cli)
+            .args(["lease-status", "--dseq", "1002", "--provider", "akash1p"])
+            .env("STANDIN_DIR", &dir)
+            .output()
+            .expect("the provider-services stand-in runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON")
+    };
+    conforms("ProviderLeaseStatus", "pending lease-status", &status());
+    conforms("ProviderLeaseStatus", "ready lease-status", &status());
+    let out = std::process::Command::new(&cli)
+        .args([
+            "send-manifest",
+            "infra/akash-api/deploy.yaml",
+            "--dseq",
+            "1002",
+        ])
+        .args(["--provider", "akash1p", "--from", "k"])
+        .current_dir(p.path())
+        .env("STANDIN_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    status();
+    let ready = status();
+    conforms(
+        "ProviderLeaseStatus",
+        "lease-status after a manifest",
+        &ready,
+    );
+    assert!(ready["services"].get("api").is_some(), "{ready}");
 }
 
 /// What runbook sends is what the API takes: every PUT body of a real

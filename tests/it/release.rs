@@ -126,7 +126,12 @@ fn deploy_points_the_deployment_at_the_sha_image() {
     let p = project(&w);
     // A first deploy: the Console does not answer the env, so the endpoint
     // is given.
-    let out = run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA, EP[0], EP[1]]);
+    let out = run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", SHA, EP[0], EP[1]],
+    );
     out.code(0);
     let image = format!("{}/mconstant/pay2slay-api:{SHA}", w.registry.host());
     let sent = puts(&w);
@@ -157,7 +162,10 @@ fn deploy_points_the_deployment_at_the_sha_image() {
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["image"], image.as_str());
     assert_eq!(recs[0]["banano_rpc_endpoint"], ENDPOINT);
-    assert_eq!(recs[0]["deployment_hash"], live["data"]["deployment"]["hash"]);
+    assert_eq!(
+        recs[0]["deployment_hash"],
+        live["data"]["deployment"]["hash"]
+    );
     assert_eq!(recs[0]["image_ref"], e["image_ref"]);
     // The next deploy needs no endpoint: it is the one of record.
     run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA]).code(0);
@@ -238,9 +246,14 @@ fn deploy_dry_run_and_staging_branches() {
 fn deploy_fails_when_the_update_does_not_take() {
     let w = world(true);
     let p = project(&w);
-    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA, EP[0], EP[1]])
-        .code(1)
-        .has("the Console accepted the update of deployment 1002 but its manifest hash did not move");
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", SHA, EP[0], EP[1]],
+    )
+    .code(1)
+    .has("the Console accepted the update of deployment 1002 but its manifest hash did not move");
     assert!(history(&p).iter().all(|r| r["result"] != "ok"));
 }
 
@@ -254,10 +267,15 @@ fn a_change_between_read_and_write_is_refused_and_nothing_is_sent() {
         s["deployments"]["1002"]["changed_by_another_writer_after"] = json!(2);
     });
     let p = project(&w);
-    run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA, EP[0], EP[1]])
-        .code(1)
-        .has("deployment 1002 changed since this run read it")
-        .has("nothing was sent");
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", SHA, EP[0], EP[1]],
+    )
+    .code(1)
+    .has("deployment 1002 changed since this run read it")
+    .has("nothing was sent");
     assert!(puts(&w).is_empty(), "no lost update");
 }
 
@@ -266,7 +284,13 @@ fn rollback_records_what_it_replaced_and_who_asked() {
     let w = world(false);
     let mut p = project(&w);
     p.env("GITHUB_ACTOR", "octo-operator");
-    run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA, EP[0], EP[1]]).code(0);
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", OLD_SHA, EP[0], EP[1]],
+    )
+    .code(0);
     let out = run(&p, "playbooks/rollback.rhai", &w, &["--sha", SHA]);
     out.code(0);
     let e = event(&out, "rollback");
@@ -297,7 +321,13 @@ fn rollback_to_previous_takes_the_sha_from_the_ledger() {
         .has("runbook history akash-1002");
     assert!(puts(&w).is_empty());
     // One deploy: still nothing to go back to.
-    run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA, EP[0], EP[1]]).code(0);
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", OLD_SHA, EP[0], EP[1]],
+    )
+    .code(0);
     run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"])
         .code(1)
         .has("has one successful deploy");
@@ -308,10 +338,16 @@ fn rollback_to_previous_takes_the_sha_from_the_ledger() {
     out.code(0);
     let e = event(&out, "rollback");
     assert_eq!(e["requested_sha"], OLD_SHA);
-    assert_eq!(e["previous_sha"], SHA, "the rollback names what it replaced");
+    assert_eq!(
+        e["previous_sha"], SHA,
+        "the rollback names what it replaced"
+    );
     let sent = &puts(&w)[2];
     assert!(sent.contains(&format!(":{OLD_SHA}")), "{sent}");
-    assert!(sent.contains(&format!("BANANO_RPC_ENDPOINT={ENDPOINT}")), "{sent}");
+    assert!(
+        sent.contains(&format!("BANANO_RPC_ENDPOINT={ENDPOINT}")),
+        "{sent}"
+    );
     let recs = history(&p);
     let shas: Vec<&str> = recs.iter().map(|r| r["sha"].as_str().unwrap()).collect();
     assert_eq!(shas, [OLD_SHA, SHA, OLD_SHA]);
@@ -334,10 +370,19 @@ fn rollback_to_previous_takes_the_sha_from_the_ledger() {
 fn previous_is_refused_when_the_deployment_changed_outside_runbook() {
     let w = world(false);
     let p = project(&w);
-    run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA, EP[0], EP[1]]).code(0);
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", OLD_SHA, EP[0], EP[1]],
+    )
+    .code(0);
     run(&p, "playbooks/deploy.rhai", &w, &["--sha", SHA]).code(0);
     w.console.edit_state(|s| {
-        let sdl = s["deployments"]["1002"]["sdl"].as_str().unwrap().to_string();
+        let sdl = s["deployments"]["1002"]["sdl"]
+            .as_str()
+            .unwrap()
+            .to_string();
         s["deployments"]["1002"]["sdl"] = json!(format!("{sdl}\n# edited in the Console\n"));
     });
     run(&p, "playbooks/rollback.rhai", &w, &["--sha", "previous"])

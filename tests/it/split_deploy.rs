@@ -519,6 +519,7 @@ fn terraform_output_as_the_source() {
 fn provider_services_backend() {
     let console = Console::start(split_state(json!({})));
     let mut p = project(&console);
+    record_api_image(&p);
     p.standins()
         .env("AKASH_BACKEND", "cli")
         .env("AKASH_PROVIDER", "akash1provider")
