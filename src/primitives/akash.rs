@@ -235,13 +235,13 @@ fn read_deployment(
         .delays(Duration::from_millis(500), Duration::from_secs(1))
         .attempt_timeout(timeout);
     let what = format!("{prim}: reading deployment {dseq}");
-    Ok(ctx.block_on(prim, timeout, async move {
+    ctx.block_on(prim, timeout, async move {
         retry(&what, &schedule, |_| {
             console::get_deployment(&c2.http_same_origin, &cfg, &d)
         })
         .await
         .map_err(|e| e.prefixed(prim))
-    })?)
+    })
 }
 
 /// After the write: read back until the deployment runs what was sent, or

@@ -28,15 +28,6 @@ pub fn require_registry() {
     );
 }
 
-/// Always true: panics through `require_registry` when the registry is
-/// absent. Kept only for the tests whose `if !registry_available(..)
-/// { return; }` is not ours to edit (tests/it/release.rs); that branch is
-/// dead now. New tests need nothing: `Registry::start` checks.
-pub fn registry_available(_test: &str) -> bool {
-    require_registry();
-    true
-}
-
 /// The repository's cosign test data folder.
 pub fn cosign_data(rel: &str) -> PathBuf {
     repo().join("tests/data/cosign").join(rel)
