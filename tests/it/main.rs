@@ -14,6 +14,7 @@ mod diagnostics;
 mod github_action;
 mod hostile;
 mod job_manifest;
+mod kube_contract;
 mod ledger;
 mod lock_file;
 mod lock_kube;

@@ -102,7 +102,13 @@ pub fn node(name: &str, cpu: &str, memory: &str) -> Value {
                 {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory"},
                 {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}
             ],
-            "nodeInfo": {"kubeletVersion": "v1.30.0", "containerRuntimeVersion": "docker://26.1.1"}
+            "nodeInfo": {
+                "architecture": "amd64", "bootID": "5a1b6b0e-7c1f-4a8e-9d55-0c3c1c0f2b11",
+                "containerRuntimeVersion": "docker://26.1.1", "kernelVersion": "6.8.0-45-generic",
+                "kubeProxyVersion": "v1.30.0", "kubeletVersion": "v1.30.0",
+                "machineID": "2f6f1e7c0d7b4c1e9d1f6d3f0e8a7b21", "operatingSystem": "linux",
+                "osImage": "Ubuntu 22.04.4 LTS", "systemUUID": "2f6f1e7c-0d7b-4c1e-9d1f-6d3f0e8a7b21"
+            }
         }
     })
 }
