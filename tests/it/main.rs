@@ -24,3 +24,4 @@ mod release;
 mod runbook_test;
 mod runtime;
 mod split_deploy;
+mod workflows;
