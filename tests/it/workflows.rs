@@ -440,6 +440,7 @@ fn deploy_and_rollback_share_one_concurrency_group_per_target() {
     let mut bad = Vec::new();
     let mut deploy_groups = BTreeSet::new();
     let mut rollback_groups = BTreeSet::new();
+    let per_target = Regex::new(r"^akash-[a-z]+-(production|staging)$").unwrap();
     for (wf, name, job) in &jobs {
         let at = format!("{} job {name}", wf.name());
         if job["concurrency"]["cancel-in-progress"] != json!(false) {
@@ -448,13 +449,7 @@ fn deploy_and_rollback_share_one_concurrency_group_per_target() {
             ));
         }
         let gs = groups(wf, job);
-        if gs.is_empty()
-            || gs.iter().any(|g| {
-                !Regex::new(r"^akash-[a-z]+-(production|staging)$")
-                    .unwrap()
-                    .is_match(g)
-            })
-        {
+        if gs.is_empty() || gs.iter().any(|g| !per_target.is_match(g)) {
             bad.push(format!("{at}: concurrency group(s) {gs:?}: want one per target, akash-<app>-production|staging"));
         }
         let plays: String = job["steps"].to_string();
@@ -552,6 +547,7 @@ fn deploy_and_rollback_jobs_use_the_prebuilt_action_and_the_github_backends() {
 #[test]
 fn runbooks_own_workflows_build_only_folders_that_exist() {
     let mut bad = Vec::new();
+    let api = Regex::new(r"(?m)(context:\s*\.?/?api\b|\bapi/\*\*)").unwrap();
     for wf in workflows() {
         for (where_, s) in all_steps(std::slice::from_ref(&wf)) {
             let builds = s["uses"]
@@ -581,12 +577,7 @@ fn runbooks_own_workflows_build_only_folders_that_exist() {
                 }
             }
         }
-        if !wf.example
-            && Regex::new(r"(?m)(context:\s*\.?/?api\b|\bapi/\*\*)")
-                .unwrap()
-                .is_match(&wf.text)
-            && !repo().join("api").is_dir()
-        {
+        if !wf.example && api.is_match(&wf.text) && !repo().join("api").is_dir() {
             bad.push(format!("{}: builds or watches api/, which is not in this repository (a consuming repository's workflow belongs in examples/)", wf.name()));
         }
     }
