@@ -715,3 +715,33 @@ fn the_argo_workflowtemplate_validates_against_argos_schema() {
     kind["kind"] = json!("Workflow");
     assert!(!argo_errors(&kind).is_empty(), "the wrong kind passed");
 }
+
+#[test]
+fn the_readmes_action_example_passes_one_argument_per_line() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let block = readme
+        .split("```yaml\n")
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("uses: mconstant/runbook@"))
+        .expect("the README shows the runbook action");
+    let steps: Value = serde_norway::from_str(block).expect("the README's example is YAML");
+    let step = steps
+        .as_array()
+        .and_then(|s| s.iter().find(|s| is_runbook_action(s)))
+        .expect("a runbook action step");
+    let args = step["with"]["args"].as_str().unwrap_or_default();
+    // One argument a line: no space but inside an expression.
+    let expr = Regex::new(r"\$\{\{[^}]*\}\}").unwrap();
+    let lines: Vec<String> = args
+        .lines()
+        .map(|l| expr.replace_all(l, "X").into_owned())
+        .collect();
+    assert!(
+        lines.len() >= 2 && lines.iter().all(|l| !l.trim().contains(' ')),
+        "the README's example must pass `args: |`, one argument per line, got {args:?}"
+    );
+    assert!(
+        step["with"]["sha256"].is_string(),
+        "the README's example pins sha256"
+    );
+}
