@@ -59,11 +59,12 @@ yamllint_all() {
 }
 
 actionlint_workflows() {
-  # Every workflow, named explicitly (works in a tree without .git too).
+  # Every workflow, named explicitly (works in a tree without .git too):
+  # runbook's own, and the consuming repository's worked example.
   # With shellcheck given explicitly, every `run:` script is checked too.
   local workflows=()
   shopt -s nullglob
-  workflows=(.github/workflows/*.yml .github/workflows/*.yaml)
+  workflows=(.github/workflows/*.yml .github/workflows/*.yaml examples/*/workflows/*.yml examples/*/workflows/*.yaml)
   shopt -u nullglob
   if ((${#workflows[@]} == 0)); then
     echo "lint-infra: no workflow files under .github/workflows" >&2
@@ -105,7 +106,7 @@ terraform_stacks() {
 }
 
 run_check "yamllint -s ." yamllint_all
-run_check "actionlint + shellcheck (.github/workflows)" actionlint_workflows
+run_check "actionlint + shellcheck (.github/workflows, examples/*/workflows)" actionlint_workflows
 run_check "shellcheck (ci/lint-infra.sh)" shellcheck_ci
 run_check "Terraform structure (ci/check_hcl.py)" python3 ci/check_hcl.py
 run_check "Akash SDL contract (ci/check_sdl.py)" python3 ci/check_sdl.py

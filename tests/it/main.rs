@@ -25,3 +25,4 @@ mod release;
 mod runbook_test;
 mod runtime;
 mod split_deploy;
+mod workflows;
