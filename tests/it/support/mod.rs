@@ -8,6 +8,7 @@ pub mod bin;
 pub mod console;
 pub mod cosign;
 pub mod faults;
+pub mod github;
 pub mod http;
 pub mod issuer;
 pub mod kube;
