@@ -313,7 +313,7 @@ pub fn take(
                     target: t,
                     last: Arc::new(Mutex::new((sha, state))),
                 };
-                held.spawn_renewal(&ctx.rt, ttl, info, deadline.clone(), stop.clone());
+                held.spawn_renewal(&ctx.rt, ttl, deadline.clone(), stop.clone());
                 tracing::info!(
                     primitive = "lock",
                     lock = name,
@@ -411,7 +411,6 @@ impl GithubLock {
         &self,
         rt: &tokio::runtime::Handle,
         ttl: Duration,
-        _info: &HolderInfo,
         deadline: Arc<Mutex<Deadline>>,
         stop: CancellationToken,
     ) {
