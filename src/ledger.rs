@@ -4,6 +4,8 @@
 //! `<state>/ledger/<target>.jsonl`, each record one `O_APPEND` write (so
 //! records never interleave), appended while the run still holds its lock.
 //! `kube` backend: see [`crate::lock::kube`] (a ConfigMap per target).
+//! `github` backend: see [`crate::lock::github`] (a GitHub Deployment per
+//! record, in the environment named after the target).
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
@@ -341,7 +343,7 @@ pub fn keep_newest(records: Vec<Value>, limit: usize, filter: &Filter) -> Vec<Va
     kept
 }
 
-/// Where a ledger lives: `RUNBOOK_LEDGER_BACKEND` ("file" or "kube") if
+/// Where a ledger lives: `RUNBOOK_LEDGER_BACKEND` ("file", "kube" or "github") if
 /// set, else where the run's first lock lives, else the file backend.
 pub fn place_for(lock: Option<&Backend>) -> Result<Backend, String> {
     let env = std::env::var("RUNBOOK_LEDGER_BACKEND")
@@ -358,15 +360,17 @@ pub fn place_for(lock: Option<&Backend>) -> Result<Backend, String> {
             namespace: ns,
             context: cx,
         }),
+        (Some("github"), _) => Ok(Backend::Github),
         (Some(other), _) => Err(format!(
-            "RUNBOOK_LEDGER_BACKEND '{other}' is not one of \"file\", \"kube\""
+            "RUNBOOK_LEDGER_BACKEND '{other}' is not one of \"file\", \"kube\", \"github\""
         )),
     }
 }
 
 /// The newest `limit` records of `target` that `filter` keeps, oldest
 /// first, from `place`: the file ledger is read from its end; the kube
-/// one (at most [`KUBE_CAP`] records) whole, then filtered.
+/// one (at most [`KUBE_CAP`] records) whole, then filtered; the github one
+/// page by page, newest first, until enough are kept.
 pub fn newest_any(
     state: &Path,
     target: &str,
@@ -391,6 +395,16 @@ pub fn newest_any(
                 bad: None,
             })
         }
+        Backend::Github => {
+            let api = crate::github::api::Api::from_env(crate::github::api::client())
+                .map_err(|e| e.msg)?;
+            let records = rt
+                .block_on(crate::lock::github::ledger_newest(
+                    &api, target, limit, filter,
+                ))
+                .map_err(|e| e.msg)?;
+            Ok(Found { records, bad: None })
+        }
     }
 }
 
@@ -409,6 +423,12 @@ fn append_any(
             namespace.as_deref(),
             context.as_deref(),
         )),
+        Backend::Github => {
+            let api = crate::github::api::Api::from_env(crate::github::api::client())
+                .map_err(|e| e.msg)?;
+            rt.block_on(crate::lock::github::ledger_append(&api, target, record))
+                .map_err(|e| e.msg)
+        }
     }
 }
 
@@ -705,6 +725,10 @@ pub fn history(
         let at = match &place {
             Backend::File => state.display().to_string(),
             Backend::Kube { .. } => format!("ConfigMap runbook-ledger-{target}"),
+            Backend::Github => format!(
+                "deployments to environment {target} of {}",
+                std::env::var("GITHUB_REPOSITORY").unwrap_or_default()
+            ),
         };
         crate::out::println(&format!(
             "no ledger records for '{target}' ({} backend, {at})",

@@ -9,7 +9,7 @@ use crate::error::Error;
 /// Where a lock lives, for the CLI.
 #[derive(Args, Debug, Clone)]
 pub struct Where {
-    /// The backend: file or kube (default RUNBOOK_LOCK_BACKEND, else file).
+    /// The backend: file, kube or github (default RUNBOOK_LOCK_BACKEND, else file).
     #[arg(long)]
     pub backend: Option<String>,
     /// The Lease's namespace (kube).
@@ -88,6 +88,9 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
                         context.as_deref(),
                     ))
                 }
+                super::Backend::Github => {
+                    runtime()?.block_on(super::github::status(crate::github::api::client(), &name))
+                }
             }
             .map_err(Error::Failed)?;
             if json {
@@ -123,6 +126,9 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
                         &by,
                         &reason,
                     ))
+                }
+                super::Backend::Github => {
+                    rt.block_on(super::github::break_lock(&name, &by, &reason))
                 }
             }
             .map_err(Error::Failed)?;

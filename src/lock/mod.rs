@@ -7,8 +7,9 @@
 //! broken), so a holder never acts after it lost the lock.
 //!
 //! Backends: [`mod@file`] (an OS lock on a file in the state folder: a killed
-//! holder releases it at once) and [`kube`] (a `coordination.k8s.io/v1`
-//! Lease).
+//! holder releases it at once), [`kube`] (a `coordination.k8s.io/v1`
+//! Lease) and [`github`] (a Git ref in the workflow's repository, moved
+//! only by fast-forwards).
 //!
 //! No script types here: the backends answer [`Taken`] or [`LockError`],
 //! and the `lock` primitive (`primitives/lock.rs`) turns those into the
@@ -16,6 +17,7 @@
 
 pub mod cli;
 pub mod file;
+pub mod github;
 pub mod job;
 pub mod kube;
 
@@ -33,8 +35,8 @@ pub const BUSY_EXIT: i32 = 75;
 /// Default time a lock lives without renewal.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 
-/// Who holds a lock and for what run: written into the lock file or the
-/// Lease's annotations, shown by `lock status` and in "busy" errors.
+/// Who holds a lock and for what run: written into the lock file, the
+/// Lease's annotations or the lock ref's commit, shown by `lock status` and in "busy" errors.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HolderInfo {
     /// The identity, `actor@host:pid`.
@@ -184,6 +186,8 @@ pub enum Backend {
         /// The kubeconfig context (None: the current one).
         context: Option<String>,
     },
+    /// A Git ref `refs/runbook/locks/<name>` in `GITHUB_REPOSITORY`.
+    Github,
 }
 
 impl Backend {
@@ -192,6 +196,7 @@ impl Backend {
         match self {
             Backend::File => "file",
             Backend::Kube { .. } => "kube",
+            Backend::Github => "github",
         }
     }
 
@@ -207,8 +212,9 @@ impl Backend {
         match opt.map(String::from).or(env).as_deref() {
             None | Some("file") => Ok(Backend::File),
             Some("kube") => Ok(Backend::Kube { namespace, context }),
+            Some("github") => Ok(Backend::Github),
             Some(other) => Err(format!(
-                "lock backend '{other}' is not one of \"file\", \"kube\" (option `backend` or RUNBOOK_LOCK_BACKEND)"
+                "lock backend '{other}' is not one of \"file\", \"kube\", \"github\" (option `backend` or RUNBOOK_LOCK_BACKEND)"
             )),
         }
     }
@@ -269,8 +275,8 @@ pub fn busy_message(name: &str, holder: Option<&HolderInfo>, waited: Duration) -
     )
 }
 
-/// A wait for a busy lock. Both backends poll: neither `flock` nor a Lease
-/// queues its waiters (they are not served in arrival order).
+/// A wait for a busy lock. Every backend polls: neither `flock`, a Lease
+/// nor a Git ref queues its waiters (they are not served in arrival order).
 pub struct Waiter {
     name: String,
     wait: Duration,
@@ -365,7 +371,7 @@ pub enum Renewal {
     Released,
 }
 
-/// The renewal loop both backends share: every `ttl / 3` until `stop`,
+/// The renewal loop the backends share: every `ttl / 3` until `stop`,
 /// call `renew` and move the deadline, or mark the lock lost and stop.
 pub fn spawn_renewal<F, Fut>(
     rt: &tokio::runtime::Handle,
@@ -409,6 +415,8 @@ pub enum Handle {
     File(file::FileLock),
     /// A held Lease.
     Kube(kube::KubeLock),
+    /// A held lock ref.
+    Github(github::GithubLock),
 }
 
 /// One lock this run holds.
@@ -567,6 +575,7 @@ fn release_one(h: Held, rt: &tokio::runtime::Handle) {
     let result = match h.handle {
         Handle::File(f) => f.release(),
         Handle::Kube(k) => k.release(rt, lost),
+        Handle::Github(g) => g.release(rt, lost),
     };
     match result {
         Ok(()) => tracing::info!(lock = %name, "released lock '{name}'"),
@@ -711,6 +720,10 @@ mod tests {
     #[test]
     fn backends_parse() {
         assert_eq!(Backend::parse(Some("file"), None, None), Ok(Backend::File));
+        assert_eq!(
+            Backend::parse(Some("github"), None, None),
+            Ok(Backend::Github)
+        );
         assert!(Backend::parse(Some("etcd"), None, None)
             .unwrap_err()
             .contains("not one of"));

@@ -82,6 +82,13 @@ fn take(ctx: &Arc<Ctx>, name: &str, opts: &Opts) -> RhaiResult<Map> {
                     lock::kube::status(&ctx.kube, name, namespace.as_deref(), context.as_deref()),
                 )?
                 .map(Ok)?,
+            Backend::Github => ctx
+                .call(
+                    "lock",
+                    Duration::from_secs(60),
+                    lock::github::status((*ctx.http_same_origin).clone(), name),
+                )?
+                .map(Ok)?,
         }
         .map_err(|e| error(format!("lock: {e}")))?;
         let now = match (&s.holder, s.held) {
@@ -113,6 +120,7 @@ fn take(ctx: &Arc<Ctx>, name: &str, opts: &Opts) -> RhaiResult<Map> {
             o.wait,
             &info,
         ),
+        Backend::Github => lock::github::take(ctx, name, o.ttl, o.wait, &info),
     }
     .map_err(|e| lock_error(name, e))?;
     Ok(result_map(
@@ -163,7 +171,7 @@ static LOCK: Spec = Spec {
     returns: "Map",
     doc: include_str!("docs/lock.md"),
     opts: &[
-        Opt { key: "backend", ty: "string", default: "`RUNBOOK_LOCK_BACKEND`, else \"file\"", help: "\"file\" (a lock file in the state folder) or \"kube\" (a Lease)" },
+        Opt { key: "backend", ty: "string", default: "`RUNBOOK_LOCK_BACKEND`, else \"file\"", help: "\"file\" (a lock file in the state folder), \"kube\" (a Lease) or \"github\" (a Git ref in `GITHUB_REPOSITORY`, with `GITHUB_TOKEN`)" },
         Opt { key: "ttl", ty: "duration", default: "60s", help: "how long the lock lives without renewal (at least 1 s; renewed every ttl/3)" },
         Opt { key: "wait", ty: "duration", default: "0", help: "how long to wait for a busy lock before exit 75" },
         Opt { key: "namespace", ty: "string", default: "the context's", help: "kube backend: the Lease's namespace" },
@@ -284,6 +292,16 @@ fn history(
                 lock::kube::ledger_read(&c.kube, target, namespace.as_deref(), context.as_deref()),
             )?
             .map(|all| Ok(crate::ledger::keep_newest(all, limit, filter)))?,
+        Backend::Github => {
+            let api = crate::github::api::Api::from_env((*c.http_same_origin).clone())
+                .map_err(|e| error(format!("ledger_history: {e}")))?;
+            c.call(
+                "ledger_history",
+                Duration::from_secs(120),
+                lock::github::ledger_newest(&api, target, limit, filter),
+            )?
+            .map_err(|e| e.msg)
+        }
     }
     .map_err(|e| error(format!("ledger_history: {e}")))?;
     let (arrays, maps) = records.iter().fold((records.len(), 0), |(a, m), r| {

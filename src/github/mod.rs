@@ -1,6 +1,9 @@
 //! GitHub Actions details: workflow-command escaping, `$GITHUB_OUTPUT`
 //! (multiline-safe), `$GITHUB_STEP_SUMMARY`, and `::stop-commands::` around
-//! child output so a child cannot inject workflow commands.
+//! child output so a child cannot inject workflow commands. The REST API
+//! the `github` lock and ledger backends use is [`api`].
+
+pub mod api;
 
 use std::io::Write;
 use std::path::Path;

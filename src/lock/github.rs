@@ -1,0 +1,711 @@
+//! The `github` lock backend: a Git ref `refs/runbook/locks/<name>` in the
+//! workflow's repository (`GITHUB_REPOSITORY`), and the github ledger:
+//! one GitHub Deployment per recorded run, in the environment named after
+//! the target. Both through [`crate::github::api`] with `GITHUB_TOKEN`.
+//!
+//! The lock's state is the commit the ref points to: its message is a JSON
+//! [`LockCommit`] (holder, expiry, fencing token, held or free), its tree
+//! the empty tree. Every change is a new commit whose parent is the commit
+//! read, and the ref moves to it only as a fast-forward (`force: false`),
+//! so two writers that read the same commit cannot both win: the second
+//! gets 422 "Update is not a fast forward", reads again and decides anew.
+//! The first take is a ref create, which GitHub refuses with 422
+//! "Reference already exists" to all but one racer. A release writes a
+//! "free" commit, never a DELETE: a delete cannot be conditional, and a
+//! holder that lost the lock would delete its successor's. The token is
+//! raised by every acquisition and by a break; renewal runs every ttl/3
+//! and the holder self-fences when it has not succeeded by its deadline.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::{Deadline, Held, HolderInfo, LockError, Renewal, Status, Taken};
+use crate::context::Ctx;
+use crate::error::PrimError;
+use crate::github::api::{Api, Permission};
+
+/// Git's empty tree: the lock's commits carry no files.
+pub const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+/// Bound of one API call of the lock (retries and rate-limit waits
+/// included).
+const CALL: Duration = Duration::from_secs(30);
+
+/// Conflicts in a row before a take or a break gives up.
+const RACES: usize = 5;
+
+/// The lock's ref, fully qualified.
+pub fn ref_name(name: &str) -> String {
+    format!("refs/runbook/locks/{name}")
+}
+
+/// What a lock commit's message holds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LockCommit {
+    /// The lock's name.
+    pub runbook_lock: String,
+    /// "held" or "free".
+    pub state: String,
+    /// The fencing token of the last acquisition (or break).
+    pub token: u64,
+    /// The (last) holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<HolderInfo>,
+    /// When a held lock expires without renewal, Unix milliseconds (whole
+    /// seconds would cut a 1 s ttl to nothing).
+    #[serde(default)]
+    pub expires_ms: u64,
+    /// Who broke it and why, when the last change was a break.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
+}
+
+impl LockCommit {
+    /// Held and not expired.
+    fn live(&self) -> bool {
+        self.state == "held" && self.expires_ms > unix_ms()
+    }
+
+    fn holder_id(&self) -> &str {
+        self.holder.as_ref().map_or("", |h| h.holder.as_str())
+    }
+
+    fn status(&self, name: &str) -> Status {
+        Status {
+            name: name.into(),
+            held: self.live(),
+            holder: self.holder.clone(),
+            expires: (self.state == "held").then_some(self.expires_ms / 1000),
+            token: self.token,
+        }
+    }
+}
+
+/// The ref's commit and what it says (`None`: the message is not a lock
+/// commit: someone else wrote the ref).
+type Current = (String, Option<LockCommit>);
+
+/// The lock `name` in one repository.
+#[derive(Clone)]
+struct Target {
+    api: Api,
+    name: String,
+}
+
+impl Target {
+    fn what(&self, verb: &str) -> String {
+        format!(
+            "{verb} lock ref {} in {}",
+            ref_name(&self.name),
+            self.api.repo().slug()
+        )
+    }
+
+    /// The ref's commit, or `None` when there is no ref.
+    async fn read(&self, bound: Duration) -> Result<Option<Current>, PrimError> {
+        let short = format!("runbook/locks/{}", self.name);
+        let a = self
+            .api
+            .call(Method::GET, &format!("/git/ref/{short}"), None, bound)
+            .await?;
+        let sha = match a.status {
+            404 => return Ok(None),
+            200 => a
+                .body
+                .pointer("/object/sha")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .ok_or_else(|| {
+                    PrimError::fatal(format!(
+                        "{}: the answer has no object.sha: {}",
+                        self.what("read"),
+                        crate::net::snippet(&a.body.to_string())
+                    ))
+                })?,
+            _ => {
+                return Err(self
+                    .api
+                    .refused(&self.what("read"), Permission::Contents, &a))
+            }
+        };
+        let c = self
+            .api
+            .call(Method::GET, &format!("/git/commits/{sha}"), None, bound)
+            .await?;
+        if c.status != 200 {
+            return Err(self
+                .api
+                .refused(&self.what("read"), Permission::Contents, &c));
+        }
+        let lock = c
+            .body
+            .get("message")
+            .and_then(Value::as_str)
+            .and_then(|m| serde_json::from_str::<LockCommit>(m.trim()).ok())
+            .filter(|l| l.runbook_lock == self.name);
+        Ok(Some((sha, lock)))
+    }
+
+    /// A new commit saying `state`, on top of `parent`: its SHA.
+    async fn commit(
+        &self,
+        state: &LockCommit,
+        parent: Option<&str>,
+        bound: Duration,
+    ) -> Result<String, PrimError> {
+        let message = serde_json::to_string(state).map_err(|e| PrimError::fatal(e.to_string()))?;
+        let body = json!({
+            "message": message,
+            "tree": EMPTY_TREE,
+            "parents": parent.into_iter().collect::<Vec<_>>(),
+        });
+        let a = self
+            .api
+            .call(Method::POST, "/git/commits", Some(&body), bound)
+            .await?;
+        let what = self.what("write a commit for the");
+        match (a.status, a.body.get("sha").and_then(Value::as_str)) {
+            (201, Some(sha)) => Ok(sha.to_string()),
+            (201, None) => Err(PrimError::fatal(format!("{what}: the answer has no sha"))),
+            _ => Err(self.api.refused(&what, Permission::Contents, &a)),
+        }
+    }
+
+    /// Create the ref at `sha`: `false` when it already exists.
+    async fn create(&self, sha: &str, bound: Duration) -> Result<bool, PrimError> {
+        let body = json!({ "ref": ref_name(&self.name), "sha": sha });
+        let a = self
+            .api
+            .call(Method::POST, "/git/refs", Some(&body), bound)
+            .await?;
+        match a.status {
+            201 => Ok(true),
+            422 if a.message().contains("already exists") => Ok(false),
+            _ => Err(self
+                .api
+                .refused(&self.what("create"), Permission::Contents, &a)),
+        }
+    }
+
+    /// Move the ref to `sha` as a fast-forward: `false` when it moved
+    /// since it was read (or is gone).
+    async fn advance(&self, sha: &str, bound: Duration) -> Result<bool, PrimError> {
+        let body = json!({ "sha": sha, "force": false });
+        let path = format!("/git/refs/runbook/locks/{}", self.name);
+        let a = self
+            .api
+            .call(Method::PATCH, &path, Some(&body), bound)
+            .await?;
+        let m = a.message().to_ascii_lowercase();
+        match a.status {
+            200 => Ok(true),
+            422 if m.contains("fast forward") || m.contains("does not exist") => Ok(false),
+            _ => Err(self
+                .api
+                .refused(&self.what("update"), Permission::Contents, &a)),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The expiry of a lock renewed now.
+fn expiry(ttl: Duration) -> u64 {
+    unix_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn held_by(name: &str, info: &HolderInfo, token: u64, ttl: Duration) -> LockCommit {
+    LockCommit {
+        runbook_lock: name.into(),
+        state: "held".into(),
+        token,
+        holder: Some(info.clone()),
+        expires_ms: expiry(ttl),
+        broken: None,
+    }
+}
+
+/// One try: Ok(Ok((sha, commit))) ours, Ok(Err(holder)) busy.
+async fn try_acquire(
+    t: &Target,
+    info: &HolderInfo,
+    ttl: Duration,
+) -> Result<Result<(String, LockCommit), Option<HolderInfo>>, PrimError> {
+    for _ in 0..RACES {
+        // Read first: once the ref exists (every take after the first),
+        // that is one request fewer than a create that fails.
+        let (want, won) = match t.read(CALL).await? {
+            None => {
+                let want = held_by(&t.name, info, 1, ttl);
+                let sha = t.commit(&want, None, CALL).await?;
+                let won = t.create(&sha, CALL).await?;
+                (want, won.then_some(sha))
+            }
+            Some((_, None)) => return Ok(Err(None)),
+            Some((_, Some(l))) if l.live() => return Ok(Err(l.holder)),
+            Some((cur, Some(l))) => {
+                if l.state == "held" {
+                    tracing::info!(
+                        lock = %t.name,
+                        "the lock '{}' expired ({}); taking it over",
+                        t.name,
+                        l.holder_id()
+                    );
+                }
+                let want = held_by(&t.name, info, l.token + 1, ttl);
+                let sha = t.commit(&want, Some(&cur), CALL).await?;
+                let won = t.advance(&sha, CALL).await?;
+                (want, won.then_some(sha))
+            }
+        };
+        // Lost a race: another run wrote in between; read and judge again.
+        if let Some(sha) = won {
+            return Ok(Ok((sha, want)));
+        }
+    }
+    Err(PrimError::fatal(format!(
+        "{}: it keeps changing under us ({RACES} conflicts in a row)",
+        t.what("take")
+    )))
+}
+
+/// A held lock ref: the commit it points to (ours) and what it says.
+pub struct GithubLock {
+    target: Target,
+    last: Arc<Mutex<(String, LockCommit)>>,
+}
+
+/// Take the lock ref for the run `ctx` (the `lock` primitive's github
+/// path): poll up to `wait` while it is busy, then hold it, renewed every
+/// ttl/3, until the run ends or unlocks it.
+pub fn take(
+    ctx: &Ctx,
+    name: &str,
+    ttl: Duration,
+    wait: Duration,
+    info: &HolderInfo,
+) -> Result<Taken, LockError> {
+    let api = Api::from_env((*ctx.http_same_origin).clone()).map_err(|e| e.prefixed("lock"))?;
+    let t = Target {
+        api,
+        name: name.to_string(),
+    };
+    let mut waiter = super::Waiter::new(name, wait);
+    loop {
+        match ctx.call("lock", CALL * 8, try_acquire(&t, info, ttl))?? {
+            Ok((sha, state)) => {
+                let token = state.token;
+                let expires = super::rfc3339_secs(state.expires_ms / 1000);
+                let deadline = Deadline::new(ttl);
+                let stop = CancellationToken::new();
+                let slug = t.api.repo().slug();
+                let held = GithubLock {
+                    target: t,
+                    last: Arc::new(Mutex::new((sha, state))),
+                };
+                held.spawn_renewal(&ctx.rt, ttl, deadline.clone(), stop.clone());
+                tracing::info!(
+                    primitive = "lock",
+                    lock = name,
+                    backend = "github",
+                    fencing_token = token,
+                    "locked '{name}' (ref {} in {slug}, fencing token {token}, ttl {})",
+                    ref_name(name),
+                    crate::error::fmt_secs(ttl)
+                );
+                ctx.locks.add(Held {
+                    name: name.to_string(),
+                    backend: "github",
+                    place: super::Backend::Github,
+                    token,
+                    deadline,
+                    stop,
+                    handle: super::Handle::Github(held),
+                });
+                return Ok(Taken {
+                    backend: "github",
+                    holder: info.holder.clone(),
+                    token,
+                    expires,
+                });
+            }
+            Err(holder) => ctx.pause(waiter.busy_again(holder, Duration::from_millis(500))?)?,
+        }
+    }
+}
+
+/// Why a lock we held is no longer ours, from the commit the ref points to.
+fn lost_reason(cur: Option<&LockCommit>) -> String {
+    match cur {
+        None => "the lock ref was rewritten by something other than runbook".into(),
+        Some(l) => l.broken.clone().unwrap_or_else(|| {
+            if l.state == "held" {
+                format!(
+                    "the lock was taken over by {} (fencing token {})",
+                    l.holder_id(),
+                    l.token
+                )
+            } else {
+                format!(
+                    "the lock was released meanwhile (fencing token {})",
+                    l.token
+                )
+            }
+        }),
+    }
+}
+
+/// One renewal: a commit with a later expiry on top of ours, and a
+/// fast-forward. Refused: read the ref; still ours (an earlier renewal
+/// landed unseen) keeps it, anything else lost it.
+async fn renew(
+    t: &Target,
+    last: &Mutex<(String, LockCommit)>,
+    ttl: Duration,
+    bound: Duration,
+) -> Renewal {
+    let start = Instant::now();
+    let (parent, mut want) = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    want.expires_ms = expiry(ttl);
+    let moved = async {
+        let sha = t.commit(&want, Some(&parent), bound).await?;
+        Ok::<_, PrimError>(t.advance(&sha, bound).await?.then_some(sha))
+    }
+    .await;
+    match moved {
+        Ok(Some(sha)) => {
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = (sha, want);
+            return Renewal::Renewed(start);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!("renewing the lock '{}': {e}", t.name);
+            return Renewal::Kept;
+        }
+    }
+    match t.read(bound).await {
+        Ok(Some((sha, Some(l))))
+            if l.state == "held" && l.token == want.token && l.holder_id() == want.holder_id() =>
+        {
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = (sha, l);
+            Renewal::Kept
+        }
+        Ok(Some((_, l))) => Renewal::Lost(lost_reason(l.as_ref())),
+        Ok(None) => Renewal::Lost("the lock ref was deleted".into()),
+        Err(_) => Renewal::Kept,
+    }
+}
+
+impl GithubLock {
+    fn spawn_renewal(
+        &self,
+        rt: &tokio::runtime::Handle,
+        ttl: Duration,
+        deadline: Arc<Mutex<Deadline>>,
+        stop: CancellationToken,
+    ) {
+        let (t, last) = (self.target.clone(), self.last.clone());
+        let every = (ttl / 3).max(Duration::from_millis(200));
+        super::spawn_renewal(rt, ttl, deadline, stop, move || {
+            let (t, last) = (t.clone(), last.clone());
+            async move { renew(&t, &last, ttl, every).await }
+        });
+    }
+
+    /// Mark the lock free in a new commit on top of ours, unless it was
+    /// lost: then it is someone else's and is left alone. A refused
+    /// fast-forward means the same (it moved since our last renewal).
+    pub fn release(self, rt: &tokio::runtime::Handle, lost: bool) -> Result<(), String> {
+        if lost {
+            return Ok(());
+        }
+        let (parent, mut want) = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        want.state = "free".into();
+        want.expires_ms = 0;
+        let t = self.target;
+        let moved = rt.block_on(async {
+            let sha = t.commit(&want, Some(&parent), CALL).await?;
+            t.advance(&sha, CALL).await
+        });
+        match moved {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "{}: it changed since this run's last renewal (broken or taken over); left as it is",
+                t.what("release")
+            )),
+            Err(e) => Err(e.msg),
+        }
+    }
+}
+
+fn target(http: reqwest::Client, name: &str) -> Result<Target, String> {
+    Ok(Target {
+        api: Api::from_env(http).map_err(|e| e.msg)?,
+        name: name.into(),
+    })
+}
+
+/// The lock's state: one read of the ref and its commit, through `http`
+/// (the run's during a run, [`crate::github::api::client`] for `runbook
+/// lock status`).
+pub async fn status(http: reqwest::Client, name: &str) -> Result<Status, String> {
+    let t = target(http, name)?;
+    Ok(match t.read(CALL).await.map_err(|e| e.msg)? {
+        None => Status::free(name),
+        Some((_, Some(l))) => l.status(name),
+        Some((_, None)) => Status {
+            held: true,
+            ..Status::free(name)
+        },
+    })
+}
+
+/// Break the lock: a "free" commit with a raised token and who broke it
+/// and why (the old holder's next renewal is refused, reads this and
+/// self-fences). Returns the state before.
+pub async fn break_lock(name: &str, by: &str, reason: &str) -> Result<Status, String> {
+    let t = target(crate::github::api::client(), name)?;
+    for _ in 0..RACES {
+        let Some((cur, l)) = t.read(CALL).await.map_err(|e| e.msg)? else {
+            return Ok(Status::free(name));
+        };
+        let before = l.as_ref().map_or_else(
+            || Status {
+                held: true,
+                ..Status::free(name)
+            },
+            |l| l.status(name),
+        );
+        let want = LockCommit {
+            runbook_lock: name.into(),
+            state: "free".into(),
+            token: before.token + 1,
+            holder: before.holder.clone(),
+            expires_ms: 0,
+            broken: Some(format!(
+                "broken by {by} at {}: {reason}",
+                super::rfc3339_secs(super::unix_now())
+            )),
+        };
+        let sha = t.commit(&want, Some(&cur), CALL).await.map_err(|e| e.msg)?;
+        if t.advance(&sha, CALL).await.map_err(|e| e.msg)? {
+            return Ok(before);
+        }
+    }
+    Err(format!(
+        "{}: it keeps changing ({RACES} conflicts in a row)",
+        t.what("break")
+    ))
+}
+
+// ---- ledger ------------------------------------------------------------------
+
+/// Deployments asked for per page when a filter may skip many (GitHub's
+/// largest page).
+const PAGE_MAX: usize = 100;
+
+/// Pages read at most by one ledger read: 10,000 deployments.
+const PAGES_MAX: usize = 100;
+
+/// The state of the deployment status a record's `result` maps to.
+fn status_state(result: &str) -> &'static str {
+    match result {
+        "ok" => "success",
+        "failed" => "failure",
+        // cancelled, broken: nothing runs from it.
+        _ => "inactive",
+    }
+}
+
+/// At most 140 characters (GitHub's bound on a status description).
+fn short140(s: &str) -> String {
+    match s.char_indices().nth(139) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Record one run of `target` as a GitHub Deployment in the environment
+/// `target` (the record as its `payload`, the run's commit as its `ref`),
+/// then its status: 2 requests.
+pub async fn ledger_append(api: &Api, target: &str, record: &Value) -> Result<(), PrimError> {
+    let sha = std::env::var("GITHUB_SHA")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            record
+                .get("sha")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        })
+        .ok_or_else(|| {
+            PrimError::usage(
+                "the github ledger records a run as a deployment of a commit: set GITHUB_SHA (GitHub Actions does) or note the commit with ledger_note(#{ sha: ... })",
+            )
+        })?;
+    let result = record.get("result").and_then(Value::as_str).unwrap_or("ok");
+    let playbook = record.get("playbook").and_then(Value::as_str).unwrap_or("");
+    let event = record.get("event").and_then(Value::as_str).unwrap_or("run");
+    let description = short140(&if event == "lock-break" {
+        format!("runbook lock break ({result})")
+    } else {
+        format!("runbook {playbook}: {result}")
+    });
+    let body = json!({
+        "ref": sha,
+        "task": "deploy",
+        "environment": target,
+        "payload": record,
+        "auto_merge": false,
+        "required_contexts": [],
+        "transient_environment": false,
+        "description": description,
+    });
+    let what = format!(
+        "record the run of '{target}' as a deployment in {}",
+        api.repo().slug()
+    );
+    let a = api
+        .call(Method::POST, "/deployments", Some(&body), CALL)
+        .await?;
+    let id = match (a.status, a.body.get("id").and_then(Value::as_i64)) {
+        (201, Some(id)) => id,
+        _ => return Err(api.refused(&what, Permission::Deployments, &a)),
+    };
+    let mut status = json!({
+        "state": status_state(result),
+        "description": description,
+    });
+    if let Some(u) = record.get("run_url").and_then(Value::as_str) {
+        status["log_url"] = json!(u);
+    }
+    let a = api
+        .call(
+            Method::POST,
+            &format!("/deployments/{id}/statuses"),
+            Some(&status),
+            CALL,
+        )
+        .await?;
+    if a.status != 201 {
+        return Err(api.refused(
+            &format!("set the status of deployment {id} ({what})"),
+            Permission::Deployments,
+            &a,
+        ));
+    }
+    Ok(())
+}
+
+/// The ledger record a deployment carries: its `payload`, when runbook
+/// wrote it (an object with a string `event`); deployments other tools
+/// made in the same environment are not records.
+fn record_of(d: &Value) -> Option<Value> {
+    let p = d.get("payload")?;
+    let p = match p {
+        Value::String(s) => serde_json::from_str::<Value>(s).ok()?,
+        v => v.clone(),
+    };
+    p.get("event").and_then(Value::as_str)?;
+    Some(p)
+}
+
+/// The newest `limit` records of `target` that `filter` keeps, oldest
+/// first: pages of deployments, newest first, read only until enough are
+/// kept (one request per `limit` records unfiltered, per 100 deployments
+/// filtered).
+pub async fn ledger_newest(
+    api: &Api,
+    target: &str,
+    limit: usize,
+    filter: &crate::ledger::Filter,
+) -> Result<Vec<Value>, PrimError> {
+    let mut kept = Vec::new();
+    if limit == 0 {
+        return Ok(kept);
+    }
+    let per_page = if *filter == crate::ledger::Filter::default() {
+        limit.min(PAGE_MAX)
+    } else {
+        PAGE_MAX
+    };
+    let what = format!(
+        "read the deployments of '{target}' in {}",
+        api.repo().slug()
+    );
+    for page in 1..=PAGES_MAX {
+        let path = format!("/deployments?environment={target}&per_page={per_page}&page={page}");
+        let a = api.call(Method::GET, &path, None, CALL).await?;
+        let Some(ds) = a.body.as_array().filter(|_| a.status == 200) else {
+            return Err(api.refused(&what, Permission::Deployments, &a));
+        };
+        for r in ds.iter().filter_map(record_of) {
+            if filter.keeps(&r) {
+                kept.push(r);
+                if kept.len() >= limit {
+                    kept.reverse();
+                    return Ok(kept);
+                }
+            }
+        }
+        if ds.len() < per_page {
+            break;
+        }
+    }
+    kept.reverse();
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_commit_is_live_while_held_and_not_expired() {
+        let info = HolderInfo::current("t.rhai");
+        let l = held_by("demo", &info, 3, Duration::from_secs(60));
+        assert!(l.live());
+        let text = serde_json::to_string(&l).unwrap();
+        let back: LockCommit = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, l);
+        let expired = LockCommit {
+            expires_ms: unix_ms() - 1,
+            ..l.clone()
+        };
+        assert!(!expired.live());
+        let free = LockCommit {
+            state: "free".into(),
+            ..l
+        };
+        assert!(!free.live());
+        assert_eq!(free.status("demo").expires, None);
+        assert!(
+            lost_reason(Some(&free)).contains("released"),
+            "{}",
+            lost_reason(Some(&free))
+        );
+    }
+
+    #[test]
+    fn records_are_runbooks_payloads_only() {
+        let r = json!({"event": "run", "result": "ok"});
+        assert_eq!(record_of(&json!({"payload": r})), Some(r.clone()));
+        assert_eq!(record_of(&json!({"payload": r.to_string()})), Some(r));
+        assert_eq!(record_of(&json!({"payload": {}})), None);
+        assert_eq!(record_of(&json!({"payload": ""})), None);
+        assert_eq!(status_state("failed"), "failure");
+        assert_eq!(status_state("cancelled"), "inactive");
+        assert_eq!(short140(&"x".repeat(200)).chars().count(), 140);
+    }
+}
