@@ -469,13 +469,10 @@ fn run_gates(ncc: &NativeCallContext, gates: &[Gate], deadline: Instant) -> Rhai
     let mut due: Vec<Duration> = gates.iter().map(|g| g.schedule.initial_delay).collect();
     // Bounded: every turn takes one measurement of a gate not done, and
     // each gate takes at most `count`.
-    loop {
-        let Some(i) = (0..gates.len())
-            .filter(|&i| !tallies[i].done())
-            .min_by_key(|&i| due[i])
-        else {
-            break;
-        };
+    while let Some(i) = (0..gates.len())
+        .filter(|&i| !tallies[i].done())
+        .min_by_key(|&i| due[i])
+    {
         let at = start + due[i];
         if at >= deadline {
             for t in tallies.iter_mut() {

@@ -260,3 +260,34 @@ fn a_failed_rollback_exits_4_showing_both_errors() {
         .has("AND THE ROLLBACK FAILED: helm rollback: release has no revision 3");
     assert_eq!(last_record(&p)["result"], "rollback_failed");
 }
+
+/// `runbook test` stubs a gate's measurements: fail rolls back (3), pass
+/// keeps, empty holds (5), errors alone never pass.
+#[test]
+fn runbook_test_stubs_prometheus_query() {
+    let p = Project::new();
+    p.file(
+        "pb.rhai",
+        r#"let g = gate("errors", #{ prometheus: #{ url: "http://prom:9090", query: "up" }, success: "value < 0.01", failure: "value >= 0.05", interval: 0, count: 2 });
+let r = guarded(#{ deploy: || exec(["helm", "upgrade"]), gates: [g], rollback: || exec(["helm", "rollback"]), budget: 600, rollback_reserve: 60 });
+"#,
+    )
+    .file(
+        "pb.test.rhai",
+        r#"
+fn run_with(v) {
+    let t = playbook("pb.rhai", #{});
+    t.stub("exec", #{ code: 0, stdout: "", stderr: "" });
+    t.stub("prometheus_query", v);
+    t.run()
+}
+fn helm(r) { r.calls.filter(|c| c.name == "exec").map(|c| c.args[0][1]) }
+fn test_pass() { let r = run_with(0.0); assert_eq(r.code, 0, r.report); assert_eq(helm(r), ["upgrade"]); }
+fn test_fail() { let r = run_with(0.2); assert_eq(r.code, 3, r.report); assert_eq(helm(r), ["upgrade", "rollback"]); }
+fn test_inconclusive() { let r = run_with(()); assert_eq(r.code, 5, r.report); assert_eq(helm(r), ["upgrade"]); }
+// Two errors are within error_limit 2, but a gate never passes on errors alone.
+fn test_error() { let r = run_with(|url, q| throw "prometheus answered 500"); assert_eq(r.code, 5, r.report); assert_eq(helm(r), ["upgrade"]); }
+"#,
+    );
+    p.run(&["test", "pb.test.rhai"]).code(0).has("4 passed");
+}
