@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the test suite needs that cargo does not: Debian packages (a
-# real OCI registry and skopeo for the registry tests, GNU time for the
+# real OCI registry and skopeo for the registry tests, Prometheus for the
+# health-gate tests, GNU time for the
 # memory bounds of tests/it/hostile, yamllint/shellcheck for the lint checks,
 # kubectl for the kustomize check, hyperfine for benchmarks) and the pinned
 # Python lint tools in a virtualenv (kubernetes-validate is also the schema
@@ -15,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends \
-  docker-registry skopeo yamllint shellcheck hyperfine time jq python3 python3-venv >/dev/null
+  docker-registry prometheus skopeo yamllint shellcheck hyperfine time jq python3 python3-venv >/dev/null
 
 # kubectl, for ci/lint-k8s.sh's `kubectl kustomize k8s/base` (Debian's
 # kubernetes-client, whose kustomize builds our plain kustomization). Only

@@ -130,9 +130,14 @@ pub struct Ctx {
     pub settings: Settings,
     /// The tokio runtime the primitives run on.
     pub rt: tokio::runtime::Handle,
-    /// Fired on deadline or signal; every primitive watches it.
-    pub cancel: CancellationToken,
+    /// Fired on deadline or signal; every primitive watches it. A guarded
+    /// deploy swaps in a fresh one for its rollback (see [`Ctx::rearm`]).
+    token: Mutex<CancellationToken>,
     reason: Mutex<Option<CancelReason>>,
+    /// When the whole run must end (`--timeout`), if it has a deadline.
+    deadline: Mutex<Option<std::time::Instant>>,
+    /// The guarded deploy in progress and the run's guarded outcome.
+    pub shield: crate::gates::Shield,
     /// One HTTP client (one connection pool) for the whole run. Follows
     /// redirects; reqwest drops `Authorization` and cookies on the way to
     /// another origin.
@@ -209,8 +214,10 @@ impl Ctx {
             sink: Sink::for_format(settings.format),
             settings,
             rt,
-            cancel: CancellationToken::new(),
+            token: Mutex::new(CancellationToken::new()),
             reason: Mutex::new(None),
+            deadline: Mutex::new(None),
+            shield: crate::gates::Shield::default(),
             http: LazyClient::new(false),
             http_same_origin: LazyClient::new(true),
             registry_auth: crate::oci::TokenCache::default(),
@@ -246,8 +253,46 @@ impl Ctx {
                 *r = Some(reason);
             }
         }
-        self.cancel.cancel();
+        self.token().cancel();
         self.kill_children();
+    }
+
+    /// The cancellation token of the current phase (a clone: cancelling
+    /// it stops what watches it now).
+    pub fn token(&self) -> CancellationToken {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the current phase was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.token().is_cancelled()
+    }
+
+    /// A fresh token for a rollback that must run after a stop: `false`
+    /// (and nothing changes) once a second stop hardened the shield.
+    pub fn rearm(&self) -> bool {
+        if self.shield.is_hard() {
+            return false;
+        }
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = CancellationToken::new();
+        true
+    }
+
+    /// A second stop during a guarded deploy: the rollback stops too.
+    pub fn cancel_hard(&self) {
+        self.shield.harden();
+        self.token().cancel();
+        self.kill_children();
+    }
+
+    /// Set when the whole run must end (the runner does, from `--timeout`).
+    pub fn set_deadline(&self, at: std::time::Instant) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    /// When the whole run must end, if it has a deadline.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Why the run was cancelled, if it was.
@@ -315,10 +360,10 @@ impl Ctx {
         budget: Duration,
         fut: impl Future<Output = T>,
     ) -> Result<Option<T>, Cancelled> {
-        if self.cancel.is_cancelled() {
+        let cancel = self.token();
+        if cancel.is_cancelled() {
             return Err(Cancelled);
         }
-        let cancel = self.cancel.clone();
         let outcome = self.rt.block_on(async move {
             tokio::select! {
                 _ = cancel.cancelled() => None,
@@ -346,7 +391,7 @@ impl Ctx {
 
     /// [`Ctx::wait`] without script types.
     fn wait_plain(&self, d: Duration, label: Option<&str>) -> Result<(), Cancelled> {
-        let cancel = self.cancel.clone();
+        let cancel = self.token();
         let spin = label
             .filter(|_| self.spinner_ok() && d >= Duration::from_millis(300))
             .map(String::from);

@@ -283,6 +283,30 @@ impl Spec {
         );
     }
 
+    /// [`Spec::register1`] with the call's context: for a primitive that
+    /// calls back into the script (closures, other primitives by name).
+    pub fn register1_with_context<A, R, F>(&'static self, engine: &mut Engine, f: F)
+    where
+        A: Variant + Clone,
+        R: Variant + Clone,
+        F: Fn(&rhai::NativeCallContext, A, &Opts) -> RhaiResult<R> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let g = f.clone();
+        self.registration(true, true).register_into_engine(
+            engine,
+            move |ncc: rhai::NativeCallContext, a: A, opts: Map| {
+                self.call(|| f(&ncc, a, &self.read(&opts)?))
+            },
+        );
+        self.registration(false, false).register_into_engine(
+            engine,
+            move |ncc: rhai::NativeCallContext, a: A| {
+                self.call(|| g(&ncc, a, &self.read(&Map::new())?))
+            },
+        );
+    }
+
     /// Register `name(a, b)` and, when the table has options,
     /// `name(a, b, opts)`.
     pub fn register2<A, B, R, F>(&'static self, engine: &mut Engine, f: F)

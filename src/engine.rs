@@ -346,7 +346,7 @@ pub fn base(ctx: &Arc<Ctx>) -> Engine {
             // Nobody reads stdout any more: stop as SIGPIPE would.
             c.cancel(crate::context::CancelReason::Signal("SIGPIPE"));
         }
-        if c.cancel.is_cancelled() {
+        if c.is_cancelled() {
             Some("cancelled".into())
         } else {
             None

@@ -23,6 +23,17 @@ pub enum Error {
     /// runbook (SIGPIPE): exit 128 + the signal's number.
     #[error("interrupted by {0}; stopped the playbook and its child processes")]
     Interrupted(&'static str),
+    /// A health gate failed after the deploy and the rollback succeeded:
+    /// exit 3.
+    #[error("{0}")]
+    RolledBack(String),
+    /// A health gate failed and the rollback failed too: exit 4.
+    #[error("{0}")]
+    RollbackFailed(String),
+    /// The gates were inconclusive and the new version was held, marked
+    /// unverified: exit 5.
+    #[error("{0}")]
+    Unverified(String),
 }
 
 impl Error {
@@ -34,6 +45,9 @@ impl Error {
             Error::Timeout(_) => 124,
             Error::Busy(_) => crate::lock::BUSY_EXIT,
             Error::Interrupted(sig) => 128 + signal_number(sig),
+            Error::RolledBack(_) => 3,
+            Error::RollbackFailed(_) => 4,
+            Error::Unverified(_) => 5,
         }
     }
 }

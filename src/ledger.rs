@@ -498,10 +498,14 @@ fn record_one(
         }
     };
     let state = crate::lock::state_dir(&ctx.settings.workdir);
-    let outcome = match result {
-        Ok(()) => "ok",
-        Err(Error::Timeout(_) | Error::Interrupted(_)) => "cancelled",
-        Err(_) => "failed",
+    // A guarded deploy's outcome says what the target runs now, whatever
+    // stopped the run after it (a signal during the rollback included):
+    // `--sha previous` reads only `ok` records.
+    let outcome = match (ctx.shield.outcome(), result) {
+        (Some(o), _) => o.ledger_result(),
+        (None, Ok(())) => "ok",
+        (None, Err(Error::Timeout(_) | Error::Interrupted(_))) => "cancelled",
+        (None, Err(_)) => "failed",
     };
     let params = crate::value::to_json(&rhai::Dynamic::from(args.clone()))
         .ok()

@@ -9,6 +9,7 @@ pub mod doc;
 pub mod engine;
 pub mod error;
 pub mod fsread;
+pub mod gates;
 pub mod github;
 pub mod helm;
 pub mod kube;

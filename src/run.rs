@@ -268,6 +268,9 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         playbook = %path.display(), dry_run = opts.dry_run,
         "running {}{}", path.display(), if opts.dry_run { " (dry run: nothing will be changed)" } else { "" }
     );
+    if let Some(t) = opts.timeout {
+        ctx.set_deadline(started + t);
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     // Detached: if the script ignores cancellation, exiting ends it.
     let _script = std::thread::Builder::new()
@@ -336,7 +339,36 @@ async fn watch(
     };
     watcher.cancel(reason);
     // The script stops at its next operation; don't wait forever for it.
-    tokio::time::timeout(Duration::from_secs(5), rx)
+    // A guarded deploy in progress gets its rollback reserve first; a
+    // second signal stops the rollback too.
+    let grace = Duration::from_secs(5);
+    if let Some(reserve) = watcher.shield.reserve() {
+        tracing::warn!(
+            "{}: stopping the deploy; the rollback runs within its reserve of {} (a second signal stops it)",
+            match reason {
+                CancelReason::Signal(s) => s.to_string(),
+                CancelReason::Timeout(_) => "the run's deadline".to_string(),
+            },
+            crate::error::fmt_secs(reserve)
+        );
+        let second = async {
+            tokio::select! {
+                _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {},
+                _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {},
+                _ = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {},
+                _ = async { match quit.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {},
+            }
+        };
+        tokio::select! {
+            r = &mut rx => return r.ok(),
+            _ = second => {
+                tracing::warn!("a second signal: stopping the rollback");
+                watcher.cancel_hard();
+            }
+            _ = tokio::time::sleep(reserve + grace) => watcher.cancel_hard(),
+        }
+    }
+    tokio::time::timeout(grace, rx)
         .await
         .ok()
         .and_then(Result::ok)
@@ -351,13 +383,15 @@ fn settle(
     started: Instant,
 ) -> Result<(), Error> {
     let elapsed = crate::error::fmt_secs(started.elapsed());
-    let failure = match (ctx.cancel_reason(), outcome) {
-        (Some(CancelReason::Timeout(t)), _) => Error::Timeout(t),
-        (Some(CancelReason::Signal(s)), _) => Error::Interrupted(s),
-        (None, Some(Ok(()))) if ctx.locks.refused().is_some() => {
+    let guarded = guarded_failure(ctx, &outcome, path, source);
+    let failure = match (ctx.cancel_reason(), outcome, guarded) {
+        (Some(CancelReason::Timeout(t)), _, _) => Error::Timeout(t),
+        (Some(CancelReason::Signal(s)), _, _) => Error::Interrupted(s),
+        (None, _, Some(g)) => g,
+        (None, Some(Ok(())), None) if ctx.locks.refused().is_some() => {
             Error::Failed(ctx.locks.refused().unwrap_or_default())
         }
-        (None, Some(Ok(()))) => {
+        (None, Some(Ok(())), None) => {
             crate::github::flush_outputs(ctx).map_err(Error::Failed)?;
             let outs = ctx
                 .outputs
@@ -380,7 +414,7 @@ fn settle(
             );
             return Ok(());
         }
-        (None, Some(Err(e))) => {
+        (None, Some(Err(e)), None) => {
             let r = crate::report::eval_error(&e, path, source);
             if ctx.settings.format == LogFormat::Github {
                 ctx.sink.write_str(&r.github_line(path));
@@ -393,7 +427,7 @@ fn settle(
                 Error::Failed(r.text)
             }
         }
-        (None, None) => {
+        (None, None, None) => {
             Error::Failed("the playbook thread ended without a result (an internal error)".into())
         }
     };
@@ -405,6 +439,29 @@ fn settle(
         path.display()
     );
     Err(failure)
+}
+
+/// The exit a guarded deploy's outcome asks for (3, 4 or 5), with the
+/// script's error rendered when it threw one (it usually did: `guarded`
+/// throws), else the outcome's own message (the script caught it).
+fn guarded_failure(
+    ctx: &Ctx,
+    outcome: &Option<Result<(), Box<rhai::EvalAltResult>>>,
+    path: &Path,
+    source: &str,
+) -> Option<Error> {
+    use crate::gates::Outcome;
+    let o = ctx.shield.outcome()?;
+    let text = |fallback: &str| match outcome {
+        Some(Err(e)) => crate::report::eval_error(e, path, source).text,
+        _ => format!("error: {fallback}"),
+    };
+    Some(match &o {
+        Outcome::Ok => return None,
+        Outcome::RolledBack(m) => Error::RolledBack(text(m)),
+        Outcome::RollbackFailed(m) => Error::RollbackFailed(text(m)),
+        Outcome::Unverified(m) => Error::Unverified(text(m)),
+    })
 }
 
 /// A failed run leaves no artifact it promised.

@@ -10,6 +10,7 @@ pub mod discover_port;
 pub mod effects;
 pub mod exec;
 pub mod files;
+pub mod gates;
 pub mod github_io;
 pub mod helm;
 pub mod http_check;
@@ -40,6 +41,7 @@ const FAMILIES: &[fn(&mut Engine, &Arc<Ctx>)] = &[
     registry::register,
     cosign::register,
     lock::register,
+    gates::register,
 ];
 
 /// Register every primitive into `engine`.

@@ -164,6 +164,9 @@ pub fn error_text(e: &EvalAltResult) -> String {
 pub fn engine(ctx: &Arc<Ctx>, proxy: &Arc<Proxy>) -> Engine {
     let mut engine = crate::engine::base(ctx);
     for (name, arity) in signatures(ctx) {
+        if crate::primitives::gates::STRUCTURAL.contains(&name.as_str()) {
+            continue;
+        }
         let p = proxy.clone();
         let n = name.clone();
         let types = vec![std::any::TypeId::of::<Dynamic>(); *arity];
@@ -172,6 +175,8 @@ pub fn engine(ctx: &Arc<Ctx>, proxy: &Arc<Proxy>) -> Engine {
             p.dispatch(&n, vals)
         });
     }
+    // They call the script back; here those calls reach the stand-ins.
+    crate::primitives::gates::register_structural(&mut engine, ctx);
     engine
 }
 

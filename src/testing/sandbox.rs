@@ -543,7 +543,14 @@ fn execute(
     match outcome {
         Err(e) => {
             let r = crate::report::eval_error(&e, path, &source);
-            let code = if crate::report::is_usage(&e) { 2 } else { 1 };
+            // A guarded deploy's outcome sets the exit, as in a real run.
+            let code = match ctx.shield.outcome() {
+                Some(crate::gates::Outcome::RolledBack(_)) => 3,
+                Some(crate::gates::Outcome::RollbackFailed(_)) => 4,
+                Some(crate::gates::Outcome::Unverified(_)) => 5,
+                _ if crate::report::is_usage(&e) => 2,
+                _ => 1,
+            };
             (code, Some((r.message, r.text)))
         }
         // Hermetic even when the playbook caught the error.

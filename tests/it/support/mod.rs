@@ -14,6 +14,7 @@ pub mod issuer;
 pub mod kube;
 pub mod kube_objects;
 pub mod leases;
+pub mod prometheus;
 pub mod raw;
 pub mod registry;
 
