@@ -362,13 +362,10 @@ fn report_map(
         .unwrap_or_else(|e| e.into_inner())
         .join("\n");
     r.insert("summary".into(), Dynamic::from(summary));
+    // Every file the run wrote that is still there: a failed run took
+    // back the others, `keep_on_failure` ones stay (and count).
     let mut artifacts = Map::new();
-    for f in ctx
-        .artifacts
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-    {
+    for f in ctx.written.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir), std::fs::read_to_string(f)) {
             artifacts.insert(rel.display().to_string().into(), content_value(&text));
         }
