@@ -248,9 +248,9 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         );
         return Ok(());
     }
-    // check's lints before the first primitive: a typo on line 40 must not
-    // fire after 39 lines of side effects.
-    let findings = crate::check::lints(&engine, &ctx, &ast, &decl, &source);
+    // check's lints before the first primitive, imported modules' too: a
+    // typo on line 40 must not fire after 39 lines of side effects.
+    let findings = crate::check::run_lints(&engine, &ctx, &ast, &decl, &path, &source);
     if !findings.is_empty() {
         return Err(Error::Usage(crate::check::lint_report(&path, &findings)));
     }

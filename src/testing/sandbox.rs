@@ -455,7 +455,7 @@ fn compile_cached(
     Ok(ast)
 }
 
-type Findings = Vec<(Option<(usize, usize)>, String)>;
+type Findings = Vec<crate::check::Finding>;
 
 /// check's lints of a playbook, once per process: they depend only on the
 /// source and the primitives, and tests run the same playbook many times.
@@ -474,7 +474,7 @@ fn lints_cached(
     if let Some(f) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return f.clone();
     }
-    let f = crate::check::lints(engine, ctx, ast, decl, source);
+    let f = crate::check::run_lints(engine, ctx, ast, decl, path, source);
     cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())

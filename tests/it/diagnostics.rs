@@ -132,3 +132,27 @@ fn validate_endpoint_keeps_its_defaults_and_takes_options() {
         .has("bare dotted number")
         .has("allow_ip: true");
 }
+
+#[test]
+fn a_typo_in_an_imported_module_stops_the_run_before_anything_is_written() {
+    let p = pb(
+        "import \"lib/names\" as names;\nwrite_json(\"out.json\", #{ a: 1 });\nprint(names::short(\"abcdefghij\"));\n",
+    );
+    // The typo is two imports deep: lib/names imports lib/text.
+    p.file(
+        "lib/names.rhai",
+        "import \"lib/text\" as text;\nfn short(s) { text::cut(s) }\n",
+    )
+    .file("lib/text.rhai", "fn cut(s) {\n    sub_strin(s, 0, 7)\n}\n");
+    let out = p.run(&["pb.rhai"]);
+    out.code(2)
+        .has("nothing was run")
+        .has("lib/text.rhai:2:5: unknown function 'sub_strin' (did you mean 'sub_string'?)");
+    assert!(p.read("out.json").is_none(), "nothing written");
+    // `runbook test` refuses it the same way.
+    p.file(
+        "pb.test.rhai",
+        "fn test_it() { let r = playbook(\"pb.rhai\").run(); assert_eq(r.code, 2); assert_match(r.error, \"did you mean 'sub_string'\"); }\n",
+    );
+    p.run(&["test", "pb.test.rhai"]).code(0).has("1 passed");
+}
