@@ -100,10 +100,17 @@ fn doc_points_at_the_languages_builtins() {
     p.run(&["doc", "split"])
         .code(0)
         .has("split is not a runbook primitive but a function of the language")
-        .has("split(string: string, delimiter: string) -> Array");
+        .has("split(string: string, delimiter: string) -> array\n")
+        .lacks("Result<");
     p.run(&["doc", "builtins"])
         .code(0)
-        .has("trim(string: string)");
+        .has("trim(string: string) -> ()\n    IN PLACE")
+        .lacks("ImmutableString");
+    // Only close names are suggested.
+    p.run(&["doc", "foo"]).code(2).lacks("did you mean");
+    p.run(&["doc", "sub_strin"])
+        .code(2)
+        .has("did you mean 'sub_string'");
 }
 
 #[test]
