@@ -120,12 +120,8 @@ pub fn backtick_escapes(source: &str) -> Vec<(usize, usize, String)> {
                     while i + step + 1 < chars.len()
                         && !(chars[i + step] == '*' && chars[i + step + 1] == '/')
                     {
-                        if chars[i + step] == '\n' {
-                            line += 1;
-                            col = 0;
-                        }
+                        // Lines are counted once, below, for every char stepped over.
                         step += 1;
-                        col += 1;
                     }
                     step += 2;
                 }
@@ -614,6 +610,12 @@ mod tests {
             [(2, 15, "\\n"), (2, 17, "\\n"), (2, 28, "\\t")],
             "{src}"
         );
+    }
+
+    #[test]
+    fn lines_inside_block_comments_are_counted_once() {
+        let src = "/* one\ntwo\nthree */\nsummary(`a\\nb`);\n";
+        assert_eq!(backtick_escapes(src), [(4, 11, "\\n".to_string())]);
     }
 
     #[test]

@@ -99,7 +99,8 @@ impl RunOptions {
                 _ if playbook.is_none() && !a.starts_with('-') => playbook = Some(PathBuf::from(a)),
                 _ if playbook.is_none() => {
                     return Err(Error::Usage(format!(
-                        "unknown option '{a}' before the playbook; usage: runbook PLAYBOOK [--param value]… (runbook --help)"
+                        "unknown option '{a}' before the playbook{}; usage: runbook PLAYBOOK [--param value]… (runbook --help)",
+                        crate::suggest::hint(flag, crate::params::RUNNER_FLAGS.iter().copied())
                     )))
                 }
                 _ => o.params.push(args[i].clone()),

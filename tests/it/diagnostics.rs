@@ -163,3 +163,25 @@ fn a_typo_in_an_imported_module_stops_the_run_before_anything_is_written() {
     );
     p.run(&["test", "pb.test.rhai"]).code(0).has("1 passed");
 }
+
+#[test]
+fn misspelt_runner_options_switch_values_and_escapes_after_block_comments() {
+    let p = pb("const PARAMS = #{ strict: #{ type: \"bool\", default_value: false } };\n");
+    p.file(
+        "esc.rhai",
+        "/* a\n   block\n   comment */\nprint(1);\nprint(`x\\ny`);\n",
+    );
+    p.run(&["pb.rhai", "--dry-rn"])
+        .code(2)
+        .has("unknown parameter --dry-rn (did you mean '--dry-run'?)");
+    p.run(&["--dryrun", "pb.rhai"])
+        .code(2)
+        .has("unknown option '--dryrun' before the playbook (did you mean '--dry-run'?)");
+    p.run(&["pb.rhai", "--strict", "maybe"])
+        .code(2)
+        .has("parameter --strict is a switch: give --strict alone, or --strict true / --strict false (got 'maybe')");
+    // The escape is on line 5, after a three-line block comment.
+    p.run(&["check", "esc.rhai"])
+        .code(2)
+        .has("esc.rhai:5:9: `\\n` inside a backtick string");
+}
