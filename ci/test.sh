@@ -33,7 +33,12 @@ bash ci/lint-k8s.sh
 # each lint run inside is bounded too. About 30 s on 2 cores.
 timeout 600 python3 ci/lint_k8s_selftest.py
 
-cargo build --quiet
+# Not --quiet: a first build is minutes on 2 cores, and cargo's progress
+# (and this line's timing) says it is working.
+echo "== building runbook (debug; the first build takes minutes on 2 cores)"
+build_start=$SECONDS
+cargo build
+echo "== built in $((SECONDS - build_start)) s"
 ./target/debug/runbook check playbooks stdlib
 # The playbooks' own test suites (stubbed primitives, offline, well under 1 s).
 ./target/debug/runbook test playbooks

@@ -6,8 +6,15 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "== building runbook (release; the first build takes minutes on 2 cores)"
-cargo build --release
+# RUNBOOK_BIN: a runbook binary to use instead of building one (the
+# prebuilt release binary, or the test suite's own build).
+if [ -n "${RUNBOOK_BIN:-}" ]; then
+  runbook="$RUNBOOK_BIN"
+else
+  echo "== building runbook (release; the first build takes minutes on 2 cores)"
+  cargo build --release
+  runbook=./target/release/runbook
+fi
 
 work=$(mktemp -d)
 cleanup() {
@@ -39,7 +46,9 @@ echo "== Akash Console API stand-in on http://127.0.0.1:$port (deployments 1001:
 
 export AKASH_CONSOLE_API_URL="http://127.0.0.1:$port"
 export AKASH_CONSOLE_API_KEY="$STANDIN_API_KEY"
-./target/release/runbook playbooks/split-deploy.rhai --stack both --banano-dseq 1001 --api-dseq 1002
+# The API's image is given: a fresh clone has no ledger recording one.
+"$runbook" playbooks/split-deploy.rhai --stack both --banano-dseq 1001 --api-dseq 1002 \
+  --api-image ghcr.io/mconstant/pay2slay-api:4f1c2a9d0b8e7c6f5a4b3c2d1e0f9a8b7c6d5e4f
 
 echo
 echo "== endpoint.json (the artifact joining the stacks)"

@@ -12,7 +12,7 @@ use crate::context::{Ctx, Settings};
 use crate::engine::Resolver;
 
 /// One problem found in a playbook.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Finding {
     /// The file.
     pub path: PathBuf,
@@ -120,12 +120,8 @@ pub fn backtick_escapes(source: &str) -> Vec<(usize, usize, String)> {
                     while i + step + 1 < chars.len()
                         && !(chars[i + step] == '*' && chars[i + step + 1] == '/')
                     {
-                        if chars[i + step] == '\n' {
-                            line += 1;
-                            col = 0;
-                        }
+                        // Lines are counted once, below, for every char stepped over.
                         step += 1;
-                        col += 1;
                     }
                     step += 2;
                 }
@@ -328,19 +324,69 @@ pub fn lints(
     out
 }
 
+/// What a run refuses to start with: the playbook's lints, then those of
+/// every module it imports from a file (directly or through another
+/// module), each module once. Embedded stdlib modules are checked when
+/// runbook is built. The same lints and did-you-mean as `runbook check`.
+pub fn run_lints(
+    engine: &Engine,
+    ctx: &Arc<Ctx>,
+    ast: &AST,
+    decl: &crate::params::Declaration,
+    path: &Path,
+    source: &str,
+) -> Vec<Finding> {
+    let at = |file: &Path, found: Vec<(Option<(usize, usize)>, String)>| -> Vec<Finding> {
+        found
+            .into_iter()
+            .map(|(pos, message)| Finding {
+                path: file.to_path_buf(),
+                pos,
+                message,
+            })
+            .collect()
+    };
+    let mut out = at(path, lints(engine, ctx, ast, decl, source));
+    let resolver = Resolver::new(path);
+    let mut seen: HashSet<String> = HashSet::new();
+    // Bounded: each module name is visited once.
+    let mut todo: Vec<String> = crate::engine::imports(ast)
+        .into_iter()
+        .map(|(name, ..)| name)
+        .collect();
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Some((origin, text)) = resolver.find(&name) else {
+            continue; // reported as an unresolved import already
+        };
+        if origin.starts_with("<embedded") {
+            continue;
+        }
+        let Ok(m) = crate::engine::compile_module(engine, &origin, &text) else {
+            continue; // imported_modules reports it where it is imported
+        };
+        todo.extend(crate::engine::imports(&m).into_iter().map(|(n, ..)| n));
+        let (mdecl, _) = crate::params::declaration_all(&m, &text, &resolver);
+        out.extend(at(
+            Path::new(&origin),
+            lints(engine, ctx, &m, &mdecl, &text),
+        ));
+    }
+    out
+}
+
 /// The lints as one usage error for a run: file:line:col: message, each.
-pub fn lint_report(path: &Path, findings: &[(Option<(usize, usize)>, String)]) -> String {
+pub fn lint_report(path: &Path, findings: &[Finding]) -> String {
     let mut s = format!(
         "{} has {} problem(s) that would fail the run; nothing was run (`runbook check {}` lists them too):\n",
         path.display(),
         findings.len(),
         path.display()
     );
-    for (pos, msg) in findings {
-        match pos {
-            Some((l, c)) => s.push_str(&format!("  {}:{l}:{c}: {msg}\n", path.display())),
-            None => s.push_str(&format!("  {}: {msg}\n", path.display())),
-        }
+    for f in findings {
+        s.push_str(&format!("  {f}\n"));
     }
     s
 }
@@ -564,6 +610,12 @@ mod tests {
             [(2, 15, "\\n"), (2, 17, "\\n"), (2, 28, "\\t")],
             "{src}"
         );
+    }
+
+    #[test]
+    fn lines_inside_block_comments_are_counted_once() {
+        let src = "/* one\ntwo\nthree */\nsummary(`a\\nb`);\n";
+        assert_eq!(backtick_escapes(src), [(4, 11, "\\n".to_string())]);
     }
 
     #[test]

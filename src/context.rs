@@ -156,6 +156,9 @@ pub struct Ctx {
     pub summaries: Mutex<Vec<String>>,
     /// Files this run wrote; removed again if the run fails.
     pub artifacts: Mutex<Vec<PathBuf>>,
+    /// Every file this run wrote, `keep_on_failure` ones included: what
+    /// `runbook test` reports as the run's artifacts (those still there).
+    pub written: Mutex<Vec<PathBuf>>,
     /// Process groups of running children, killed on cancel.
     pub children: crate::process::Groups,
     /// Target locks held, and the mutation gate (see [`Ctx::guard_mutation`]).
@@ -224,6 +227,7 @@ impl Ctx {
             outputs: Mutex::new(Vec::new()),
             summaries: Mutex::new(Vec::new()),
             artifacts: Mutex::new(Vec::new()),
+            written: Mutex::new(Vec::new()),
             children: Mutex::new(HashSet::new()),
             locks: crate::lock::Locks::default(),
             ledger_notes: Mutex::new(serde_json::Map::new()),

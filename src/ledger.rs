@@ -684,7 +684,7 @@ pub fn history(
     namespace: Option<&str>,
     context: Option<&str>,
 ) -> Result<(), Error> {
-    crate::lock::check_name(target).map_err(Error::Usage)?;
+    let target = &crate::lock::name_for(target);
     let workdir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let state = crate::lock::state_dir(&workdir);
     let lock_place = Backend::parse(

@@ -81,6 +81,18 @@ pub const RESERVED: &[&str] = &[
     "version",
 ];
 
+/// The runner's own options as typed, for did-you-mean on a misspelt one
+/// (`--dry-rn`, `--dryrun`).
+pub const RUNNER_FLAGS: &[&str] = &[
+    "--help",
+    "--dry-run",
+    "--log-format",
+    "--timeout",
+    "--allow",
+    "--record",
+    "--allow-cwd-outside",
+];
+
 /// The `//!` description at the top of a playbook.
 pub fn description(source: &str) -> String {
     source
@@ -490,7 +502,13 @@ pub fn parse_args_with_env(
             };
             return Err(format!(
                 "unknown parameter --{key}{}; this playbook takes: {list}",
-                crate::suggest::hint(&format!("--{key}"), names.iter().map(String::as_str))
+                crate::suggest::hint(
+                    &format!("--{key}"),
+                    names
+                        .iter()
+                        .map(String::as_str)
+                        .chain(RUNNER_FLAGS.iter().copied())
+                )
             ));
         };
         if given.iter().any(|(n, _)| *n == p.name) {
@@ -503,6 +521,13 @@ pub fn parse_args_with_env(
                 Some(v @ ("true" | "false")) => {
                     i += 1;
                     v.to_string()
+                }
+                // `--flag maybe`: name the values, not "unexpected argument".
+                Some(v) if !v.starts_with("--") => {
+                    return Err(format!(
+                        "parameter {f} is a switch: give {f} alone, or {f} true / {f} false (got '{v}')",
+                        f = flag(&p.name)
+                    ))
                 }
                 _ => "true".to_string(),
             },
@@ -710,7 +735,15 @@ print(args.sha);
             (&["--sha", SHA, "--verbose=maybe"], "wants true or false"),
             (
                 &["--sha", SHA, "--verbose", "maybe"],
-                "unexpected argument 'maybe'",
+                "parameter --verbose is a switch: give --verbose alone, or --verbose true / --verbose false (got 'maybe')",
+            ),
+            (
+                &["--sha", SHA, "--dry-rn"],
+                "unknown parameter --dry-rn (did you mean '--dry-run'?)",
+            ),
+            (
+                &["--sha", SHA, "--dryrun"],
+                "unknown parameter --dryrun (did you mean '--dry-run'?)",
             ),
             (
                 &["--sha", SHA, "--shaa", "x"],

@@ -99,7 +99,8 @@ impl RunOptions {
                 _ if playbook.is_none() && !a.starts_with('-') => playbook = Some(PathBuf::from(a)),
                 _ if playbook.is_none() => {
                     return Err(Error::Usage(format!(
-                        "unknown option '{a}' before the playbook; usage: runbook PLAYBOOK [--param value]… (runbook --help)"
+                        "unknown option '{a}' before the playbook{}; usage: runbook PLAYBOOK [--param value]… (runbook --help)",
+                        crate::suggest::hint(flag, crate::params::RUNNER_FLAGS.iter().copied())
                     )))
                 }
                 _ => o.params.push(args[i].clone()),
@@ -248,9 +249,9 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         );
         return Ok(());
     }
-    // check's lints before the first primitive: a typo on line 40 must not
-    // fire after 39 lines of side effects.
-    let findings = crate::check::lints(&engine, &ctx, &ast, &decl, &source);
+    // check's lints before the first primitive, imported modules' too: a
+    // typo on line 40 must not fire after 39 lines of side effects.
+    let findings = crate::check::run_lints(&engine, &ctx, &ast, &decl, &path, &source);
     if !findings.is_empty() {
         return Err(Error::Usage(crate::check::lint_report(&path, &findings)));
     }

@@ -9,9 +9,20 @@ pub fn did_you_mean<'a>(
     candidates
         .into_iter()
         .map(|c| (strsim::levenshtein(name, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d < c.len())
+        .filter(|(d, c)| *d <= limit(name.len().min(c.len())) && *d < c.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+/// The edits a typo may have, by the shorter of the two names: one in a short name
+/// (two edits turn `foo` into `cos`, which is no typo), then about one in
+/// four characters.
+fn limit(len: usize) -> usize {
+    match len {
+        0..=4 => 1,
+        5..=8 => 2,
+        n => n / 4,
+    }
 }
 
 /// A suffix for a message: ` (did you mean 'x'?)` or nothing.
@@ -32,6 +43,14 @@ mod tests {
         assert_eq!(did_you_mean("max_elpased", c), Some("max_elapsed"));
         assert_eq!(did_you_mean("sorce", c), Some("source"));
         assert_eq!(did_you_mean("zzz", c), None);
+        // Short names: one edit, not two (`doc foo` must not offer `cos`).
+        assert_eq!(did_you_mean("foo", ["cos", "abs", "floor"]), None);
+        assert_eq!(did_you_mean("cso", ["cos"]), None);
+        assert_eq!(did_you_mean("coss", ["cos"]), Some("cos"));
+        assert_eq!(
+            did_you_mean("sub_strin", ["sub_string"]),
+            Some("sub_string")
+        );
         assert_eq!(hint("zzz", c), "");
     }
 }

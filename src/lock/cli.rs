@@ -75,7 +75,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 pub fn lock(cmd: LockCmd) -> Result<(), Error> {
     match cmd {
         LockCmd::Status { name, at, json } => {
-            super::check_name(&name).map_err(Error::Usage)?;
+            let target = name;
+            let name = super::name_for(&target);
             let backend = super::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
                 .map_err(Error::Usage)?;
             let s = match &backend {
@@ -96,7 +97,16 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             if json {
                 crate::out::println(&serde_json::to_string_pretty(&s).unwrap_or_default());
             } else {
-                crate::out::text(crate::out::Stream::Stdout, &s.render());
+                let mut text = s.render();
+                if target != name {
+                    // Which target the derived name stands for.
+                    text = text.replacen(
+                        &format!("lock {name}:"),
+                        &format!("lock {name} (for '{target}'):"),
+                        1,
+                    );
+                }
+                crate::out::text(crate::out::Stream::Stdout, &text);
             }
             if s.held {
                 Ok(())
@@ -106,7 +116,7 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             }
         }
         LockCmd::Break { name, reason, at } => {
-            super::check_name(&name).map_err(Error::Usage)?;
+            let name = super::name_for(&name);
             let reason = reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
                 Error::Usage(format!(
                     "lock break {name} needs --reason TEXT: it is recorded in the ledger with who broke it"

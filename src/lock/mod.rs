@@ -156,7 +156,7 @@ pub fn state_dir(workdir: &Path) -> PathBuf {
 /// Kubernetes object name and a safe file name).
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
-        && name.len() <= 53
+        && name.len() <= NAME_MAX
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
@@ -169,8 +169,54 @@ pub fn check_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "'{name}' is not a valid lock name: use 1–53 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit (e.g. \"akash-1001\")"
+            "'{name}' is not a valid lock name: use 1–53 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit (e.g. \"akash-1001\"); `lock(…)`, `runbook lock` and `runbook history` derive such a name from any other target"
         ))
+    }
+}
+
+/// The lock name of any target string, e.g. an image reference
+/// (`ghcr.io/acme/app`, `127.0.0.1:5055/acme/app`). A valid name (see
+/// [`check_name`]) is itself, so existing locks and ledgers keep theirs.
+/// Anything else becomes a slug — lowercase, each run of other characters
+/// one `-`, trimmed to 44 characters — then `-` and the first 8 hex digits
+/// of the SHA-256 of the whole input: readable, deterministic, and two
+/// targets that slug alike (`App` and `app`) still get different names.
+pub fn name_for(target: &str) -> String {
+    if check_name(target).is_ok() {
+        return target.to_string();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(target.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let mut slug = String::new();
+    for c in target.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' {
+            slug.push(c);
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    // Room for "-" + 8 hex within the 53 characters a name may have.
+    let slug: String = slug.chars().take(NAME_MAX - 9).collect();
+    let slug = slug.trim_matches(['-', '.']);
+    if slug.is_empty() {
+        hash
+    } else {
+        format!("{slug}-{hash}")
+    }
+}
+
+/// The longest lock name: `runbook-<name>` is then a valid Kubernetes
+/// object name (63).
+const NAME_MAX: usize = 53;
+
+/// `'target'` as a lock name for messages: the name alone when they are
+/// the same, else `'name' (for 'target')`.
+pub fn describe_name(target: &str, name: &str) -> String {
+    if target == name {
+        format!("'{name}'")
+    } else {
+        format!("'{name}' (for '{target}')")
     }
 }
 
@@ -264,13 +310,13 @@ impl From<crate::error::PrimError> for LockError {
 }
 
 /// The message of a lock still busy after `wait` (not yet redacted).
-pub fn busy_message(name: &str, holder: Option<&HolderInfo>, waited: Duration) -> String {
+pub fn busy_message(shown: &str, holder: Option<&HolderInfo>, waited: Duration) -> String {
     let who = holder.map_or_else(
         || "another run (its record is unreadable)".into(),
         HolderInfo::describe,
     );
     format!(
-        "lock: '{name}' is held by {who}; waited {} (exit {BUSY_EXIT}: retry later, or give `wait` to queue for it)",
+        "lock: {shown} is held by {who}; waited {} (exit {BUSY_EXIT}: retry later, or give `wait` to queue for it)",
         crate::error::fmt_secs(waited),
     )
 }
@@ -665,6 +711,44 @@ mod tests {
     }
 
     #[test]
+    fn any_target_gets_a_valid_stable_name() {
+        // Valid names stay as they are: existing locks and ledgers keep theirs.
+        for ok in ["akash-1001", "helm-habit-tracker", "rel.v1"] {
+            assert_eq!(name_for(ok), ok);
+        }
+        let ghcr = name_for("ghcr.io/acme/app");
+        assert_eq!(
+            ghcr,
+            format!("ghcr.io-acme-app-{}", &ghcr[ghcr.len() - 8..])
+        );
+        assert_eq!(name_for("ghcr.io/acme/app"), ghcr, "deterministic");
+        let local = name_for("127.0.0.1:5055/acme/app");
+        assert!(local.starts_with("127.0.0.1-5055-acme-app-"), "{local}");
+        // Alike slugs, different names; every name is valid.
+        assert_ne!(name_for("App"), name_for("app"));
+        assert!(name_for("App").starts_with("app-"));
+        let long = format!("{}/", "a".repeat(100));
+        for t in [
+            ghcr.as_str(),
+            local.as_str(),
+            "App",
+            "-x-",
+            "///",
+            "..",
+            "Ünïcode target!",
+            "a..b",
+            long.as_str(),
+            "",
+        ] {
+            let n = name_for(t);
+            assert!(check_name(&n).is_ok(), "{t:?} -> {n:?}");
+        }
+        assert_eq!(name_for("///").len(), 8);
+        assert_eq!(name_for(&long).len(), NAME_MAX);
+        assert!(name_for(&"x/".repeat(100)).len() <= NAME_MAX);
+    }
+
+    #[test]
     fn a_lost_lock_refuses_and_an_expired_one_too() {
         let locks = Locks::default();
         let dir = tempfile::tempdir().unwrap();
@@ -708,7 +792,7 @@ mod tests {
             }) => assert_eq!(h.pid, std::process::id()),
             other => panic!("{other:?}"),
         }
-        let msg = busy_message("t", None, Duration::from_secs(2));
+        let msg = busy_message("'t'", None, Duration::from_secs(2));
         assert!(
             msg.contains(
                 "'t' is held by another run (its record is unreadable); waited 2s (exit 75"

@@ -111,13 +111,17 @@ fn write_json(c: &Ctx, path: &str, value: &Dynamic, keep: bool) -> RhaiResult<()
     c.guard_mutation("write_json")?;
     write_atomic(&full, &text)
         .map_err(|e| error(format!("write_json: cannot write '{path}': {e}")))?;
-    // Only artifacts the run may take back are registered.
+    // Only artifacts the run may take back are registered there.
     if !keep {
         c.artifacts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(full);
+            .push(full.clone());
     }
+    c.written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(full);
     tracing::info!(
         primitive = "write_json",
         path,

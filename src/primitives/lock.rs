@@ -49,10 +49,11 @@ fn result_map(name: &str, backend: &str, holder: &str, token: u64, expires: &str
 
 /// A backend's refusal as the script sees it: busy becomes a
 /// [`BusyError`] (the run exits 75), cancellation stops the script.
-fn lock_error(name: &str, e: LockError) -> Box<EvalAltResult> {
+/// `shown` is the lock as messages name it ([`lock::describe_name`]).
+fn lock_error(shown: &str, e: LockError) -> Box<EvalAltResult> {
     match e {
         LockError::Busy { holder, waited } => {
-            let msg = lock::busy_message(name, holder.as_deref(), waited);
+            let msg = lock::busy_message(shown, holder.as_deref(), waited);
             let msg = crate::redact::redact(&msg).into_owned();
             EvalAltResult::ErrorRuntime(Dynamic::from(BusyError(msg)), Position::NONE).into()
         }
@@ -61,9 +62,17 @@ fn lock_error(name: &str, e: LockError) -> Box<EvalAltResult> {
     }
 }
 
-fn take(ctx: &Arc<Ctx>, name: &str, opts: &Opts) -> RhaiResult<Map> {
-    lock::check_name(name).map_err(|e| error(format!("lock: {e}")))?;
+fn take(ctx: &Arc<Ctx>, target: &str, opts: &Opts) -> RhaiResult<Map> {
+    let name = &lock::name_for(target);
     let o = read_opts(opts)?;
+    if name != target {
+        tracing::info!(
+            lock = name.as_str(),
+            target,
+            "lock {}",
+            lock::describe_name(target, name)
+        );
+    }
     if let Some(token) = ctx.locks.token_of(name) {
         tracing::info!(lock = name, "lock '{name}' is already held by this run");
         let me = HolderInfo::current("");
@@ -122,7 +131,7 @@ fn take(ctx: &Arc<Ctx>, name: &str, opts: &Opts) -> RhaiResult<Map> {
         ),
         Backend::Github => lock::github::take(ctx, name, o.ttl, o.wait, &info),
     }
-    .map_err(|e| lock_error(name, e))?;
+    .map_err(|e| lock_error(&lock::describe_name(target, name), e))?;
     Ok(result_map(
         name,
         taken.backend,
@@ -267,7 +276,7 @@ fn history(
     limit: usize,
     filter: &crate::ledger::Filter,
 ) -> RhaiResult<rhai::Array> {
-    lock::check_name(target).map_err(|e| error(format!("ledger_history: {e}")))?;
+    let target = &lock::name_for(target);
     let held = c
         .locks
         .target()
@@ -340,7 +349,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     });
     let c = ctx.clone();
     UNLOCK.register1(engine, move |name: ImmutableString, _: &Opts| {
-        Ok(c.locks.release(&name, &c.rt))
+        Ok(c.locks.release(&lock::name_for(&name), &c.rt))
     });
     let c = ctx.clone();
     LEDGER_HISTORY_OPTS.register1(engine, move |target: ImmutableString, o: &Opts| {
@@ -357,8 +366,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     LEDGER_NOTE_TARGET.register2(
         engine,
         move |target: ImmutableString, fields: Map, _: &Opts| {
-            lock::check_name(&target).map_err(|e| error(format!("ledger_note: {e}")))?;
-            note(&c, Some(&target), fields)
+            note(&c, Some(&lock::name_for(&target)), fields)
         },
     );
 }

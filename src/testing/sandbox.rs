@@ -362,13 +362,10 @@ fn report_map(
         .unwrap_or_else(|e| e.into_inner())
         .join("\n");
     r.insert("summary".into(), Dynamic::from(summary));
+    // Every file the run wrote that is still there: a failed run took
+    // back the others, `keep_on_failure` ones stay (and count).
     let mut artifacts = Map::new();
-    for f in ctx
-        .artifacts
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-    {
+    for f in ctx.written.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir), std::fs::read_to_string(f)) {
             artifacts.insert(rel.display().to_string().into(), content_value(&text));
         }
@@ -458,7 +455,7 @@ fn compile_cached(
     Ok(ast)
 }
 
-type Findings = Vec<(Option<(usize, usize)>, String)>;
+type Findings = Vec<crate::check::Finding>;
 
 /// check's lints of a playbook, once per process: they depend only on the
 /// source and the primitives, and tests run the same playbook many times.
@@ -477,7 +474,7 @@ fn lints_cached(
     if let Some(f) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return f.clone();
     }
-    let f = crate::check::lints(engine, ctx, ast, decl, source);
+    let f = crate::check::run_lints(engine, ctx, ast, decl, path, source);
     cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -86,7 +86,7 @@ fn bool_parameters_take_true_or_false_as_a_separate_word() {
         .has("strict=false n=1");
     p.run(&["pb.rhai", "--strict", "maybe"])
         .code(2)
-        .has("unexpected argument 'maybe'");
+        .has("parameter --strict is a switch");
 }
 
 #[test]
@@ -100,10 +100,17 @@ fn doc_points_at_the_languages_builtins() {
     p.run(&["doc", "split"])
         .code(0)
         .has("split is not a runbook primitive but a function of the language")
-        .has("split(string: string, delimiter: string) -> Array");
+        .has("split(string: string, delimiter: string) -> array\n")
+        .lacks("Result<");
     p.run(&["doc", "builtins"])
         .code(0)
-        .has("trim(string: string)");
+        .has("trim(string: string) -> ()\n    IN PLACE")
+        .lacks("ImmutableString");
+    // Only close names are suggested.
+    p.run(&["doc", "foo"]).code(2).lacks("did you mean");
+    p.run(&["doc", "sub_strin"])
+        .code(2)
+        .has("did you mean 'sub_string'");
 }
 
 #[test]
@@ -131,4 +138,50 @@ fn validate_endpoint_keeps_its_defaults_and_takes_options() {
         .has("10.0.0.5:5432\ndb.example:80")
         .has("bare dotted number")
         .has("allow_ip: true");
+}
+
+#[test]
+fn a_typo_in_an_imported_module_stops_the_run_before_anything_is_written() {
+    let p = pb(
+        "import \"lib/names\" as names;\nwrite_json(\"out.json\", #{ a: 1 });\nprint(names::short(\"abcdefghij\"));\n",
+    );
+    // The typo is two imports deep: lib/names imports lib/text.
+    p.file(
+        "lib/names.rhai",
+        "import \"lib/text\" as text;\nfn short(s) { text::cut(s) }\n",
+    )
+    .file("lib/text.rhai", "fn cut(s) {\n    sub_strin(s, 0, 7)\n}\n");
+    let out = p.run(&["pb.rhai"]);
+    out.code(2)
+        .has("nothing was run")
+        .has("lib/text.rhai:2:5: unknown function 'sub_strin' (did you mean 'sub_string'?)");
+    assert!(p.read("out.json").is_none(), "nothing written");
+    // `runbook test` refuses it the same way.
+    p.file(
+        "pb.test.rhai",
+        "fn test_it() { let r = playbook(\"pb.rhai\").run(); assert_eq(r.code, 2); assert_match(r.error, \"did you mean 'sub_string'\"); }\n",
+    );
+    p.run(&["test", "pb.test.rhai"]).code(0).has("1 passed");
+}
+
+#[test]
+fn misspelt_runner_options_switch_values_and_escapes_after_block_comments() {
+    let p = pb("const PARAMS = #{ strict: #{ type: \"bool\", default_value: false } };\n");
+    p.file(
+        "esc.rhai",
+        "/* a\n   block\n   comment */\nprint(1);\nprint(`x\\ny`);\n",
+    );
+    p.run(&["pb.rhai", "--dry-rn"])
+        .code(2)
+        .has("unknown parameter --dry-rn (did you mean '--dry-run'?)");
+    p.run(&["--dryrun", "pb.rhai"])
+        .code(2)
+        .has("unknown option '--dryrun' before the playbook (did you mean '--dry-run'?)");
+    p.run(&["pb.rhai", "--strict", "maybe"])
+        .code(2)
+        .has("parameter --strict is a switch: give --strict alone, or --strict true / --strict false (got 'maybe')");
+    // The escape is on line 5, after a three-line block comment.
+    p.run(&["check", "esc.rhai"])
+        .code(2)
+        .has("esc.rhai:5:9: `\\n` inside a backtick string");
 }

@@ -263,7 +263,9 @@ if args.mode == "hang" { sleep(30); }
         .map(|r| r["sha"].as_str().unwrap())
         .collect();
     assert_eq!(shas, ["bbb", "ccc"]);
-    p.run(&["history", "Bad Name"]).code(2);
+    // Any target has a name (derived here); it has no records.
+    p.run(&["history", "Bad Name"])
+        .has("no ledger records for 'bad-name-");
 }
 
 #[test]
@@ -283,8 +285,9 @@ fn a_run_without_a_lock_is_recorded_under_its_playbook_and_read_only_runs_not_at
 #[test]
 fn bad_lock_options_are_named() {
     let p = project();
+    // Not an option, but once a mistake: any target now gets a valid name.
     p.file("a.rhai", r#"lock("Demo");"#);
-    p.run(&["a.rhai"]).code(1).has("not a valid lock name");
+    p.run(&["a.rhai"]).code(0).has("(for 'Demo')");
     p.file("b.rhai", r#"lock("demo", #{ ttl: 0.5 });"#);
     p.run(&["b.rhai"]).code(1).has("at least 1 second");
     p.file("c.rhai", r#"lock("demo", #{ backend: "etcd" });"#);
@@ -365,4 +368,47 @@ fn the_run_deadline_releases_the_lock_and_records_a_cancelled_run() {
     let recs = ledger(&p, "demo");
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["result"], "cancelled");
+}
+
+#[test]
+fn a_target_like_an_image_reference_gets_a_derived_lock_name_everywhere() {
+    let p = project();
+    p.file(
+        "img.rhai",
+        r#"let l = lock("127.0.0.1:5055/acme/app");
+print(`name=${l.name}`);
+ledger_note("127.0.0.1:5055/acme/app", #{ image: "img:1" });
+write_json("done.json", #{ ok: true }); // a change, so the run is recorded
+"#,
+    );
+    let out = p.run(&["img.rhai"]);
+    out.code(0);
+    let name = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("name="))
+        .unwrap_or_else(|| panic!("no name printed:\n{}", out.all()))
+        .to_string();
+    let (slug, hash) = name.split_at(name.len() - 8);
+    assert_eq!(slug, "127.0.0.1-5055-acme-app-", "{name}");
+    assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+    // The message says which target the name stands for.
+    out.has(&format!("lock '{name}' (for '127.0.0.1:5055/acme/app')"));
+    // The ledger is the derived name's, its target that name, the note kept.
+    let records = ledger(&p, &name);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["target"], name.as_str());
+    assert_eq!(records[0]["image"], "img:1");
+    // `lock status` and `history` take the target as the playbook wrote it.
+    p.run(&["lock", "status", "127.0.0.1:5055/acme/app"])
+        .code(1)
+        .has(&format!(
+            "lock {name} (for '127.0.0.1:5055/acme/app'): free"
+        ));
+    p.run(&["history", "127.0.0.1:5055/acme/app", "--json"])
+        .code(0)
+        .has("img:1");
+    // Names that are valid already are kept as they are.
+    p.file("plain.rhai", "print(`name=${lock(\"akash-1001\").name}`);");
+    p.run(&["plain.rhai"]).code(0).has("name=akash-1001");
 }

@@ -11,6 +11,7 @@ mod support;
 mod akash_contract;
 mod contracts;
 mod diagnostics;
+mod fresh_clone;
 mod gates;
 mod github_action;
 mod github_contract;

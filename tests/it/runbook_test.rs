@@ -344,3 +344,35 @@ fn the_lock_stand_in_has_the_real_result_shape() {
         .code(0)
         .has("lock=file 0 string 0");
 }
+
+#[test]
+fn artifacts_hold_every_file_the_run_kept_keep_on_failure_ones_included() {
+    let p = Project::new();
+    p.file(
+        "kept.rhai",
+        r#"const PARAMS = #{ fail: #{ type: "bool", default_value: false } };
+write_json("report.json", #{ ok: true }, #{ keep_on_failure: true });
+write_json("plain.json", #{ n: 1 });
+if args.fail { fail("on purpose"); }
+"#,
+    )
+    .file(
+        "kept.test.rhai",
+        r#"
+fn test_success_keeps_both() {
+    let r = playbook("kept.rhai").run();
+    assert_eq(r.code, 0, r.report);
+    assert_eq(r.artifacts.keys().len(), 2);
+    assert_eq(r.artifacts["report.json"], #{ ok: true });
+    assert_eq(r.artifacts["plain.json"], #{ n: 1 });
+}
+fn test_failure_keeps_only_keep_on_failure() {
+    let r = playbook("kept.rhai", #{ fail: true }).run();
+    assert_eq(r.code, 1);
+    assert_eq(r.artifacts.keys(), ["report.json"]);
+    assert_eq(r.files.keys(), r.artifacts.keys());
+}
+"#,
+    );
+    p.run(&["test"]).code(0).has("2 passed, 0 failed");
+}
