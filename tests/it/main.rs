@@ -20,6 +20,7 @@ mod lock_file;
 mod lock_kube;
 mod minikube;
 mod properties;
+mod readme;
 mod registry;
 mod release;
 mod runbook_test;
