@@ -168,6 +168,9 @@ fn explain(err: &EvalAltResult, in_function: bool) -> Option<String> {
         EvalAltResult::ErrorVariableNotFound(name, _) if matches!(name.as_str(), "True" | "False") => {
             Some(format!("Rhai writes `{}`", name.to_lowercase()))
         }
+        EvalAltResult::ErrorDotExpr(msg, _) if msg.ends_with("for type '()'") => Some(
+            "the value before the `.` is `()` (nothing): a map key that is not there (`\"key\" in m` checks, `m.keys()` lists them), a function without a result, or a method that works in place".into(),
+        ),
         EvalAltResult::ErrorFor(..) => Some(
             "`for` walks arrays, strings and ranges (`0..n`); for a map: `for k in m.keys() { let v = m[k]; … }`".into(),
         ),

@@ -182,6 +182,8 @@ fn each_rhai_pitfall_gets_its_hint_where_the_error_happens() {
             1,
             "Variable not found: region: a function sees only its own parameters and variables, not the playbook's: pass `region` as an argument; a top-level `const region` is readable as `global::region`",
         ),
+        // A property of nothing (a missing key in a test's result, say).
+        ("let f = ();\nprint(f.found);\n", 1, "the value before the `.` is `()` (nothing): a map key that is not there"),
         // A map is not iterable.
         ("let m = #{ a: 1 };\nfor k in m { print(k); }\n", 1, "for a map: `for k in m.keys() { let v = m[k]; … }`"),
         // A closure sharing a captured variable (a data race).
