@@ -439,10 +439,15 @@ fn lint_ast(
                     if is_ident && !known.contains(name) && !vars.contains(name) {
                         report(
                             pos_of(*pos),
-                            format!(
-                                "unknown function '{name}'{}; `runbook doc` lists the primitives",
-                                crate::suggest::hint(name, known.iter().copied())
-                            ),
+                            match crate::pitfalls::alias_hint(name) {
+                                alias if alias.is_empty() => format!(
+                                    "unknown function '{name}'{}; `runbook doc` lists the primitives",
+                                    crate::suggest::hint(name, known.iter().copied())
+                                ),
+                                alias => format!(
+                                    "unknown function '{name}'; `runbook doc` lists the primitives{alias}"
+                                ),
+                            },
                         );
                     }
                 } else {

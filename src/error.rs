@@ -188,6 +188,31 @@ impl std::fmt::Display for BusyError {
     }
 }
 
+/// A test's stub closure failed (not by `throw`, which acts as the
+/// primitive's error): where, in the test file's terms, so the report
+/// names the test file and line rather than only the playbook's call.
+#[derive(Clone, Debug)]
+pub struct StubFailure {
+    /// The stubbed primitive (filled in by the sandbox, which knows it).
+    pub stub: String,
+    /// What went wrong, with its hint.
+    pub message: String,
+    /// `file:line:col` in the test file.
+    pub at: String,
+    /// The `-->` line, the caret and the calls inside the test file.
+    pub detail: String,
+}
+
+impl std::fmt::Display for StubFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the stub of {} failed", self.stub)?;
+        if !self.at.is_empty() {
+            write!(f, " at {}", self.at)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
 /// Whether a script error is (or wraps) a [`BusyError`].
 pub fn is_busy(err: &rhai::EvalAltResult) -> bool {
     thrown_value(err).is_some_and(|v| v.is::<BusyError>())

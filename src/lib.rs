@@ -21,6 +21,7 @@ pub mod oci;
 pub mod opts;
 pub mod out;
 pub mod params;
+pub mod pitfalls;
 pub mod primitives;
 pub mod process;
 pub mod redact;

@@ -44,7 +44,10 @@ fn leaf_message(err: &EvalAltResult) -> String {
             Some(u) => u,
             None => match v.read_lock::<crate::error::BusyError>() {
                 Some(b) => b.0.clone(),
-                None => v.to_string(),
+                None => match v.read_lock::<crate::error::StubFailure>() {
+                    Some(f) => f.to_string(),
+                    None => v.to_string(),
+                },
             },
         },
         EvalAltResult::ErrorTooManyOperations(_) => format!(
@@ -57,12 +60,15 @@ fn leaf_message(err: &EvalAltResult) -> String {
             crate::engine::Limits::from_env().max_cpu.as_secs_f64()
         ),
         EvalAltResult::ErrorTerminated(..) => "stopped".into(),
-        EvalAltResult::ErrorFunctionNotFound(sig, _) => {
-            let name = sig.split('(').next().unwrap_or(sig).trim();
-            format!(
-                "there is no function {sig}; run `runbook doc` for the primitives, or `runbook doc {name}` for one"
-            )
-        }
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => match crate::pitfalls::not_found_hint(sig) {
+            Some(hint) => format!("there is no function {sig}: {hint}"),
+            None => {
+                let name = sig.split('(').next().unwrap_or(sig).trim();
+                format!(
+                    "there is no function {sig}; run `runbook doc` for the primitives, or `runbook doc {name}` for one"
+                )
+            }
+        },
         EvalAltResult::ErrorModuleNotFound(m, _) => format!("cannot find the module {m}"),
         EvalAltResult::ErrorPropertyNotFound(p, _) => format!(
             "no property '{p}' here (for `args.{p}`: declare it in PARAMS; for a map: check with `\"{p}\" in map`)"
@@ -140,13 +146,72 @@ fn locate_call(source: &str, err: &EvalAltResult) -> Position {
     found
 }
 
-/// What to write instead, for errors whose Rhai message does not say.
-fn explain(err: &EvalAltResult) -> Option<&'static str> {
+/// What to write instead, for errors whose Rhai message does not say
+/// (the pitfalls of `crate::pitfalls`). `in_function`: the error happened
+/// inside a script function, which sees no variable from outside it.
+fn explain(err: &EvalAltResult, in_function: bool) -> Option<String> {
     match err {
         EvalAltResult::ErrorDataRace(..) => Some(
-            "a closure here captures a variable that the same call also uses (e.g. `m` in `m.keys().filter(|k| m[k])`); Rhai shares a captured variable and cannot lend it twice at once. Read it into its own variable first: `let keys = m.keys(); keys.filter(|k| m[k])`",
+            "a closure here captures a variable that the same call also uses (e.g. `m` in `m.keys().filter(|k| m[k])`); Rhai shares a captured variable and cannot lend it twice at once. Read it into its own variable first: `let keys = m.keys(); keys.filter(|k| m[k])`".into(),
+        ),
+        EvalAltResult::ErrorNonPureMethodCallOnConstant(name, _) => Some(format!(
+            "`{name}` changes the value it is called on (and returns nothing), and `args` or a `const` cannot change: copy the value into a `let` first, then use the copy: `let t = args.image; t.{name}(…);`"
+        )),
+        EvalAltResult::ErrorVariableNotFound(name, _) if in_function => Some(format!(
+            "a function sees only its own parameters and variables, not the playbook's: pass `{name}` as an argument; a top-level `const {name}` is readable as `global::{name}`"
+        )),
+        EvalAltResult::ErrorVariableNotFound(name, _)
+            if matches!(name.as_str(), "None" | "undefined" | "NULL" | "Nil") =>
+        {
+            Some("Rhai's nothing is `()`: `let x = ();`, and `if x == () { … }` to test for it".into())
+        }
+        EvalAltResult::ErrorVariableNotFound(name, _) if matches!(name.as_str(), "True" | "False") => {
+            Some(format!("Rhai writes `{}`", name.to_lowercase()))
+        }
+        EvalAltResult::ErrorDotExpr(msg, _) if msg.ends_with("for type '()'") => Some(
+            "the value before the `.` is `()` (nothing): a map key that is not there (`\"key\" in m` checks, `m.keys()` lists them), a function without a result, or a method that works in place".into(),
+        ),
+        EvalAltResult::ErrorFor(..) => Some(
+            "`for` walks arrays, strings and ranges (`0..n`); for a map: `for k in m.keys() { let v = m[k]; … }`".into(),
         ),
         _ => None,
+    }
+}
+
+/// The message of an innermost error with its hint, if one applies.
+/// `in_function`: it happened inside a script function.
+pub fn message_of(err: &EvalAltResult, in_function: bool) -> String {
+    let message = leaf_message(err);
+    match explain(err, in_function) {
+        Some(why) => format!("{message}: {why}"),
+        None => message,
+    }
+}
+
+/// A test's stub closure that failed other than by `throw`, located in the
+/// test file (`file`, its text `source`) for [`eval_error`] to show.
+pub fn stub_failure(err: &EvalAltResult, file: &Path, source: &str) -> crate::error::StubFailure {
+    let r = eval_error(err, file, source);
+    // The closure itself is an anonymous function: its frame says nothing.
+    let head = format!("error: {}\n", r.message);
+    let detail: String = r
+        .text
+        .strip_prefix(&head)
+        .unwrap_or(&r.text)
+        .lines()
+        .filter(|l| !l.starts_with("  = in anon$"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let at = detail
+        .lines()
+        .find_map(|l| l.strip_prefix("  --> "))
+        .unwrap_or_default()
+        .to_string();
+    crate::error::StubFailure {
+        stub: String::new(),
+        message: r.message,
+        at,
+        detail,
     }
 }
 
@@ -175,10 +240,14 @@ pub fn eval_error(err: &EvalAltResult, path: &Path, source: &str) -> Report {
             _ => break,
         }
     }
-    let mut message = leaf_message(cur);
-    if let Some(why) = explain(cur) {
-        message = format!("{message}: {why}");
-    }
+    let in_function = frames.iter().any(|(what, ..)| what.ends_with("()"));
+    let message = message_of(cur, in_function);
+    let stub = match cur {
+        EvalAltResult::ErrorRuntime(v, _) => v
+            .read_lock::<crate::error::StubFailure>()
+            .map(|f| f.clone()),
+        _ => None,
+    };
     let shown = |f: &str| {
         if f.is_empty() {
             path.display().to_string()
@@ -206,11 +275,24 @@ pub fn eval_error(err: &EvalAltResult, path: &Path, source: &str) -> Report {
         top_pos.line().map(|l| (l, top_pos.position().unwrap_or(1)))
     };
     let mut text = format!("error: {message}\n");
+    // A failed stub: the test file's line first, then the playbook's call.
+    if let Some(f) = &stub {
+        text.push_str(&f.detail);
+    }
     if let Some(l) = at_pos.line() {
         let c = at_pos.position().unwrap_or(1);
-        text.push_str(&format!("  --> {}:{l}:{c}\n", shown(&at_file)));
-        if let Some(src) = source_of(&at_file, path, source) {
-            text.push_str(&caret(&src, at_pos));
+        match &stub {
+            Some(f) => text.push_str(&format!(
+                "  = in the stub of {}, called from {}:{l}:{c}\n",
+                f.stub,
+                shown(&at_file)
+            )),
+            None => {
+                text.push_str(&format!("  --> {}:{l}:{c}\n", shown(&at_file)));
+                if let Some(src) = source_of(&at_file, path, source) {
+                    text.push_str(&caret(&src, at_pos));
+                }
+            }
         }
     }
     for (what, f, pos) in frames.iter().rev() {
@@ -239,8 +321,8 @@ fn fmt_pos(p: Position) -> String {
 pub fn parse_error(err: &ParseError, path: &Path, source: &str) -> Report {
     let pos = err.position();
     let mut message = err.err_type().to_string();
-    if message.contains("'default' is a reserved keyword") {
-        message.push_str("; in PARAMS write `default_value: …` for a parameter's default");
+    if let Some(hint) = crate::pitfalls::parse_hint(&message) {
+        message.push_str(&hint);
     }
     let position = pos.line().map(|l| (l, pos.position().unwrap_or(1)));
     let mut text = format!("error: the playbook does not compile: {message}\n");

@@ -388,16 +388,14 @@ pub fn check(table: &Table, ast: &AST) -> Vec<(Position, String)> {
                     && !crate::check::KEYWORD_FNS.contains(&name)
                 {
                     let names: Vec<&str> = table.names().collect();
+                    // A name from another language gets Rhai's word for
+                    // it; anything else the closest name, if any is close.
+                    let alias = crate::pitfalls::alias_hint(name);
                     out.push((
                         *pos,
                         format!(
-                            "no function or method '{name}'{} (not a primitive, not a Rhai built-in); `runbook doc builtins` lists the language's functions{}",
-                            if name == "join" { String::new() } else { crate::suggest::hint(name, names.iter().copied()) },
-                            if name == "join" {
-                                "; to join an array of strings: `arr.reduce(|acc, s| if acc == \"\" { s } else { acc + \", \" + s }, \"\")`"
-                            } else {
-                                ""
-                            }
+                            "no function or method '{name}'{} (not a primitive, not a Rhai built-in); `runbook doc builtins` lists the language's functions{alias}",
+                            if alias.is_empty() { crate::suggest::hint(name, names.iter().copied()) } else { String::new() },
                         ),
                     ));
                 }
@@ -406,7 +404,80 @@ pub fn check(table: &Table, ast: &AST) -> Vec<(Position, String)> {
         }
         true
     });
+    out.extend(in_place_results(ast, &script_fns, &props));
     out
+}
+
+/// The call at the end of `e` when it is a method that works in place and
+/// returns nothing (`s.replace(…)`, `a.b.push(x)`).
+fn in_place_tail(e: &Expr) -> Option<(&str, Position)> {
+    let Expr::Dot(b, ..) = e else {
+        return None;
+    };
+    match &b.rhs {
+        Expr::MethodCall(f, pos) if crate::pitfalls::IN_PLACE.contains(&f.name.as_str()) => {
+            Some((f.name.as_str(), *pos))
+        }
+        Expr::Dot(..) => in_place_tail(&b.rhs),
+        _ => None,
+    }
+}
+
+/// The result of an in-place method used as a value (`let t =
+/// s.replace("/", "-")`, `print(s.trim())`): always `()`, never what was
+/// meant, and nothing fails until much later.
+fn in_place_results(
+    ast: &AST,
+    script_fns: &HashSet<String>,
+    props: &HashSet<String>,
+) -> Vec<(Position, String)> {
+    let mut out = Vec::new();
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        let used: Vec<&Expr> = match nodes.last() {
+            Some(ASTNode::Stmt(Stmt::Var(x, ..))) => vec![&x.1],
+            Some(ASTNode::Stmt(Stmt::Assignment(x))) => vec![&x.1.rhs],
+            Some(ASTNode::Stmt(Stmt::Return(Some(e), ..))) => vec![&**e],
+            Some(ASTNode::Stmt(Stmt::FnCall(f, _)))
+            | Some(ASTNode::Expr(Expr::FnCall(f, _)))
+            | Some(ASTNode::Expr(Expr::MethodCall(f, _))) => f.args.iter().collect(),
+            Some(ASTNode::Expr(Expr::InterpolatedString(items, _)))
+            | Some(ASTNode::Expr(Expr::Array(items, _))) => items.iter().collect(),
+            Some(ASTNode::Expr(Expr::Map(x, _))) => x.0.iter().map(|(_, e)| e).collect(),
+            // `s.trim().len()`: the object of the next call.
+            Some(ASTNode::Expr(Expr::Dot(b, ..))) => match &b.rhs {
+                Expr::Dot(inner, ..) => match &inner.lhs {
+                    Expr::MethodCall(f, pos)
+                        if crate::pitfalls::IN_PLACE.contains(&f.name.as_str()) =>
+                    {
+                        if !script_fns.contains(f.name.as_str()) && !props.contains(f.name.as_str())
+                        {
+                            out.push((*pos, in_place_message(&f.name)));
+                        }
+                        vec![]
+                    }
+                    _ => vec![],
+                },
+                _ => vec![],
+            },
+            _ => vec![],
+        };
+        for e in used {
+            if let Some((name, pos)) = in_place_tail(e) {
+                if !script_fns.contains(name) && !props.contains(name) {
+                    out.push((pos, in_place_message(name)));
+                }
+            }
+        }
+        true
+    });
+    out
+}
+
+fn in_place_message(name: &str) -> String {
+    format!(
+        "the result of `{name}` is used, but it is always `()`; {}",
+        crate::pitfalls::in_place_hint(name)
+    )
 }
 
 #[cfg(test)]

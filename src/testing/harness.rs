@@ -62,8 +62,35 @@ pub fn same(a: &Dynamic, b: &Dynamic) -> bool {
     }
 }
 
+/// The tag of an assertion's failure, so one inside a stub's closure is
+/// told from a `throw` (which acts as the primitive's error).
+const ASSERT_TAG: i32 = 0x4153;
+
 fn fail(msg: String) -> Box<rhai::EvalAltResult> {
-    rhai::EvalAltResult::ErrorRuntime(msg.into(), rhai::Position::NONE).into()
+    let mut v: Dynamic = msg.into();
+    v.set_tag(ASSERT_TAG);
+    rhai::EvalAltResult::ErrorRuntime(v, rhai::Position::NONE).into()
+}
+
+/// An error of a stub's closure `f`, as the playbook's primitive call
+/// receives it: a `throw` stays the primitive's error; anything else (a
+/// mistake in the closure, a failed assertion) is located in the test file.
+fn stub_error(
+    err: Box<rhai::EvalAltResult>,
+    f: &FnPtr,
+    file: &Path,
+    source: &str,
+) -> Box<rhai::EvalAltResult> {
+    // The sandbox retries with fewer arguments on this one.
+    if matches!(&*err, rhai::EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with(f.fn_name()))
+    {
+        return err;
+    }
+    if crate::error::thrown_value(&err).is_some_and(|v| v.tag() != ASSERT_TAG) {
+        return err;
+    }
+    let failure = crate::report::stub_failure(&err, file, source);
+    rhai::EvalAltResult::ErrorRuntime(Dynamic::from(failure), rhai::Position::NONE).into()
 }
 
 /// A value as plain text (`()` as nothing).
@@ -315,12 +342,16 @@ fn register_playbooks(
             // The test's own state (its global constants, its functions), so a
             // stub's closure sees what it would see in the test itself.
             let store = Arc::new(nctx.store_data());
+            let file = e.file.clone();
+            // For carets in a failing closure's report; read per run, small.
+            let source = std::fs::read_to_string(&file).unwrap_or_default();
             let caller: Arc<Caller> = Arc::new(move |f: &FnPtr, args: Vec<Dynamic>| {
                 let Some(engine) = me.get().and_then(|(w, _)| w.upgrade()) else {
                     return Err(error("the test's engine is gone (an internal error)"));
                 };
                 let ctx = store.create_context(&engine);
                 f.call_within_context::<Dynamic>(&ctx, args)
+                    .map_err(|err| stub_error(err, f, &file, &source))
             });
             sandbox::run(&t.0, caller, &e.rt)
         },

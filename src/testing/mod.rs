@@ -92,7 +92,8 @@ fn innermost(err: &EvalAltResult) -> (Position, String) {
     if !cur.position().is_none() {
         pos = cur.position();
     }
-    (pos, proxy::error_text(cur))
+    // Test functions see no variable from outside them, as any function.
+    (pos, crate::report::message_of(cur, true))
 }
 
 /// A failure as text: message, `--> file:line:col` and the line with a caret.

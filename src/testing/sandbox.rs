@@ -424,6 +424,12 @@ fn answer_stub(
                     cur = *inner;
                 }
                 return Err(match cur {
+                    // A failure located in the test file: name the stub.
+                    EvalAltResult::ErrorRuntime(v, _) if v.is::<crate::error::StubFailure>() => {
+                        let mut f = v.cast::<crate::error::StubFailure>();
+                        f.stub = name.to_string();
+                        EvalAltResult::ErrorRuntime(Dynamic::from(f), Position::NONE).into()
+                    }
                     EvalAltResult::ErrorRuntime(v, _) => {
                         EvalAltResult::ErrorRuntime(v, Position::NONE).into()
                     }

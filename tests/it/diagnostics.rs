@@ -185,3 +185,74 @@ fn misspelt_runner_options_switch_values_and_escapes_after_block_comments() {
         .code(2)
         .has("esc.rhai:5:9: `\\n` inside a backtick string");
 }
+
+/// The Rhai pitfalls of the README's "Rhai for shell and Python people":
+/// each one's error carries the hint that says what to write instead.
+#[test]
+fn each_rhai_pitfall_gets_its_hint_where_the_error_happens() {
+    // (what the user wrote, exit code, the hint)
+    let cases: &[(&str, i32, &str)] = &[
+        // An in-place method on a constant (`args` is one).
+        (
+            "const PARAMS = #{ image: #{ default_value: \"a/b\" } };\nargs.image.replace(\"/\", \"-\");\n",
+            1,
+            "Non-pure method 'replace' cannot be called on constant: `replace` changes the value it is called on (and returns nothing), and `args` or a `const` cannot change: copy the value into a `let` first, then use the copy: `let t = args.image; t.replace(…);`\n  --> pb.rhai:2:12\n",
+        ),
+        // The result of an in-place method used: always (), caught before the run.
+        (
+            "let s = \"a/b\";\nlet t = s.replace(\"/\", \"-\");\n",
+            2,
+            "pb.rhai:2:11: the result of `replace` is used, but it is always `()`; `replace` works in place and returns nothing (`()`): change a copy, then use the copy: `let t = s; t.replace(…);`",
+        ),
+        ("let s = \" a \";\nprint(s.trim());\n", 2, "pb.rhai:2:9: the result of `trim` is used"),
+        // String repetition.
+        (
+            "let s = \"a\" * 64;\n",
+            1,
+            "there is no function * (&str | ImmutableString | String, i64): Rhai cannot repeat a string with `*`: `let s = \"\"; s.pad(64, \"a\");` (`pad` works in place) or a loop with `s += \"a\"`\n  --> pb.rhai:1:13\n",
+        ),
+        // Other operators between a string and a number.
+        ("let n = \"5\" - 1;\n", 1, "`-` does not combine a string and an int: convert one side first"),
+        // A value that is () where one was expected.
+        ("let x = ();\nprint(x.len());\n", 1, "one of the values is `()` (nothing)"),
+        // join, and names from other languages.
+        ("print([\"a\", \"b\"].join(\",\"));\n", 2, "Rhai has no `join`: `arr.reduce("),
+        ("print([1].length());\n", 2, "'length' (not a primitive, not a Rhai built-in); `runbook doc builtins` lists the language's functions; in Rhai that is `len()`"),
+        ("print(upper(\"a\"));\n", 2, "unknown function 'upper'; `runbook doc` lists the primitives; in Rhai that is `to_upper()`"),
+        // Reserved words as names and keys.
+        (
+            "let m = #{ with: 1 };\n",
+            2,
+            "'with' is a reserved keyword; Rhai reserves `with`: pick another name for a variable, or quote it as a map key, `#{ \"with\": 1 }`, and read it with `m[\"with\"]`",
+        ),
+        ("let default = 1;\n", 2, "elsewhere pick another name, or quote a map key"),
+        ("let x = null;\n", 2, "Rhai's nothing is `()`"),
+        ("let x = None;\n", 1, "Variable not found: None: Rhai's nothing is `()`"),
+        ("let n = 1;\nn++;\n", 2, "Rhai has no `++`/`--`: write `x += 1`"),
+        // Functions do not see the playbook's variables.
+        (
+            "let region = \"eu\";\nfn where_to() { region }\nprint(where_to());\n",
+            1,
+            "Variable not found: region: a function sees only its own parameters and variables, not the playbook's: pass `region` as an argument; a top-level `const region` is readable as `global::region`",
+        ),
+        // A property of nothing (a missing key in a test's result, say).
+        ("let f = ();\nprint(f.found);\n", 1, "the value before the `.` is `()` (nothing): a map key that is not there"),
+        // A map is not iterable.
+        ("let m = #{ a: 1 };\nfor k in m { print(k); }\n", 1, "for a map: `for k in m.keys() { let v = m[k]; … }`"),
+        // A closure sharing a captured variable (a data race).
+        ("let m = #{ a: true };\nprint(m.keys().filter(|k| m[k]));\n", 1, "Read it into its own variable first"),
+    ];
+    for (src, code, hint) in cases {
+        let out = pb(src).run(&["pb.rhai"]);
+        out.code(*code).has(hint);
+    }
+}
+
+#[test]
+fn check_reports_an_in_place_result_and_passes_the_right_use() {
+    let p = pb("let s = \"a/b\";\ns.replace(\"/\", \"-\");\nlet n = s.len();\nlet parts = [];\nparts.push(s);\nprint(`${s} ${parts.len()}`);\nlet u = s.to_upper();\nlet t = s.trim();\n");
+    let out = p.run(&["check", "pb.rhai"]);
+    out.code(2)
+        .has("pb.rhai:8:11: the result of `trim` is used")
+        .has("1 problem(s) found");
+}

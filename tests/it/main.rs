@@ -24,6 +24,7 @@ mod lock_github;
 mod lock_kube;
 mod minikube;
 mod properties;
+mod readme;
 mod registry;
 mod release;
 mod runbook_test;

@@ -89,6 +89,44 @@ fn a_failure_shows_both_values_and_the_test_line_with_a_caret() {
 }
 
 #[test]
+fn an_error_inside_a_stub_closure_names_the_test_file_and_line() {
+    let p = project(
+        r####"fn test_a_mistake_in_the_stub() {
+    let t = playbook("pb.rhai", #{ tag: "v1" });
+    t.stub("ghcr_has_tag", true);
+    t.stub("image_digest", |image, tag| {
+        let pad = "0" * 64;
+        `sha256:${pad}`
+    });
+    let r = t.run();
+    print(r.report);
+    assert_eq(r.code, 1);
+    assert_match(r.error, "^the stub of image_digest failed at ./pb.test.rhai:5:23: there is no function \\*");
+}
+fn test_an_assertion_in_the_stub() {
+    let t = playbook("pb.rhai", #{ tag: "v1" });
+    t.stub("ghcr_has_tag", |image, tag| {
+        assert_eq(tag, "v2");
+        true
+    });
+    let r = t.run();
+    assert_match(r.error, "^the stub of ghcr_has_tag failed at ./pb.test.rhai:16:9: assert_eq failed");
+}
+fn test_a_throw_is_still_the_primitives_error() {
+    let t = playbook("pb.rhai", #{ tag: "v1" });
+    t.stub("ghcr_has_tag", |image, tag| throw "503 from the registry");
+    let r = t.run();
+    assert_eq(r.error, "503 from the registry");
+}
+"####,
+    );
+    let out = p.run(&["test"]);
+    out.code(0);
+    let want = "     | error: the stub of image_digest failed at ./pb.test.rhai:5:23: there is no function * (&str | ImmutableString | String, i64): Rhai cannot repeat a string with `*`: `let s = \"\"; s.pad(64, \"a\");` (`pad` works in place) or a loop with `s += \"a\"`\n  --> ./pb.test.rhai:5:23\n  |\n5 |         let pad = \"0\" * 64;\n  |                       ^\n  = in the stub of image_digest, called from ./pb.rhai:6:9\n";
+    assert!(out.stdout.contains(want), "{}", out.stdout);
+}
+
+#[test]
 fn an_unstubbed_primitive_fails_the_run_naming_it() {
     let p = project(
         r####"fn test_forgot_a_stub() {
