@@ -162,8 +162,9 @@ fn soft_verify(ctx: &Arc<Ctx>, image: &str, digest: &str, o: &Opts) -> RhaiResul
             signatures = verdict.signatures, requests, elapsed_ms, "{subject}: signature verified ({signer})"
         );
     } else {
+        let step = verdict.step.map_or("", |s| s.as_str());
         tracing::warn!(
-            primitive = "cosign_soft_verify", image, digest, status, reason = %verdict.reason, source = verdict.source,
+            primitive = "cosign_soft_verify", image, digest, status, step, reason = %verdict.reason, source = verdict.source,
             signatures = verdict.signatures, requests, elapsed_ms, "{subject}: signature {status}: {}", verdict.reason
         );
     }

@@ -14,6 +14,7 @@ mod diagnostics;
 mod github_action;
 mod hostile;
 mod job_manifest;
+mod keyless;
 mod ledger;
 mod lock_file;
 mod lock_kube;
