@@ -122,9 +122,7 @@ fn real_keyless_signatures_verify_offline_and_forgeries_name_the_step() {
             (
                 "otherid",
                 KW_DIGEST,
-                format!(
-                    r#"#{{ github_workflow: "evil/fork/.github/workflows/release.yml@refs/heads/main" }}"#
-                ),
+                r#"#{ github_workflow: "evil/fork/.github/workflows/release.yml@refs/heads/main" }"#.to_string(),
             ),
             (
                 "classic2021",
