@@ -73,10 +73,13 @@ fn project(w: &World) -> Project {
 
 fn run(p: &Project, playbook: &str, w: &World, extra: &[&str]) -> Output {
     let host = w.registry.host();
+    // The tests' images are signed with a key (keyless is tests/it/keyless.rs).
     let mut args = vec![
         playbook,
         "--registry",
         host.as_str(),
+        "--cosign-key",
+        "cosign.pub",
         "--log-format",
         "json",
     ];
