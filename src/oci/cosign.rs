@@ -22,13 +22,13 @@
 //! Keyless checking (see README, "What `verified` means") takes the
 //! signature through five steps, each named in an `invalid` verdict:
 //! `digest` (the payload names the image), `signature` (it verifies with
-//! the certificate's key), `chain` (the certificate is for code signing and
+//! the certificate's key), `chain` (the certificate is for code signing,
 //! chains to a Fulcio CA of the trust root, which was valid when the log
-//! saw the signature), `log` (a Rekor entry signed by a log key of the trust
+//! saw the signature, and carries an SCT from a CT log of the trust root),
+//! `log` (a Rekor entry signed by a log key of the trust
 //! root records this signature, certificate and payload, at a time inside
 //! the certificate's validity) and `identity` (SAN, OIDC issuer, GitHub
-//! claims). Embedded SCTs are not checked: the Rekor entry already proves
-//! the certificate was used while valid.
+//! claims).
 
 use std::sync::Arc;
 
@@ -39,7 +39,7 @@ use p256::pkcs8::DecodePublicKey;
 use serde_json::Value;
 
 use super::cosign_cert::{check_identity, parse_certificate, Identity};
-use super::sigstore::{chain, rekor, TrustRoot};
+use super::sigstore::{chain, rekor, sct, TrustRoot};
 use crate::error::PrimError;
 
 /// Media type of a simple-signing payload layer.
@@ -94,7 +94,8 @@ pub enum Step {
     Digest,
     /// The signature does not verify with the key or certificate.
     Signature,
-    /// The certificate does not chain to a Fulcio CA valid at signing time.
+    /// The certificate does not chain to a Fulcio CA valid at signing time,
+    /// or no CT log of the trust root vouches for it (embedded SCTs).
     Chain,
     /// No valid transparency-log entry for this signature.
     Log,
@@ -290,7 +291,8 @@ pub(crate) fn verify_message(
 }
 
 /// The keyless steps, in order: signature, chain, log, the chain's
-/// validity at the log's time, identity.
+/// validity at the log's time and the certificate's SCTs (both `chain`),
+/// identity.
 fn verify_keyless(
     msg: &[u8],
     sig: &[u8],
@@ -330,6 +332,10 @@ fn verify_keyless(
         )));
     }
     chain::valid_at(ca, t).map_err(chain_err)?;
+    // The CA issued the leaf, so its first certificate is the SCT's issuer.
+    if let Some(issuer) = ca.chain.first() {
+        sct::verify(&info.cert, issuer, &kl.trust).map_err(chain_err)?;
+    }
     check_identity(&info, &kl.identity).map_err(|m| Rejection::new(Step::Identity, m))
 }
 

@@ -144,7 +144,7 @@ fn real_keyless_signatures_verify_offline_and_forgeries_name_the_step() {
         .has(&format!("regexp=verified step= signer={KW_ID} reason=\n"))
         .has(&format!("othersha=invalid step=identity signer= reason=identity: the certificate's GitHub workflow commit SHA is {KW_SHA}, not {}\n", "0".repeat(40)))
         .has("otherid=invalid step=identity signer= reason=identity: the certificate's identity is https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0, not https://github.com/evil/fork/.github/workflows/release.yml@refs/heads/main\n")
-        .has("classic2021=invalid step=identity signer= reason=identity: the certificate has no OIDC issuer extension (1.3.6.1.4.1.57264.1.8 or 1.3.6.1.4.1.57264.1.1); expected issuer https://github.com/login/oauth\n")
+        .has("classic2021=invalid step=chain signer= reason=chain: the certificate has no embedded SCT (extension 1.3.6.1.4.1.11129.2.4.2), so no CT log of the trust root (embedded) vouches that it was logged\n")
         .has("selfsigned=invalid step=chain signer= reason=chain: the certificate is self-signed (issuer 'O=runbook-test-fulcio'), not issued by a Fulcio CA of the trust root (embedded)\n");
     let ev = events(&out);
     assert_eq!(ev.len(), 7);
@@ -161,11 +161,20 @@ fn the_trust_root_comes_from_the_option_or_the_environment() {
     let ended = trust_root_with(|v| {
         v["certificateAuthorities"][1]["validFor"]["end"] = "2025-01-01T00:00:00Z".into()
     });
+    // The CT log's key ended before the certificate's SCT was signed.
+    let ct_ended = trust_root_with(|v| {
+        v["ctlogs"][1]["publicKey"]["validFor"]["end"] = "2026-01-01T00:00:00Z".into()
+    });
     let opts = |extra: &str| format!(r#"#{{ identity: "{KW_ID}", issuer: "{GH}"{extra} }}"#);
     let mut p = script(
         &img,
         &[
             ("ended", KW_DIGEST, opts(r#", trusted_root: "ended.json""#)),
+            (
+                "ctended",
+                KW_DIGEST,
+                opts(r#", trusted_root: "ct-ended.json""#),
+            ),
             ("env", KW_DIGEST, opts("")),
             (
                 "missing",
@@ -174,11 +183,14 @@ fn the_trust_root_comes_from_the_option_or_the_environment() {
             ),
         ],
     );
-    p.file("ended.json", &ended).file("broken.json", "{}");
+    p.file("ended.json", &ended)
+        .file("ct-ended.json", &ct_ended)
+        .file("broken.json", "{}");
     p.env("SIGSTORE_TRUSTED_ROOT", "broken.json");
     p.run(&["pb.rhai"])
         .code(0)
         .has("ended=invalid step=chain signer= reason=chain: the CA https://fulcio.sigstore.dev is trusted from 2022-04-13T20:06:15Z to 2025-01-01T00:00:00Z by the trust root, not at the signing time 2026-04-09T07:23:29Z\n")
+        .has("ctended=invalid step=chain signer= reason=chain: no embedded SCT of the certificate verifies with a CT log of the trust root: SCT 0: the key of https://ctfe.sigstore.dev/2022 is trusted 2022-10-20T00:00:00Z to 2026-01-01T00:00:00Z, not at the SCT's time 2026-04-09T07:23:29Z\n")
         .has("env=error step= signer= reason=the trust root 'broken.json' is not a Sigstore trusted root")
         .has("missing=error step= signer= reason=cannot read the trust root '");
 }

@@ -1,6 +1,7 @@
 //! Sigstore's keyless evidence, without Rhai: the trust root
-//! ([`trust_root`]: Fulcio CAs and Rekor keys, the public-good one embedded),
-//! the certificate chain to a Fulcio CA ([`chain`]), and the Rekor
+//! ([`trust_root`]: Fulcio CAs, Rekor and CT log keys, the public-good one embedded),
+//! the certificate chain to a Fulcio CA ([`chain`]) and its embedded
+//! certificate-transparency SCTs ([`sct`]), and the Rekor
 //! transparency-log entry that dates the signature ([`rekor`]). The keys
 //! and times they share are in [`keys`] and [`time`]. Sigstore's own
 //! crate is not used: it pulls a TUF client, OpenSSL-free TLS stacks and
@@ -12,6 +13,7 @@
 pub mod chain;
 pub mod keys;
 pub mod rekor;
+pub mod sct;
 pub mod time;
 pub mod trust_root;
 

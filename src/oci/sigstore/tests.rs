@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::keys::sha256_hex;
 use super::rekor;
+use super::sct;
 use super::trust_root::{self, TrustRoot, EMBEDDED};
 use crate::oci::cosign::fixtures::*;
 use crate::oci::cosign::{verify_simple_signing, Rejection, Step};
@@ -139,9 +140,9 @@ fn a_real_2026_bundle_verifies_offline_with_the_embedded_root() {
 }
 
 #[test]
-fn a_real_2021_signature_passes_chain_and_log_and_stops_at_identity() {
-    // Fulcio added the issuer extension in 2022: the chain (2021 root) and
-    // the Rekor entry verify; the issuer cannot be shown.
+fn a_real_2021_signature_passes_log_and_is_refused_at_chain_for_want_of_an_sct() {
+    // Fulcio's 2021 certificates carry no SCT: with the CT logs of the
+    // embedded root one is required (cosign's rule).
     refused(
         check(
             &flavio(),
@@ -149,6 +150,20 @@ fn a_real_2021_signature_passes_chain_and_log_and_stops_at_identity() {
             "flavio@castelli.me",
             "https://github.com/login/oauth",
             embedded(),
+        ),
+        Step::Chain,
+        "the certificate has no embedded SCT (extension 1.3.6.1.4.1.11129.2.4.2), so no CT log of the trust root (embedded) vouches that it was logged",
+    );
+    // A root without CT logs requires none: the chain and the Rekor entry
+    // verify; the issuer cannot be shown (Fulcio added its extension in 2022).
+    let no_ct = root_with(|v| v["ctlogs"] = json!([]));
+    refused(
+        check(
+            &flavio(),
+            FLAVIO_DIGEST,
+            "flavio@castelli.me",
+            "https://github.com/login/oauth",
+            no_ct,
         ),
         Step::Identity,
         "no OIDC issuer extension",
@@ -299,7 +314,8 @@ fn an_integrated_time_outside_the_certificate_validity_is_refused_at_log() {
     entry.integrated_time += 3600;
     c.bundle = bundle_signed_by_test_key(&entry);
     refused(check(&c, FLAVIO_DIGEST, "flavio@castelli.me", "x", root_with_test_log()), Step::Log, "the log saw the signature at 2021-10-20T08:25:17Z, outside the certificate's validity (2021-10-20T07:25:16Z to 2021-10-20T07:45:15Z)");
-    // The same log at the true time: the log step passes.
+    // The same log at the true time: the log step passes (and the 2021
+    // certificate's missing SCT is what stops it).
     entry.integrated_time -= 3600;
     c.bundle = bundle_signed_by_test_key(&entry);
     refused(
@@ -310,8 +326,8 @@ fn an_integrated_time_outside_the_certificate_validity_is_refused_at_log() {
             "x",
             root_with_test_log(),
         ),
-        Step::Identity,
-        "no OIDC issuer",
+        Step::Chain,
+        "has no embedded SCT",
     );
 }
 
@@ -390,6 +406,243 @@ fn a_certificate_not_for_code_signing_is_refused_at_chain() {
     refused(r, Step::Chain, "no extended key usage");
 }
 
+/// The kubewarden bundle's leaf (Fulcio, 2026, one SCT from ctfe 2022)
+/// and the intermediate that issued it.
+fn kw_leaf_and_issuer() -> (x509_cert::Certificate, x509_cert::Certificate) {
+    use x509_cert::der::Decode;
+    let b = kubewarden();
+    let der = B64
+        .decode(
+            b["verificationMaterial"]["certificate"]["rawBytes"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let leaf = x509_cert::Certificate::from_der(&der).unwrap();
+    let issuer = embedded().authorities[1].chain[0].clone();
+    (leaf, issuer)
+}
+
+/// `leaf` with its SCT list replaced by `list` (TLS bytes), or removed.
+fn with_scts(leaf: &x509_cert::Certificate, list: Option<&[u8]>) -> x509_cert::Certificate {
+    use x509_cert::der::asn1::OctetString;
+    use x509_cert::der::Encode;
+    let mut leaf = leaf.clone();
+    let exts = leaf.tbs_certificate.extensions.as_mut().unwrap();
+    let at = exts
+        .iter()
+        .position(|e| e.extn_id.to_string() == sct::OID_SCT_LIST)
+        .unwrap();
+    match list {
+        Some(tls) => {
+            let inner = OctetString::new(tls.to_vec()).unwrap().to_der().unwrap();
+            exts[at].extn_value = OctetString::new(inner).unwrap();
+        }
+        None => {
+            exts.remove(at);
+        }
+    }
+    leaf
+}
+
+/// A TLS SignedCertificateTimestampList of `scts`.
+fn encode_list(scts: &[sct::Sct]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for s in scts {
+        let mut one = vec![0u8];
+        one.extend_from_slice(&s.log_id);
+        one.extend_from_slice(&s.timestamp.to_be_bytes());
+        one.extend_from_slice(&(s.extensions.len() as u16).to_be_bytes());
+        one.extend_from_slice(&s.extensions);
+        one.extend_from_slice(&[s.hash_alg, s.sig_alg]);
+        one.extend_from_slice(&(s.signature.len() as u16).to_be_bytes());
+        one.extend_from_slice(&s.signature);
+        body.extend_from_slice(&(one.len() as u16).to_be_bytes());
+        body.extend_from_slice(&one);
+    }
+    let mut out = (body.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The real SCT of the kubewarden leaf.
+fn kw_sct(leaf: &x509_cert::Certificate) -> sct::Sct {
+    let list = sct::embedded(leaf).unwrap().unwrap();
+    assert_eq!(list.len(), 1);
+    list[0].clone().unwrap()
+}
+
+/// `s` re-signed by the test key over what a log signs for `leaf`.
+fn resigned(
+    s: &sct::Sct,
+    leaf: &x509_cert::Certificate,
+    issuer: &x509_cert::Certificate,
+) -> sct::Sct {
+    use sha2::Digest;
+    use x509_cert::der::Encode;
+    let spki = issuer
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .unwrap();
+    let ikh: [u8; 32] = sha2::Sha256::digest(&spki).into();
+    let signed = sct::signed_data(s, &ikh, &sct::precert_tbs(leaf).unwrap()).unwrap();
+    let mut out = s.clone();
+    out.signature = B64.decode(sign(TEST_LOG_KEY, &signed)).unwrap();
+    out
+}
+
+/// The embedded root plus the test key as a CT log.
+fn root_with_test_ctlog() -> Arc<TrustRoot> {
+    let der = B64.encode(test_log_der());
+    root_with(|v| {
+        v["ctlogs"].as_array_mut().unwrap().push(json!({
+            "baseUrl": "https://ctfe.test.invalid",
+            "hashAlgorithm": "SHA2_256",
+            "publicKey": {"rawBytes": der, "keyDetails": "PKIX_ECDSA_P256_SHA_256", "validFor": {"start": "2021-01-01T00:00:00Z"}},
+            "logId": {"keyId": ""}
+        }))
+    })
+}
+
+#[test]
+fn the_real_2026_leaf_sct_verifies_with_the_embedded_ct_log() {
+    let (leaf, issuer) = kw_leaf_and_issuer();
+    let s = kw_sct(&leaf);
+    assert_eq!(
+        super::keys::hex(&s.log_id),
+        "dd3d306ac6c7113263191e1c99673702a24a5eb8de3cadff878a72802f29ee8e"
+    );
+    // Apr  9 07:23:29.615 2026 GMT, as openssl shows it.
+    assert_eq!(s.timestamp, 1_775_719_409_615);
+    assert_eq!((s.hash_alg, s.sig_alg), (4, 3));
+    assert_eq!(sct::verify(&leaf, &issuer, &embedded()), Ok(()));
+    // The list re-encoded as it was parsed is the same certificate.
+    assert_eq!(with_scts(&leaf, Some(&encode_list(&[s]))), leaf);
+    // Over another issuer's key hash it does not verify.
+    let root_cert = embedded().authorities[1].chain[1].clone();
+    let e = sct::verify(&leaf, &root_cert, &embedded()).unwrap_err();
+    assert!(
+        e.contains(
+            "SCT 0: its signature does not verify with the key of https://ctfe.sigstore.dev/2022"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn forged_removed_or_mismatched_scts_are_refused() {
+    let (leaf, issuer) = kw_leaf_and_issuer();
+    let real = kw_sct(&leaf);
+    let root = embedded();
+    let check = |l: &x509_cert::Certificate, r: &TrustRoot| sct::verify(l, &issuer, r);
+    // Re-signed by another key, still claiming the real log's id.
+    let forged = with_scts(
+        &leaf,
+        Some(&encode_list(&[resigned(&real, &leaf, &issuer)])),
+    );
+    let e = check(&forged, &root).unwrap_err();
+    assert!(e.contains("no embedded SCT of the certificate verifies with a CT log of the trust root: SCT 0: its signature does not verify with the key of https://ctfe.sigstore.dev/2022"), "{e}");
+    // Signed by a log the trust root does not list.
+    let mut own = real.clone();
+    own.log_id = super::keys::unhex(&sha256_hex(&test_log_der()))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let own = resigned(&own, &leaf, &issuer);
+    let unknown = with_scts(&leaf, Some(&encode_list(std::slice::from_ref(&own))));
+    let e = check(&unknown, &root).unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "SCT 0: its log id {} is no CT log of the trust root (embedded)",
+            sha256_hex(&test_log_der())
+        )),
+        "{e}"
+    );
+    // The same SCT verifies once the root lists that log: the signed data
+    // is rebuilt as a log builds it, not only matched against real bytes.
+    assert_eq!(check(&unknown, &root_with_test_ctlog()), Ok(()));
+    // One good SCT among bad ones is enough; only bad ones is not.
+    let both = with_scts(&leaf, Some(&encode_list(&[own.clone(), real.clone()])));
+    assert_eq!(check(&both, &root), Ok(()));
+    // The SCT removed.
+    let e = check(&with_scts(&leaf, None), &root).unwrap_err();
+    assert!(e.contains("the certificate has no embedded SCT"), "{e}");
+    // The SAN changed under the original SCT.
+    let mut tampered = leaf.clone();
+    for ext in tampered.tbs_certificate.extensions.as_mut().unwrap() {
+        if ext.extn_id.to_string() == "2.5.29.17" {
+            let v = ext.extn_value.as_bytes().to_vec();
+            let at = v.windows(10).position(|w| w == b"kubewarden").unwrap();
+            let mut v2 = v.clone();
+            v2[at] = b'K';
+            ext.extn_value = x509_cert::der::asn1::OctetString::new(v2).unwrap();
+        }
+    }
+    let e = check(&tampered, &root).unwrap_err();
+    assert!(
+        e.contains(
+            "SCT 0: its signature does not verify with the key of https://ctfe.sigstore.dev/2022"
+        ),
+        "{e}"
+    );
+    // The CT log key no longer trusted at the SCT's time.
+    let ended = root_with(|v| {
+        v["ctlogs"][1]["publicKey"]["validFor"]["end"] = "2026-01-01T00:00:00Z".into()
+    });
+    let e = check(&leaf, &ended).unwrap_err();
+    assert!(e.contains("the key of https://ctfe.sigstore.dev/2022 is trusted 2022-10-20T00:00:00Z to 2026-01-01T00:00:00Z, not at the SCT's time 2026-04-09T07:23:29Z"), "{e}");
+    // A list that does not parse, and another version.
+    let e = check(&with_scts(&leaf, Some(&[0, 9, 1])), &root).unwrap_err();
+    assert!(
+        e.contains("the certificate's embedded SCTs do not parse"),
+        "{e}"
+    );
+    let mut v2 = encode_list(&[real]);
+    v2[4] = 1;
+    let e = check(&with_scts(&leaf, Some(&v2)), &root).unwrap_err();
+    assert!(
+        e.contains("SCT 0: it is SCT version 1; only v1 (0) is known"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sct_failures_in_a_real_bundle_are_refused_at_chain() {
+    // Only the test key as CT log: the real SCT's log is unknown.
+    let test_only = root_with(|v| {
+        v["ctlogs"] = json!([{
+            "baseUrl": "https://ctfe.test.invalid",
+            "publicKey": {"rawBytes": B64.encode(test_log_der()), "keyDetails": "PKIX_ECDSA_P256_SHA_256", "validFor": {"start": "2021-01-01T00:00:00Z"}}
+        }])
+    });
+    refused(
+        kw_check(&kubewarden(), KW_ID, test_only),
+        Step::Chain,
+        "SCT 0: its log id dd3d306ac6c7113263191e1c99673702a24a5eb8de3cadff878a72802f29ee8e is no CT log of the trust root (edited)",
+    );
+    let ended = root_with(|v| {
+        v["ctlogs"][1]["publicKey"]["validFor"]["end"] = "2026-01-01T00:00:00Z".into()
+    });
+    refused(
+        kw_check(&kubewarden(), KW_ID, ended),
+        Step::Chain,
+        "not at the SCT's time 2026-04-09T07:23:29Z",
+    );
+    // A certificate whose SCT was removed or replaced no longer carries
+    // Fulcio's signature either: refused at chain before its SCTs are read.
+    use x509_cert::der::Encode;
+    let (leaf, _) = kw_leaf_and_issuer();
+    let mut b = kubewarden();
+    b["verificationMaterial"]["certificate"]["rawBytes"] =
+        B64.encode(with_scts(&leaf, None).to_der().unwrap()).into();
+    refused(
+        kw_check(&b, KW_ID, embedded()),
+        Step::Chain,
+        "not signed by it",
+    );
+}
+
 mod properties {
     use proptest::prelude::*;
 
@@ -406,11 +659,32 @@ mod properties {
             let _ = parse_certificate(&bytes);
             let _ = trust_root::parse(&bytes, "p");
             let _ = super::super::time::parse_rfc3339(&text);
+            let _ = sct::parse_list(&bytes);
             let _ = rekor::check_body(&B64.encode(&bytes), &rekor::Signed { payload: &bytes, signature: &bytes, cert_der: &bytes });
             let _ = verify_bundle(&bytes, KW_DIGEST, &keyless("a", "b"));
             if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
                 let _ = rekor::from_tlog_entry(&v);
             }
+        }
+
+        #[test]
+        fn sct_lists_with_plausible_framing_never_panic(
+            entries in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..160), 0..4),
+            skew in 0usize..3, version in 0u8..2,
+        ) {
+            // Length prefixes right or off by `skew`, so the parser reaches
+            // each field and each bound.
+            let mut body = Vec::new();
+            for mut e in entries {
+                if let Some(first) = e.first_mut() { *first = version; }
+                body.extend_from_slice(&((e.len() + skew) as u16).to_be_bytes());
+                body.extend_from_slice(&e);
+            }
+            let mut list = ((body.len() + skew) as u16).to_be_bytes().to_vec();
+            list.extend_from_slice(&body);
+            let _ = sct::parse_list(&list);
+            let (leaf, issuer) = kw_leaf_and_issuer();
+            let _ = sct::verify(&with_scts(&leaf, Some(&list)), &issuer, &embedded());
         }
 
         #[test]

@@ -1,6 +1,7 @@
 //! The Sigstore trust root (protobuf-specs `TrustedRoot`, JSON): the
-//! Fulcio certificate authorities a signing certificate must chain to and
-//! the Rekor keys that sign log entries, each with the time it is valid
+//! Fulcio certificate authorities a signing certificate must chain to, the
+//! Rekor keys that sign log entries and the certificate-transparency log
+//! keys that sign the certificate's SCTs, each with the time it is valid
 //! for. The public-good instance's root is embedded (see
 //! `TRUSTED_ROOT_SOURCE.md` beside it); a file replaces it.
 
@@ -56,6 +57,9 @@ pub struct TrustRoot {
     pub authorities: Vec<Authority>,
     /// Rekor keys.
     pub tlogs: Vec<LogKey>,
+    /// Certificate-transparency log keys; empty means SCTs are not
+    /// required (cosign's rule).
+    pub ctlogs: Vec<LogKey>,
     /// Where it came from: `embedded` or a path.
     pub origin: String,
 }
@@ -64,6 +68,14 @@ impl TrustRoot {
     /// The Rekor key whose id is `id` (hex).
     pub fn tlog(&self, id: &str) -> Option<&LogKey> {
         self.tlogs.iter().find(|k| k.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The CT log keys whose id is `id` (hex): a log may have rotated its
+    /// key under the same id only in theory, so all are returned.
+    pub fn ctlogs_with_id<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a LogKey> {
+        self.ctlogs
+            .iter()
+            .filter(move |k| k.id.eq_ignore_ascii_case(id))
     }
 }
 
@@ -114,6 +126,10 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<TrustRoot, String> {
         .enumerate()
         .map(|(i, l)| log_key(l).map_err(|e| bad(format!("tlogs[{i}]: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    let ctlogs = list(&v, "ctlogs")
+        .enumerate()
+        .map(|(i, l)| log_key(l).map_err(|e| bad(format!("ctlogs[{i}]: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     if authorities.is_empty() || tlogs.is_empty() {
         return Err(bad(
             "has no certificateAuthorities or no tlogs: nothing keyless could chain to".into(),
@@ -122,6 +138,7 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<TrustRoot, String> {
     Ok(TrustRoot {
         authorities,
         tlogs,
+        ctlogs,
         origin: origin.to_string(),
     })
 }
@@ -234,6 +251,13 @@ mod tests {
             .tlogs
             .iter()
             .any(|k| k.key.is_none() && k.details == "PKIX_ED25519"));
+        // The two CT logs, ids as the trust root states them (base64).
+        assert_eq!(root.ctlogs.len(), 2);
+        assert_eq!(
+            root.ctlogs[1].id,
+            "dd3d306ac6c7113263191e1c99673702a24a5eb8de3cadff878a72802f29ee8e"
+        );
+        assert_eq!(root.ctlogs[1].base_url, "https://ctfe.sigstore.dev/2022");
     }
 
     #[test]
