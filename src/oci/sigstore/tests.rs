@@ -506,7 +506,7 @@ fn root_with_test_ctlog() -> Arc<TrustRoot> {
 }
 
 #[test]
-fn the_real_2026_leaf_sct_verifies_with_the_embedded_ct_log() {
+fn real_public_good_leaves_scts_verify_with_the_embedded_ct_log() {
     let (leaf, issuer) = kw_leaf_and_issuer();
     let s = kw_sct(&leaf);
     assert_eq!(
@@ -517,6 +517,21 @@ fn the_real_2026_leaf_sct_verifies_with_the_embedded_ct_log() {
     assert_eq!(s.timestamp, 1_775_719_409_615);
     assert_eq!((s.hash_alg, s.sig_alg), (4, 3));
     assert_eq!(sct::verify(&leaf, &issuer, &embedded()), Ok(()));
+    // cosign's own test bundle: a 2025 public-good leaf, same CT log.
+    let att: Value = serde_json::from_str(&data(
+        "bundle-format/cosign_pkg_cosign_testdata_oci-attestation.sigstore.json",
+    ))
+    .unwrap();
+    let der = B64
+        .decode(
+            att["verificationMaterial"]["certificate"]["rawBytes"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let leaf2 = <x509_cert::Certificate as x509_cert::der::Decode>::from_der(&der).unwrap();
+    assert_eq!(kw_sct(&leaf2).timestamp, 1_740_770_291_145);
+    assert_eq!(sct::verify(&leaf2, &issuer, &embedded()), Ok(()));
     // The list re-encoded as it was parsed is the same certificate.
     assert_eq!(with_scts(&leaf, Some(&encode_list(&[s]))), leaf);
     // Over another issuer's key hash it does not verify.
