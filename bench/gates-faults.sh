@@ -45,7 +45,7 @@ trap cleanup EXIT
 # A marker's time (seconds since the playbook started), or "".
 at() { [ -f "$1" ] && python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["at"])' "$1" || true; }
 
-bad=0 rolled=0 passed=0 signalled=0 before=0 maxrb=0 maxstart=0
+bad=0 rolled=0 passed=0 signalled=0 before=0 late=0 maxrb=0 maxstart=0
 declare -A codes=()
 start_all=$(date +%s.%N)
 for i in $(seq 1 "$N"); do
@@ -78,11 +78,14 @@ for i in $(seq 1 "$N"); do
   if [ -z "$ds" ]; then
     before=$((before + 1))
     [ -n "$rs" ] && why="a rollback without a deploy"
-  elif [ -n "$dd" ] && [ "$gate_ok" = True ]; then
+  elif [ -n "$dd" ] && [ "$gate_ok" = True ] && { [ -z "$rs" ] || [ -z "$sig" ]; }; then
     passed=$((passed + 1))
     [ -n "$rs" ] && why="rolled back after the gate passed"
     [ -z "$sig" ] && [ "$rc" != 0 ] && why="passed but exit $rc"
   else
+    # Here too: a signal after the gate measured but before guarded
+    # concluded (a signal starts the rollback until then).
+    [ -n "$dd" ] && [ "$gate_ok" = True ] && late=$((late + 1))
     rolled=$((rolled + 1))
     if [ -z "$rd" ]; then why="rollback skipped or starved (started: ${rs:-never})"
     else
@@ -105,7 +108,7 @@ for i in $(seq 1 "$N"); do
 done
 elapsed=$(python3 -c "import time; print(round($(date +%s.%N) - $start_all, 1))")
 echo "fault runs: $N in ${elapsed}s (seed ${SEED:-19}); signalled $signalled"
-echo "  signal before the deploy started: $before; deploy passed its gate: $passed; needed a rollback: $rolled"
+echo "  signal before the deploy started: $before; deploy passed its gate: $passed; needed a rollback: $rolled (of which signalled after the gate passed, before guarded concluded: $late)"
 echo "  exit codes: $(for k in "${!codes[@]}"; do printf '%s×%s ' "$k" "${codes[$k]}"; done)"
 echo "  longest rollback: ${maxrb}s of a 2 s reserve (each takes 0.3 s); latest rollback start: ${maxstart}s (deploy phase ends at 2 s)"
 echo "  runs with a rollback skipped, starved, late or a wrong exit: $bad"
