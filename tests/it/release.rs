@@ -504,8 +504,8 @@ fn a_malformed_endpoint_artifact_stops_deploy_and_rollback() {
 
 /// A deploy under a health gate whose URL answers 500: the new image is
 /// sent, the gate fails, the image of record goes back with its endpoint
-/// (exit 3), and the ledger says `rolled_back` with the image put back,
-/// so the next run reads it as what runs.
+/// (exit 3), and the ledger says `rollback_pending` then `rolled_back`
+/// with the image put back, so the next run reads it as what runs.
 #[test]
 fn a_failing_health_gate_redeploys_the_image_of_record() {
     let w = world(false);
@@ -544,12 +544,22 @@ fn a_failing_health_gate_redeploys_the_image_of_record() {
         "{}",
         sent[2]
     );
+    // The record written as the rollback started, then the run's own.
     let recs = history(&p);
-    assert_eq!(recs.len(), 2);
-    assert_eq!(recs[1]["result"], "rolled_back");
-    assert_eq!(recs[1]["image"], old.as_str());
+    assert_eq!(recs.len(), 3);
+    assert_eq!(recs[1]["result"], "rollback_pending");
+    assert!(
+        recs[1]["rollback_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gate 'health' failed"),
+        "{}",
+        recs[1]
+    );
+    assert_eq!(recs[2]["result"], "rolled_back");
+    assert_eq!(recs[2]["image"], old.as_str());
     assert_eq!(
-        recs[1]["deployment_hash"],
+        recs[2]["deployment_hash"],
         w.console.deployment("1002")["data"]["deployment"]["hash"]
     );
     // What runs is the image of record again: the next deploy sees no drift.
