@@ -291,3 +291,13 @@ fn runbook_test_shows_a_primitives_real_signature() {
         .has("|          ^")
         .lacks("_: ?");
 }
+
+#[test]
+fn a_reference_split_at_the_ports_colon_is_named_with_the_fix() {
+    let p = pb("let r = \"127.0.0.1:5055/acme/app:v1\";\nlet i = r.index_of(\":\");\nprint(ghcr_has_tag(r.sub_string(0, i), r.sub_string(i + 1)));\n");
+    p.run(&["pb.rhai"])
+        .code(1)
+        .has("ghcr_has_tag: the image '127.0.0.1' and the tag '5055/acme/app:v1' look like the reference '127.0.0.1:5055/acme/app:v1' split at the port's ':'")
+        .has("`let parts = reference.split_rev(\":\", 2);` gives [\"v1\", \"127.0.0.1:5055/acme/app\"]")
+        .has("--> pb.rhai:3:7");
+}
