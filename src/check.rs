@@ -314,7 +314,16 @@ pub fn lints(
     lint_ast(&table, engine, ctx, ast, decl, &mut |pos, msg| {
         out.push((pos, msg))
     });
+    // A call with the wrong arguments is shown with its line and a caret
+    // under the call, as a compile error is: the column alone is easy to
+    // misread on a line with several calls.
     for (pos, msg) in crate::signatures::check(&table, ast) {
+        let at = crate::report::caret(source, pos);
+        let msg = if at.is_empty() {
+            msg
+        } else {
+            format!("{msg}\n{}", at.trim_end())
+        };
         out.push((pos_of(pos), msg));
     }
     for (pos, msg) in lint_source(source) {
@@ -386,7 +395,8 @@ pub fn lint_report(path: &Path, findings: &[Finding]) -> String {
         path.display()
     );
     for f in findings {
-        s.push_str(&format!("  {f}\n"));
+        // Continuation lines (a caret) stay under their finding.
+        s.push_str(&format!("  {}\n", f.to_string().replace('\n', "\n  ")));
     }
     s
 }

@@ -392,8 +392,8 @@ impl Ctx {
         self.wait_plain(d, None)
     }
 
-    /// Sleep like [`Ctx::sleep`]; on a terminal with the pretty format, show
-    /// a spinner with `label` and the time left while waiting.
+    /// Sleep like [`Ctx::sleep`]; on a person's terminal (see
+    /// [`crate::progress`]) show a progress line with `label` meanwhile.
     pub fn wait(&self, d: Duration, label: Option<&str>) -> RhaiResult<()> {
         Ok(self.wait_plain(d, label)?)
     }
@@ -401,58 +401,25 @@ impl Ctx {
     /// [`Ctx::wait`] without script types.
     fn wait_plain(&self, d: Duration, label: Option<&str>) -> Result<(), Cancelled> {
         let cancel = self.token();
-        let spin = label
-            .filter(|_| self.spinner_ok() && d >= Duration::from_millis(300))
-            .map(String::from);
-        // indicatif draws the spinner (and hides it when stderr is not a
-        // terminal); the label is redacted like every other byte we print.
-        let bar = spin.map(|label| {
-            let label = crate::redact::redact(&label).into_owned();
-            let bar = indicatif::ProgressBar::with_draw_target(
-                Some(d.as_millis() as u64),
-                indicatif::ProgressDrawTarget::stderr(),
-            );
-            let style =
-                indicatif::ProgressStyle::with_template("{spinner} {msg} (next try in {eta})")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
-            bar.set_style(style);
-            bar.set_message(label);
-            bar
+        // Cleared when the wait ends, however it ends.
+        let _line = label.filter(|_| d >= Duration::from_millis(300)).map(|l| {
+            crate::progress::Line::start(
+                self.settings.format,
+                &format!("{l}: next try in {}", crate::error::fmt_secs(d)),
+                None,
+            )
         });
         let cancelled = self.rt.block_on(async move {
-            let sleep = tokio::time::sleep(d);
-            tokio::pin!(sleep);
-            let Some(bar) = bar else {
-                return tokio::select! {
-                    _ = cancel.cancelled() => true,
-                    _ = &mut sleep => false,
-                };
-            };
-            let start = tokio::time::Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            let out = loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break true,
-                    _ = &mut sleep => break false,
-                    _ = tick.tick() => bar.set_position(start.elapsed().as_millis() as u64),
-                }
-            };
-            bar.finish_and_clear();
-            out
+            tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = tokio::time::sleep(d) => false,
+            }
         });
         if cancelled {
             Err(Cancelled)
         } else {
             Ok(())
         }
-    }
-
-    /// Whether a spinner may be drawn: pretty logs on a terminal.
-    fn spinner_ok(&self) -> bool {
-        use std::io::IsTerminal;
-        self.settings.format == LogFormat::Pretty
-            && std::io::stderr().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none()
     }
 
     /// Resolve a path the playbook gave, relative to the working directory.

@@ -24,6 +24,7 @@ pub mod params;
 pub mod pitfalls;
 pub mod primitives;
 pub mod process;
+pub mod progress;
 pub mod redact;
 pub mod report;
 pub mod run;

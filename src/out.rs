@@ -120,7 +120,8 @@ fn write_raw(stream: Stream, bytes: &[u8]) {
             let mut out = std::io::stdout().lock();
             out.write_all(bytes).and_then(|()| out.flush())
         }
-        Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+        // Above a progress line, if one is shown (never through it).
+        Stream::Stderr => crate::progress::suspend(|| std::io::stderr().lock().write_all(bytes)),
     };
     if let Err(e) = r {
         if e.kind() == std::io::ErrorKind::BrokenPipe {

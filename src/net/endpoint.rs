@@ -1,7 +1,11 @@
 //! The endpoint rules of the split-deploy plan (`validate_endpoint`,
-//! `discover_port`, the kube source), without Rhai. Host `[a-z0-9.-]+`, not empty, with at least one letter or hyphen
-//! (so a bare dotted number is refused); port an integer 1024–65535; nothing
-//! else. Options loosen them for other uses: `allow_ip`, `ports`.
+//! `discover_port`, the kube source), without Rhai. Host an RFC 1123 host
+//! name (dot-separated labels of 1–63 of `a-z0-9-`, no label starting or
+//! ending with `-`, 253 characters at most) with at least one letter or
+//! hyphen (so a bare dotted number is refused); port an integer
+//! 1024–65535; nothing else. Options change them for other uses:
+//! `allow_ip`, `ports`, and `host_rule: "plan"` for the plan's literal
+//! pattern `[a-z0-9.-]+`, which also lets through `-`, `a..b` and `.a.`.
 
 /// A validated `host:port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +29,30 @@ pub struct Rules {
     pub allow_ip: bool,
     /// The port range, inclusive.
     pub ports: (u16, u16),
+    /// How a host name is judged.
+    pub host_rule: HostRule,
+}
+
+/// How a host name is judged (both allow only `a-z`, `0-9`, `.`, `-`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostRule {
+    /// RFC 1123 labels: what people mean by a host name.
+    #[default]
+    Rfc1123,
+    /// The plan's literal pattern `[a-z0-9.-]+`, kept for endpoints
+    /// that were accepted before the labels were checked.
+    Plan,
+}
+
+impl HostRule {
+    /// The rule a script names: `"rfc1123"` or `"plan"`.
+    pub fn parse(s: &str) -> Option<HostRule> {
+        match s {
+            "rfc1123" => Some(HostRule::Rfc1123),
+            "plan" => Some(HostRule::Plan),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Rules {
@@ -34,6 +62,7 @@ impl Default for Rules {
         Rules {
             allow_ip: false,
             ports: (1024, 65535),
+            host_rule: HostRule::Rfc1123,
         }
     }
 }
@@ -81,6 +110,34 @@ pub fn validate_host_with(host: &str, rules: &Rules) -> Result<(), String> {
                 "the host '{host}' is not an IPv4 address (four numbers 0-255) nor a host name"
             ));
         }
+        return Ok(());
+    }
+    if rules.host_rule == HostRule::Rfc1123 {
+        rfc1123(host)?;
+    }
+    Ok(())
+}
+
+/// RFC 1123 labels, on a host already made only of `a-z0-9.-`.
+fn rfc1123(host: &str) -> Result<(), String> {
+    const HINT: &str = "a host name is labels of 1-63 of a-z, 0-9 and '-' joined by '.', none starting or ending with '-' (pass #{ host_rule: \"plan\" } for the plan's looser pattern)";
+    if host.len() > 253 {
+        return Err(format!(
+            "the host '{host}' is {} characters long, more than 253: {HINT}",
+            host.len()
+        ));
+    }
+    for label in host.split('.') {
+        let why = if label.is_empty() {
+            "has an empty label (a leading, trailing or doubled '.')".to_string()
+        } else if label.len() > 63 {
+            format!("has a label of {} characters, more than 63", label.len())
+        } else if label.starts_with('-') || label.ends_with('-') {
+            format!("has the label '{label}', which starts or ends with '-'")
+        } else {
+            continue;
+        };
+        return Err(format!("the host '{host}' {why}: {HINT}"));
     }
     Ok(())
 }
@@ -167,10 +224,33 @@ mod tests {
             ("p.com:99999999999999999999", "outside 1024"),
             ("http://p.com:31877", "only a-z"),
             ("[::1]:31877", "only a-z"),
+            ("-:1024", "starts or ends with '-'"),
+            ("a..b:2000", "empty label"),
+            (".a.:3000", "empty label"),
+            ("a.:3000", "empty label"),
+            ("node-.example:3000", "starts or ends with '-'"),
         ];
         for (input, want) in cases {
             let err = validate(input).unwrap_err();
             assert!(err.contains(want), "{input:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_plan_rule_keeps_the_literal_pattern() {
+        let plan = Rules {
+            host_rule: HostRule::Plan,
+            ..Rules::default()
+        };
+        for ok in ["-:1024", "a..b:2000", ".a.:3000"] {
+            assert!(validate_with(ok, &plan).is_ok(), "{ok}");
+        }
+        assert!(validate_with("A.b:2000", &plan).is_err());
+        assert!(validate_with("1.2.3.4:2000", &plan).is_err());
+        let long = format!("{}.example:2000", "a".repeat(64));
+        assert!(validate(&long).unwrap_err().contains("more than 63"));
+        assert!(validate_with(&long, &plan).is_ok());
+        let max = format!("{}.example:2000", "a".repeat(63));
+        assert!(validate(&max).is_ok());
     }
 }

@@ -451,8 +451,20 @@ fn pause(ncc: &NativeCallContext, d: Duration) -> RhaiResult<()> {
 /// Run the gates until each is done or `deadline`; the first failed gate
 /// ends the others (a rollback should not wait for them). `Err` only when
 /// the run or the phase is stopped.
-fn run_gates(ncc: &NativeCallContext, gates: &[Gate], deadline: Instant) -> RhaiResult<Vec<Tally>> {
+fn run_gates(
+    ncc: &NativeCallContext,
+    ctx: &Ctx,
+    gates: &[Gate],
+    deadline: Instant,
+) -> RhaiResult<Vec<Tally>> {
     let start = Instant::now();
+    let planned: u32 = gates.iter().map(|g| g.schedule.count).sum();
+    let line = crate::progress::Line::start(
+        ctx.settings.format,
+        &format!("verifying {} gate(s): first measurement", gates.len()),
+        Some(deadline.saturating_duration_since(start)),
+    );
+    let mut taken = 0u32;
     let mut tallies: Vec<Tally> = gates
         .iter()
         .map(|g| {
@@ -489,6 +501,13 @@ fn run_gates(ncc: &NativeCallContext, gates: &[Gate], deadline: Instant) -> Rhai
             g.schedule.timeout.min(left.max(Duration::from_millis(1))),
         )?;
         tracing::info!(gate = %g.name, value = %m.show(), "gate '{}': {} ({})", g.name, m.show(), tallies[i].what);
+        taken += 1;
+        line.say(&format!(
+            "verifying {} gate(s): {taken} of {planned} measurements, last gate '{}': {}",
+            gates.len(),
+            g.name,
+            m.show()
+        ));
         tallies[i].record(m);
         due[i] += g.schedule.interval;
         if tallies[i].status == Status::Failed {
@@ -573,7 +592,7 @@ fn verify_gates(
     gates: &[Gate],
     deadline: Instant,
 ) -> RhaiResult<(Status, Vec<Tally>)> {
-    let tallies = run_gates(ncc, gates, deadline)?;
+    let tallies = run_gates(ncc, ctx, gates, deadline)?;
     let status = overall(&tallies);
     report(ctx, status, &tallies);
     Ok((status, tallies))

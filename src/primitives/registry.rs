@@ -106,8 +106,24 @@ impl Call {
     }
 }
 
+/// A reference `HOST:PORT/NAME:TAG` split at its first ':' gives the host
+/// as the image and `PORT/NAME:TAG` as the tag: say how to split it.
+fn split_at_the_port(image: &str, tag: &str) -> Option<String> {
+    if image.contains('/') || !tag.contains('/') {
+        return None;
+    }
+    let whole = format!("{image}:{tag}");
+    let (repo, t) = whole.rsplit_once(':')?;
+    Some(format!(
+        "ghcr_has_tag: the image '{image}' and the tag '{tag}' look like the reference '{whole}' split at the port's ':'; split it at its last ':' instead: `let parts = reference.split_rev(\":\", 2);` gives [\"{t}\", \"{repo}\"], so `ghcr_has_tag(parts[1], parts[0])`"
+    ))
+}
+
 fn has_tag(ctx: &Ctx, image: &str, tag: &str, opts: &Opts) -> RhaiResult<bool> {
     let started = Instant::now();
+    if let Some(hint) = split_at_the_port(image, tag) {
+        return Err(PrimError::fatal(hint).into());
+    }
     let c = call("ghcr_has_tag", image, opts)?;
     let client = c.client(ctx, "ghcr_has_tag", tag)?;
     let subject = format!("{}:{tag}", c.image);

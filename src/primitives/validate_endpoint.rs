@@ -6,7 +6,7 @@ use rhai::{Dynamic, Engine, ImmutableString, Map};
 
 use crate::context::{error, RhaiResult};
 use crate::declare::{Opt, Spec};
-pub use crate::net::endpoint::{validate, validate_with, Endpoint, Rules};
+pub use crate::net::endpoint::{validate, validate_with, Endpoint, HostRule, Rules};
 use crate::opts::Opts;
 
 #[rustfmt::skip]
@@ -18,6 +18,7 @@ static SPEC: Spec = Spec {
     opts: &[
         Opt { key: "allow_ip", ty: "bool", default: "false", help: "accept an IPv4 address as the host" },
         Opt { key: "ports", ty: "[int, int]", default: "[1024, 65535]", help: "the port range `[low, high]`, inclusive" },
+        Opt { key: "host_rule", ty: "string", default: "\"rfc1123\"", help: "`\"rfc1123\"` (host-name labels) or `\"plan\"` (the plan's literal `[a-z0-9.-]+`)" },
     ],
 };
 
@@ -35,6 +36,13 @@ pub fn rules_from(o: &Opts) -> RhaiResult<Rules> {
     let mut rules = Rules::default();
     if let Some(b) = o.bool("allow_ip")? {
         rules.allow_ip = b;
+    }
+    if let Some(r) = o.str("host_rule")? {
+        rules.host_rule = HostRule::parse(&r).ok_or_else(|| {
+            error(format!(
+                "validate_endpoint: option 'host_rule' is \"rfc1123\" or \"plan\", got \"{r}\""
+            ))
+        })?;
     }
     if let Some(a) = o.array("ports")? {
         let nums: Vec<Option<u16>> = a
@@ -83,6 +91,10 @@ mod tests {
             "10.0.0.5:5432"
         );
         assert_eq!(
+            ok(r#"validate_endpoint("-:1024", #{ host_rule: "plan" })"#).unwrap(),
+            "-:1024"
+        );
+        assert_eq!(
             ok(r#"validate_endpoint("db.example:80", #{ ports: [1, 65535] })"#).unwrap(),
             "db.example:80"
         );
@@ -108,6 +120,11 @@ mod tests {
             (
                 r#"validate_endpoint("1.2.3:5432", #{ allow_ip: true })"#,
                 "not an IPv4 address",
+            ),
+            (r#"validate_endpoint("-:1024")"#, "host_rule: \"plan\""),
+            (
+                r#"validate_endpoint("a.b:5432", #{ host_rule: "loose" })"#,
+                "is \"rfc1123\" or \"plan\", got \"loose\"",
             ),
             (
                 r#"validate_endpoint("a.b:5432", #{ ports: [0, 10] })"#,

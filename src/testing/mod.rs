@@ -138,6 +138,14 @@ fn run_file(
         .map(|f| f.name.to_string())
         .collect();
     names.sort();
+    if names.is_empty() {
+        // Otherwise a file written in another framework's style (`test("x",
+        // || …)`, `fn test_x(t)`) passes silently: "0 passed, 0 failed".
+        crate::out::eprintln(&format!(
+            "warning: {} has no test: a test is a top-level `fn test_…()` with no parameters (README: Testing a playbook); nothing in it was run",
+            file.display()
+        ));
+    }
     let mut out = Vec::new();
     for name in names {
         let id = format!("{}::{name}", file.display());

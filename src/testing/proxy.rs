@@ -27,34 +27,48 @@ pub struct Call {
 /// `None` forwards the call to the real primitive.
 pub type Handler = dyn Fn(&str, &[Dynamic]) -> Option<RhaiResult<Dynamic>> + Send + Sync;
 
-/// Every primitive the engine registers, as (name, arity), read once from
-/// the metadata of the engine of `ctx`.
-pub fn signatures(ctx: &Arc<Ctx>) -> &'static [(String, usize)] {
-    static SIGS: OnceLock<Vec<(String, usize)>> = OnceLock::new();
+/// Every primitive the engine registers, as (name, its parameters as the
+/// metadata writes them: `image: String`, …, then the return type), read
+/// once from the metadata of the engine of `ctx`. The stand-ins carry them
+/// so a message under `runbook test` shows the real signature.
+pub fn signatures(ctx: &Arc<Ctx>) -> &'static [(String, Vec<String>)] {
+    static SIGS: OnceLock<Vec<(String, Vec<String>)>> = OnceLock::new();
     SIGS.get_or_init(|| {
         let real = crate::engine::build(ctx);
         let json = real.gen_fn_metadata_to_json(false).unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-        let mut out: Vec<(String, usize)> = v
+        let mut out: Vec<(String, Vec<String>)> = v
             .get("functions")
             .and_then(|f| f.as_array())
-            .map(|fs| {
-                fs.iter()
-                    .filter_map(|f| {
-                        let name = f.get("name")?.as_str()?.to_string();
-                        let n = f
-                            .get("params")
-                            .and_then(|p| p.as_array())
-                            .map_or(0, Vec::len);
-                        Some((name, n))
-                    })
-                    .collect()
-            })
+            .map(|fs| fs.iter().filter_map(signature_of).collect())
             .unwrap_or_default();
         out.sort();
         out.dedup();
         out
     })
+}
+
+/// One function's name and parameter texts from its JSON metadata.
+fn signature_of(f: &serde_json::Value) -> Option<(String, Vec<String>)> {
+    let name = f.get("name")?.as_str()?.to_string();
+    let mut info: Vec<String> = f
+        .get("params")
+        .and_then(|p| p.as_array())
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let n = p.get("name").and_then(|n| n.as_str()).unwrap_or("_");
+                    // Always `name: type`: the stand-in's arity counts them.
+                    let t = p.get("type").and_then(|t| t.as_str()).unwrap_or("Dynamic");
+                    format!("{n}: {t}")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(r) = f.get("returnType").and_then(|r| r.as_str()) {
+        info.push(r.to_string());
+    }
+    Some((name, info))
 }
 
 /// The stand-ins' shared state.
@@ -163,18 +177,36 @@ pub fn error_text(e: &EvalAltResult) -> String {
 /// The sandboxed engine with stand-ins for every primitive.
 pub fn engine(ctx: &Arc<Ctx>, proxy: &Arc<Proxy>) -> Engine {
     let mut engine = crate::engine::base(ctx);
-    for (name, arity) in signatures(ctx) {
+    // The stand-ins live in one global module: registering there (unlike
+    // `register_raw_fn`) keeps each primitive's parameter names and types.
+    let mut stand_ins = rhai::Module::new();
+    for (name, info) in signatures(ctx) {
         if crate::primitives::gates::STRUCTURAL.contains(&name.as_str()) {
             continue;
         }
         let p = proxy.clone();
         let n = name.clone();
-        let types = vec![std::any::TypeId::of::<Dynamic>(); *arity];
-        engine.register_raw_fn(name.as_str(), types, move |_, args| {
+        let arity = info.iter().filter(|i| i.contains(": ")).count();
+        let types = vec![std::any::TypeId::of::<Dynamic>(); arity];
+        let func = move |_: Option<rhai::NativeCallContext>, args: &mut [&mut Dynamic]| {
             let vals: Vec<Dynamic> = args.iter().map(|a| (**a).clone()).collect();
             p.dispatch(&n, vals)
-        });
+        };
+        rhai::FuncRegistration::new(name.as_str())
+            .in_global_namespace()
+            .with_params_info(info)
+            .set_into_module_raw(
+                &mut stand_ins,
+                types,
+                rhai::RhaiFunc::Method {
+                    func: Arc::new(func),
+                    has_context: true,
+                    is_pure: true,
+                    is_volatile: true,
+                },
+            );
     }
+    engine.register_global_module(stand_ins.into());
     // Rhai's core package has its own `sleep(int)` and `sleep(float)`, and
     // an exact-typed function wins over the Dynamic stand-in above: without
     // these, a test's (and `verify`'s) sleeps took real time.

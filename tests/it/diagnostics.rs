@@ -256,3 +256,48 @@ fn check_reports_an_in_place_result_and_passes_the_right_use() {
         .has("pb.rhai:8:11: the result of `trim` is used")
         .has("1 problem(s) found");
 }
+
+#[test]
+fn a_call_with_the_wrong_number_of_arguments_points_at_the_call() {
+    let p = pb("let tag = \"v1\";\nlet ok = ghcr_has_tag(\"ghcr.io/acme/app\");\n");
+    let sigs = "ghcr_has_tag(image: String, tag: String); ghcr_has_tag(image: String, tag: String, opts: Map)";
+    let at = "  |\n2 | let ok = ghcr_has_tag(\"ghcr.io/acme/app\");\n  |          ^\n";
+    let out = p.run(&["check", "pb.rhai"]);
+    out.code(2);
+    let want = format!(
+        "error pb.rhai:2:10: ghcr_has_tag takes 2 or 3 argument(s), this call gives 1: {sigs}\n{at}"
+    );
+    assert!(out.stdout.contains(&want), "{}", out.stdout);
+    // A run refuses it with the same caret, indented under its finding.
+    let out = p.run(&["pb.rhai"]);
+    out.code(2);
+    let indented: String = at.lines().map(|l| format!("  {l}\n")).collect();
+    let want = format!(
+        "  pb.rhai:2:10: ghcr_has_tag takes 2 or 3 argument(s), this call gives 1: {sigs}\n{indented}"
+    );
+    assert!(out.stderr.contains(&want), "{}", out.stderr);
+}
+
+#[test]
+fn runbook_test_shows_a_primitives_real_signature() {
+    let p = pb("let ok = ghcr_has_tag(\"ghcr.io/acme/app\");\n");
+    p.file(
+        "pb.test.rhai",
+        "fn test_it() {\n    let t = playbook(\"pb.rhai\", #{});\n    t.stub(\"ghcr_has_tag\", true);\n    let r = t.run();\n    assert_eq(r.code, 0, r.error);\n}\n",
+    );
+    p.run(&["test", "pb.test.rhai"])
+        .code(1)
+        .has("ghcr_has_tag takes 2 or 3 argument(s), this call gives 1: ghcr_has_tag(image: String, tag: String); ghcr_has_tag(image: String, tag: String, opts: Map)")
+        .has("|          ^")
+        .lacks("_: ?");
+}
+
+#[test]
+fn a_reference_split_at_the_ports_colon_is_named_with_the_fix() {
+    let p = pb("let r = \"127.0.0.1:5055/acme/app:v1\";\nlet i = r.index_of(\":\");\nprint(ghcr_has_tag(r.sub_string(0, i), r.sub_string(i + 1)));\n");
+    p.run(&["pb.rhai"])
+        .code(1)
+        .has("ghcr_has_tag: the image '127.0.0.1' and the tag '5055/acme/app:v1' look like the reference '127.0.0.1:5055/acme/app:v1' split at the port's ':'")
+        .has("`let parts = reference.split_rev(\":\", 2);` gives [\"v1\", \"127.0.0.1:5055/acme/app\"]")
+        .has("--> pb.rhai:3:7");
+}

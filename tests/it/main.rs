@@ -24,6 +24,7 @@ mod lock_file;
 mod lock_github;
 mod lock_kube;
 mod minikube;
+mod progress;
 mod properties;
 mod readme;
 mod registry;

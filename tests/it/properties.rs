@@ -68,6 +68,13 @@ proptest! {
             let again = format!("{}:{}", ep.host, ep.port);
             prop_assert!(validate_endpoint::validate(&again).is_ok());
         }
+        // RFC 1123 by default: no empty label, none with '-' at an edge
+        // (a port in range, so the host is what decides).
+        if let Ok(ep) = validate_endpoint::validate(&format!("{host}:{}", 1024 + port % 64512)) {
+            for label in ep.host.split('.') {
+                prop_assert!(!label.is_empty() && !label.starts_with('-') && !label.ends_with('-'), "{}", ep.host);
+            }
+        }
     }
 
     #[test]

@@ -414,3 +414,15 @@ fn test_failure_keeps_only_keep_on_failure() {
     );
     p.run(&["test"]).code(0).has("2 passed, 0 failed");
 }
+
+#[test]
+fn a_test_file_without_a_test_says_so() {
+    let p = support::pb("print(1);\n");
+    p.file(
+        "pb.test.rhai",
+        "test(\"it runs\", || {\n    let r = playbook(\"pb.rhai\", #{}).run();\n});\nfn test_takes_a_param(t) { }\n",
+    );
+    p.run(&["test", "pb.test.rhai"])
+        .has("warning: pb.test.rhai has no test: a test is a top-level `fn test_…()` with no parameters")
+        .has("0 passed, 0 failed");
+}

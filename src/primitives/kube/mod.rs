@@ -119,6 +119,11 @@ fn wait_rollout(ctx: &Arc<Ctx>, ns: &str, name: &str, o: &Opts) -> RhaiResult<Ma
     check_name("deployment", name)?;
     let (ns, name) = (ns.to_string(), name.to_string());
     let started = Instant::now();
+    let _line = crate::progress::Line::start(
+        ctx.settings.format,
+        &format!("waiting for Deployment {ns}/{name} to roll out"),
+        Some(timeout),
+    );
     // The wait bounds itself and then diagnoses (≤ 10 s); the outer bound is a backstop.
     let bound = timeout + Duration::from_secs(20);
     let p = with_kube(ctx, &WAIT_ROLLOUT, bound, context, |k| async move {
@@ -140,6 +145,11 @@ fn wait_release(ctx: &Arc<Ctx>, release: &str, o: &Opts) -> RhaiResult<Map> {
     check_name("namespace", &ns)?;
     let (r, n) = (release.to_string(), ns.clone());
     let started = Instant::now();
+    let _line = crate::progress::Line::start(
+        ctx.settings.format,
+        &format!("waiting for release {release} in {ns} to roll out"),
+        Some(timeout),
+    );
     let bound = timeout + Duration::from_secs(40);
     let done = with_kube(ctx, &WAIT_RELEASE, bound, context, |k| async move {
         release::wait_release(&k, &n, &r, timeout, allow_zero).await
