@@ -505,6 +505,8 @@ fn record_one(
         (Some(o), _) => o.ledger_result(),
         (None, Ok(())) => "ok",
         (None, Err(Error::Timeout(_) | Error::Interrupted(_))) => "cancelled",
+        // The gate refused a mutation: the lock was broken, lost or expired.
+        (None, Err(_)) if ctx.locks.refused().is_some() => "fenced",
         (None, Err(_)) => "failed",
     };
     let params = crate::value::to_json(&rhai::Dynamic::from(args.clone()))

@@ -48,6 +48,9 @@ pub struct Record {
     pub broken: Option<String>,
 }
 
+/// The most a lock file's record may weigh: a holder's record is under 1 KiB.
+const RECORD_MAX: usize = 64 * 1024;
+
 /// The lock file of `name` in the state folder.
 pub fn path(state: &Path, name: &str) -> PathBuf {
     state.join("locks").join(format!("{name}.lock"))
@@ -141,7 +144,12 @@ pub fn acquire(
         let _ = fl.read_to_string(&mut text);
         let prev: Option<Record> = serde_json::from_str(&text).ok();
         let token = match &prev {
-            Some(r) => r.token.saturating_add(1),
+            Some(r) => super::next_token(
+                r.token,
+                super::TOKEN_MAX,
+                name,
+                &format!("the lock file {}", path.display()),
+            )?,
             None if text.trim().is_empty() => 1,
             None => {
                 // Unreadable: the counter is gone. Milliseconds since the
@@ -267,6 +275,44 @@ fn renew_file(
 }
 
 impl FileLock {
+    /// Why this lock is no longer ours, if it is not: the file at the path
+    /// is another (broken: replaced; or deleted), or its token is not ours
+    /// (rewritten in place). Called by the gate before every mutation.
+    pub fn check(&self) -> Option<String> {
+        let guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(f) = guard.as_ref() else {
+            return Some("it was released".into());
+        };
+        if !same_file(f, &self.path) {
+            return Some(
+                read_record(&self.path)
+                    .and_then(|r| r.broken)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "the lock file {} was replaced or removed",
+                            self.path.display()
+                        )
+                    }),
+            );
+        }
+        let ours = self.record.lock().unwrap_or_else(|e| e.into_inner()).token;
+        // Read through our descriptor: the path was just seen to name it.
+        let mut buf = vec![0u8; RECORD_MAX];
+        let n = f.read_at(&mut buf, 0).unwrap_or(0);
+        match serde_json::from_slice::<Record>(&buf[..n]) {
+            Ok(r) if r.token == ours => None,
+            Ok(r) => Some(format!(
+                "the lock file {} now carries fencing token {} (ours is {ours})",
+                self.path.display(),
+                r.token
+            )),
+            Err(_) => Some(format!(
+                "the lock file {} no longer holds our record (fencing token {ours})",
+                self.path.display()
+            )),
+        }
+    }
+
     /// Renew every ttl/3 until `stop`: rewrite the expiry and push the
     /// deadline, or mark the lock lost when the file was replaced (broken).
     pub fn spawn_renewal(

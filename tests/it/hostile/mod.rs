@@ -15,6 +15,7 @@ mod runner;
 mod aborts;
 mod bounds;
 mod credentials;
+mod fencing;
 mod imports;
 mod injection;
 mod redaction;
