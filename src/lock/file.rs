@@ -9,7 +9,7 @@
 //! new file, and the old holder's renewal sees its file is no longer the
 //! one at the path and self-fences.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -77,8 +77,8 @@ fn read_record(path: &Path) -> Option<Record> {
     // A holder rewrites the file in place; a reader may catch it half way:
     // read again briefly before giving up.
     for _ in 0..5 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(r) = serde_json::from_str(&text) {
+        if let Ok(text) = super::state::read(path, RECORD_MAX as u64) {
+            if let Ok(r) = serde_json::from_slice(&text) {
                 return Some(r);
             }
         }
@@ -106,17 +106,9 @@ fn same_file(f: &File, path: &Path) -> bool {
     }
 }
 
-fn open(path: &Path) -> Result<File, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the lock folder {}: {e}", dir.display()))?;
-    }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+fn open(state: &Path, path: &Path) -> Result<File, String> {
+    super::state::prepare(state, "locks")?;
+    super::state::open(path, super::state::Mode::ReadWrite)
         .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))
 }
 
@@ -131,7 +123,7 @@ pub fn acquire(
     // The file may be replaced (lock break) between open and flock: lock,
     // then check the path still names the file we locked.
     for _ in 0..10 {
-        let f = open(&path)?;
+        let f = open(state, &path)?;
         let mut fl = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             Ok(fl) => fl,
             Err((_, Errno::EWOULDBLOCK)) => return Ok(Acquire::Busy(read_record(&path))),
@@ -141,7 +133,7 @@ pub fn acquire(
             continue;
         }
         let mut text = String::new();
-        let _ = fl.read_to_string(&mut text);
+        let _ = (&*fl).take(RECORD_MAX as u64).read_to_string(&mut text);
         let prev: Option<Record> = serde_json::from_str(&text).ok();
         let token = match &prev {
             Some(r) => super::next_token(
@@ -354,10 +346,12 @@ impl FileLock {
 /// Whether `name` is held now, by whom, and its token.
 pub fn status(state: &Path, name: &str) -> Result<Status, String> {
     let path = path(state, name);
-    if !path.exists() {
-        return Ok(Status::free(name));
-    }
-    let f = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    super::state::check_existing(state, "locks")?;
+    let f = match super::state::open(&path, super::state::Mode::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Status::free(name)),
+        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    };
     // Shared and non-blocking: it only asks whether an exclusive lock is
     // held, and is let go at once.
     let held = match Flock::lock(f, FlockArg::LockSharedNonblock) {
@@ -393,19 +387,22 @@ pub fn break_lock(state: &Path, name: &str, by: &str, reason: &str) -> Result<St
             super::rfc3339_secs(unix_now())
         )),
     };
-    let tmp = path.with_extension(format!("lock.{}.tmp", std::process::id()));
+    super::state::prepare(state, "locks")?;
+    // An unpredictable name, created O_EXCL|O_NOFOLLOW (tempfile does
+    // both), 0600: nothing planted can be truncated or written through.
+    // The rename replaces whatever is at the path, a symlink included,
+    // without following it.
+    let dir = path.parent().unwrap_or(state);
     let write = || -> std::io::Result<()> {
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d)?;
-        }
-        let f = File::create(&tmp)?;
-        write_record(&f, &record)?;
-        std::fs::rename(&tmp, &path)
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.lock."))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        write_record(tmp.as_file(), &record)?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot replace the lock file {}: {e}", path.display())
-    })?;
+    write().map_err(|e| format!("cannot replace the lock file {}: {e}", path.display()))?;
     Ok(before)
 }
 

@@ -20,6 +20,7 @@ pub mod file;
 pub mod github;
 pub mod job;
 pub mod kube;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -21,6 +21,7 @@ mod injection;
 mod redaction;
 mod sandbox;
 mod signals;
+mod state;
 
 use std::time::{Duration, Instant};
 
