@@ -607,7 +607,9 @@ pub fn record_break(
 fn cell(r: &Value, k: &str) -> String {
     match r.get(k) {
         None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
+        // A recorded newline (a `ledger_note`, a break's reason) would
+        // print a forged row: cells are one line.
+        Some(Value::String(s)) => crate::out::one_line(s).into_owned(),
         Some(v) => v.to_string(),
     }
 }

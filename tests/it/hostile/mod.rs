@@ -22,6 +22,7 @@ mod redaction;
 mod sandbox;
 mod signals;
 mod state;
+mod terminal;
 
 use std::time::{Duration, Instant};
 
