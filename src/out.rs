@@ -222,19 +222,19 @@ pub fn text(stream: Stream, s: &str) {
     write_safe(stream, s, false);
 }
 
-/// Redact, make terminal-safe, then under GitHub Actions make safe with
-/// `safe`, then write.
+/// Redact, make terminal-safe, then under GitHub Actions neutralize
+/// workflow commands (the JSON-lines way when `json`), then write.
 fn write_safe(stream: Stream, s: &str, json: bool) {
     let s = crate::redact::redact(s);
-    let (s, safe): (Cow<'_, str>, fn(&str) -> Cow<'_, str>) = if json {
-        (term_safe_json(&s).into_owned().into(), neutralize_json)
+    let s = if json {
+        term_safe_json(&s)
     } else {
-        (term_safe(&s).into_owned().into(), neutralize)
+        term_safe(&s)
     };
-    if under_github() {
-        write_raw(stream, safe(&s).as_bytes());
-    } else {
-        write_raw(stream, s.as_bytes());
+    match (under_github(), json) {
+        (true, true) => write_raw(stream, neutralize_json(&s).as_bytes()),
+        (true, false) => write_raw(stream, neutralize(&s).as_bytes()),
+        (false, _) => write_raw(stream, s.as_bytes()),
     }
 }
 
