@@ -511,6 +511,11 @@ impl Held {
         if d.lost.is_none() {
             if let Handle::File(f) = &self.handle {
                 d.lost = f.check();
+                if d.lost.is_some() {
+                    // Found now: the message's time is now, not the
+                    // renew deadline still ahead.
+                    d.until_wall = SystemTime::now();
+                }
             }
         }
         let at = crate::opts::rfc3339(d.until_wall);
