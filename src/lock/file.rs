@@ -142,7 +142,18 @@ pub fn acquire(
                 name,
                 &format!("the lock file {}", path.display()),
             )?,
-            None if text.trim().is_empty() => 1,
+            // A new file: the first take, or one deleted meanwhile, whose
+            // counter is gone. The ledger remembers the tokens of runs
+            // that held it: go on from the highest, never back to 1.
+            None if text.trim().is_empty() => match ledger_high_water(state, name) {
+                Some(t) => super::next_token(
+                    t,
+                    super::TOKEN_MAX,
+                    name,
+                    &format!("the lock file {}", path.display()),
+                )?,
+                None => 1,
+            },
             None => {
                 // Unreadable: the counter is gone. Milliseconds since the
                 // epoch are above any counter a lock reaches, so the token
@@ -181,6 +192,25 @@ pub fn acquire(
         "the lock file {} keeps being replaced; is someone breaking it in a loop?",
         path.display()
     ))
+}
+
+/// The highest fencing token among the newest records of `name`'s file
+/// ledger (a bounded look from its end), if any.
+fn ledger_high_water(state: &Path, name: &str) -> Option<u64> {
+    let mut high: Option<u64> = None;
+    let mut seen = 0;
+    let _ = crate::ledger::scan_back(state, name, |r| {
+        if let Some(t) = r.get("token").and_then(serde_json::Value::as_u64) {
+            high = Some(high.map_or(t, |h| h.max(t)));
+        }
+        seen += 1;
+        if seen >= 100 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    high
 }
 
 /// Take `name` in the state folder `state` for the run `ctx` (the `lock`

@@ -69,6 +69,13 @@ fn a_deleted_lock_file_fences_the_next_mutation() {
     });
     assert_fenced(&p, &out);
     out.has("replaced or removed");
+    // The counter went with the file; the next holder still goes on from
+    // the ledger's highest token, never back to 1.
+    p.file(
+        "pb.rhai",
+        "let l = lock(\"demo\");\nprint(\"token=\" + l.token);\n",
+    );
+    p.run(&["pb.rhai"]).code(0).has("token=2");
 }
 
 #[test]
