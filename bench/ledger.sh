@@ -46,7 +46,7 @@ printf '  %8s  %s\n' "$(rss bash -c "tail -n 20 $file | jq -c .")" "tail -n 20 |
 # end), through the real playbook library.
 cp "$file" .runbook/ledger/akash-123456.jsonl
 cp -r "$OLDPWD/playbooks/lib" lib
-printf 'import "lib/release" as release;\nprint(release::previous_sha(123456, #{ hash: () }, false));\n' > prev.rhai
+printf 'import "lib/release" as release;\nprint(release::previous_sha(123456, #{ hash: () }, (), false));\n' > prev.rhai
 echo "--sha previous resolves to: $("$RB" prev.rhai 2>/dev/null | tail -n 1)"
 hyperfine --warmup 3 --runs "${RUNS:-30}" -N -n "release::previous_sha over $N records" "$RB prev.rhai"
 printf '  %8s  %s\n' "$(rss "$RB" prev.rhai)" "peak RSS (KiB) of release::previous_sha"

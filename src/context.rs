@@ -249,13 +249,18 @@ impl Ctx {
     }
 
     /// Stop the run: the script ends at its next operation, the primitive in
-    /// flight is aborted and child process groups are killed.
+    /// flight is aborted and child process groups are killed. While a
+    /// guarded rollback runs, only the reason is kept: the run ends after
+    /// the rollback (a second stop, `cancel_hard`, cuts it).
     pub fn cancel(&self, reason: CancelReason) {
         {
             let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
             if r.is_none() {
                 *r = Some(reason);
             }
+        }
+        if self.shield.is_rolling_back() {
+            return;
         }
         self.token().cancel();
         self.kill_children();

@@ -439,6 +439,45 @@ pub fn record_run(
     started: SystemTime,
     result: &Result<(), Error>,
 ) {
+    record_all(ctx, playbook, args, started, result, None);
+}
+
+/// The result of a record written as a guarded rollback starts: a run that
+/// dies during its rollback leaves it as the target's newest record, so
+/// the next run knows the target may run either version (the run's own
+/// record, at its end, follows it).
+pub const ROLLBACK_PENDING: &str = "rollback_pending";
+
+/// Before a guarded rollback starts: a `rollback_pending` record, with
+/// `why`, in the ledger of each target (as `record_run` picks them), when
+/// the run changed anything.
+pub fn record_pending(ctx: &Ctx, why: &str) {
+    ctx.ledger_notes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            "rollback_reason".into(),
+            Value::String(crate::redact::redact(why).into_owned()),
+        );
+    let playbook = ctx.settings.playbook.clone();
+    record_all(
+        ctx,
+        &playbook,
+        &rhai::Map::new(),
+        SystemTime::now(),
+        &Ok(()),
+        Some(ROLLBACK_PENDING),
+    );
+}
+
+fn record_all(
+    ctx: &Ctx,
+    playbook: &Path,
+    args: &rhai::Map,
+    started: SystemTime,
+    result: &Result<(), Error>,
+    forced: Option<&'static str>,
+) {
     if ctx.dry_run() || ctx.locks.mutations() == 0 {
         return;
     }
@@ -468,6 +507,7 @@ pub fn record_run(
             &target,
             token,
             lock_place.as_ref(),
+            forced,
         );
     }
 }
@@ -483,6 +523,7 @@ fn record_one(
     target: &str,
     token: Option<u64>,
     lock_place: Option<&Backend>,
+    forced: Option<&'static str>,
 ) {
     let place = match place_for(lock_place) {
         Ok(p) => p,
@@ -495,13 +536,14 @@ fn record_one(
     // A guarded deploy's outcome says what the target runs now, whatever
     // stopped the run after it (a signal during the rollback included):
     // `--sha previous` reads only `ok` records.
-    let outcome = match (ctx.shield.outcome(), result) {
-        (Some(o), _) => o.ledger_result(),
-        (None, Ok(())) => "ok",
-        (None, Err(Error::Timeout(_) | Error::Interrupted(_))) => "cancelled",
+    let outcome = match (forced, ctx.shield.outcome(), result) {
+        (Some(f), _, _) => f,
+        (None, Some(o), _) => o.ledger_result(),
+        (None, None, Ok(())) => "ok",
+        (None, None, Err(Error::Timeout(_) | Error::Interrupted(_))) => "cancelled",
         // The gate refused a mutation: the lock was broken, lost or expired.
-        (None, Err(_)) if ctx.locks.refused().is_some() => "fenced",
-        (None, Err(_)) => "failed",
+        (None, None, Err(_)) if ctx.locks.refused().is_some() => "fenced",
+        (None, None, Err(_)) => "failed",
     };
     let params = crate::value::to_json(&rhai::Dynamic::from(args.clone()))
         .ok()

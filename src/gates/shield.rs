@@ -38,6 +38,8 @@ struct State {
     active: Option<Duration>,
     /// A second stop arrived: nothing more may run, the rollback included.
     hard: bool,
+    /// The rollback is running: a first stop now must not cut it.
+    rolling_back: bool,
     /// The most severe outcome of the run's guarded deploys.
     outcome: Option<Outcome>,
 }
@@ -60,7 +62,22 @@ impl Shield {
 
     /// The guarded deploy is over.
     pub fn disarm(&self) {
-        self.lock().active = None;
+        let mut s = self.lock();
+        s.active = None;
+        s.rolling_back = false;
+    }
+
+    /// The rollback starts: from now until `disarm`, a first stop (a
+    /// signal, the run's deadline) ends the run after the rollback, not
+    /// during it; only a second stop or the reserve's end cuts it.
+    pub fn start_rollback(&self) {
+        self.lock().rolling_back = true;
+    }
+
+    /// Whether a rollback is running (and no second stop arrived).
+    pub fn is_rolling_back(&self) -> bool {
+        let s = self.lock();
+        s.rolling_back && !s.hard
     }
 
     /// The reserve of the guarded deploy in progress, if one is: how long

@@ -19,11 +19,18 @@
 //! layout (manifest, blob); the referrers path is only taken when the
 //! `.sig` tag is absent.
 //!
-//! Keyless checking verifies the signature with the certificate's key and
-//! matches the certificate's identity (SAN) and OIDC issuer; it does not
-//! check the certificate chain against Fulcio's root or the Rekor log
-//! (those need Sigstore's trust root, which a soft pre-deploy check does
-//! not fetch).
+//! Keyless checking (see README, "What `verified` means") takes the
+//! signature through five steps, each named in an `invalid` verdict:
+//! `digest` (the payload names the image), `signature` (it verifies with
+//! the certificate's key), `chain` (the certificate is for code signing,
+//! chains to a Fulcio CA of the trust root, which was valid when the log
+//! saw the signature, and carries an SCT from a CT log of the trust root),
+//! `log` (a Rekor entry signed by a log key of the trust
+//! root records this signature, certificate and payload, at a time inside
+//! the certificate's validity) and `identity` (SAN, OIDC issuer, GitHub
+//! claims).
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use p256::ecdsa::signature::Verifier;
@@ -31,7 +38,8 @@ use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use serde_json::Value;
 
-use super::cosign_cert::{check_identity, parse_certificate};
+use super::cosign_cert::{check_identity, parse_certificate, Identity};
+use super::sigstore::{chain, rekor, sct, TrustRoot};
 use crate::error::PrimError;
 
 /// Media type of a simple-signing payload layer.
@@ -40,6 +48,8 @@ pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+jso
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// Annotation holding the PEM certificate (keyless).
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// Annotation holding the Rekor entry (keyless): SET and payload, JSON.
+pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// Artifact type (prefix) of Sigstore bundles.
 pub const BUNDLE_TYPE: &str = "application/vnd.dev.sigstore.bundle";
 /// The in-toto predicate type of a cosign v3 signature.
@@ -61,7 +71,7 @@ pub enum Status {
     Unsigned,
     /// Signatures found, none verified.
     Invalid,
-    /// Could not tell (registry, key file, options).
+    /// Could not tell (registry, key file, trust root, options).
     Error,
 }
 
@@ -77,15 +87,76 @@ impl Status {
     }
 }
 
+/// The check a signature failed, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    /// The payload does not name the image digest (or does not parse).
+    Digest,
+    /// The signature does not verify with the key or certificate.
+    Signature,
+    /// The certificate does not chain to a Fulcio CA valid at signing time,
+    /// or no CT log of the trust root vouches for it (embedded SCTs).
+    Chain,
+    /// No valid transparency-log entry for this signature.
+    Log,
+    /// The certificate shows another identity.
+    Identity,
+}
+
+impl Step {
+    /// As the script sees it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Digest => "digest",
+            Step::Signature => "signature",
+            Step::Chain => "chain",
+            Step::Log => "log",
+            Step::Identity => "identity",
+        }
+    }
+}
+
+/// Why one signature was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The step that failed.
+    pub step: Step,
+    /// What was wrong.
+    pub msg: String,
+}
+
+impl Rejection {
+    /// A refusal at `step`.
+    pub fn new(step: Step, msg: impl Into<String>) -> Rejection {
+        Rejection {
+            step,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step.as_str(), self.msg)
+    }
+}
+
+/// What a keyless signature must satisfy.
+#[derive(Clone, Debug)]
+pub struct Keyless {
+    /// Who must have signed.
+    pub identity: Identity,
+    /// The CAs and logs to trust.
+    pub trust: Arc<TrustRoot>,
+}
+
 /// What a signature must satisfy.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     /// The public key (`opts.key`).
     pub key: Option<VerifyingKey>,
-    /// The certificate identity: SAN email or URI (`opts.identity`).
-    pub identity: Option<String>,
-    /// The OIDC issuer in the certificate (`opts.issuer`).
-    pub issuer: Option<String>,
+    /// Keyless: identity and trust root (`opts.identity`, `issuer`, …).
+    pub keyless: Option<Keyless>,
 }
 
 /// A verification's result.
@@ -95,6 +166,8 @@ pub struct Verdict {
     pub status: Status,
     /// Why (empty when verified by the only signature there).
     pub reason: String,
+    /// The step that failed, for `invalid`.
+    pub step: Option<Step>,
     /// How many signatures were examined.
     pub signatures: usize,
     /// Where they were found: `sig-tag`, `referrers`, `referrers-tag`, `none`.
@@ -114,11 +187,29 @@ impl Verdict {
         Verdict {
             status,
             reason: reason.into(),
+            step: None,
             signatures,
             source,
             signer: None,
         }
     }
+
+    /// `invalid`, from the refusals of every signature examined: the step is
+    /// the furthest any signature reached (the most telling one).
+    pub fn invalid(rejections: &[Rejection], signatures: usize, source: &'static str) -> Verdict {
+        let mut v = Verdict::new(Status::Invalid, join(rejections), signatures, source);
+        v.step = rejections.iter().map(|r| r.step).max();
+        v
+    }
+}
+
+/// The reasons of several refusals, `; `-separated.
+pub fn join(rejections: &[Rejection]) -> String {
+    rejections
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Read a PEM public key (SPKI, `-----BEGIN PUBLIC KEY-----`), P-256 only.
@@ -129,73 +220,169 @@ pub fn load_key_pem(pem: &str) -> Result<VerifyingKey, PrimError> {
     })
 }
 
-/// A signature from base64: DER (what cosign writes) or raw r‖s.
-pub fn decode_signature(b64: &str) -> Result<Signature, PrimError> {
-    let bytes = base64::engine::general_purpose::STANDARD
+/// A signature's bytes from base64 (DER, or raw r‖s).
+pub fn signature_bytes(b64: &str) -> Result<Vec<u8>, Rejection> {
+    base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
-        .map_err(|e| format!("the signature is not base64 ({e})"))?;
-    Signature::from_der(&bytes)
-        .or_else(|_| Signature::from_slice(&bytes))
-        .map_err(|_| PrimError::fatal("the signature is not an ECDSA P-256 signature (DER or raw)"))
+        .map_err(|e| {
+            Rejection::new(
+                Step::Signature,
+                format!("the signature is not base64 ({e})"),
+            )
+        })
 }
 
-/// Verify a signature over `msg` under the policy: with the key, and/or with
-/// the certificate (identity + issuer). Returns who signed.
+/// A P-256 signature from base64: DER (what cosign writes) or raw r‖s.
+pub fn decode_signature(b64: &str) -> Result<Signature, Rejection> {
+    let bytes = signature_bytes(b64)?;
+    Signature::from_der(&bytes)
+        .or_else(|_| Signature::from_slice(&bytes))
+        .map_err(|_| {
+            Rejection::new(
+                Step::Signature,
+                "the signature is not an ECDSA P-256 signature (DER or raw)",
+            )
+        })
+}
+
+/// What comes with a signature to prove who made it and when.
+#[derive(Clone, Debug, Default)]
+pub struct Evidence<'a> {
+    /// The signing certificate (PEM or DER).
+    pub cert: Option<&'a [u8]>,
+    /// The transparency-log entry, or why it could not be read.
+    pub log: Option<Result<rekor::Entry, String>>,
+    /// The bytes the log entry hashes: the simple-signing payload, or the
+    /// DSSE envelope's payload.
+    pub logged: &'a [u8],
+}
+
+/// Verify a signature (`sig`, raw bytes) over `msg` under the policy: with
+/// the key, and/or keyless with the certificate, its chain, its log entry
+/// and its identity. Returns who signed.
 pub(crate) fn verify_message(
     msg: &[u8],
-    sig: &Signature,
-    cert: Option<&[u8]>,
+    sig: &[u8],
+    ev: &Evidence,
     policy: &Policy,
-) -> Result<String, PrimError> {
+) -> Result<String, Rejection> {
     let mut signer = None;
     if let Some(key) = &policy.key {
-        key.verify(msg, sig)
-            .map_err(|_| "the signature does not verify with the given key".to_string())?;
+        let ok = Signature::from_der(sig)
+            .or_else(|_| Signature::from_slice(sig))
+            .is_ok_and(|s| key.verify(msg, &s).is_ok());
+        if !ok {
+            return Err(Rejection::new(
+                Step::Signature,
+                "the signature does not verify with the given key",
+            ));
+        }
         signer = Some("key".to_string());
     }
-    if let (Some(identity), Some(issuer)) = (&policy.identity, &policy.issuer) {
-        let cert =
-            cert.ok_or("the signature carries no certificate, so its identity cannot be checked")?;
-        let info = parse_certificate(cert)?;
-        info.key
-            .verify(msg, sig)
-            .map_err(|_| "the signature does not verify with its certificate's key".to_string())?;
-        signer = Some(check_identity(&info, identity, issuer)?);
+    if let Some(keyless) = &policy.keyless {
+        signer = Some(verify_keyless(msg, sig, ev, keyless)?);
     }
     signer.ok_or_else(|| {
-        PrimError::usage("nothing to verify against: give `key`, or `identity` and `issuer`")
+        Rejection::new(
+            Step::Signature,
+            "nothing to verify against: give `key`, or `identity` and `issuer`",
+        )
     })
 }
 
+/// The keyless steps, in order: signature, chain, log, the chain's
+/// validity at the log's time and the certificate's SCTs (both `chain`),
+/// identity.
+fn verify_keyless(
+    msg: &[u8],
+    sig: &[u8],
+    ev: &Evidence,
+    kl: &Keyless,
+) -> Result<String, Rejection> {
+    let chain_err = |m: String| Rejection::new(Step::Chain, m);
+    let log_err = |m: String| Rejection::new(Step::Log, m);
+    let cert = ev.cert.ok_or_else(|| {
+        chain_err("the signature carries no certificate, so its identity cannot be checked".into())
+    })?;
+    let info = parse_certificate(cert).map_err(|e| chain_err(e.msg))?;
+    if !info.key.verify(info.key.default_hash(), msg, sig) {
+        return Err(Rejection::new(
+            Step::Signature,
+            "the signature does not verify with its certificate's key",
+        ));
+    }
+    let ca = chain::verify_path(&info.cert, &kl.trust).map_err(chain_err)?;
+    let entry = ev
+        .log
+        .clone()
+        .ok_or_else(|| log_err(format!("the signature has no transparency-log entry (no {BUNDLE_ANNOTATION} annotation or bundle tlogEntries), so nothing proves when it was made")))?
+        .map_err(log_err)?;
+    let signed = rekor::Signed {
+        payload: ev.logged,
+        signature: sig,
+        cert_der: &info.der,
+    };
+    rekor::verify(&entry, &kl.trust, &signed).map_err(log_err)?;
+    let t = entry.integrated_time;
+    let validity = chain::validity(&info.cert);
+    if !validity.contains(t) {
+        return Err(log_err(format!(
+            "the log saw the signature at {}, outside the certificate's validity ({validity})",
+            super::sigstore::time::show(t)
+        )));
+    }
+    chain::valid_at(ca, t).map_err(chain_err)?;
+    // The CA issued the leaf, so its first certificate is the SCT's issuer.
+    if let Some(issuer) = ca.chain.first() {
+        sct::verify(&info.cert, issuer, &kl.trust).map_err(chain_err)?;
+    }
+    check_identity(&info, &kl.identity).map_err(|m| Rejection::new(Step::Identity, m))
+}
+
 /// The digest a simple-signing payload signs.
-pub fn payload_digest(payload: &[u8]) -> Result<String, PrimError> {
-    let v: Value = serde_json::from_slice(payload)
-        .map_err(|e| format!("the signed payload is not JSON ({e})"))?;
+pub fn payload_digest(payload: &[u8]) -> Result<String, Rejection> {
+    let v: Value = serde_json::from_slice(payload).map_err(|e| {
+        Rejection::new(
+            Step::Digest,
+            format!("the signed payload is not JSON ({e})"),
+        )
+    })?;
     v.pointer("/critical/image/docker-manifest-digest")
         .and_then(Value::as_str)
         .map(String::from)
         .ok_or_else(|| {
-            PrimError::fatal("the signed payload has no critical.image.docker-manifest-digest")
+            Rejection::new(
+                Step::Digest,
+                "the signed payload has no critical.image.docker-manifest-digest",
+            )
         })
 }
 
 /// Verify one simple-signing signature: the payload names `digest`, and the
-/// signature over the exact payload bytes verifies under the policy.
+/// signature over the exact payload bytes verifies under the policy (with
+/// the certificate and the Rekor bundle annotation, for keyless).
 pub fn verify_simple_signing(
     payload: &[u8],
     signature_b64: &str,
     cert_pem: Option<&str>,
+    rekor_bundle: Option<&str>,
     digest: &str,
     policy: &Policy,
-) -> Result<String, PrimError> {
+) -> Result<String, Rejection> {
     let signed = payload_digest(payload)?;
     if signed != digest {
-        return Err(PrimError::fatal(format!(
-            "the signed payload is for {signed}, not {digest}"
-        )));
+        return Err(Rejection::new(
+            Step::Digest,
+            format!("the signed payload is for {signed}, not {digest}"),
+        ));
     }
-    let sig = decode_signature(signature_b64)?;
-    verify_message(payload, &sig, cert_pem.map(str::as_bytes), policy)
+    let sig = signature_bytes(signature_b64)?;
+    let ev = Evidence {
+        cert: cert_pem.map(str::as_bytes),
+        log: rekor_bundle.map(rekor::from_cosign_bundle),
+        logged: payload,
+    };
+    verify_message(payload, &sig, &ev, policy)
 }
 
 #[cfg(test)]
@@ -218,9 +405,24 @@ pub(super) mod fixtures {
     }
 
     pub fn keyless(identity: &str, issuer: &str) -> Policy {
+        keyless_under(
+            identity,
+            issuer,
+            crate::oci::sigstore::trust_root::embedded().unwrap(),
+        )
+    }
+
+    pub fn keyless_under(
+        identity: &str,
+        issuer: &str,
+        trust: std::sync::Arc<crate::oci::sigstore::TrustRoot>,
+    ) -> Policy {
+        use crate::oci::cosign_cert::{Identity, San};
         Policy {
-            identity: Some(identity.into()),
-            issuer: Some(issuer.into()),
+            keyless: Some(Keyless {
+                identity: Identity::new(San::Exact(identity.into()), issuer.into()),
+                trust,
+            }),
             ..Policy::default()
         }
     }
@@ -253,6 +455,7 @@ mod tests {
             payload.as_bytes(),
             &sig,
             None,
+            None,
             KEYED_DIGEST,
             &key("sigstore-rs-0.15.0-keyed/cosign.pub"),
         );
@@ -260,6 +463,7 @@ mod tests {
         let bad = verify_simple_signing(
             payload.as_bytes(),
             &sig,
+            None,
             None,
             KEYED_DIGEST,
             &key("sigstore-rs-0.15.0-keyed/wrong-key.pub"),
@@ -274,6 +478,7 @@ mod tests {
         assert!(verify_simple_signing(
             &nl,
             &sig,
+            None,
             None,
             KEYED_DIGEST,
             &key("sigstore-rs-0.15.0-keyed/cosign.pub")
@@ -298,11 +503,13 @@ mod tests {
         assert_eq!(sha256_digest(image_manifest.as_bytes()), LAB_DIGEST);
         let good = key("lab-generated-distribution-2.8.2/test-signer.pub");
         assert_eq!(
-            verify_simple_signing(payload.as_bytes(), sig, None, LAB_DIGEST, &good).unwrap(),
+            verify_simple_signing(payload.as_bytes(), sig, None, None, LAB_DIGEST, &good).unwrap(),
             "key"
         );
         let wrong = key("lab-generated-distribution-2.8.2/wrong-key.pub");
-        assert!(verify_simple_signing(payload.as_bytes(), sig, None, LAB_DIGEST, &wrong).is_err());
+        assert!(
+            verify_simple_signing(payload.as_bytes(), sig, None, None, LAB_DIGEST, &wrong).is_err()
+        );
     }
 
     #[test]
@@ -318,6 +525,7 @@ mod tests {
         let err = verify_simple_signing(
             payload.as_bytes(),
             sig,
+            None,
             None,
             &other,
             &key("lab-generated-distribution-2.8.2/test-signer.pub"),
@@ -362,6 +570,7 @@ mod tests {
             payload.as_bytes(),
             &sig,
             None,
+            None,
             KEYED_DIGEST,
             &Policy::default(),
         )
@@ -371,6 +580,7 @@ mod tests {
         let err = verify_simple_signing(
             payload.as_bytes(),
             &sig,
+            None,
             None,
             KEYED_DIGEST,
             &keyless("a@b.c", "https://x"),

@@ -1,12 +1,16 @@
-//! Sigstore bundles v0.3 (cosign v3): a DSSE envelope around an in-toto
-//! statement naming the image digest, signed with a certificate's key or a
-//! public key, verified under a [`Policy`].
+//! Sigstore bundles v0.1 to v0.3 (cosign v3): a DSSE envelope around an
+//! in-toto statement naming the image digest, signed with a certificate's
+//! key (its Rekor entry in `tlogEntries`) or a public key, verified under a
+//! [`Policy`].
 
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::cosign::{decode_signature, verify_message, Policy, MAX_SIGNATURES, SIGN_PREDICATE};
-use crate::error::PrimError;
+use super::cosign::{
+    signature_bytes, verify_message, Evidence, Policy, Rejection, Step, MAX_SIGNATURES,
+    SIGN_PREDICATE,
+};
+use super::sigstore::rekor;
 
 /// DSSE pre-authentication encoding.
 fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
@@ -20,32 +24,37 @@ fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Verify a Sigstore bundle v0.3 (DSSE, in-toto statement). `Ok(None)` when
+/// Verify a Sigstore bundle (DSSE, in-toto statement). `Ok(None)` when
 /// the bundle is not a cosign signature (an attestation of another kind).
 pub fn verify_bundle(
     bundle: &[u8],
     digest: &str,
     policy: &Policy,
-) -> Result<Option<String>, PrimError> {
+) -> Result<Option<String>, Rejection> {
     let b64 = base64::engine::general_purpose::STANDARD;
+    let bad = |m: String| Rejection::new(Step::Signature, m);
     let v: Value =
-        serde_json::from_slice(bundle).map_err(|e| format!("the bundle is not JSON ({e})"))?;
-    let env = v
-        .get("dsseEnvelope")
-        .ok_or("the bundle has no dsseEnvelope (message-signature bundles are not supported)")?;
+        serde_json::from_slice(bundle).map_err(|e| bad(format!("the bundle is not JSON ({e})")))?;
+    let env = v.get("dsseEnvelope").ok_or_else(|| {
+        bad("the bundle has no dsseEnvelope (message-signature bundles are not supported)".into())
+    })?;
     let body = b64
         .decode(
             env.get("payload")
                 .and_then(Value::as_str)
                 .unwrap_or_default(),
         )
-        .map_err(|e| format!("the bundle's payload is not base64 ({e})"))?;
+        .map_err(|e| bad(format!("the bundle's payload is not base64 ({e})")))?;
     let payload_type = env
         .get("payloadType")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let statement: Value = serde_json::from_slice(&body)
-        .map_err(|e| format!("the bundle's statement is not JSON ({e})"))?;
+    let statement: Value = serde_json::from_slice(&body).map_err(|e| {
+        Rejection::new(
+            Step::Digest,
+            format!("the bundle's statement is not JSON ({e})"),
+        )
+    })?;
     if statement.get("predicateType").and_then(Value::as_str) != Some(SIGN_PREDICATE) {
         return Ok(None);
     }
@@ -58,14 +67,17 @@ pub fn verify_bundle(
         .filter_map(|s| s.pointer("/digest/sha256").and_then(Value::as_str))
         .collect();
     if !subjects.contains(&hex) {
-        return Err(PrimError::fatal(format!(
-            "the bundle's statement is for {}, not {digest}",
-            if subjects.is_empty() {
-                "no digest".to_string()
-            } else {
-                format!("sha256:{}", subjects.join(", sha256:"))
-            }
-        )));
+        return Err(Rejection::new(
+            Step::Digest,
+            format!(
+                "the bundle's statement is for {}, not {digest}",
+                if subjects.is_empty() {
+                    "no digest".to_string()
+                } else {
+                    format!("sha256:{}", subjects.join(", sha256:"))
+                }
+            ),
+        ));
     }
     let vm = v.get("verificationMaterial");
     let cert_b64 = vm
@@ -75,14 +87,23 @@ pub fn verify_bundle(
         })
         .and_then(Value::as_str);
     let cert = match cert_b64 {
-        Some(c) => Some(
-            b64.decode(c)
-                .map_err(|e| format!("the bundle's certificate is not base64 ({e})"))?,
-        ),
+        Some(c) => Some(b64.decode(c).map_err(|e| {
+            Rejection::new(
+                Step::Chain,
+                format!("the bundle's certificate is not base64 ({e})"),
+            )
+        })?),
         None => None,
     };
+    let ev = Evidence {
+        cert: cert.as_deref(),
+        log: vm
+            .and_then(|m| m.pointer("/tlogEntries/0"))
+            .map(rekor::from_tlog_entry),
+        logged: &body,
+    };
     let msg = pae(payload_type, &body);
-    let mut last = PrimError::fatal("the bundle has no signatures");
+    let mut last = bad("the bundle has no signatures".into());
     for s in env
         .get("signatures")
         .and_then(Value::as_array)
@@ -90,14 +111,14 @@ pub fn verify_bundle(
         .flatten()
         .take(MAX_SIGNATURES)
     {
-        let sig = match decode_signature(s.get("sig").and_then(Value::as_str).unwrap_or_default()) {
+        let sig = match signature_bytes(s.get("sig").and_then(Value::as_str).unwrap_or_default()) {
             Ok(sig) => sig,
             Err(e) => {
                 last = e;
                 continue;
             }
         };
-        match verify_message(&msg, &sig, cert.as_deref(), policy) {
+        match verify_message(&msg, &sig, &ev, policy) {
             Ok(who) => return Ok(Some(who)),
             Err(e) => last = e,
         }

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::client::{Client, Resp};
 use super::cosign::{
-    verify_simple_signing, Policy, Status, Verdict, BLOB_LIMIT, BUNDLE_TYPE,
-    CERTIFICATE_ANNOTATION, INDEX_ACCEPT, MAX_SIGNATURES, SIGNATURE_ANNOTATION,
+    verify_simple_signing, Policy, Rejection, Status, Step, Verdict, BLOB_LIMIT, BUNDLE_ANNOTATION,
+    BUNDLE_TYPE, CERTIFICATE_ANNOTATION, INDEX_ACCEPT, MAX_SIGNATURES, SIGNATURE_ANNOTATION,
     SIG_MANIFEST_ACCEPT, SIMPLESIGNING,
 };
 use super::cosign_bundle::verify_bundle;
@@ -22,7 +22,7 @@ enum Found {
     /// bundle): not counted.
     Other,
     /// A signature that does not verify, and why.
-    Bad(String),
+    Bad(Rejection),
     /// A signature that verifies, and who signed.
     Signed(String),
 }
@@ -59,7 +59,9 @@ async fn verify_sig_tag(
     sig_tag: &str,
     policy: &Policy,
 ) -> Result<Verdict, PrimError> {
-    let invalid = |reason: String, n| Verdict::new(Status::Invalid, reason, n, "sig-tag");
+    let invalid = |reason: String, n| {
+        Verdict::invalid(&[Rejection::new(Step::Signature, reason)], n, "sig-tag")
+    };
     let m: Value = match serde_json::from_slice(body) {
         Ok(m) => m,
         Err(e) => {
@@ -83,8 +85,12 @@ async fn verify_sig_tag(
     for layer in &sigs {
         match check_layer(client, layer, digest, policy).await? {
             Found::Signed(who) => {
-                let mut v =
-                    Verdict::new(Status::Verified, reasons.join("; "), sigs.len(), "sig-tag");
+                let mut v = Verdict::new(
+                    Status::Verified,
+                    super::cosign::join(&reasons),
+                    sigs.len(),
+                    "sig-tag",
+                );
                 v.signer = Some(who);
                 return Ok(v);
             }
@@ -92,7 +98,7 @@ async fn verify_sig_tag(
             Found::Other => {}
         }
     }
-    Ok(invalid(reasons.join("; "), sigs.len()))
+    Ok(Verdict::invalid(&reasons, sigs.len(), "sig-tag"))
 }
 
 /// One simple-signing layer: its annotation, its payload (fetched and
@@ -103,8 +109,9 @@ async fn check_layer(
     digest: &str,
     policy: &Policy,
 ) -> Result<Found, PrimError> {
+    let bad = |m: String| Ok(Found::Bad(Rejection::new(Step::Signature, m)));
     let Some(layer_digest) = layer.get("digest").and_then(Value::as_str) else {
-        return Ok(Found::Bad("a signature layer has no digest".into()));
+        return bad("a signature layer has no digest".into());
     };
     let ann = |k: &str| {
         layer
@@ -112,27 +119,34 @@ async fn check_layer(
             .and_then(Value::as_str)
     };
     let Some(sig) = ann(SIGNATURE_ANNOTATION) else {
-        return Ok(Found::Bad(format!(
+        return bad(format!(
             "layer {layer_digest} has no {SIGNATURE_ANNOTATION} annotation"
-        )));
+        ));
     };
     if let Some(size) = layer.get("size").and_then(Value::as_u64) {
         if size as usize > BLOB_LIMIT {
-            return Ok(Found::Bad(format!(
+            return bad(format!(
                 "layer {layer_digest} is {size} bytes, over the {BLOB_LIMIT}-byte bound for a payload"
-            )));
+            ));
         }
     }
     // A missing or tampered payload makes this signature invalid, not the
     // whole check an error: the others are still tried.
     let payload = match client.fetch_blob(layer_digest, BLOB_LIMIT).await? {
         Ok(p) => p,
-        Err(e) => return Ok(Found::Bad(e.msg)),
+        Err(e) => return Ok(Found::Bad(Rejection::new(Step::Digest, e.msg))),
     };
     Ok(
-        match verify_simple_signing(&payload, sig, ann(CERTIFICATE_ANNOTATION), digest, policy) {
+        match verify_simple_signing(
+            &payload,
+            sig,
+            ann(CERTIFICATE_ANNOTATION),
+            ann(BUNDLE_ANNOTATION),
+            digest,
+            policy,
+        ) {
             Ok(who) => Found::Signed(who),
-            Err(e) => Found::Bad(e.msg),
+            Err(e) => Found::Bad(e),
         },
     )
 }
@@ -157,9 +171,11 @@ async fn verify_bundles(
     let index: Value = match serde_json::from_slice(&index.body) {
         Ok(v) => v,
         Err(e) => {
-            return Ok(Verdict::new(
-                Status::Invalid,
-                format!("the index of signatures for {digest} is not JSON ({e})"),
+            return Ok(Verdict::invalid(
+                &[Rejection::new(
+                    Step::Signature,
+                    format!("the index of signatures for {digest} is not JSON ({e})"),
+                )],
                 0,
                 source,
             ))
@@ -175,8 +191,12 @@ async fn verify_bundles(
                 reasons.push(why);
             }
             Found::Signed(who) => {
-                let mut v =
-                    Verdict::new(Status::Verified, reasons.join("; "), signatures + 1, source);
+                let mut v = Verdict::new(
+                    Status::Verified,
+                    super::cosign::join(&reasons),
+                    signatures + 1,
+                    source,
+                );
                 v.signer = Some(who);
                 return Ok(v);
             }
@@ -190,12 +210,7 @@ async fn verify_bundles(
             source,
         ));
     }
-    Ok(Verdict::new(
-        Status::Invalid,
-        reasons.join("; "),
-        signatures,
-        source,
-    ))
+    Ok(Verdict::invalid(&reasons, signatures, source))
 }
 
 /// The index of what refers to `digest`, and where it came from: the
@@ -240,21 +255,18 @@ async fn check_bundle(
     digest: &str,
     policy: &Policy,
 ) -> Result<Found, PrimError> {
+    let bad = |m: String| Ok(Found::Bad(Rejection::new(Step::Signature, m)));
     if let Err(e) = validate_digest(manifest_digest) {
-        return Ok(Found::Bad(e.msg));
+        return bad(e.msg);
     }
     let Some(r) = client
         .get_manifest(manifest_digest, SIG_MANIFEST_ACCEPT)
         .await?
     else {
-        return Ok(Found::Bad(format!(
-            "the bundle manifest {manifest_digest} is missing"
-        )));
+        return bad(format!("the bundle manifest {manifest_digest} is missing"));
     };
     let Ok(m) = serde_json::from_slice::<Value>(&r.body) else {
-        return Ok(Found::Bad(format!(
-            "the bundle manifest {manifest_digest} is not JSON"
-        )));
+        return bad(format!("the bundle manifest {manifest_digest} is not JSON"));
     };
     let Some(layer_digest) = layers(&m)
         .find(|l| {
@@ -268,12 +280,12 @@ async fn check_bundle(
     };
     let blob = match client.fetch_blob(layer_digest, BLOB_LIMIT).await? {
         Ok(b) => b,
-        Err(e) => return Ok(Found::Bad(e.msg)),
+        Err(e) => return Ok(Found::Bad(Rejection::new(Step::Digest, e.msg))),
     };
     Ok(match verify_bundle(&blob, digest, policy) {
         Ok(None) => Found::Other,
         Ok(Some(who)) => Found::Signed(who),
-        Err(e) => Found::Bad(e.msg),
+        Err(e) => Found::Bad(e),
     })
 }
 

@@ -831,6 +831,9 @@ fn roll_back(
     reserve: Duration,
     why: &str,
 ) -> Result<Duration, String> {
+    // Marked before the fresh token: a first stop from here on lets the
+    // rollback run (one before it cancelled the old token, replaced now).
+    ctx.shield.start_rollback();
     if !ctx.rearm() {
         return Err("a second signal stopped the run before the rollback could start".into());
     }
@@ -839,6 +842,9 @@ fn roll_back(
         fmt_secs(reserve)
     );
     let start = Instant::now();
+    // Written first: if the run dies during the rollback, the ledger's
+    // newest record says so, and the next run on the target can tell.
+    crate::ledger::record_pending(ctx, why);
     let timer = PhaseTimer::start(ctx, start + reserve);
     let r = call0(ncc, rollback);
     let cut = timer.stop();

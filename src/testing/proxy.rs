@@ -175,6 +175,15 @@ pub fn engine(ctx: &Arc<Ctx>, proxy: &Arc<Proxy>) -> Engine {
             p.dispatch(&n, vals)
         });
     }
+    // Rhai's core package has its own `sleep(int)` and `sleep(float)`, and
+    // an exact-typed function wins over the Dynamic stand-in above: without
+    // these, a test's (and `verify`'s) sleeps took real time.
+    for t in [std::any::TypeId::of::<f64>(), std::any::TypeId::of::<i64>()] {
+        let p = proxy.clone();
+        engine.register_raw_fn("sleep", [t], move |_, args| {
+            p.dispatch("sleep", vec![(*args[0]).clone()])
+        });
+    }
     // They call the script back; here those calls reach the stand-ins.
     crate::primitives::gates::register_structural(&mut engine, ctx);
     engine
@@ -218,5 +227,25 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.position().line(), Some(2), "{err}");
         assert!(proxy.calls().last().unwrap().result.is_err());
+    }
+
+    /// Rhai's own `sleep` must not win over the stand-in: a stubbed sleep
+    /// takes no time and is recorded, int or float.
+    #[test]
+    fn sleep_reaches_the_stand_in() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let c = ctx(&rt);
+        let proxy = Proxy::new(
+            &c,
+            Box::new(|name, _| (name == "sleep").then(|| Ok(Dynamic::UNIT))),
+        );
+        let e = engine(&c, &proxy);
+        let start = std::time::Instant::now();
+        e.run("sleep(30); sleep(2.5);").unwrap();
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        let names: Vec<String> = proxy.calls().iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names, ["sleep", "sleep"]);
     }
 }

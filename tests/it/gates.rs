@@ -291,3 +291,92 @@ fn test_error() { let r = run_with(|url, q| throw "prometheus answered 500"); as
     );
     p.run(&["test", "pb.test.rhai"]).code(0).has("4 passed");
 }
+
+/// Deploy, a gate that fails, a rollback that takes `$SLOW` seconds and
+/// leaves markers; the `app` lock makes the ledger `app`'s.
+const SLOW_ROLLBACK: &str = r#"
+lock("app");
+let slow = parse_int(env("SLOW"));
+guarded(#{
+    deploy: || write_json("state.json", #{ v: 2 }, #{ keep_on_failure: true }),
+    gates: [gate("health", #{ check: || false, count: 1 })],
+    rollback: || {
+        write_json("rolling-back.json", #{ v: 1 }, #{ keep_on_failure: true });
+        sleep(slow);
+        write_json("state.json", #{ v: 1 }, #{ keep_on_failure: true });
+    },
+    budget: 60, rollback_reserve: 40,
+});
+"#;
+
+/// A first SIGTERM that arrives while the rollback runs (started by a
+/// failed gate, not by a signal) does not cut it: the rollback ends, then
+/// the run stops (found by bench/gates-faults.sh: it used to end the
+/// rollback with "Script terminated").
+#[test]
+fn a_first_signal_during_the_rollback_lets_it_finish() {
+    let mut p = pb(SLOW_ROLLBACK);
+    p.env("SLOW", "2");
+    let (child, started) = p.start(&["pb.rhai"]);
+    let t0 = std::time::Instant::now();
+    while p.read("rolling-back.json").is_none() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        p.read("rolling-back.json").is_some(),
+        "the rollback never started"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = finish((child, started));
+    out.code(143).lacks("ROLLBACK FAILED");
+    assert!(
+        p.read("state.json").unwrap().contains("1"),
+        "the rollback finished"
+    );
+    assert_eq!(last_record(&p)["result"], "rolled_back");
+}
+
+/// A run killed during its rollback (SIGKILL: nothing of it runs after)
+/// leaves `rollback_pending`, with why, as the target's newest record; a
+/// rollback that ends is recorded after it.
+#[test]
+fn a_run_killed_during_its_rollback_leaves_rollback_pending() {
+    let mut p = pb(SLOW_ROLLBACK);
+    p.env("SLOW", "0");
+    p.run(&["pb.rhai"]).code(3);
+    let text = p
+        .read(".runbook/ledger/app.jsonl")
+        .expect("a ledger for app");
+    let results: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["result"].to_string())
+        .collect();
+    assert_eq!(results, ["\"rollback_pending\"", "\"rolled_back\""]);
+
+    std::fs::remove_file(p.path().join("rolling-back.json")).unwrap();
+    p.env("SLOW", "30");
+    let (mut child, _) = p.start(&["pb.rhai"]);
+    let t0 = std::time::Instant::now();
+    while p.read("rolling-back.json").is_none() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        p.read("rolling-back.json").is_some(),
+        "the rollback never started"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let last = last_record(&p);
+    assert_eq!(last["result"], "rollback_pending");
+    assert!(
+        last["rollback_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gate 'health' failed"),
+        "{last}"
+    );
+}

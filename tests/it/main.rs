@@ -17,6 +17,7 @@ mod github_action;
 mod github_contract;
 mod hostile;
 mod job_manifest;
+mod keyless;
 mod kube_contract;
 mod ledger;
 mod lock_file;

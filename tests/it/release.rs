@@ -73,10 +73,13 @@ fn project(w: &World) -> Project {
 
 fn run(p: &Project, playbook: &str, w: &World, extra: &[&str]) -> Output {
     let host = w.registry.host();
+    // The tests' images are signed with a key (keyless is tests/it/keyless.rs).
     let mut args = vec![
         playbook,
         "--registry",
         host.as_str(),
+        "--cosign-key",
+        "cosign.pub",
         "--log-format",
         "json",
     ];
@@ -500,4 +503,74 @@ fn a_malformed_endpoint_artifact_stops_deploy_and_rollback() {
         .code(1)
         .has("endpoint.json");
     assert!(puts(&w).is_empty(), "nothing was changed");
+}
+
+/// A deploy under a health gate whose URL answers 500: the new image is
+/// sent, the gate fails, the image of record goes back with its endpoint
+/// (exit 3), and the ledger says `rollback_pending` then `rolled_back`
+/// with the image put back, so the next run reads it as what runs.
+#[test]
+fn a_failing_health_gate_redeploys_the_image_of_record() {
+    let w = world(false);
+    let p = project(&w);
+    let health = support::http::Stub::start(|_| support::http::Reply::status(500));
+    run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", OLD_SHA, EP[0], EP[1]],
+    )
+    .code(0);
+    let url = format!("{}/healthz", health.url());
+    let out = run(
+        &p,
+        "playbooks/deploy.rhai",
+        &w,
+        &["--sha", SHA, "--health-url", &url, "--gate-count", "2"],
+    );
+    out.code(3)
+        .has("gate 'health' failed")
+        .has(&url)
+        .has("rolled back in");
+    assert_eq!(health.seen().len(), 1, "failure_limit 0: one 500 is enough");
+    let old = format!("{}/mconstant/pay2slay-api:{OLD_SHA}", w.registry.host());
+    let sent = puts(&w);
+    assert_eq!(
+        sent.len(),
+        3,
+        "the old image, the new one, the old one back"
+    );
+    assert!(sent[1].contains(&format!(":{SHA}")), "{}", sent[1]);
+    assert!(sent[2].contains(&format!("image: {old}")), "{}", sent[2]);
+    assert!(
+        sent[2].contains(&format!("BANANO_RPC_ENDPOINT={ENDPOINT}")),
+        "{}",
+        sent[2]
+    );
+    // The record written as the rollback started, then the run's own.
+    let recs = history(&p);
+    assert_eq!(recs.len(), 3);
+    assert_eq!(recs[1]["result"], "rollback_pending");
+    assert!(
+        recs[1]["rollback_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gate 'health' failed"),
+        "{}",
+        recs[1]
+    );
+    assert_eq!(recs[2]["result"], "rolled_back");
+    assert_eq!(recs[2]["image"], old.as_str());
+    assert_eq!(
+        recs[2]["deployment_hash"],
+        w.console.deployment("1002")["data"]["deployment"]["hash"]
+    );
+    // What runs is the image of record again: the next deploy sees no drift.
+    let again = run(&p, "playbooks/deploy.rhai", &w, &["--sha", OLD_SHA]);
+    again.code(0);
+    assert!(
+        !again.stderr.contains("outside runbook"),
+        "{}",
+        again.stderr
+    );
 }

@@ -55,6 +55,47 @@ impl Registry {
             &manifest,
         );
     }
+    /// Push a cosign `.sig` manifest for `image_digest` holding one
+    /// simple-signing layer exactly as given: payload bytes, base64
+    /// signature, and the keyless certificate and Rekor bundle annotations.
+    pub fn cosign_push_signature(
+        &self,
+        repo: &str,
+        image_digest: &str,
+        payload: &[u8],
+        sig_b64: &str,
+        cert_pem: &str,
+        rekor_bundle: Option<&str>,
+    ) {
+        let payload_d = self.push_blob(repo, payload);
+        let config_d = self.push_blob(repo, b"{}");
+        let mut annotations = serde_json::json!({
+            "dev.cosignproject.cosign/signature": sig_b64,
+            "dev.sigstore.cosign/certificate": cert_pem,
+        });
+        if let Some(b) = rekor_bundle {
+            annotations["dev.sigstore.cosign/bundle"] = b.into();
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_d, "size": 2},
+            "layers": [{
+                "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                "digest": payload_d, "size": payload.len(), "annotations": annotations
+            }]
+        })
+        .to_string()
+        .into_bytes();
+        let hex = image_digest.trim_start_matches("sha256:");
+        self.push_manifest(
+            repo,
+            &format!("sha256-{hex}.sig"),
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+        );
+    }
+
     /// Sign `image_digest` the cosign v3 way: a Sigstore bundle v0.3 (DSSE
     /// envelope around an in-toto statement for `statement_digest`) stored
     /// as an OCI artifact that refers to the image, listed in the index at
@@ -93,8 +134,16 @@ impl Registry {
         })
         .to_string()
         .into_bytes();
+        self.cosign_v3_push_bundle(repo, image_digest, &bundle);
+    }
+
+    /// Store a Sigstore bundle v0.3 (bytes as given) as an OCI artifact
+    /// referring to `image_digest`, listed in the index at tag
+    /// `sha256-<hex>` (the referrers tag schema, for registries without
+    /// the referrers API, like distribution 2.8).
+    pub fn cosign_v3_push_bundle(&self, repo: &str, image_digest: &str, bundle: &[u8]) {
         let bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
-        let bundle_d = self.push_blob(repo, &bundle);
+        let bundle_d = self.push_blob(repo, bundle);
         let empty_d = self.push_blob(repo, b"{}");
         let artifact = serde_json::json!({
             "schemaVersion": 2,
