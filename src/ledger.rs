@@ -55,17 +55,10 @@ pub fn target_of_playbook(p: &Path) -> String {
 /// Append one record to the file ledger of `target`.
 pub fn append(state: &Path, target: &str, record: &Value) -> Result<(), String> {
     let p = path(state, target);
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d)
-            .map_err(|e| format!("cannot create the ledger folder {}: {e}", d.display()))?;
-    }
+    crate::lock::state::prepare(state, "ledger")?;
     let mut line = record.to_string();
     line.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(&p)
+    let mut f = crate::lock::state::open(&p, crate::lock::state::Mode::Append)
         .map_err(|e| format!("cannot open the ledger {}: {e}", p.display()))?;
     // A line torn by a crash has no newline: start a new line rather than
     // glue this record onto it (both would be lost as one bad line).
@@ -305,7 +298,8 @@ pub fn scan_back(
     f: impl FnMut(Value) -> ControlFlow<()>,
 ) -> Result<Option<BadLines>, String> {
     let p = path(state, target);
-    let mut file = match std::fs::File::open(&p) {
+    crate::lock::state::check_existing(state, "ledger")?;
+    let mut file = match crate::lock::state::open(&p, crate::lock::state::Mode::Read) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read the ledger {}: {e}", p.display())),
@@ -547,6 +541,8 @@ fn record_one(
         (None, Some(o), _) => o.ledger_result(),
         (None, None, Ok(())) => "ok",
         (None, None, Err(Error::Timeout(_) | Error::Interrupted(_))) => "cancelled",
+        // The gate refused a mutation: the lock was broken, lost or expired.
+        (None, None, Err(_)) if ctx.locks.refused().is_some() => "fenced",
         (None, None, Err(_)) => "failed",
     };
     let params = crate::value::to_json(&rhai::Dynamic::from(args.clone()))
@@ -653,7 +649,9 @@ pub fn record_break(
 fn cell(r: &Value, k: &str) -> String {
     match r.get(k) {
         None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
+        // A recorded newline (a `ledger_note`, a break's reason) would
+        // print a forged row: cells are one line.
+        Some(Value::String(s)) => crate::out::one_line(s).into_owned(),
         Some(v) => v.to_string(),
     }
 }

@@ -10,6 +10,12 @@
 //!   streams into lines at `\n` and at a bare `\r`, trims leading white
 //!   space, and acts on a line that starts with `::` or holds `##[`
 //!   anywhere; [`neutralize`] breaks exactly those sequences.
+//! - **A clean terminal**: C0 and C1 controls (ESC, and so every
+//!   CSI/OSC sequence), DEL, Unicode bidi controls and the line/paragraph
+//!   separators U+2028/U+2029 in text are shown escaped (`\x1b`,
+//!   `\u202e`), so a server's answer, a child's output or a parameter
+//!   cannot move the cursor, retitle the window, hide text or forge a
+//!   line ([`term_safe`]); newlines and tabs stay.
 //! - **A closed pipe is not a crash**: when stdout or stderr is gone
 //!   (`runbook … | head`), writes are dropped, [`pipe_closed`] turns true
 //!   and the run ends as if it got SIGPIPE (exit 141), cleaning up first.
@@ -107,6 +113,86 @@ pub fn neutralize_json(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether `c` must not reach a terminal as it is (see [`term_safe`]).
+fn is_unsafe_char(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+        | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+}
+
+/// Push `c` escaped: `\x1b` for a C0 control or DEL, `\r` for a carriage
+/// return, `\u202e` for the rest.
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\r' => out.push_str("\\r"),
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+        c => out.push_str(&format!("\\u{:04x}", c as u32)),
+    }
+}
+
+/// Text made safe for a terminal: every control but `\n` and `\t`, and
+/// every bidi control or line/paragraph separator, shown escaped; a
+/// `\r\n` line end becomes `\n`. Text with none is returned as it is.
+pub fn term_safe(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() == Some(&'\n') {
+            continue;
+        }
+        if is_unsafe_char(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One cell or field of a one-line row: like [`term_safe`], and newlines
+/// and tabs escaped too, so a value cannot forge another row.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c == '\n' || c == '\t' || is_unsafe_char(c))
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c == '\n' || c == '\t' || is_unsafe_char(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The JSON-lines form of [`term_safe`]: serde_json escapes C0 controls
+/// already; C1, DEL, bidi controls and U+2028/2029 become `\uXXXX`, the
+/// same characters to every JSON reader (they can only stand in strings).
+fn term_safe_json(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe_char(c) && (c as u32) >= 0x20 {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn write_raw(stream: Stream, bytes: &[u8]) {
     let closed = match stream {
         Stream::Stdout => &STDOUT_CLOSED,
@@ -134,23 +220,29 @@ fn write_raw(stream: Stream, bytes: &[u8]) {
 /// Write text runbook did not author as a workflow command (log lines,
 /// `print`, reports, help): redacted, and neutralized under GitHub Actions.
 pub fn text(stream: Stream, s: &str) {
-    write_safe(stream, s, neutralize);
+    write_safe(stream, s, false);
 }
 
-/// Redact, then under GitHub Actions make safe with `safe`, then write.
-fn write_safe(stream: Stream, s: &str, safe: fn(&str) -> Cow<'_, str>) {
+/// Redact, make terminal-safe, then under GitHub Actions neutralize
+/// workflow commands (the JSON-lines way when `json`), then write.
+fn write_safe(stream: Stream, s: &str, json: bool) {
     let s = crate::redact::redact(s);
-    if under_github() {
-        write_raw(stream, safe(&s).as_bytes());
+    let s = if json {
+        term_safe_json(&s)
     } else {
-        write_raw(stream, s.as_bytes());
+        term_safe(&s)
+    };
+    match (under_github(), json) {
+        (true, true) => write_raw(stream, neutralize_json(&s).as_bytes()),
+        (true, false) => write_raw(stream, neutralize(&s).as_bytes()),
+        (false, _) => write_raw(stream, s.as_bytes()),
     }
 }
 
 /// Write JSON lines (the `json` log format): redacted, and `##[` escaped
 /// inside strings under GitHub Actions.
 pub fn json_lines(stream: Stream, s: &str) {
-    write_safe(stream, s, neutralize_json);
+    write_safe(stream, s, true);
 }
 
 /// Write workflow commands runbook builds itself, whose data and
@@ -158,7 +250,7 @@ pub fn json_lines(stream: Stream, s: &str) {
 /// child output inside a `::stop-commands::` block). Redacted.
 pub fn commands(stream: Stream, s: &str) {
     let s = crate::redact::redact(s);
-    write_raw(stream, s.as_bytes());
+    write_raw(stream, term_safe(&s).as_bytes());
 }
 
 /// Write `::add-mask::` lines: the one writer that must not redact (it
@@ -214,6 +306,24 @@ mod tests {
                 hostile.replace("\r\n", "\n").replace('\r', "\n")
             );
         }
+    }
+
+    #[test]
+    fn controls_bidi_and_separators_are_shown_escaped() {
+        let hostile = "a\u{1b}]0;title\u{7}b\u{1b}[2Jc\u{9b}31md\u{202e}e\u{2028}f\rg\u{7f}";
+        let safe = term_safe(hostile);
+        assert_eq!(
+            safe,
+            "a\\x1b]0;title\\x07b\\x1b[2Jc\\u009b31md\\u202ee\\u2028f\\rg\\x7f"
+        );
+        assert!(matches!(term_safe("plain\ttext\n"), Cow::Borrowed(_)));
+        assert_eq!(term_safe("crlf\r\n"), "crlf\n");
+        assert_eq!(one_line("a\nb\tc"), "a\\nb\\tc");
+        let json = serde_json::json!({ "m": "x\u{9b}y\u{202e}z\u{1b}" }).to_string();
+        let safe = term_safe_json(&json);
+        assert!(!safe.chars().any(is_unsafe_char), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["m"], "x\u{9b}y\u{202e}z\u{1b}");
     }
 
     #[test]

@@ -72,13 +72,45 @@ fn mask_lines(forms: &[String]) -> String {
 }
 
 /// The encodings a sink may apply to text that holds a secret.
-const ENCODINGS: [fn(&str) -> String; 5] = [
+const ENCODINGS: [fn(&str) -> String; 7] = [
     json_escape,
     debug_escape,
     crate::github::escape_data,
     crate::github::escape_property,
     percent_encode,
+    yaml_escape,
+    form_urlencode,
 ];
+
+/// The value as a YAML scalar writes it (the dry-run SDL diff, manifests):
+/// double-quoted with YAML's escapes (`\e`, `\uFEFF`, `\N`…), or
+/// single-quoted (`''`), without the quotes.
+fn yaml_escape(s: &str) -> String {
+    let y = serde_norway::to_string(s).unwrap_or_default();
+    let y = y.strip_suffix('\n').unwrap_or(&y);
+    for q in ['"', '\''] {
+        if let Some(inner) = y.strip_prefix(q).and_then(|t| t.strip_suffix(q)) {
+            return inner.to_string();
+        }
+    }
+    y.to_string()
+}
+
+/// `application/x-www-form-urlencoded` (a token exchange's body): space
+/// as `+`, `(` as `%28`.
+fn form_urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b if b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_') => {
+                out.push(b as char)
+            }
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
 
 fn json_escape(s: &str) -> String {
     let j = serde_json::to_string(s).unwrap_or_default();
@@ -207,6 +239,48 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     })
 }
 
+/// The shortest start of a secret a cut may leave: shorter ones are too
+/// common in ordinary text to mask, and too short to guess the rest from.
+pub const PREFIX_MIN: usize = 8;
+
+/// `text` redacted whole, then cut to at most `max` characters (`…` marks
+/// a cut): redacting first means a secret across the cut is masked, not
+/// half shown. Whatever the end of the result — the cut, or `text`'s own
+/// end when a reader stopped at its cap — it never leaves the first
+/// [`PREFIX_MIN`] or more characters of a secret: those are masked too.
+pub fn cut(text: &str, max: usize) -> String {
+    let r = redact(text);
+    let (mut out, was_cut) = if r.chars().count() > max {
+        (r.chars().take(max).collect::<String>(), true)
+    } else {
+        (r.into_owned(), false)
+    };
+    mask_dangling_prefix(&mut out);
+    if was_cut {
+        out.push('…');
+    }
+    out
+}
+
+/// Mask a start of a secret (in any form) that `text` ends with.
+fn mask_dangling_prefix(text: &mut String) {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut longest = 0;
+    for f in &secrets.forms {
+        // Prefixes of at least PREFIX_MIN bytes and shorter than the form
+        // (a whole form was already redacted), on character boundaries.
+        for (k, _) in f.char_indices().skip(1) {
+            if k >= PREFIX_MIN && k > longest && text.ends_with(&f[..k]) {
+                longest = k;
+            }
+        }
+    }
+    if longest > 0 {
+        text.truncate(text.len() - longest);
+        text.push_str(MASK);
+    }
+}
+
 /// Whether `value` is exactly a registered secret.
 pub fn is_secret(value: &str) -> bool {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
@@ -221,6 +295,32 @@ pub fn contains_secret(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_never_leaves_the_start_of_a_secret() {
+        let key = "cutkey-0123456789abcdefghijklmnopqrstuvwxyzAB";
+        register(key);
+        for at in 0..key.len() {
+            let text = format!("{}{key} trailing", "x".repeat(300 - at));
+            let c = cut(&text, 300);
+            assert!(c.chars().count() <= 301, "{at}");
+            for k in PREFIX_MIN..key.len() {
+                assert!(!c.contains(&key[..k]), "{at}: {c}");
+            }
+        }
+        // A body a reader stopped in the middle of a secret.
+        for k in PREFIX_MIN..key.len() {
+            let c = cut(&format!("error: {}", &key[..k]), 300);
+            assert_eq!(c, "error: ***", "{k}");
+        }
+        assert_eq!(
+            cut("error: cutkey-", 300),
+            "error: cutkey-",
+            "under 8: kept"
+        );
+        assert_eq!(cut("short and clean", 300), "short and clean");
+        assert_eq!(cut("abcdef", 3), "abc…");
+    }
 
     #[test]
     fn registered_values_are_masked_longest_first() {
@@ -268,6 +368,16 @@ mod tests {
             );
             assert!(!r.contains("line-two"), "{sink} -> {r}");
             assert!(contains_secret(&sink), "{sink}");
+        }
+        // YAML's escapes and form encoding (a token exchange's body).
+        let odd = "\u{feff}yaml\u{1b}secret (form) x";
+        register(odd);
+        for sink in [
+            serde_norway::to_string(&serde_json::json!({ "k": odd })).unwrap(),
+            format!("subject_token={}", form_urlencode(odd)),
+        ] {
+            let r = redact(&sink);
+            assert!(!r.contains("secret"), "{sink} -> {r}");
         }
         // A line of a multi-line secret alone is masked too.
         assert_eq!(redact("got line-two-of-it"), "got ***");

@@ -9,7 +9,7 @@
 //! new file, and the old holder's renewal sees its file is no longer the
 //! one at the path and self-fences.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -48,6 +48,9 @@ pub struct Record {
     pub broken: Option<String>,
 }
 
+/// The most a lock file's record may weigh: a holder's record is under 1 KiB.
+const RECORD_MAX: usize = 64 * 1024;
+
 /// The lock file of `name` in the state folder.
 pub fn path(state: &Path, name: &str) -> PathBuf {
     state.join("locks").join(format!("{name}.lock"))
@@ -74,8 +77,8 @@ fn read_record(path: &Path) -> Option<Record> {
     // A holder rewrites the file in place; a reader may catch it half way:
     // read again briefly before giving up.
     for _ in 0..5 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(r) = serde_json::from_str(&text) {
+        if let Ok(text) = super::state::read(path, RECORD_MAX as u64) {
+            if let Ok(r) = serde_json::from_slice(&text) {
                 return Some(r);
             }
         }
@@ -103,17 +106,9 @@ fn same_file(f: &File, path: &Path) -> bool {
     }
 }
 
-fn open(path: &Path) -> Result<File, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the lock folder {}: {e}", dir.display()))?;
-    }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+fn open(state: &Path, path: &Path) -> Result<File, String> {
+    super::state::prepare(state, "locks")?;
+    super::state::open(path, super::state::Mode::ReadWrite)
         .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))
 }
 
@@ -128,7 +123,7 @@ pub fn acquire(
     // The file may be replaced (lock break) between open and flock: lock,
     // then check the path still names the file we locked.
     for _ in 0..10 {
-        let f = open(&path)?;
+        let f = open(state, &path)?;
         let mut fl = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             Ok(fl) => fl,
             Err((_, Errno::EWOULDBLOCK)) => return Ok(Acquire::Busy(read_record(&path))),
@@ -138,11 +133,27 @@ pub fn acquire(
             continue;
         }
         let mut text = String::new();
-        let _ = fl.read_to_string(&mut text);
+        let _ = (&*fl).take(RECORD_MAX as u64).read_to_string(&mut text);
         let prev: Option<Record> = serde_json::from_str(&text).ok();
         let token = match &prev {
-            Some(r) => r.token.saturating_add(1),
-            None if text.trim().is_empty() => 1,
+            Some(r) => super::next_token(
+                r.token,
+                super::TOKEN_MAX,
+                name,
+                &format!("the lock file {}", path.display()),
+            )?,
+            // A new file: the first take, or one deleted meanwhile, whose
+            // counter is gone. The ledger remembers the tokens of runs
+            // that held it: go on from the highest, never back to 1.
+            None if text.trim().is_empty() => match ledger_high_water(state, name) {
+                Some(t) => super::next_token(
+                    t,
+                    super::TOKEN_MAX,
+                    name,
+                    &format!("the lock file {}", path.display()),
+                )?,
+                None => 1,
+            },
             None => {
                 // Unreadable: the counter is gone. Milliseconds since the
                 // epoch are above any counter a lock reaches, so the token
@@ -181,6 +192,25 @@ pub fn acquire(
         "the lock file {} keeps being replaced; is someone breaking it in a loop?",
         path.display()
     ))
+}
+
+/// The highest fencing token among the newest records of `name`'s file
+/// ledger (a bounded look from its end), if any.
+fn ledger_high_water(state: &Path, name: &str) -> Option<u64> {
+    let mut high: Option<u64> = None;
+    let mut seen = 0;
+    let _ = crate::ledger::scan_back(state, name, |r| {
+        if let Some(t) = r.get("token").and_then(serde_json::Value::as_u64) {
+            high = Some(high.map_or(t, |h| h.max(t)));
+        }
+        seen += 1;
+        if seen >= 100 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    high
 }
 
 /// Take `name` in the state folder `state` for the run `ctx` (the `lock`
@@ -267,6 +297,44 @@ fn renew_file(
 }
 
 impl FileLock {
+    /// Why this lock is no longer ours, if it is not: the file at the path
+    /// is another (broken: replaced; or deleted), or its token is not ours
+    /// (rewritten in place). Called by the gate before every mutation.
+    pub fn check(&self) -> Option<String> {
+        let guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(f) = guard.as_ref() else {
+            return Some("it was released".into());
+        };
+        if !same_file(f, &self.path) {
+            return Some(
+                read_record(&self.path)
+                    .and_then(|r| r.broken)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "the lock file {} was replaced or removed",
+                            self.path.display()
+                        )
+                    }),
+            );
+        }
+        let ours = self.record.lock().unwrap_or_else(|e| e.into_inner()).token;
+        // Read through our descriptor: the path was just seen to name it.
+        let mut buf = vec![0u8; RECORD_MAX];
+        let n = f.read_at(&mut buf, 0).unwrap_or(0);
+        match serde_json::from_slice::<Record>(&buf[..n]) {
+            Ok(r) if r.token == ours => None,
+            Ok(r) => Some(format!(
+                "the lock file {} now carries fencing token {} (ours is {ours})",
+                self.path.display(),
+                r.token
+            )),
+            Err(_) => Some(format!(
+                "the lock file {} no longer holds our record (fencing token {ours})",
+                self.path.display()
+            )),
+        }
+    }
+
     /// Renew every ttl/3 until `stop`: rewrite the expiry and push the
     /// deadline, or mark the lock lost when the file was replaced (broken).
     pub fn spawn_renewal(
@@ -308,10 +376,12 @@ impl FileLock {
 /// Whether `name` is held now, by whom, and its token.
 pub fn status(state: &Path, name: &str) -> Result<Status, String> {
     let path = path(state, name);
-    if !path.exists() {
-        return Ok(Status::free(name));
-    }
-    let f = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    super::state::check_existing(state, "locks")?;
+    let f = match super::state::open(&path, super::state::Mode::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Status::free(name)),
+        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    };
     // Shared and non-blocking: it only asks whether an exclusive lock is
     // held, and is let go at once.
     let held = match Flock::lock(f, FlockArg::LockSharedNonblock) {
@@ -347,19 +417,22 @@ pub fn break_lock(state: &Path, name: &str, by: &str, reason: &str) -> Result<St
             super::rfc3339_secs(unix_now())
         )),
     };
-    let tmp = path.with_extension(format!("lock.{}.tmp", std::process::id()));
+    super::state::prepare(state, "locks")?;
+    // An unpredictable name, created O_EXCL|O_NOFOLLOW (tempfile does
+    // both), 0600: nothing planted can be truncated or written through.
+    // The rename replaces whatever is at the path, a symlink included,
+    // without following it.
+    let dir = path.parent().unwrap_or(state);
     let write = || -> std::io::Result<()> {
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d)?;
-        }
-        let f = File::create(&tmp)?;
-        write_record(&f, &record)?;
-        std::fs::rename(&tmp, &path)
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.lock."))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        write_record(tmp.as_file(), &record)?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot replace the lock file {}: {e}", path.display())
-    })?;
+    write().map_err(|e| format!("cannot replace the lock file {}: {e}", path.display()))?;
     Ok(before)
 }
 

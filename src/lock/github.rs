@@ -262,7 +262,18 @@ async fn try_acquire(
                         l.holder_id()
                     );
                 }
-                let want = held_by(&t.name, info, l.token + 1, ttl);
+                let token = super::next_token(
+                    l.token,
+                    super::TOKEN_MAX,
+                    &t.name,
+                    &format!(
+                        "the lock ref {} in {}",
+                        ref_name(&t.name),
+                        t.api.repo().slug()
+                    ),
+                )
+                .map_err(PrimError::fatal)?;
+                let want = held_by(&t.name, info, token, ttl);
                 let sha = t.commit(&want, Some(&cur), CALL).await?;
                 let won = t.advance(&sha, CALL).await?;
                 (want, won.then_some(sha))
@@ -489,7 +500,7 @@ pub async fn break_lock(name: &str, by: &str, reason: &str) -> Result<Status, St
         let want = LockCommit {
             runbook_lock: name.into(),
             state: "free".into(),
-            token: before.token + 1,
+            token: before.token.saturating_add(1),
             holder: before.holder.clone(),
             expires_ms: 0,
             broken: Some(format!(

@@ -203,7 +203,20 @@ fn ttl_secs(ttl: Duration) -> i32 {
 }
 
 /// The Lease as we hold it: our identity, a raised transitions count.
-fn ours(prev: Option<&Lease>, name: &str, ns: &str, info: &HolderInfo, ttl: Duration) -> Lease {
+fn ours(
+    prev: Option<&Lease>,
+    name: &str,
+    ns: &str,
+    info: &HolderInfo,
+    ttl: Duration,
+) -> Result<Lease, String> {
+    // leaseTransitions is an i32: past it the token would repeat.
+    let token = super::next_token(
+        prev.map_or(0, transitions),
+        i32::MAX as u64,
+        name,
+        &format!("the Lease {ns}/{}", lease_name(name)),
+    )?;
     let mut meta = prev
         .map(|l| l.metadata.clone())
         .unwrap_or_else(|| ObjectMeta {
@@ -219,8 +232,7 @@ fn ours(prev: Option<&Lease>, name: &str, ns: &str, info: &HolderInfo, ttl: Dura
     labels.insert("app.kubernetes.io/managed-by".into(), "runbook".into());
     meta.labels = Some(labels);
     let t = now();
-    let token = prev.map_or(0, transitions) + 1;
-    Lease {
+    Ok(Lease {
         metadata: meta,
         spec: Some(LeaseSpec {
             holder_identity: Some(info.holder.clone()),
@@ -229,7 +241,7 @@ fn ours(prev: Option<&Lease>, name: &str, ns: &str, info: &HolderInfo, ttl: Dura
             renew_time: Some(MicroTime(t)),
             lease_transitions: Some(i32::try_from(token).unwrap_or(i32::MAX)),
         }),
-    }
+    })
 }
 
 /// One try: Ok(Ok(lease)) ours, Ok(Err(holder)) busy.
@@ -257,11 +269,11 @@ async fn try_acquire(
                 {
                     tracing::info!(lock = name, "the Lease {ns}/{ln} expired; taking it over");
                 }
-                let want = ours(Some(l), name, ns, info, ttl);
+                let want = ours(Some(l), name, ns, info, ttl)?;
                 write_unless_raced(t, true, &want, &format!("take Lease {ns}/{ln}")).await?
             }
             None => {
-                let want = ours(None, name, ns, info, ttl);
+                let want = ours(None, name, ns, info, ttl)?;
                 write_unless_raced(t, false, &want, &format!("take Lease {ns}/{ln}")).await?
             }
         };
@@ -529,7 +541,8 @@ pub async fn break_lock(
         want.metadata.annotations = Some(ann);
         if let Some(s) = want.spec.as_mut() {
             s.holder_identity = None;
-            s.lease_transitions = Some(i32::try_from(before.token + 1).unwrap_or(i32::MAX));
+            s.lease_transitions =
+                Some(i32::try_from(before.token.saturating_add(1)).unwrap_or(i32::MAX));
         }
         let what = format!("break Lease {ns}/{ln}");
         if write_unless_raced(&t, true, &want, &what).await?.is_some() {

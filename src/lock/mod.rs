@@ -20,6 +20,7 @@ pub mod file;
 pub mod github;
 pub mod job;
 pub mod kube;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -373,6 +374,23 @@ impl Waiter {
     }
 }
 
+/// The largest fencing token any backend hands out: scripts see tokens as
+/// Rhai integers (i64), so a larger one would show negative.
+pub const TOKEN_MAX: u64 = i64::MAX as u64;
+
+/// The token after `prev`, or why the lock cannot be taken: a counter at
+/// `max` cannot grow, and a token that repeats would let two holders pass
+/// the same fence. `max` is [`TOKEN_MAX`] or lower where the backend
+/// stores less (a Lease's `leaseTransitions` is an i32).
+pub fn next_token(prev: u64, max: u64, name: &str, place: &str) -> Result<u64, String> {
+    match prev.checked_add(1) {
+        Some(t) if t <= max => Ok(t),
+        _ => Err(format!(
+            "the fencing token of lock '{name}' is at its maximum ({prev}) and cannot grow, so no new holder could be told apart from the last; delete {place} to reset the counter once no run holds it"
+        )),
+    }
+}
+
 /// The renew deadline of a held lock, shared with its renewal task.
 #[derive(Debug)]
 pub struct Deadline {
@@ -484,9 +502,22 @@ pub struct Held {
 }
 
 impl Held {
-    /// Why this lock can no longer be used to act, if it cannot.
+    /// Why this lock can no longer be used to act, if it cannot. The file
+    /// backend looks at the file itself, now (same inode, our token still
+    /// in it), so a break or a deletion fences the very next mutation, not
+    /// the next renewal; kube and github go by the local renew deadline.
     fn lost(&self) -> Option<String> {
-        let d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        if d.lost.is_none() {
+            if let Handle::File(f) = &self.handle {
+                d.lost = f.check();
+                if d.lost.is_some() {
+                    // Found now: the message's time is now, not the
+                    // renew deadline still ahead.
+                    d.until_wall = SystemTime::now();
+                }
+            }
+        }
         let at = crate::opts::rfc3339(d.until_wall);
         if let Some(why) = &d.lost {
             return Some(format!("lost the lock '{}' at {at}: {why}", self.name));
@@ -799,6 +830,23 @@ mod tests {
             ),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_token_grows_or_the_lock_is_refused() {
+        assert_eq!(next_token(0, TOKEN_MAX, "t", "x"), Ok(1));
+        assert_eq!(
+            next_token(TOKEN_MAX - 1, TOKEN_MAX, "t", "x"),
+            Ok(TOKEN_MAX)
+        );
+        for top in [TOKEN_MAX, u64::MAX] {
+            let e = next_token(top, TOKEN_MAX, "t", "the lock file f").unwrap_err();
+            assert!(
+                e.contains("cannot grow") && e.contains("the lock file f"),
+                "{e}"
+            );
+        }
+        assert!(next_token(i32::MAX as u64, i32::MAX as u64, "t", "x").is_err());
     }
 
     #[test]

@@ -196,14 +196,11 @@ pub async fn read_snippet(mut resp: reqwest::Response) -> String {
     snippet(&String::from_utf8_lossy(&body))
 }
 
-/// The first 300 characters of an answer, trimmed, for messages.
+/// The first 300 characters of an answer, trimmed, for messages: redacted
+/// before the cut (see [`crate::redact::cut`]), so a secret the cut falls
+/// in is masked, not half shown.
 pub fn snippet(text: &str) -> String {
-    let t = text.trim();
-    if t.chars().count() > 300 {
-        format!("{}…", t.chars().take(300).collect::<String>())
-    } else {
-        t.to_string()
-    }
+    crate::redact::cut(text.trim(), 300)
 }
 
 /// Describe a transport error the way a user can act on.

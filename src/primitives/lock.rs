@@ -217,7 +217,7 @@ static LEDGER_HISTORY_OPTS: Spec = Spec {
     doc: include_str!("docs/ledger_history_opts.md"),
     opts: &[
         Opt { key: "limit", ty: "int", default: "20", help: "at most this many records, the newest (1 to 10000)" },
-        Opt { key: "result", ty: "string", default: "any", help: "only records whose `result` is this (\"ok\", \"failed\", \"cancelled\", \"broken\")" },
+        Opt { key: "result", ty: "string", default: "any", help: "only records whose `result` is this (\"ok\", \"failed\", \"cancelled\", \"fenced\", \"broken\")" },
         Opt { key: "has", ty: "string", default: "none", help: "only records where this field is a non-empty string (e.g. \"sha\", \"image\")" },
     ],
 };

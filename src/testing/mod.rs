@@ -116,7 +116,9 @@ fn run_file(
     primitives: &[String],
     report: &mut dyn FnMut(&Outcome),
 ) -> Result<Vec<Outcome>, String> {
-    let source = std::fs::read_to_string(file)
+    // A FIFO or a symlink to /dev/zero named `*.test.rhai` must neither
+    // hang nor fill memory: a regular file, capped like a data file.
+    let source = crate::fsread::read_text(file, crate::fsread::FILE_CAP)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let env = Arc::new(harness::FileEnv {
         file: file.to_path_buf(),

@@ -33,11 +33,7 @@ pub fn call_text(name: &str, args: &[Dynamic]) -> String {
         .strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
         .unwrap_or(&a);
-    let inner = if inner.chars().count() > 160 {
-        format!("{}…", inner.chars().take(160).collect::<String>())
-    } else {
-        inner.to_string()
-    };
+    let inner = crate::redact::cut(inner, 160);
     format!("{name}({inner})")
 }
 

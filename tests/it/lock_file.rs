@@ -197,8 +197,8 @@ exec(["sh", "-c", "echo after >> mutations.log"]);
     assert_eq!(events, ["lock-break", "run", "run"], "{recs:?}");
     assert_eq!(recs[0]["reason"], "holder is stuck");
     assert_eq!(
-        recs[1]["result"], "failed",
-        "the fenced run is recorded as failed"
+        recs[1]["result"], "fenced",
+        "the fenced run is recorded as fenced"
     );
 }
 

@@ -15,11 +15,14 @@ mod runner;
 mod aborts;
 mod bounds;
 mod credentials;
+mod fencing;
 mod imports;
 mod injection;
 mod redaction;
 mod sandbox;
 mod signals;
+mod state;
+mod terminal;
 
 use std::time::{Duration, Instant};
 

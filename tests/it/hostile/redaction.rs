@@ -157,3 +157,30 @@ fn a_short_secret_is_named_as_unredactable() {
     let out = p.run(&["pb.rhai"]);
     out.code(0).has("shorter than 4 characters");
 }
+
+#[test]
+fn a_secret_across_the_cut_of_an_error_answer_is_masked_not_half_shown() {
+    use crate::support::http::{Reply, Stub};
+    // 46 characters, as an x-api-key: the cut at 300 falls inside it.
+    let key = "akey-0123456789abcdefghijklmnopqrstuvwxyzABCDE";
+    for before in [270, 290, 299] {
+        let body = format!("{}{key} and more", "E".repeat(before));
+        let srv = Stub::start(move |_| Reply::status(500).body(body.clone()));
+        let mut p = Project::new();
+        p.file(
+            "pb.rhai",
+            &format!(
+                r#"let d = akash_deployment(#{{ dseq: "1234", api_url: "{}", timeout: "5s" }}); print(d);"#,
+                srv.url()
+            ),
+        );
+        p.env("AKASH_CONSOLE_API_KEY", key);
+        let out = p.run(&["pb.rhai"]);
+        out.code(1).has("answered 500");
+        let all = out.all();
+        assert!(
+            !all.contains(&key[..8]),
+            "{before}: a prefix of the key survived the cut: {all}"
+        );
+    }
+}
