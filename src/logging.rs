@@ -63,7 +63,9 @@ impl Sink {
     /// Write one formatted event.
     fn write_event(&self, text: &str) {
         match self.format {
-            LogFormat::Pretty => crate::out::text(Stream::Stderr, text),
+            // PrettyFormat made the untrusted parts terminal-safe itself,
+            // around its own colours.
+            LogFormat::Pretty => crate::out::styled(Stream::Stderr, text),
             LogFormat::Json => crate::out::json_lines(Stream::Stderr, text),
             // GithubFormat neutralized the untrusted parts itself.
             LogFormat::Github => crate::out::commands(Stream::Stdout, text),
@@ -186,15 +188,21 @@ where
             _ => ("debug", "2"),
         };
         let secs = self.start.elapsed().as_secs_f64();
-        let prim = v.primitive.map(|p| format!("{p}: ")).unwrap_or_default();
+        // Untrusted text (a server's answer, a parameter, a child's output)
+        // is redacted and made terminal-safe here, before runbook's own
+        // colours go around it: the sink does not escape again.
+        let message = crate::out::term_safe(&crate::redact::redact(&v.message)).into_owned();
+        let prim = v
+            .primitive
+            .map(|p| format!("{}: ", crate::out::term_safe(&p)))
+            .unwrap_or_default();
         if self.ansi {
             writeln!(
                 writer,
-                "\x1b[2m{secs:7.3}s\x1b[0m \x1b[{colour}m{tag}\x1b[0m \x1b[1m{prim}\x1b[0m{}",
-                v.message
+                "\x1b[2m{secs:7.3}s\x1b[0m \x1b[{colour}m{tag}\x1b[0m \x1b[1m{prim}\x1b[0m{message}"
             )
         } else {
-            writeln!(writer, "{secs:7.3}s {tag} {prim}{}", v.message)
+            writeln!(writer, "{secs:7.3}s {tag} {prim}{message}")
         }
     }
 }

@@ -239,6 +239,20 @@ fn write_safe(stream: Stream, s: &str, json: bool) {
     }
 }
 
+/// Write a line that holds runbook's own styling (the `pretty` log
+/// format's colours on a terminal) around text the caller already made
+/// terminal-safe with [`term_safe`]: redacted and, under GitHub Actions,
+/// neutralized, but not escaped again (that would show the colours as
+/// `\x1b[2m`).
+pub fn styled(stream: Stream, s: &str) {
+    let s = crate::redact::redact(s);
+    if under_github() {
+        write_raw(stream, neutralize(&s).as_bytes());
+    } else {
+        write_raw(stream, s.as_bytes());
+    }
+}
+
 /// Write JSON lines (the `json` log format): redacted, and `##[` escaped
 /// inside strings under GitHub Actions.
 pub fn json_lines(stream: Stream, s: &str) {

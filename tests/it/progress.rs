@@ -145,3 +145,31 @@ fn a_rollout_wait_shows_a_progress_line_on_a_terminal_only() {
     let out = p.run(&["pb.rhai"]);
     out.code(1).lacks(want).lacks("\x1b");
 }
+
+/// On a terminal the pretty format keeps runbook's own colours while a
+/// message's escape sequences (untrusted text) are shown escaped: the
+/// terminal-safety rule applies to the text, never to the styling around it.
+#[test]
+fn on_a_terminal_colours_stay_and_untrusted_escapes_are_shown_escaped() {
+    let mut p = pb("log_info(\"title \\x1b]0;pwned\\x07 and \\x1b[8mhidden\");\n");
+    p.env("CI", "");
+    let Some(tty) = under_a_pty(&p, "pb.rhai") else {
+        return;
+    };
+    assert!(
+        tty.contains("\x1b[32minfo \x1b[0m"),
+        "runbook's colours: {tty:?}"
+    );
+    assert!(
+        tty.contains("title \\x1b]0;pwned\\x07 and \\x1b[8mhidden"),
+        "{tty:?}"
+    );
+    assert!(
+        !tty.contains("\x1b]0;pwned"),
+        "a raw OSC reached the terminal: {tty:?}"
+    );
+    assert!(
+        !tty.contains("\\x1b[2m"),
+        "runbook's own styling was escaped: {tty:?}"
+    );
+}
