@@ -687,7 +687,10 @@ fn a_backend_unhealthy_after_the_upgrade_is_rolled_back_with_helm() {
     )
     .unwrap();
     let rel = &state["releases"]["habit-tracker"];
-    assert_eq!((rel["revision"].as_i64(), rel["status"].as_str()), (Some(3), Some("deployed")));
+    assert_eq!(
+        (rel["revision"].as_i64(), rel["status"].as_str()),
+        (Some(3), Some("deployed"))
+    );
     assert_eq!(rel["description"], "Rollback to 1");
     assert!(e.helm_calls("uninstall").is_empty());
     no_secret_leaks(&e, &out);
