@@ -284,7 +284,9 @@ fn a_failed_install_names_the_blocker_and_removes_the_secrets_file() {
         ]}),
     );
     let out = e.run(&["--install-timeout", "5s", "--rollback-timeout", "7s"]);
-    out.code(1)
+    // Exit 3: the install failed and was put back (by helm_install itself).
+    out.code(3)
+        .has("the deploy failed")
         .has("blocked by Deployment habit-tracker/habit-tracker-backend")
         .has("Failed to pull image")
         .has("runbook uninstalled the failed first install (budget 7s)")
@@ -354,7 +356,7 @@ fn a_hung_helm_is_stopped_by_the_install_and_rollback_budgets() {
     let out = e.run(&["--install-timeout", "1s", "--rollback-timeout", "1s"]);
     let took = started.elapsed();
     // 1 s install + 1 s rollback + 5 s grace for Helm to report.
-    out.code(1).has("did not finish within 7s and was stopped");
+    out.code(3).has("did not finish within 7s and was stopped");
     // The stand-in would hang for 120 s: ending well before proves it was
     // stopped (not a timing figure: the machine may be loaded).
     assert!(took < Duration::from_secs(90), "took {took:?}");
@@ -474,7 +476,8 @@ fn image_pull_backoff_is_named_within_the_rollout_bound() {
     let started = Instant::now();
     let out = e.run(&["--rollout-timeout", "2s"]);
     let took = started.elapsed();
-    out.code(1)
+    out.code(3)
+        .has("gate 'rollout' failed")
         .has("habit-tracker-frontend did not roll out within 2s")
         .has("pod habit-tracker-frontend-7d9f8c6b5-x2x7k (Pending): container frontend waiting: ImagePullBackOff")
         .has("minikube image load");
@@ -487,8 +490,11 @@ fn a_missing_rbac_permission_is_explained() {
     // A Role that may get and list Deployments but not watch them.
     let e = Env::ready();
     e.kube.update(|c| c.forbidden = vec!["watch=true".into()]);
+    // The rollout gate fails; the first install is uninstalled (exit 3).
     e.run(&[])
-        .code(1)
+        .code(3)
+        .has("gate 'rollout' failed")
+        .has("uninstalling habit-tracker")
         .has("kube_wait_release: watch Deployment habit-tracker/habit-tracker-backend: forbidden (403)")
         .has("cannot watch resource")
         .has("lacks the RBAC permission to watch deployments")
@@ -496,7 +502,7 @@ fn a_missing_rbac_permission_is_explained() {
     // Listing them at all forbidden: named just the same, before any wait.
     e.kube.update(|c| c.forbidden = vec!["deployments".into()]);
     e.run(&[])
-        .code(1)
+        .code(3)
         .has("kubectl auth can-i list deployments -n habit-tracker");
 }
 
@@ -652,4 +658,40 @@ try { print(`ok: ${helm_template("habit-tracker", "k8s/charts/habit-tracker", #{
     // command line's and fail_usage's).
     e.p.file("usage.rhai", "kube_server(#{ min_version: \"1.x\" });\n");
     e.p.run(&["usage.rhai"]).code(1).has("min_version '1.x'");
+}
+
+#[test]
+fn a_backend_unhealthy_after_the_upgrade_is_rolled_back_with_helm() {
+    let e = Env::ready();
+    // Revision 1 is deployed; the upgrade makes 2, whose backend answers 503.
+    e.standin(
+        "helm.json",
+        json!({"release": {"status": "deployed", "revision": 1}}),
+    );
+    e.kube.update(|c| c.proxy_status = 503);
+    let out = e.run(&["--health-timeout", "2s", "--rollback-timeout", "20s"]);
+    out.code(3)
+        .has("backend-health")
+        .has("rolled back")
+        .has("rolling habit-tracker back to revision 1");
+    assert_eq!(e.helm_calls("upgrade").len(), 1);
+    let rb = e.helm_calls("rollback");
+    assert_eq!(rb.len(), 1, "{:#?}", e.calls());
+    assert_eq!(
+        argv(&rb[0]).join(" "),
+        "rollback habit-tracker 1 --wait --timeout 20s --namespace habit-tracker --kube-context minikube"
+    );
+    // Helm's record: revision 3 is the rollback to 1, and it is what runs.
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(e.p.path().join("standin/helm-state.json")).unwrap(),
+    )
+    .unwrap();
+    let rel = &state["releases"]["habit-tracker"];
+    assert_eq!(
+        (rel["revision"].as_i64(), rel["status"].as_str()),
+        (Some(3), Some("deployed"))
+    );
+    assert_eq!(rel["description"], "Rollback to 1");
+    assert!(e.helm_calls("uninstall").is_empty());
+    no_secret_leaks(&e, &out);
 }
