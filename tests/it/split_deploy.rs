@@ -477,6 +477,47 @@ fn a_rejected_update_carries_the_providers_answer() {
     assert!(p.read("endpoint.json").is_none());
 }
 
+/// `akash_update`'s refusals before and after the write, through the
+/// Console's real fields: a closed deployment is never written; a lease the
+/// provider closed fails the confirmation, named; a deployment whose
+/// replicas never come up fails by `confirm_timeout`, naming the service.
+#[test]
+fn akash_update_names_what_did_not_happen() {
+    let update = |confirm: &str| {
+        format!(
+            "akash_update(#{{ dseq: 1002, sdl: \"infra/akash-api/deploy.yaml\", service: \"api\", \
+             image: \"{API_IMAGE}\", env: #{{ BANANO_RPC_ENDPOINT: \"node.example:7072\" }}, \
+             confirm_timeout: \"{confirm}\" }});\n"
+        )
+    };
+    let mut state = split_state(json!({}));
+    state["deployments"]["1002"]["state"] = json!("closed");
+    let console = Console::start(state);
+    let p = project(&console);
+    p.file("u.rhai", &update("2s"));
+    p.run(&["u.rhai"])
+        .code(1)
+        .has("deployment 1002 is closed, not active: nothing was sent");
+    assert!(puts(&console).is_empty());
+
+    let mut state = split_state(json!({}));
+    state["deployments"]["1002"]["lease_state"] = json!("closed");
+    let console = Console::start(state);
+    let p = project(&console);
+    p.file("u.rhai", &update("2s"));
+    p.run(&["u.rhai"])
+        .code(1)
+        .has("deployment 1002's lease is closed after the update, not active");
+
+    let console = Console::start(split_state(json!({"scenario": "pending"})));
+    let p = project(&console);
+    p.file("u.rhai", &update("1.5s"));
+    p.run(&["u.rhai"])
+        .code(1)
+        .has("confirming deployment 1002 runs the update: gave up")
+        .has("service api: 0 of 1 replicas ready");
+}
+
 #[test]
 fn terraform_output_as_the_source() {
     let console = Console::start(split_state(json!({})));
