@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends \
-  docker-registry prometheus skopeo yamllint shellcheck hyperfine time jq python3 python3-venv >/dev/null
+  docker-registry prometheus bsdutils skopeo yamllint shellcheck hyperfine time jq python3 python3-venv >/dev/null
 
 # kubectl, for ci/lint-k8s.sh's `kubectl kustomize k8s/base` (Debian's
 # kubernetes-client, whose kustomize builds our plain kustomization). Only

@@ -10,12 +10,13 @@ venv="${RUNBOOK_CI_VENV:-$HOME/.cache/runbook-ci-venv}"
 
 # Whether anything ci/install-deps.sh installs for the lints and tests is
 # missing. A test whose program is absent fails (it does not skip), so look
-# for each one: the registry, GNU time (tests/it/hostile), kubectl (the
+# for each one: the registry, Prometheus (tests/it/gates), jq (bench),
+# `script` (tests/it/progress), GNU time (tests/it/hostile), kubectl (the
 # kustomize lint), the Debian linters, and the venv's tools and packages
 # (kubernetes_validate is also tests/it/job_manifest.rs's schema lint).
 deps_missing() {
   local tool
-  for tool in docker-registry /usr/bin/time kubectl yamllint shellcheck python3; do
+  for tool in docker-registry prometheus jq script /usr/bin/time kubectl yamllint shellcheck python3; do
     command -v "$tool" >/dev/null 2>&1 || return 0
   done
   [ -x "$venv/bin/actionlint" ] && [ -x "$venv/bin/hadolint" ] || return 0

@@ -41,9 +41,10 @@ fn off_a_terminal_long_waits_write_plain_lines() {
     );
 }
 
-/// Run `runbook ARGS` in `p` under a pseudo-terminal; `None` when
-/// `script` is missing. Bounded: 30 s.
-fn under_a_pty(p: &Project, args: &str) -> Option<String> {
+/// Run `runbook ARGS` in `p` under a pseudo-terminal (util-linux
+/// `script`; a missing one fails the test, naming the install). Bounded:
+/// 30 s.
+fn under_a_pty(p: &Project, args: &str) -> String {
     let base = p.command(&[]);
     let mut cmd = Command::new("script");
     cmd.args([
@@ -63,13 +64,12 @@ fn under_a_pty(p: &Project, args: &str) -> Option<String> {
     }
     let child = match cmd.spawn() {
         Ok(c) => c,
-        Err(_) => {
-            eprintln!("SKIPPED: no `script` (util-linux) to run under a pseudo-terminal");
-            return None;
-        }
+        Err(e) => panic!(
+            "cannot run `script` ({e}): install it with `apt-get install -y bsdutils` (util-linux's `script`)"
+        ),
     };
     let out = support::bin::wait_output(child, Duration::from_secs(30), Instant::now());
-    Some(out.stdout)
+    out.stdout
 }
 
 #[test]
@@ -77,9 +77,7 @@ fn on_a_terminal_a_progress_line_and_in_ci_plain_lines() {
     let mut p = pb(DISCOVER);
     p.file("gates.rhai", GATES);
     p.env("CI", "");
-    let Some(tty) = under_a_pty(&p, "pb.rhai") else {
-        return;
-    };
+    let tty = under_a_pty(&p, "pb.rhai");
     // The spinner redraws its line in place, and log lines print above it.
     assert!(
         tty.contains("waiting for the external port of 7072 (file nope.json): next try in"),
@@ -87,9 +85,7 @@ fn on_a_terminal_a_progress_line_and_in_ci_plain_lines() {
     );
     assert!(tty.contains("\r\x1b[2K"), "{tty}");
     assert!(tty.contains("discover_port: \x1b[0mattempt 2 ("), "{tty}");
-    let Some(tty) = under_a_pty(&p, "gates.rhai") else {
-        return;
-    };
+    let tty = under_a_pty(&p, "gates.rhai");
     assert!(
         tty.contains("verifying 1 gate(s): 1 of 3 measurements, last gate 'ok': true"),
         "{tty}"
@@ -105,11 +101,11 @@ fn on_a_terminal_a_progress_line_and_in_ci_plain_lines() {
 
     for ci in [("CI", "true"), ("CI", "1")] {
         p.env(ci.0, ci.1);
-        let tty = under_a_pty(&p, "pb.rhai").unwrap_or_default();
+        let tty = under_a_pty(&p, "pb.rhai");
         assert!(tty.contains("attempt 2 ("), "{ci:?}: {tty}");
         assert!(!tty.contains("next try in"), "{ci:?}: {tty}");
         assert!(!tty.contains("\r\x1b[2K"), "{ci:?}: {tty}");
-        let tty = under_a_pty(&p, "gates.rhai").unwrap_or_default();
+        let tty = under_a_pty(&p, "gates.rhai");
         assert!(tty.contains("passed"), "{ci:?}: {tty}");
         assert!(!tty.contains("verifying 1 gate(s)"), "{ci:?}: {tty}");
     }
@@ -131,13 +127,11 @@ fn a_rollout_wait_shows_a_progress_line_on_a_terminal_only() {
     let kc = kube.kubeconfig(p.path(), "minikube");
     p.env("KUBECONFIG", kc.to_str().unwrap()).env("CI", "");
     let want = "waiting for Deployment habit-tracker/habit-tracker-frontend to roll out";
-    let Some(tty) = under_a_pty(&p, "pb.rhai") else {
-        return;
-    };
+    let tty = under_a_pty(&p, "pb.rhai");
     assert!(tty.contains(want), "{tty}");
     assert!(tty.contains("ImagePullBackOff"), "{tty}");
     p.env("CI", "true");
-    let tty = under_a_pty(&p, "pb.rhai").unwrap_or_default();
+    let tty = under_a_pty(&p, "pb.rhai");
     assert!(
         tty.contains("ImagePullBackOff") && !tty.contains(want),
         "{tty}"
@@ -153,9 +147,7 @@ fn a_rollout_wait_shows_a_progress_line_on_a_terminal_only() {
 fn on_a_terminal_colours_stay_and_untrusted_escapes_are_shown_escaped() {
     let mut p = pb("log_info(\"title \\x1b]0;pwned\\x07 and \\x1b[8mhidden\");\n");
     p.env("CI", "");
-    let Some(tty) = under_a_pty(&p, "pb.rhai") else {
-        return;
-    };
+    let tty = under_a_pty(&p, "pb.rhai");
     assert!(
         tty.contains("\x1b[32minfo \x1b[0m"),
         "runbook's colours: {tty:?}"
