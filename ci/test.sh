@@ -40,9 +40,11 @@ echo "== building runbook (debug; the first build takes minutes on 2 cores)"
 build_start=$SECONDS
 cargo build
 echo "== built in $((SECONDS - build_start)) s"
-./target/debug/runbook check playbooks stdlib
+# Where cargo put it (CARGO_TARGET_DIR, when a runner shares one).
+runbook="${CARGO_TARGET_DIR:-target}/debug/runbook"
+"$runbook" check playbooks stdlib
 # The playbooks' own test suites (stubbed primitives, offline, well under 1 s).
-./target/debug/runbook test playbooks
+"$runbook" test playbooks
 
 # Last, so its summary is the run's closing line.
 if cargo nextest --version >/dev/null 2>&1; then
