@@ -2,10 +2,11 @@
 //! client, the Kubernetes clients, the exec allow-list, and what the run promised to write
 //! (outputs, summaries, artifacts) so a failed run can take it back.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rhai::{EvalAltResult, Position};
@@ -254,7 +255,7 @@ impl Ctx {
     /// the rollback (a second stop, `cancel_hard`, cuts it).
     pub fn cancel(&self, reason: CancelReason) {
         {
-            let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+            let mut r = self.reason.lock();
             if r.is_none() {
                 *r = Some(reason);
             }
@@ -269,7 +270,7 @@ impl Ctx {
     /// The cancellation token of the current phase (a clone: cancelling
     /// it stops what watches it now).
     pub fn token(&self) -> CancellationToken {
-        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.token.lock().clone()
     }
 
     /// Whether the current phase was cancelled.
@@ -283,7 +284,7 @@ impl Ctx {
         if self.shield.is_hard() {
             return false;
         }
-        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = CancellationToken::new();
+        *self.token.lock() = CancellationToken::new();
         true
     }
 
@@ -296,27 +297,22 @@ impl Ctx {
 
     /// Set when the whole run must end (the runner does, from `--timeout`).
     pub fn set_deadline(&self, at: std::time::Instant) {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+        *self.deadline.lock() = Some(at);
     }
 
     /// When the whole run must end, if it has a deadline.
     pub fn deadline(&self) -> Option<std::time::Instant> {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+        *self.deadline.lock()
     }
 
     /// Why the run was cancelled, if it was.
     pub fn cancel_reason(&self) -> Option<CancelReason> {
-        *self.reason.lock().unwrap_or_else(|e| e.into_inner())
+        *self.reason.lock()
     }
 
     /// SIGKILL every child process group still registered.
     pub fn kill_children(&self) {
-        let pgids: Vec<i32> = self
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .collect();
+        let pgids: Vec<i32> = self.children.lock().drain().collect();
         for pgid in pgids {
             crate::process::kill_group(pgid);
         }

@@ -224,19 +224,16 @@ pub fn compile_module(
     origin: &str,
     text: &str,
 ) -> Result<rhai::AST, rhai::ParseError> {
-    type Cache = std::sync::Mutex<std::collections::HashMap<(String, String), rhai::AST>>;
+    type Cache = parking_lot::Mutex<std::collections::HashMap<(String, String), rhai::AST>>;
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (origin.to_string(), text.to_string());
-    if let Some(ast) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(ast) = cache.lock().get(&key) {
         return Ok(ast.clone());
     }
     let mut ast = engine.compile(text)?;
     ast.set_source(origin);
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, ast.clone());
+    cache.lock().insert(key, ast.clone());
     Ok(ast)
 }
 

@@ -452,13 +452,10 @@ pub const ROLLBACK_PENDING: &str = "rollback_pending";
 /// `why`, in the ledger of each target (as `record_run` picks them), when
 /// the run changed anything.
 pub fn record_pending(ctx: &Ctx, why: &str) {
-    ctx.ledger_notes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            "rollback_reason".into(),
-            Value::String(crate::redact::redact(why).into_owned()),
-        );
+    ctx.ledger_notes.lock().insert(
+        "rollback_reason".into(),
+        Value::String(crate::redact::redact(why).into_owned()),
+    );
     let playbook = ctx.settings.playbook.clone();
     record_all(
         ctx,
@@ -491,11 +488,7 @@ fn record_all(
     if targets.is_empty() {
         targets.push((target_of_playbook(playbook), None, None));
     }
-    let notes = ctx
-        .ledger_notes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let notes = ctx.ledger_notes.lock().clone();
     for (target, token, lock_place) in targets {
         record_one(
             ctx,

@@ -9,7 +9,7 @@
 //! every redraw). While one is shown, [`crate::out`] writes each stderr
 //! line through [`suspend`], so log lines print above it and never through it.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use crate::logging::LogFormat;
@@ -39,7 +39,7 @@ pub fn under_ci() -> bool {
 
 /// Run `write` with the spinner (if one is shown) lifted off the screen.
 pub fn suspend<R>(write: impl FnOnce() -> R) -> R {
-    let bar = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let bar = ACTIVE.lock().clone();
     match bar {
         Some(bar) => bar.suspend(write),
         None => write(),
@@ -59,7 +59,7 @@ impl Line {
         if !allowed(format) {
             return Line { bar: None };
         }
-        let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut active = ACTIVE.lock();
         if active.is_some() {
             return Line { bar: None };
         }
@@ -100,7 +100,7 @@ impl Drop for Line {
     fn drop(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
-            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *ACTIVE.lock() = None;
         }
     }
 }

@@ -8,8 +8,8 @@
 //! PEM key). Each registered secret is therefore matched in all of those
 //! forms, so redacting the final text of any sink is enough.
 
+use parking_lot::RwLock;
 use std::borrow::Cow;
-use std::sync::RwLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -57,7 +57,7 @@ pub fn set_github(on: bool) {
     let was = GITHUB.swap(on, std::sync::atomic::Ordering::Relaxed);
     if on && !was {
         // Secrets registered before: mask them now.
-        let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+        let secrets = SECRETS.read();
         crate::out::unredacted_commands(&mask_lines(&secrets.forms));
     }
 }
@@ -176,7 +176,7 @@ pub fn register(value: &str) {
     if too_short(value) {
         return;
     }
-    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    let mut secrets = SECRETS.write();
     if secrets.values.iter().any(|s| s == value) {
         return;
     }
@@ -196,12 +196,12 @@ pub fn register(value: &str) {
 /// Run `f` with an up-to-date matcher (`None` when nothing is registered).
 fn with_matcher<T>(f: impl FnOnce(Option<&AhoCorasick>, usize) -> T) -> T {
     {
-        let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+        let secrets = SECRETS.read();
         if !secrets.dirty {
             return f(secrets.matcher.as_ref(), secrets.forms.len());
         }
     }
-    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    let mut secrets = SECRETS.write();
     if secrets.dirty {
         secrets.matcher = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
@@ -264,7 +264,7 @@ pub fn cut(text: &str, max: usize) -> String {
 
 /// Mask a start of a secret (in any form) that `text` ends with.
 fn mask_dangling_prefix(text: &mut String) {
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let secrets = SECRETS.read();
     let mut longest = 0;
     for f in &secrets.forms {
         // Prefixes of at least PREFIX_MIN bytes and shorter than the form
@@ -283,7 +283,7 @@ fn mask_dangling_prefix(text: &mut String) {
 
 /// Whether `value` is exactly a registered secret.
 pub fn is_secret(value: &str) -> bool {
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let secrets = SECRETS.read();
     secrets.values.iter().any(|s| s == value)
 }
 

@@ -394,11 +394,7 @@ fn settle(
         }
         (None, Some(Ok(())), None) => {
             crate::github::flush_outputs(ctx).map_err(Error::Failed)?;
-            let outs = ctx
-                .outputs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let outs = ctx.outputs.lock().clone();
             for (k, v) in &outs {
                 crate::out::println(&format!("{k}={v}"));
             }
@@ -467,12 +463,7 @@ fn guarded_failure(
 
 /// A failed run leaves no artifact it promised.
 pub(crate) fn discard_artifacts(ctx: &Ctx) {
-    let files: Vec<PathBuf> = ctx
-        .artifacts
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain(..)
-        .collect();
+    let files: Vec<PathBuf> = ctx.artifacts.lock().drain(..).collect();
     for f in files {
         if std::fs::remove_file(&f).is_ok() {
             tracing::warn!(

@@ -4,7 +4,7 @@
 //! the rollback too. Also where the guarded outcome is kept for the exit
 //! code and the ledger.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 /// How a guarded deploy ended.
@@ -51,8 +51,8 @@ pub struct Shield {
 }
 
 impl Shield {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// A guarded deploy with this rollback reserve starts.

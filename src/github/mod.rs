@@ -65,11 +65,7 @@ pub fn append(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// At the end of a successful run: write outputs to `$GITHUB_OUTPUT`.
 pub fn flush_outputs(ctx: &crate::context::Ctx) -> Result<(), String> {
-    let outs = ctx
-        .outputs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let outs = ctx.outputs.lock().clone();
     if outs.is_empty() {
         return Ok(());
     }
@@ -97,11 +93,7 @@ pub fn flush_outputs(ctx: &crate::context::Ctx) -> Result<(), String> {
 
 /// At the end of any run: append summaries to `$GITHUB_STEP_SUMMARY`.
 pub fn flush_summaries(ctx: &crate::context::Ctx) {
-    let parts = ctx
-        .summaries
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let parts = ctx.summaries.lock().clone();
     if parts.is_empty() {
         return;
     }

@@ -4,7 +4,8 @@
 //! one process (the test harness) must not share a kubeconfig read or a
 //! connection pool.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::config::KubeConfigOptions;
@@ -43,7 +44,7 @@ impl Clients {
         // Not held across the await: a second caller may connect too, and
         // the first one stored wins (both clients work).
         let k = Arc::new(connect_new(context).await?);
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        let mut made = self.made.lock();
         if let Some((_, old)) = made.iter().find(|(c, _)| *c == key) {
             return Ok(old.clone());
         }
@@ -54,7 +55,6 @@ impl Clients {
     fn cached(&self, key: &Option<String>) -> Option<Arc<Kube>> {
         self.made
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|(c, _)| c == key)
             .map(|(_, k)| k.clone())

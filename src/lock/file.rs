@@ -9,11 +9,12 @@
 //! new file, and the old holder's renewal sees its file is no longer the
 //! one at the path and self-fences.
 
+use parking_lot::Mutex;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -276,11 +277,11 @@ fn renew_file(
     ttl: Duration,
 ) -> Renewal {
     let start = Instant::now();
-    let guard = file.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = file.lock();
     let Some(f) = guard.as_ref() else {
         return Renewal::Released;
     };
-    let mut r = record.lock().unwrap_or_else(|e| e.into_inner());
+    let mut r = record.lock();
     if !same_file(f, path) {
         return Renewal::Lost(read_record(path).and_then(|r| r.broken).unwrap_or_else(|| {
             format!("the lock file {} was replaced or removed", path.display())
@@ -301,7 +302,7 @@ impl FileLock {
     /// is another (broken: replaced; or deleted), or its token is not ours
     /// (rewritten in place). Called by the gate before every mutation.
     pub fn check(&self) -> Option<String> {
-        let guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.file.lock();
         let Some(f) = guard.as_ref() else {
             return Some("it was released".into());
         };
@@ -317,7 +318,7 @@ impl FileLock {
                     }),
             );
         }
-        let ours = self.record.lock().unwrap_or_else(|e| e.into_inner()).token;
+        let ours = self.record.lock().token;
         // Read through our descriptor: the path was just seen to name it.
         let mut buf = vec![0u8; RECORD_MAX];
         let n = f.read_at(&mut buf, 0).unwrap_or(0);
@@ -355,18 +356,14 @@ impl FileLock {
     pub fn release(self) -> Result<(), String> {
         // Taking the Flock out of the shared slot drops it at the end of
         // this function: the kernel lock goes at once.
-        let Some(f) = self.file.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(f) = self.file.lock().take() else {
             return Ok(());
         };
         if !same_file(&f, &self.path) {
             // Broken: the file at the path belongs to others now.
             return Ok(());
         }
-        let mut r = self
-            .record
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let mut r = self.record.lock().clone();
         r.held = false;
         r.expires = None;
         write_record(&f, &r).map_err(|e| format!("{}: {e}", self.path.display()))

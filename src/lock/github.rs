@@ -16,7 +16,8 @@
 //! raised by every acquisition and by a break; renewal runs every ttl/3
 //! and the holder self-fences when it has not succeeded by its deadline.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -386,7 +387,7 @@ async fn renew(
     bound: Duration,
 ) -> Renewal {
     let start = Instant::now();
-    let (parent, mut want) = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (parent, mut want) = last.lock().clone();
     want.expires_ms = expiry(ttl);
     let moved = async {
         let sha = t.commit(&want, Some(&parent), bound).await?;
@@ -395,7 +396,7 @@ async fn renew(
     .await;
     match moved {
         Ok(Some(sha)) => {
-            *last.lock().unwrap_or_else(|e| e.into_inner()) = (sha, want);
+            *last.lock() = (sha, want);
             return Renewal::Renewed(start);
         }
         Ok(None) => {}
@@ -408,7 +409,7 @@ async fn renew(
         Ok(Some((sha, Some(l))))
             if l.state == "held" && l.token == want.token && l.holder_id() == want.holder_id() =>
         {
-            *last.lock().unwrap_or_else(|e| e.into_inner()) = (sha, l);
+            *last.lock() = (sha, l);
             Renewal::Kept
         }
         Ok(Some((_, l))) => Renewal::Lost(lost_reason(l.as_ref())),
@@ -440,7 +441,7 @@ impl GithubLock {
         if lost {
             return Ok(());
         }
-        let (parent, mut want) = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (parent, mut want) = self.last.lock().clone();
         want.state = "free".into();
         want.expires_ms = 0;
         let t = self.target;

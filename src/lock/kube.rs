@@ -12,8 +12,9 @@
 //! over; renewal runs every ttl/3 and the holder self-fences when it has
 //! not succeeded by its deadline.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -380,14 +381,14 @@ async fn renew_lease(
     bound: Duration,
 ) -> Renewal {
     let start = Instant::now();
-    let mut want = lease.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut want = lease.lock().clone();
     if let Some(s) = want.spec.as_mut() {
         s.renew_time = Some(MicroTime(now()));
     }
     let e =
         match tokio::time::timeout(bound, t.api.replace(ln, &PostParams::default(), &want)).await {
             Ok(Ok(l)) => {
-                *lease.lock().unwrap_or_else(|e| e.into_inner()) = l;
+                *lease.lock() = l;
                 return Renewal::Renewed(start);
             }
             Ok(Err(e)) => e,
@@ -412,7 +413,7 @@ async fn renew_lease(
                 .and_then(|s| s.holder_identity.clone())
                 .unwrap_or_default();
             if holder == me && transitions(&l) == token {
-                *lease.lock().unwrap_or_else(|e| e.into_inner()) = l;
+                *lease.lock() = l;
                 return Renewal::Kept;
             }
             let broken = l
@@ -465,7 +466,7 @@ impl KubeLock {
         if lost {
             return Ok(());
         }
-        let mut want = self.lease.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut want = self.lease.lock().clone();
         if let Some(s) = want.spec.as_mut() {
             s.holder_identity = None;
             s.lease_duration_seconds = Some(1);

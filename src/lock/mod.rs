@@ -22,9 +22,10 @@ pub mod job;
 pub mod kube;
 pub mod state;
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -458,7 +459,7 @@ pub fn spawn_renewal<F, Fut>(
                 _ = stop.cancelled() => return,
                 r = renew() => r,
             };
-            let mut d = deadline.lock().unwrap_or_else(|e| e.into_inner());
+            let mut d = deadline.lock();
             match outcome {
                 Renewal::Renewed(start) => d.renewed(start, ttl),
                 Renewal::Kept => {}
@@ -507,7 +508,7 @@ impl Held {
     /// in it), so a break or a deletion fences the very next mutation, not
     /// the next renewal; kube and github go by the local renew deadline.
     fn lost(&self) -> Option<String> {
-        let mut d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = self.deadline.lock();
         if d.lost.is_none() {
             if let Handle::File(f) = &self.handle {
                 d.lost = f.check();
@@ -547,11 +548,11 @@ impl Locks {
     /// when a held lock was lost, else counts the mutation and logs the
     /// fencing token of each lock held.
     pub fn guard(&self, primitive: &str) -> Result<(), String> {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.held.lock();
         for h in held.iter() {
             if let Some(why) = h.lost() {
                 let msg = format!("{why}; refusing to run {primitive} (no mutation after the deadline: another run may hold the target now)");
-                let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+                let mut lost = self.lost.lock();
                 lost.get_or_insert_with(|| why.clone());
                 return Err(msg);
             }
@@ -582,30 +583,27 @@ impl Locks {
 
     /// Every lock this run took, in order (each is a ledger target).
     pub fn targets(&self) -> Vec<(String, u64, Backend)> {
-        self.targets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.targets.lock().clone()
     }
 
     /// Why the gate refused a mutation, if it did: the run fails then,
     /// even if the playbook caught the error.
     pub fn refused(&self) -> Option<String> {
-        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lost.lock().clone()
     }
 
     /// Why a lock was lost during the run (checked at its end too).
     pub fn lost(&self) -> Option<String> {
-        if let Some(l) = self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        if let Some(l) = self.lost.lock().clone() {
             return Some(l);
         }
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.held.lock();
         held.iter().find_map(Held::lost)
     }
 
     /// Whether this run holds `name`; its token if so.
     pub fn token_of(&self, name: &str) -> Option<u64> {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.held.lock();
         held.iter().find(|h| h.name == name).map(|h| h.token)
     }
 
@@ -613,15 +611,14 @@ impl Locks {
     pub fn add(&self, h: Held) {
         self.targets
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .push((h.name.clone(), h.token, h.place.clone()));
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+        self.held.lock().push(h);
     }
 
     /// Release `name`; whether it was held.
     pub fn release(&self, name: &str, rt: &tokio::runtime::Handle) -> bool {
         let h = {
-            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            let mut held = self.held.lock();
             let Some(i) = held.iter().position(|h| h.name == name) else {
                 return false;
             };
@@ -633,12 +630,7 @@ impl Locks {
 
     /// Release every lock still held (the run's end).
     pub fn release_all(&self, rt: &tokio::runtime::Handle) {
-        let all: Vec<Held> = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
+        let all: Vec<Held> = self.held.lock().drain(..).collect();
         for h in all.into_iter().rev() {
             release_one(h, rt);
         }
@@ -800,7 +792,7 @@ mod tests {
         });
         assert!(locks.guard("write_json").is_ok());
         assert_eq!(locks.mutations(), 1);
-        deadline.lock().unwrap().until = Instant::now() - Duration::from_millis(1);
+        deadline.lock().until = Instant::now() - Duration::from_millis(1);
         let e = locks.guard("write_json").unwrap_err();
         assert!(e.contains("lost the lock 't'"), "{e}");
         assert!(e.contains("refusing to run write_json"), "{e}");

@@ -2,9 +2,10 @@
 //! which host ([`Cred`]), the `WWW-Authenticate` challenge, `Retry-After`,
 //! and the run's token cache ([`TokenCache`]).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -317,27 +318,19 @@ struct CacheInner {
 impl TokenCache {
     /// The slot of a repository.
     pub(crate) fn slot(&self, key: &str) -> Slot {
-        let mut slots = self.inner.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slots = self.inner.slots.lock();
         slots.entry(key.to_string()).or_default().clone()
     }
 
     /// The challenge a registry (its base URL) answered last.
     pub(crate) fn challenge(&self, base: &str) -> Option<Challenge> {
-        let challenges = self
-            .inner
-            .challenges
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let challenges = self.inner.challenges.lock();
         challenges.get(base).cloned()
     }
 
     /// Remember a registry's challenge for its other repositories.
     pub(crate) fn remember(&self, base: &str, ch: Challenge) {
-        let mut challenges = self
-            .inner
-            .challenges
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut challenges = self.inner.challenges.lock();
         challenges.insert(base.to_string(), ch);
     }
 

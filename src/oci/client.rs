@@ -3,8 +3,9 @@
 //! failures retried on the one schedule and then reported: a check never
 //! answers "absent" when it could not tell.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -107,10 +108,7 @@ impl Client {
 
     /// The last transient failure seen (for a timeout's message).
     pub fn last_failure(&self) -> Option<String> {
-        self.last_failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.last_failure.lock().clone()
     }
 
     /// `fut` (a conversation with this client's registry) within
@@ -169,8 +167,7 @@ impl Client {
                 },
             };
             if failure.is_transient() {
-                *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(format!("{method} {url}: {}", failure.msg));
+                *self.last_failure.lock() = Some(format!("{method} {url}: {}", failure.msg));
             }
             Err(failure)
         })

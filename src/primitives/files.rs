@@ -113,15 +113,9 @@ fn write_json(c: &Ctx, path: &str, value: &Dynamic, keep: bool) -> RhaiResult<()
         .map_err(|e| error(format!("write_json: cannot write '{path}': {e}")))?;
     // Only artifacts the run may take back are registered there.
     if !keep {
-        c.artifacts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(full.clone());
+        c.artifacts.lock().push(full.clone());
     }
-    c.written
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(full);
+    c.written.lock().push(full);
     tracing::info!(
         primitive = "write_json",
         path,

@@ -578,11 +578,9 @@ fn report(ctx: &Ctx, status: Status, tallies: &[Tally]) {
     }
     ctx.summaries
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
         .push(crate::redact::redact(&md).into_owned());
     ctx.ledger_notes
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
         .insert("gates".into(), serde_json::Value::Array(notes));
 }
 
@@ -809,13 +807,10 @@ fn guarded(ncc: &NativeCallContext, ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<Map>
 
 /// The guarded outcome in the ledger record.
 fn note(ctx: &Ctx, result: &str, msg: &str) {
-    ctx.ledger_notes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            "guarded".into(),
-            serde_json::json!({ "result": result, "reason": crate::redact::redact(msg) }),
-        );
+    ctx.ledger_notes.lock().insert(
+        "guarded".into(),
+        serde_json::json!({ "result": result, "reason": crate::redact::redact(msg) }),
+    );
 }
 
 fn deploy_and_verify(

@@ -51,7 +51,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
                 c.guard_mutation("output")?;
             }
             tracing::info!(primitive = "output", name, value = %text, "output {name}={text}");
-            let mut outs = c.outputs.lock().unwrap_or_else(|e| e.into_inner());
+            let mut outs = c.outputs.lock();
             outs.retain(|(n, _)| n != name);
             outs.push((name.to_string(), text));
             Ok(())
@@ -61,7 +61,6 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
     SUMMARY.register1(engine, move |md: ImmutableString, _: &Opts| {
         c.summaries
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .push(crate::redact::redact(&md).into_owned());
         Ok(())
     });

@@ -151,7 +151,7 @@ fn note(ctx: &Ctx, target: Option<&str>, fields: Map) -> RhaiResult<()> {
     let Some(o) = v.as_object() else {
         return Ok(());
     };
-    let mut notes = ctx.ledger_notes.lock().unwrap_or_else(|e| e.into_inner());
+    let mut notes = ctx.ledger_notes.lock();
     let dest = match target {
         None => &mut *notes,
         Some(t) => {

@@ -6,11 +6,11 @@
 pub mod exec;
 pub mod git;
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -198,10 +198,7 @@ struct GroupGuard<'a> {
 
 impl Drop for GroupGuard<'_> {
     fn drop(&mut self) {
-        self.groups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.pgid);
+        self.groups.lock().remove(&self.pgid);
         if !self.done {
             kill_group(self.pgid);
         }
@@ -247,10 +244,7 @@ pub async fn run(spec: &Spec, groups: &Groups) -> Result<Output, String> {
         done: false,
     };
     if pgid > 0 {
-        groups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(pgid);
+        groups.lock().insert(pgid);
     }
     let stdin = child.stdin.take();
     let text = spec.stdin.clone();
@@ -373,9 +367,6 @@ mod tests {
         assert_eq!(out.stdout.dropped, 4 * 1024 * 1024 - 64 * 1024);
         assert!(out.stdout.text.len() < 70 * 1024);
         assert_eq!(out.stderr.text, "done\n");
-        assert!(
-            groups.lock().unwrap().is_empty(),
-            "the group is deregistered"
-        );
+        assert!(groups.lock().is_empty(), "the group is deregistered");
     }
 }

@@ -3,8 +3,9 @@
 //! handler answer it (a stub, a replayed result, a refusal) or forwards it
 //! to the real primitive. `runbook test` and `--record` both run on it.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
 
@@ -96,7 +97,7 @@ impl Proxy {
 
     /// The calls recorded so far.
     pub fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.calls.lock().clone()
     }
 
     fn real(&self) -> &Engine {
@@ -107,7 +108,7 @@ impl Proxy {
     pub fn forward(&self, name: &str, args: &[Dynamic]) -> RhaiResult<Dynamic> {
         let key = format!("{name}/{}", args.len());
         let ast = {
-            let mut cache = self.calls_ast.lock().unwrap_or_else(|e| e.into_inner());
+            let mut cache = self.calls_ast.lock();
             match cache.get(&key) {
                 Some(a) => a.clone(),
                 None => {
@@ -146,15 +147,12 @@ impl Proxy {
             Ok(v) => Ok(v.clone()),
             Err(e) => Err(error_text(e)),
         };
-        self.calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Call {
-                name: name.to_string(),
-                args,
-                result: recorded,
-                mutation,
-            });
+        self.calls.lock().push(Call {
+            name: name.to_string(),
+            args,
+            result: recorded,
+            mutation,
+        });
         result
     }
 }

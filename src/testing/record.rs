@@ -3,8 +3,8 @@
 //! `t.replay(FILE)` answers a test run's calls from one, in order, and
 //! fails at the first call that differs.
 
+use parking_lot::Mutex;
 use std::path::Path;
-use std::sync::Mutex;
 
 use rhai::Dynamic;
 use serde_json::{json, Value};
@@ -134,7 +134,7 @@ impl Replay {
 
     /// Answer the next call from the recording, or name the divergence.
     pub fn answer(&self, name: &str, args: &[Dynamic]) -> RhaiResult<Dynamic> {
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = self.next.lock();
         let k = *next;
         let live = call_text(name, args);
         let Some(rec) = self.calls.get(k) else {
@@ -167,7 +167,7 @@ impl Replay {
 
     /// The recorded calls not replayed yet, as a message, if any.
     pub fn leftover(&self) -> Option<String> {
-        let k = *self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let k = *self.next.lock();
         let rec = self.calls.get(k)?;
         Some(format!(
             "replay diverged at call #{}: the playbook finished, {} still has `{}` ({} call(s) not made)",

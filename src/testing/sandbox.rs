@@ -3,9 +3,10 @@
 //! only, stubs for every primitive that reaches outside, and the run's
 //! result as a map the test asserts on.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, Position, Scope};
 
@@ -189,7 +190,7 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
                     let v = match stub {
                         Stub::Value(v) => v.clone(),
                         Stub::Seq(vs) => {
-                            let mut pos = seq_pos.lock().unwrap_or_else(|e| e.into_inner());
+                            let mut pos = seq_pos.lock();
                             let k = pos.entry(name.to_string()).or_insert(0);
                             let v = vs.get(*k).or(vs.last()).cloned().unwrap_or(Dynamic::UNIT);
                             *k += 1;
@@ -222,7 +223,7 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
                     "unstubbed primitive `{}`: stub it with t.stub(\"{name}\", value) or t.stub(\"{name}\", |…| …)",
                     call_text(name, args)
                 );
-                    let mut first = unstubbed.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut first = unstubbed.lock();
                     first.get_or_insert_with(|| msg.clone());
                     return Some(Err(error(msg)));
                 }
@@ -236,7 +237,6 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
         let logs = logs.clone();
         engine.on_print(move |s| {
             logs.lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .push(format!("print: {}", crate::redact::redact(s)));
         });
     }
@@ -302,22 +302,17 @@ fn stand_in(
         "log_info" | "log_warn" => {
             let level = if name == "log_info" { "info" } else { "warn" };
             let line = crate::redact::redact(&format!("{level}: {}", arg(0))).into_owned();
-            logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            logs.lock().push(line);
             Some(Ok(Dynamic::UNIT))
         }
         "log_event" => {
             let fields = args.get(1).cloned().unwrap_or(Dynamic::UNIT);
             let line = format!("event {}: {}", arg(0), super::record::value_json(&fields));
-            logs.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(crate::redact::redact(&line).into_owned());
+            logs.lock().push(crate::redact::redact(&line).into_owned());
             let mut ev = Map::new();
             ev.insert("name".into(), Dynamic::from(arg(0)));
             ev.insert("fields".into(), fields);
-            events
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(Dynamic::from(ev));
+            events.lock().push(Dynamic::from(ev));
             Some(Ok(Dynamic::UNIT))
         }
         _ => None,
@@ -351,21 +346,17 @@ fn report_map(
     }
     let mut outputs = Map::new();
     if code == 0 {
-        for (k, v) in ctx.outputs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (k, v) in ctx.outputs.lock().iter() {
             outputs.insert(k.as_str().into(), Dynamic::from(v.clone()));
         }
     }
     r.insert("outputs".into(), Dynamic::from(outputs));
-    let summary = ctx
-        .summaries
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .join("\n");
+    let summary = ctx.summaries.lock().join("\n");
     r.insert("summary".into(), Dynamic::from(summary));
     // Every file the run wrote that is still there: a failed run took
     // back the others, `keep_on_failure` ones stay (and count).
     let mut artifacts = Map::new();
-    for f in ctx.written.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    for f in ctx.written.lock().iter() {
         if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir), std::fs::read_to_string(f)) {
             artifacts.insert(rel.display().to_string().into(), content_value(&text));
         }
@@ -387,12 +378,12 @@ fn report_map(
     }
     r.insert("calls".into(), Dynamic::from(calls));
     r.insert("mutations".into(), Dynamic::from(mutations));
-    let logs = logs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let logs = logs.lock().clone();
     r.insert(
         "logs".into(),
         Dynamic::from(logs.into_iter().map(Dynamic::from).collect::<Array>()),
     );
-    let events = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let events = events.lock().clone();
     r.insert("events".into(), Dynamic::from(events));
     r
 }
@@ -450,14 +441,11 @@ fn compile_cached(
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (path.to_path_buf(), source.to_string());
-    if let Some(a) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(a) = cache.lock().get(&key) {
         return Ok(a.clone());
     }
     let ast = engine.compile(source)?;
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, ast.clone());
+    cache.lock().insert(key, ast.clone());
     Ok(ast)
 }
 
@@ -477,14 +465,11 @@ fn lints_cached(
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (path.to_path_buf(), source.to_string());
-    if let Some(f) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(f) = cache.lock().get(&key) {
         return f.clone();
     }
     let f = crate::check::run_lints(engine, ctx, ast, decl, path, source);
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, f.clone());
+    cache.lock().insert(key, f.clone());
     f
 }
 
@@ -542,7 +527,7 @@ fn execute(
     let mut scope = Scope::new();
     scope.push_constant("args", Dynamic::from(args));
     let outcome = engine.run_ast_with_scope(&mut scope, &ast);
-    let first_unstubbed = unstubbed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let first_unstubbed = unstubbed.lock().clone();
     match outcome {
         Err(e) => {
             let r = crate::report::eval_error(&e, path, &source);
