@@ -307,16 +307,9 @@ pub fn build(ctx: &Arc<Ctx>) -> Engine {
 pub fn base(ctx: &Arc<Ctx>) -> Engine {
     let mut engine = new_engine();
     let limits = Limits::from_env();
+    crate::memory::limit(&mut engine);
     engine
         .set_max_operations(limits.max_operations)
-        .set_max_call_levels(64)
-        .set_max_expr_depths(64, 64)
-        .set_max_string_size(16 * 1024 * 1024)
-        .set_max_array_size(100_000)
-        .set_max_map_size(100_000)
-        .set_max_modules(64)
-        .set_max_variables(10_000)
-        .set_max_functions(10_000)
         .set_fail_on_invalid_map_property(true);
     // No eval: a playbook's code is what `check` sees.
     engine.disable_symbol("eval");
@@ -326,6 +319,9 @@ pub fn base(ctx: &Arc<Ctx>) -> Engine {
     // run several engines on one thread).
     let cpu_base = std::sync::atomic::AtomicU64::new(u64::MAX);
     engine.on_progress(move |ops| {
+        if let Some(over) = crate::memory::check() {
+            return Some(over);
+        }
         if ops % 256 == 0 {
             let now = thread_cpu().as_nanos() as u64;
             let _ = cpu_base.compare_exchange(

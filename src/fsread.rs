@@ -50,21 +50,32 @@ fn kind_of(ft: &std::fs::FileType) -> &'static str {
     }
 }
 
-/// Read `path` as bytes: a regular file (symlinks followed) of at most
-/// `cap` bytes.
-pub fn read_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
+/// The largest playbook or module runbook reads.
+pub const MAX_SCRIPT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The last line an error position can name (Rhai counts lines in 16 bits).
+pub const MAX_SCRIPT_LINES: usize = 65_535;
+
+/// Why [`read_capped`] read nothing.
+enum Why {
+    Missing,
+    Io(String),
+    NotRegular(&'static str),
+    TooLarge(u64),
+}
+
+/// The one bounded read: a regular file (symlinks followed) of at most
+/// `cap` bytes, its type checked before opening and again on the handle.
+fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, Why> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ReadError::Missing,
-        _ => ReadError::Io(e.to_string()),
+        std::io::ErrorKind::NotFound => Why::Missing,
+        _ => Why::Io(e.to_string()),
     })?;
     if !meta.file_type().is_file() {
-        return Err(ReadError::Refused(format!(
-            "it is {}, not a regular file; give the path of a data file",
-            kind_of(&meta.file_type())
-        )));
+        return Err(Why::NotRegular(kind_of(&meta.file_type())));
     }
     if meta.len() > cap {
-        return Err(too_large(meta.len(), cap));
+        return Err(Why::TooLarge(meta.len()));
     }
     // O_NONBLOCK: had the path been swapped for a FIFO since the check,
     // opening it must not hang; the type is checked again on the handle.
@@ -73,23 +84,69 @@ pub fn read_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
         .open(path)
-        .map_err(|e| ReadError::Io(e.to_string()))?;
-    let meta = file.metadata().map_err(|e| ReadError::Io(e.to_string()))?;
+        .map_err(|e| Why::Io(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| Why::Io(e.to_string()))?;
     if !meta.file_type().is_file() {
-        return Err(ReadError::Refused(format!(
-            "it is {}, not a regular file; give the path of a data file",
-            kind_of(&meta.file_type())
-        )));
+        return Err(Why::NotRegular(kind_of(&meta.file_type())));
     }
     let mut buf = Vec::with_capacity(meta.len().min(cap) as usize);
     // One byte past the cap tells a file that grew apart from one at it.
     file.take(cap + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| ReadError::Io(e.to_string()))?;
+        .map_err(|e| Why::Io(e.to_string()))?;
     if buf.len() as u64 > cap {
-        return Err(too_large(buf.len() as u64, cap));
+        return Err(Why::TooLarge(buf.len() as u64));
     }
     Ok(buf)
+}
+
+/// Read `path` as bytes: a regular file (symlinks followed) of at most
+/// `cap` bytes.
+pub fn read_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
+    read_capped(path, cap).map_err(|why| match why {
+        Why::Missing => ReadError::Missing,
+        Why::Io(m) => ReadError::Io(m),
+        Why::NotRegular(kind) => ReadError::Refused(format!(
+            "it is {kind}, not a regular file; give the path of a data file"
+        )),
+        Why::TooLarge(len) => too_large(len, cap),
+    })
+}
+
+/// Read a playbook or module (`runbook run`, `check`, `test`, `job`, and
+/// every import): a regular file of at most [`MAX_SCRIPT_BYTES`] and
+/// [`MAX_SCRIPT_LINES`] lines, UTF-8. A FIFO or a symlink to `/dev/zero`
+/// is refused before a byte is read. The message names the file and the fix.
+pub fn read_script(path: &Path) -> Result<String, String> {
+    let bytes = read_capped(path, MAX_SCRIPT_BYTES).map_err(|why| match why {
+        Why::Missing => format!(
+            "playbook not found: {} (run from the project's folder, or give the path to the .rhai file)",
+            path.display()
+        ),
+        Why::Io(e) => format!("cannot read {}: {e}", path.display()),
+        Why::NotRegular("a directory") => format!(
+            "{} is a folder; give a playbook file (*.rhai)",
+            path.display()
+        ),
+        Why::NotRegular(kind) => format!(
+            "{} is not a regular file ({kind}); give a playbook file (*.rhai)",
+            path.display()
+        ),
+        Why::TooLarge(len) => format!(
+            "{} is {len} bytes; a playbook may have at most {MAX_SCRIPT_BYTES} (split it into modules)",
+            path.display()
+        ),
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| format!("{} is not UTF-8 text ({e})", path.display()))?;
+    let lines = text.lines().count();
+    if lines > MAX_SCRIPT_LINES {
+        return Err(format!(
+            "{} has {lines} lines; error positions can name only the first {MAX_SCRIPT_LINES}: split it into modules",
+            path.display()
+        ));
+    }
+    Ok(text)
 }
 
 /// Read `path` as UTF-8 text, bounded like [`read_bytes`].
@@ -107,8 +164,22 @@ fn too_large(len: u64, cap: u64) -> ReadError {
     ReadError::Refused(format!(
         "it is {} bytes, over the {} cap on data files; a playbook reads small data files (JSON, YAML), not this one",
         len,
-        crate::net::fmt_bytes(cap)
+        fmt_bytes(cap)
     ))
+}
+
+/// A byte count the way people read it (`4 MiB`, `512 KiB`, `100 bytes`).
+pub fn fmt_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    const GIB: u64 = 1024 * 1024 * 1024;
+    match n {
+        n if n >= GIB && n % GIB == 0 => format!("{} GiB", n / GIB),
+        n if n >= MIB && n % MIB == 0 => format!("{} MiB", n / MIB),
+        n if n >= MIB => format!("{:.1} MiB", n as f64 / MIB as f64),
+        n if n >= KIB && n % KIB == 0 => format!("{} KiB", n / KIB),
+        n => format!("{n} bytes"),
+    }
 }
 
 /// Write `text` to `path` atomically: a temporary file in the same folder,

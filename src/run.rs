@@ -127,66 +127,9 @@ pub fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
 }
 
-/// The largest playbook or module runbook reads.
-pub const MAX_SCRIPT_BYTES: u64 = 4 * 1024 * 1024;
-
-/// The last line an error position can name (Rhai counts lines in 16 bits).
-pub const MAX_SCRIPT_LINES: usize = 65_535;
-
-/// Read a playbook or module: a regular file, at most
-/// [`MAX_SCRIPT_BYTES`] and [`MAX_SCRIPT_LINES`] lines, UTF-8.
-pub fn read_script(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!(
-            "playbook not found: {} (run from the project's folder, or give the path to the .rhai file)",
-            path.display()
-        ),
-        _ => format!("cannot read {}: {e}", path.display()),
-    })?;
-    if meta.is_dir() {
-        return Err(format!(
-            "{} is a folder; give a playbook file (*.rhai)",
-            path.display()
-        ));
-    }
-    if !meta.is_file() {
-        return Err(format!(
-            "{} is not a regular file (a device, FIFO or socket); give a playbook file (*.rhai)",
-            path.display()
-        ));
-    }
-    if meta.len() > MAX_SCRIPT_BYTES {
-        return Err(format!(
-            "{} is {} bytes; a playbook may have at most {MAX_SCRIPT_BYTES} (split it into modules)",
-            path.display(),
-            meta.len()
-        ));
-    }
-    let f =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    // take(): a file that grows after the size check cannot get past it.
-    f.take(MAX_SCRIPT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_SCRIPT_BYTES {
-        return Err(format!(
-            "{} grew past {MAX_SCRIPT_BYTES} bytes while being read",
-            path.display()
-        ));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|e| format!("{} is not UTF-8 text ({e})", path.display()))?;
-    let lines = text.lines().count();
-    if lines > MAX_SCRIPT_LINES {
-        return Err(format!(
-            "{} has {lines} lines; error positions can name only the first {MAX_SCRIPT_LINES}: split it into modules",
-            path.display()
-        ));
-    }
-    Ok(text)
-}
+// Reading a playbook is bounded in the leaf layer, with every other file
+// read; the names stay here for the commands that use them.
+pub use crate::fsread::{read_script, MAX_SCRIPT_BYTES, MAX_SCRIPT_LINES};
 
 fn load(path: &Path) -> Result<String, Error> {
     read_script(path).map_err(Error::Usage)

@@ -226,10 +226,8 @@ fn calls_named(r: &Map, name: &str) -> Array {
 /// closures from stubs.
 pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) -> Engine {
     let mut engine = crate::engine::new_engine();
-    engine
-        .set_max_operations(crate::engine::Limits::from_env().max_operations)
-        .set_max_call_levels(64)
-        .set_max_expr_depths(64, 64);
+    crate::memory::limit(&mut engine);
+    engine.set_max_operations(crate::engine::Limits::from_env().max_operations);
     if env.print_to_stderr {
         engine.on_print(|s| crate::out::eprintln(&format!("     | {s}")));
     } else {

@@ -18,6 +18,7 @@ mod credentials;
 mod fencing;
 mod imports;
 mod injection;
+mod memory;
 mod redaction;
 mod sandbox;
 mod signals;
@@ -37,6 +38,13 @@ const TIME_BIN: &str = "/usr/bin/time";
 /// memory bound that cannot be measured fails the test instead of passing
 /// unmeasured.
 pub fn run_measured(p: &Project, args: &[&str]) -> (Output, u64) {
+    run_measured_within(p, args, None)
+}
+
+/// [`run_measured`] with the address space limited to `as_kib` KiB
+/// (`ulimit -v`), so a binary without its own bound fails fast (an
+/// allocation failure aborts it) instead of taking the machine's memory.
+pub fn run_measured_within(p: &Project, args: &[&str], as_kib: Option<u64>) -> (Output, u64) {
     assert!(
         std::path::Path::new(TIME_BIN).exists(),
         "{TIME_BIN} is absent: install it with `apt-get install -y time` \
@@ -44,7 +52,16 @@ pub fn run_measured(p: &Project, args: &[&str]) -> (Output, u64) {
     );
     let plain = p.command(args);
     let mut cmd = std::process::Command::new(TIME_BIN);
-    cmd.arg("-v").arg(support::bin()).args(args);
+    cmd.arg("-v");
+    if let Some(kib) = as_kib {
+        // exec keeps the pid, so time -v measures runbook itself.
+        cmd.args([
+            "sh",
+            "-c",
+            &format!("ulimit -v {kib} && exec \"$0\" \"$@\""),
+        ]);
+    }
+    cmd.arg(support::bin()).args(args);
     if let Some(d) = plain.get_current_dir() {
         cmd.current_dir(d);
     }
