@@ -18,6 +18,7 @@ mod credentials;
 mod fencing;
 mod imports;
 mod injection;
+mod junit;
 mod memory;
 mod redaction;
 mod sandbox;
