@@ -200,6 +200,135 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Open the folder `rel` beneath the folder `root` for `*at` calls,
+/// creating what is missing. No component may lead out of `root`: every
+/// step is resolved by the kernel with `RESOLVE_BENEATH` (`openat2`), so a
+/// folder swapped for a symlink at any moment cannot take a write outside,
+/// as a path checked and then used could.
+fn open_dir_beneath(root: &std::os::fd::OwnedFd, rel: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::path::Component;
+    let mut dir = root.try_clone()?;
+    let mut prefix = std::path::PathBuf::new();
+    for comp in rel.components() {
+        if comp == Component::CurDir {
+            continue;
+        }
+        let Component::Normal(name) = comp else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "only plain folder names may lead to the file",
+            ));
+        };
+        prefix.push(name);
+        dir = match open_dir_at(root, &prefix) {
+            Err(nix::errno::Errno::ENOENT) => {
+                // mkdirat does not follow a last component: a symlink
+                // planted here makes it fail (EEXIST), and the open below
+                // resolves beneath the root again.
+                match nix::sys::stat::mkdirat(&dir, name, nix::sys::stat::Mode::from_bits_truncate(0o777)) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                open_dir_at(root, &prefix)?
+            }
+            r => r?,
+        };
+    }
+    Ok(dir)
+}
+
+/// `openat2(root, rel, O_DIRECTORY, RESOLVE_BENEATH)`; where the kernel
+/// has no `openat2` (before Linux 5.6), a walk that follows no symlink.
+fn open_dir_at(root: &std::os::fd::OwnedFd, rel: &Path) -> nix::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{OFlag, ResolveFlag};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    if rel.as_os_str().is_empty() {
+        return root.try_clone().map_err(|_| nix::errno::Errno::EMFILE);
+    }
+    let how = nix::fcntl::OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match nix::fcntl::openat2(root, rel, how) {
+        Err(nix::errno::Errno::ENOSYS) => {
+            let mut dir = root.try_clone().map_err(|_| nix::errno::Errno::EMFILE)?;
+            for comp in rel.components() {
+                dir = nix::fcntl::openat(
+                    &dir,
+                    comp.as_os_str(),
+                    flags | OFlag::O_NOFOLLOW,
+                    nix::sys::stat::Mode::empty(),
+                )?;
+            }
+            Ok(dir)
+        }
+        r => r,
+    }
+}
+
+/// Write `bytes` to `rel` beneath the folder `root`, atomically (a new
+/// file with an unpredictable name, `O_EXCL|O_NOFOLLOW`, fsync, `renameat`
+/// in the same folder, fsync the folder), creating missing folders. Every
+/// step works on a folder handle resolved beneath `root`, never on a path
+/// checked earlier: an error `EXDEV` or `ELOOP` means a symlink led out.
+pub fn write_beneath(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use nix::fcntl::OFlag;
+    use std::io::Write;
+    let name = rel.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file")
+    })?;
+    let root = nix::fcntl::openat(
+        nix::fcntl::AT_FDCWD,
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let dir = open_dir_beneath(&root, rel.parent().unwrap_or(Path::new("")))?;
+    let tmp = format!(".runbook-{:016x}.tmp", rand::random::<u64>());
+    let fd = nix::fcntl::openat(
+        &dir,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )?;
+    let mut file = std::fs::File::from(fd);
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| Ok(nix::fcntl::renameat(&dir, tmp.as_str(), &dir, name)?));
+    if let Err(e) = written {
+        let _ = nix::unistd::unlinkat(&dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        return Err(e);
+    }
+    let _ = nix::unistd::fsync(&dir);
+    Ok(())
+}
+
+/// Remove the file `rel` beneath the folder `root` (never a folder), with
+/// the same resolution as [`write_beneath`]. `Ok(false)` when it was not
+/// there.
+pub fn remove_beneath(root: &Path, rel: &Path) -> std::io::Result<bool> {
+    use nix::fcntl::OFlag;
+    let name = rel.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file")
+    })?;
+    let root = nix::fcntl::openat(
+        nix::fcntl::AT_FDCWD,
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let dir = match open_dir_at(&root, rel.parent().unwrap_or(Path::new(""))) {
+        Ok(d) => d,
+        Err(nix::errno::Errno::ENOENT) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    match nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ mod aborts;
 mod bounds;
 mod credentials;
 mod fencing;
+mod files;
 mod imports;
 mod injection;
 mod junit;

@@ -1,0 +1,77 @@
+//! Files: `write_json` cannot be raced outside the working directory, and
+//! every file runbook reads on a user's behalf (playbooks, imports, test
+//! files, recordings) is a regular file under a cap: a FIFO never hangs a
+//! run and a symlink to `/dev/zero` never fills memory.
+
+use std::time::{Duration, Instant};
+
+use super::{run_measured, RSS_BOUND_KIB};
+use crate::support::{finish, pb, Project};
+
+/// Swap `d` between a real folder and a symlink to `outside` as fast as
+/// possible while `write_json("d/x.json")` runs in a loop: the check a path
+/// gets before the write, and the write, see different folders. Nothing
+/// may ever land outside.
+#[test]
+fn write_json_cannot_be_raced_outside_the_working_directory() {
+    let outside = tempfile::tempdir().unwrap();
+    let p = pb(
+        "let ok = 0; let refused = 0;\n\
+         for i in 0..1000 { try { write_json(\"d/x.json\", #{ i: i }, #{ keep_on_failure: true }); ok += 1; } catch (e) { refused += 1; if refused < 4 { print(`${e}`); } } }\n\
+         print(`ok=${ok} refused=${refused}`);\n",
+    );
+    let d = p.path().join("d");
+    let link = p.path().join("d.link");
+    std::fs::create_dir(&d).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+    let child = p.start(&["pb.rhai"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                // One atomic exchange: `d` is the folder, then the symlink.
+                nix::fcntl::renameat2(
+                    nix::fcntl::AT_FDCWD,
+                    &d,
+                    nix::fcntl::AT_FDCWD,
+                    &link,
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                )
+                .expect("renameat2(RENAME_EXCHANGE)");
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let out = finish(child);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    out.code(0).has("ok=");
+    let leaked: Vec<_> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "files written outside the working directory after {swaps} swaps: {leaked:?}\n{}",
+        out.stdout
+    );
+    eprintln!("write_json race: {swaps} swaps, {}", out.stdout.trim());
+}
+
+/// A symlink swapped in before the write is refused with the fix.
+#[test]
+fn write_json_through_a_symlink_out_names_it() {
+    let outside = tempfile::tempdir().unwrap();
+    let p = pb("write_json(\"d/x.json\", #{ a: 1 });\n");
+    std::os::unix::fs::symlink(outside.path(), p.path().join("d")).unwrap();
+    p.run(&["pb.rhai"])
+        .code(1)
+        .has("'d/x.json' leads outside the working directory");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}
