@@ -247,9 +247,9 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Checked {
         pos,
         message,
     };
-    let source = match std::fs::read_to_string(path) {
+    let source = match crate::fsread::read_script(path) {
         Ok(s) => s,
-        Err(e) => return findings(vec![finding(None, format!("cannot read: {e}"))]),
+        Err(e) => return findings(vec![finding(None, e)]),
     };
     let mut settings = Settings::new(path, crate::logging::LogFormat::Pretty);
     settings.dry_run = true;

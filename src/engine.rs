@@ -128,7 +128,7 @@ impl Resolver {
                 ));
             }
             let text =
-                crate::run::read_script(&p).map_err(|e| format!("import \"{name}\": {e}"))?;
+                crate::fsread::read_script(&p).map_err(|e| format!("import \"{name}\": {e}"))?;
             return Ok(Some((p.display().to_string(), text)));
         }
         Ok(EMBEDDED_STDLIB

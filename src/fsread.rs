@@ -205,7 +205,10 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 /// step is resolved by the kernel with `RESOLVE_BENEATH` (`openat2`), so a
 /// folder swapped for a symlink at any moment cannot take a write outside,
 /// as a path checked and then used could.
-fn open_dir_beneath(root: &std::os::fd::OwnedFd, rel: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+fn open_dir_beneath(
+    root: &std::os::fd::OwnedFd,
+    rel: &Path,
+) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::path::Component;
     let mut dir = root.try_clone()?;
     let mut prefix = std::path::PathBuf::new();
@@ -225,7 +228,11 @@ fn open_dir_beneath(root: &std::os::fd::OwnedFd, rel: &Path) -> std::io::Result<
                 // mkdirat does not follow a last component: a symlink
                 // planted here makes it fail (EEXIST), and the open below
                 // resolves beneath the root again.
-                match nix::sys::stat::mkdirat(&dir, name, nix::sys::stat::Mode::from_bits_truncate(0o777)) {
+                match nix::sys::stat::mkdirat(
+                    &dir,
+                    name,
+                    nix::sys::stat::Mode::from_bits_truncate(0o777),
+                ) {
                     Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                     Err(e) => return Err(e.into()),
                 }

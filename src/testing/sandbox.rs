@@ -138,12 +138,18 @@ fn read_files(dir: &Path) -> Map {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let (Ok(rel), Ok(text)) = (p.strip_prefix(dir), std::fs::read_to_string(&p)) {
+            } else if let (Ok(rel), Ok(text)) = (p.strip_prefix(dir), read_data(&p)) {
                 out.insert(rel.display().to_string().into(), content_value(&text));
             }
         }
     }
     out
+}
+
+/// A file the run left, read like any data file: a FIFO the run made
+/// cannot hang the test, nor a huge one fill memory.
+fn read_data(p: &Path) -> Result<String, crate::fsread::ReadError> {
+    crate::fsread::read_text(p, crate::fsread::FILE_CAP)
 }
 
 fn content_value(text: &str) -> Dynamic {
@@ -357,7 +363,7 @@ fn report_map(
     // back the others, `keep_on_failure` ones stay (and count).
     let mut artifacts = Map::new();
     for f in ctx.written.lock().iter() {
-        if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir), std::fs::read_to_string(f)) {
+        if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir), read_data(f)) {
             artifacts.insert(rel.display().to_string().into(), content_value(&text));
         }
     }
@@ -483,10 +489,10 @@ fn execute(
     unstubbed: &Mutex<Option<String>>,
 ) -> (i64, Option<(String, String)>) {
     let path = &spec.path;
-    let source = match std::fs::read_to_string(path) {
+    let source = match crate::fsread::read_script(path) {
         Ok(s) => s,
         Err(e) => {
-            let m = format!("cannot read the playbook {}: {e}", path.display());
+            let m = format!("cannot read the playbook: {e}");
             return (2, Some((m.clone(), m)));
         }
     };

@@ -75,3 +75,59 @@ fn write_json_through_a_symlink_out_names_it() {
         .has("'d/x.json' leads outside the working directory");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+fn fifo(p: &Project, rel: &str) {
+    nix::unistd::mkfifo(&p.path().join(rel), nix::sys::stat::Mode::S_IRWXU).unwrap();
+}
+
+fn zero(p: &Project, rel: &str) {
+    std::os::unix::fs::symlink("/dev/zero", p.path().join(rel)).unwrap();
+}
+
+/// Playbooks and imports: a FIFO, `/dev/zero` and a file over the cap.
+#[test]
+fn playbooks_and_imports_are_regular_files_under_the_cap() {
+    let p = Project::new();
+    fifo(&p, "pipe.rhai");
+    p.run(&["pipe.rhai"])
+        .code(2)
+        .has("is not a regular file (a FIFO");
+    let p = pb("import \"m\" as m;\nprint(m::x);\n");
+    fifo(&p, "m.rhai");
+    let (out, rss) = run_measured(&p, &["pb.rhai"]);
+    out.code(2).has("m.rhai is not a regular file (a FIFO");
+    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB importing a FIFO");
+    let p = Project::new();
+    let f = std::fs::File::create(p.path().join("big.rhai")).unwrap();
+    f.set_len(5 * 1024 * 1024).unwrap();
+    p.run(&["big.rhai"])
+        .code(2)
+        .has("big.rhai is 5242880 bytes; a playbook may have at most");
+}
+
+/// `runbook test`: a snapshot that is a FIFO or `/dev/zero`, or a
+/// playbook that is a FIFO, fails its test, and the next test runs.
+#[test]
+fn runbook_test_reads_only_regular_files() {
+    let p = Project::new();
+    p.file("pb.rhai", "print(1);\n").file(
+        "pb.test.rhai",
+        "fn test_snap() { assert_snapshot(\"out\", #{ a: 1 }); }\n\
+         fn test_zero_snap() { assert_snapshot(\"zero\", #{ a: 1 }); }\n\
+         fn test_fifo_playbook() { let r = playbook(\"pipe.rhai\").run(); }\n\
+         fn test_after() { assert_eq(1, 1); }\n",
+    );
+    std::fs::create_dir(p.path().join("snapshots")).unwrap();
+    fifo(&p, "snapshots/pb.out.json");
+    zero(&p, "snapshots/pb.zero.json");
+    fifo(&p, "pipe.rhai");
+    let (out, rss) = run_measured(&p, &["test", "pb.test.rhai"]);
+    assert!(out.elapsed < Duration::from_secs(30), "{:?}", out.elapsed);
+    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB");
+    out.has("FAIL pb.test.rhai::test_snap")
+        .has("snapshots/pb.out.json: cannot read it: it is a FIFO")
+        .has("FAIL pb.test.rhai::test_zero_snap")
+        .has("snapshots/pb.zero.json: cannot read it: it is a character device")
+        .has("FAIL pb.test.rhai::test_fifo_playbook")
+        .has("ok   pb.test.rhai::test_after");
+}
