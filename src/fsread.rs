@@ -363,6 +363,44 @@ mod tests {
     }
 
     #[test]
+    fn writes_stay_beneath_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write_beneath(r, Path::new("./a/b/c.json"), b"1").unwrap();
+        write_beneath(r, Path::new("a/b/c.json"), b"2").unwrap();
+        assert_eq!(std::fs::read(r.join("a/b/c.json")).unwrap(), b"2");
+        assert_eq!(
+            std::fs::read_dir(r.join("a/b")).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+        // A symlink inside that stays inside is fine; one leading out is not.
+        std::os::unix::fs::symlink("a", r.join("in")).unwrap();
+        write_beneath(r, Path::new("in/x.json"), b"3").unwrap();
+        assert_eq!(std::fs::read(r.join("a/x.json")).unwrap(), b"3");
+        std::os::unix::fs::symlink(outside.path(), r.join("out")).unwrap();
+        let err = write_beneath(r, Path::new("out/x.json"), b"4").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EXDEV), "{err}");
+        std::os::unix::fs::symlink("../..", r.join("a/up")).unwrap();
+        assert!(write_beneath(r, Path::new("a/up/x.json"), b"5").is_err());
+        assert!(write_beneath(r, Path::new("../x.json"), b"6").is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        // A symlink as the file itself is replaced, not followed.
+        let target = outside.path().join("t");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, r.join("link.json")).unwrap();
+        write_beneath(r, Path::new("link.json"), b"7").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert_eq!(std::fs::read(r.join("link.json")).unwrap(), b"7");
+        // Removing: only beneath, and only files.
+        assert!(remove_beneath(r, Path::new("link.json")).unwrap());
+        assert!(!remove_beneath(r, Path::new("link.json")).unwrap());
+        assert!(remove_beneath(r, Path::new("out/t")).is_err());
+        assert!(target.exists());
+    }
+
+    #[test]
     fn size_is_checked_against_the_cap() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.json");
