@@ -3,7 +3,10 @@
 //! printed in any form (`redaction`), no abort and cleanup on every path
 //! (`aborts`, `signals`), imports stay in the project (`imports`), every
 //! read bounded (`bounds`), credentials never leave their host
-//! (`credentials`), `exec`'s sandbox holds (`sandbox`). Outputs are read
+//! (`credentials`), `exec`'s sandbox holds (`sandbox`), a run's memory is
+//! bounded (`memory`), JUnit output is XML (`junit`), writes cannot be
+//! raced out of the working directory and only regular files are read
+//! (`files`). Outputs are read
 //! the way the GitHub Actions runner reads them (`runner`). The real binary
 //! against real servers on 127.0.0.1 and 127.0.0.2 (a second origin): the
 //! stub of `support::http`, or `support::raw` where the bytes on the wire
