@@ -292,7 +292,8 @@ pub fn main(opts: Options) -> Result<(), Error> {
         return Err(Error::Usage("no test matches --filter".into()));
     }
     if failed > 0 {
-        return Err(Error::Failed(String::new()));
+        // Each failure and the count are on the screen already.
+        return Err(Error::Failed(format!("{failed} test(s) failed")).shown());
     }
     Ok(())
 }
