@@ -96,14 +96,6 @@ impl Error {
             e => Some(format!("error: {}", e.to_string().trim_end())),
         }
     }
-
-    /// The kind of error, looking through how it is shown.
-    pub fn kind(&self) -> &Error {
-        match self {
-            Error::Reported(e) | Error::Shown(e) => e.kind(),
-            e => e,
-        }
-    }
 }
 
 /// What kind of failure a primitive met. The retry loop reads this, never
