@@ -86,6 +86,7 @@ impl From<LoadError> for Error {
 }
 
 /// check's findings that would fail the run.
+#[derive(Debug)]
 pub struct LintError {
     /// The playbook.
     pub path: PathBuf,
@@ -106,6 +107,7 @@ impl From<LintError> for Error {
 }
 
 /// A parameter the command line (or the test's map) got wrong.
+#[derive(Debug)]
 pub struct BindError {
     /// The playbook.
     pub path: PathBuf,
@@ -229,5 +231,69 @@ pub fn discard_artifacts(ctx: &Ctx) {
                 f.display()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(dir: &Path, name: &str, text: &str) -> Result<Prepared, LoadError> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        Prepared::load(&crate::engine::new_engine(), &path)
+    }
+
+    #[test]
+    fn each_step_fails_with_its_own_error_and_exit_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let cases: [(&str, &str, fn(&LoadError) -> bool); 4] = [
+            ("bad.rhai", "let = 1;", |e| {
+                matches!(e, LoadError::Compile(_))
+            }),
+            ("imp.rhai", "import \"nowhere\" as n;\nprint(1);", |e| {
+                matches!(e, LoadError::Import(_))
+            }),
+            ("lib.rhai", "fn helper() { 1 }", |e| {
+                matches!(e, LoadError::Module(_))
+            }),
+            (
+                "decl.rhai",
+                "const PARAMS = #{ dry_run: #{} };\nprint(1);",
+                |e| matches!(e, LoadError::Declaration(_)),
+            ),
+        ];
+        for (name, text, want) in cases {
+            let Err(e) = load(d, name, text) else {
+                panic!("{name} loaded")
+            };
+            assert!(want(&e), "{name}");
+            let err: Error = e.into();
+            assert_eq!(err.exit_code(), 2, "{name}");
+            let shown = err.render().unwrap_or_default();
+            // A report keeps its own `error:` line; a message gets one.
+            assert!(shown.starts_with("error: ") && !shown.starts_with("error: error"));
+        }
+        assert!(matches!(
+            Prepared::load(&crate::engine::new_engine(), &d.join("none.rhai")),
+            Err(LoadError::Read(_))
+        ));
+
+        let p = load(
+            d,
+            "pb.rhai",
+            "const PARAMS = #{ sha: #{ required: true } };\nprint(args.sha);",
+        )
+        .ok()
+        .unwrap();
+        let env = |_: &str| None;
+        assert_eq!(
+            p.bind(&["--sha=x".into()], &env).unwrap()["sha"].to_string(),
+            "x"
+        );
+        let err: Error = p.bind(&[], &env).unwrap_err().into();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("runbook"), "{err}");
     }
 }
