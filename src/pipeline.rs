@@ -248,7 +248,8 @@ mod tests {
     fn each_step_fails_with_its_own_error_and_exit_2() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let cases: [(&str, &str, fn(&LoadError) -> bool); 4] = [
+        type Case = (&'static str, &'static str, fn(&LoadError) -> bool);
+        let cases: [Case; 4] = [
             ("bad.rhai", "let = 1;", |e| {
                 matches!(e, LoadError::Compile(_))
             }),
