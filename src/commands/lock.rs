@@ -113,8 +113,9 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             if s.held {
                 Ok(())
             } else {
-                // Exit 1 without an "error:" line: free is an answer.
-                std::process::exit(1);
+                // Exit 1 without an "error:" line: free is an answer, and
+                // it is on the screen already.
+                Err(Error::Failed(format!("lock {name} is free")).shown())
             }
         }
         LockCmd::Break { name, reason, at } => {
