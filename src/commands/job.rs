@@ -117,6 +117,13 @@ fn validate(a: &JobArgs) -> Result<(), Error> {
     let opts = RunOptions::parse(&line)
         .map_err(Error::Usage)?
         .ok_or_else(|| Error::Usage(format!("runbook job needs a playbook; {USAGE}")))?;
+    if opts.help {
+        // Not a Job that prints its help in a pod: say where help is.
+        return Err(Error::Usage(format!(
+            "runbook job does not pass --help on: `runbook {} --help` lists the playbook's parameters",
+            a.playbook
+        )));
+    }
     let rt = super::runtime(0)?;
     let mut settings =
         crate::context::Settings::new(&opts.playbook, crate::logging::LogFormat::Pretty);

@@ -154,4 +154,8 @@ fn the_job_validates_the_playbook_exactly_as_a_run_does() {
     p.run(&["job", "pb.rhai", "--timeout", "soon", "--job-image", PINNED])
         .code(2)
         .has("--timeout 'soon'");
+    p.run(&["job", "pb.rhai", "--help", "--job-image", PINNED])
+        .code(2)
+        .has("runbook pb.rhai --help")
+        .lacks("kind: Job");
 }
