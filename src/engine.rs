@@ -1,6 +1,8 @@
 //! The sandboxed Rhai engine, built in one place: limits, no `eval`,
-//! primitives registered, imports resolved from the playbook's folder, then
-//! the project's `stdlib/`, then the stdlib embedded in the binary.
+//! imports resolved from the playbook's folder, then the project's
+//! `stdlib/`, then the stdlib embedded in the binary; and the bounded
+//! reading of a playbook or module. The primitives, a layer above, are
+//! put on it by `primitives::engine`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,6 +95,67 @@ pub fn import_dirs(playbook: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// The largest playbook or module runbook reads.
+pub const MAX_SCRIPT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The last line an error position can name (Rhai counts lines in 16 bits).
+pub const MAX_SCRIPT_LINES: usize = 65_535;
+
+/// Read a playbook or module: a regular file, at most
+/// [`MAX_SCRIPT_BYTES`] and [`MAX_SCRIPT_LINES`] lines, UTF-8.
+pub fn read_script(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "playbook not found: {} (run from the project's folder, or give the path to the .rhai file)",
+            path.display()
+        ),
+        _ => format!("cannot read {}: {e}", path.display()),
+    })?;
+    if meta.is_dir() {
+        return Err(format!(
+            "{} is a folder; give a playbook file (*.rhai)",
+            path.display()
+        ));
+    }
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a device, FIFO or socket); give a playbook file (*.rhai)",
+            path.display()
+        ));
+    }
+    if meta.len() > MAX_SCRIPT_BYTES {
+        return Err(format!(
+            "{} is {} bytes; a playbook may have at most {MAX_SCRIPT_BYTES} (split it into modules)",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    // take(): a file that grows after the size check cannot get past it.
+    f.take(MAX_SCRIPT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_SCRIPT_BYTES {
+        return Err(format!(
+            "{} grew past {MAX_SCRIPT_BYTES} bytes while being read",
+            path.display()
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| format!("{} is not UTF-8 text ({e})", path.display()))?;
+    let lines = text.lines().count();
+    if lines > MAX_SCRIPT_LINES {
+        return Err(format!(
+            "{} has {lines} lines; error positions can name only the first {MAX_SCRIPT_LINES}: split it into modules",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
 /// Resolves `import "name"`: files first, then the embedded stdlib.
 pub struct Resolver {
     dirs: Vec<PathBuf>,
@@ -127,8 +190,7 @@ impl Resolver {
                     dir.display()
                 ));
             }
-            let text =
-                crate::run::read_script(&p).map_err(|e| format!("import \"{name}\": {e}"))?;
+            let text = read_script(&p).map_err(|e| format!("import \"{name}\": {e}"))?;
             return Ok(Some((p.display().to_string(), text)));
         }
         Ok(EMBEDDED_STDLIB
@@ -294,16 +356,9 @@ pub fn new_engine() -> Engine {
     engine
 }
 
-/// Build the sandboxed engine for a run (or a check) of `playbook`.
-pub fn build(ctx: &Arc<Ctx>) -> Engine {
-    let mut engine = base(ctx);
-    crate::primitives::register_all(&mut engine, ctx);
-    engine
-}
-
 /// The sandboxed engine without primitives: limits, hooks and imports.
-/// `runbook test` and `--record` put their own stand-ins for the
-/// primitives on it.
+/// The layer above adds the bindings (`primitives::engine`); `runbook
+/// test` and `--record` put their own stand-ins for the primitives on it.
 pub fn base(ctx: &Arc<Ctx>) -> Engine {
     let mut engine = new_engine();
     let limits = Limits::from_env();

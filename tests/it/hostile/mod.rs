@@ -18,6 +18,7 @@ mod credentials;
 mod fencing;
 mod imports;
 mod injection;
+mod job;
 mod redaction;
 mod sandbox;
 mod signals;
