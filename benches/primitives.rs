@@ -43,7 +43,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("engine build + compile + run validate playbook", |b| {
         b.iter(|| {
             let ctx = ctx(&rt, dir.path());
-            let engine = runbook::engine::build(&ctx);
+            let engine = runbook::primitives::engine(&ctx);
             engine
                 .run("validate_endpoint(\"provider.europlots.com:31877\");")
                 .unwrap();
@@ -53,7 +53,7 @@ fn benches(c: &mut Criterion) {
     // One discover_port call whose source answers at once: the per-attempt
     // overhead of the loop (read, parse, find, validate, log).
     let ctx = ctx(&rt, dir.path());
-    let engine = runbook::engine::build(&ctx);
+    let engine = runbook::primitives::engine(&ctx);
     let ast = engine
         .compile("discover_port(#{ internal_port: 7072, source: #{ file: \"lease.json\" } })")
         .unwrap();

@@ -1,6 +1,7 @@
-//! `runbook check PATH…`: compile and lint playbooks without running
-//! anything — unknown functions, undeclared parameters, missing imports and
-//! malformed `PARAMS` — with the file, line and column of each finding.
+//! The lints of `runbook check PATH…` (the command is
+//! `commands::check`), which a run also makes before its first primitive:
+//! unknown functions, undeclared parameters, missing imports and
+//! malformed `PARAMS`, with the file, line and column of each finding.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use rhai::{ASTNode, Engine, Expr, Position, Stmt, AST};
 
-use crate::context::{Ctx, Settings};
+use crate::context::Ctx;
 use crate::engine::Resolver;
 
 /// One problem found in a playbook.
@@ -44,37 +45,6 @@ pub const KEYWORD_FNS: &[&str] = &[
     "is_def_fn",
     "is_shared",
 ];
-
-/// Every `.rhai` file under the given paths (folders are searched recursively).
-pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut stack = vec![p.clone()];
-            while let Some(dir) = stack.pop() {
-                let rd = std::fs::read_dir(&dir)
-                    .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-                for e in rd.flatten() {
-                    let path = e.path();
-                    // No symlinked folders: a link loop would never end,
-                    // and a link out of the tree is not the project's.
-                    let Ok(kind) = e.file_type() else { continue };
-                    if kind.is_dir() {
-                        stack.push(path);
-                    } else if path.extension().is_some_and(|x| x == "rhai") && path.is_file() {
-                        files.push(path);
-                    }
-                }
-            }
-        } else if p.is_file() {
-            files.push(p.clone());
-        } else {
-            return Err(format!("{}: no such file or folder", p.display()));
-        }
-    }
-    files.sort();
-    Ok(files)
-}
 
 fn pos_of(p: Position) -> Option<(usize, usize)> {
     p.line().map(|l| (l, p.position().unwrap_or(1)))
@@ -186,16 +156,6 @@ pub fn backtick_escapes(source: &str) -> Vec<(usize, usize, String)> {
     out
 }
 
-/// What `check` found in one file.
-#[derive(Debug, Default)]
-pub struct Checked {
-    /// A library module (see [`is_module`]) rather than a playbook: said
-    /// so in the listing, since running it would do nothing.
-    pub module: bool,
-    /// The problems, each with its file and place.
-    pub findings: Vec<Finding>,
-}
-
 /// A library module, not a playbook: no `PARAMS`, and a top level that only
 /// imports, declares literal constants and defines functions, so running
 /// it would do nothing. Playbooks import it (`import "lib/release" as
@@ -234,70 +194,6 @@ pub fn module_message(path: &Path) -> String {
         "{} is a module, not a playbook: it only imports, declares constants and defines functions, so running it would do nothing. Import it from a playbook (`import \"{stem}\" as {stem};`, its path from the playbook's folder without .rhai, e.g. \"lib/{stem}\") and run that playbook",
         path.display()
     )
-}
-
-/// Lint one playbook (or module) file.
-pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Checked {
-    let findings = |found: Vec<Finding>| Checked {
-        module: false,
-        findings: found,
-    };
-    let finding = |pos: Option<(usize, usize)>, message: String| Finding {
-        path: path.to_path_buf(),
-        pos,
-        message,
-    };
-    let source = match crate::fsread::read_script(path) {
-        Ok(s) => s,
-        Err(e) => return findings(vec![finding(None, e)]),
-    };
-    let mut settings = Settings::new(path, crate::logging::LogFormat::Pretty);
-    settings.dry_run = true;
-    let ctx = Ctx::new(settings, rt.clone());
-    // A test file runs on the test engine (playbook(), assert_eq, …).
-    let is_test = path.to_string_lossy().ends_with(".test.rhai");
-    let engine = if is_test {
-        let env = crate::testing::harness::FileEnv {
-            file: path.to_path_buf(),
-            update_snapshots: false,
-            rt: rt.clone(),
-            primitives: Vec::new(),
-            print_to_stderr: false,
-        };
-        crate::testing::harness::engine(Arc::new(env), Arc::default())
-    } else {
-        crate::engine::build(&ctx)
-    };
-    let ast = match engine.compile(&source) {
-        Ok(a) => a,
-        Err(e) => {
-            let r = crate::report::parse_error(&e, path, &source);
-            return findings(vec![finding(
-                r.position,
-                format!("does not compile: {}", r.message),
-            )]);
-        }
-    };
-    let mut out = Vec::new();
-    let module = !is_test && is_module(&ast);
-    // A module's shared parameter specs are checked where they are written.
-    if module {
-        for e in crate::params::fragment_errors(&ast) {
-            out.push(finding(None, e));
-        }
-    }
-    // Every PARAMS mistake at once; the parameters stay declared.
-    let (decl, errors) = crate::params::declaration_all(&ast, &source, &Resolver::new(path));
-    for e in errors {
-        out.push(finding(None, e));
-    }
-    for (pos, msg) in lints(&engine, &ctx, &ast, &decl, &source) {
-        out.push(finding(pos, msg));
-    }
-    Checked {
-        module,
-        findings: out,
-    }
 }
 
 /// Every lint of a compiled playbook: what `runbook check` reports, and
@@ -586,28 +482,6 @@ fn lint_args_property(
             ),
         );
     }
-}
-
-/// `runbook check`: lint every playbook under `paths`, print findings.
-/// Returns the number of findings.
-pub fn run(paths: &[PathBuf], rt: &tokio::runtime::Handle) -> Result<usize, String> {
-    let files = collect(paths)?;
-    if files.is_empty() {
-        return Err("no .rhai files found".into());
-    }
-    let mut count = 0;
-    for f in &files {
-        let checked = check_file(f, rt);
-        if checked.findings.is_empty() {
-            let kind = if checked.module { " (module)" } else { "" };
-            crate::out::println(&format!("ok    {}{kind}", f.display()));
-        }
-        for finding in &checked.findings {
-            crate::out::println(&format!("error {finding}"));
-        }
-        count += checked.findings.len();
-    }
-    Ok(count)
 }
 
 #[cfg(test)]

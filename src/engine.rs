@@ -1,6 +1,8 @@
 //! The sandboxed Rhai engine, built in one place: limits, no `eval`,
-//! primitives registered, imports resolved from the playbook's folder, then
-//! the project's `stdlib/`, then the stdlib embedded in the binary.
+//! imports resolved from the playbook's folder, then the project's
+//! `stdlib/`, then the stdlib embedded in the binary; and the bounded
+//! reading of a playbook or module. The primitives, a layer above, are
+//! put on it by `primitives::engine`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,6 +95,10 @@ pub fn import_dirs(playbook: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+// Playbooks and modules are read by the one bounded reader, with every
+// other file (a FIFO or /dev/zero is refused before a byte is read).
+pub use crate::fsread::{read_script, MAX_SCRIPT_BYTES, MAX_SCRIPT_LINES};
+
 /// Resolves `import "name"`: files first, then the embedded stdlib.
 pub struct Resolver {
     dirs: Vec<PathBuf>,
@@ -127,8 +133,7 @@ impl Resolver {
                     dir.display()
                 ));
             }
-            let text =
-                crate::fsread::read_script(&p).map_err(|e| format!("import \"{name}\": {e}"))?;
+            let text = read_script(&p).map_err(|e| format!("import \"{name}\": {e}"))?;
             return Ok(Some((p.display().to_string(), text)));
         }
         Ok(EMBEDDED_STDLIB
@@ -294,16 +299,9 @@ pub fn new_engine() -> Engine {
     engine
 }
 
-/// Build the sandboxed engine for a run (or a check) of `playbook`.
-pub fn build(ctx: &Arc<Ctx>) -> Engine {
-    let mut engine = base(ctx);
-    crate::primitives::register_all(&mut engine, ctx);
-    engine
-}
-
 /// The sandboxed engine without primitives: limits, hooks and imports.
-/// `runbook test` and `--record` put their own stand-ins for the
-/// primitives on it.
+/// The layer above adds the bindings (`primitives::engine`); `runbook
+/// test` and `--record` put their own stand-ins for the primitives on it.
 pub fn base(ctx: &Arc<Ctx>) -> Engine {
     let mut engine = new_engine();
     let limits = Limits::from_env();

@@ -1,9 +1,19 @@
 //! The one error type of the runtime, and the exit code each kind maps to.
+//! An [`Error`] says its kind (the variant) and how it is shown; one
+//! renderer, [`Error::render`], turns it into the text `main` prints, and
+//! [`Error::exit_code`] into the exit code. Nobody reads the text to decide.
 
 use std::time::Duration;
 
+/// The exit code of a busy target lock (sysexits' EX_TEMPFAIL: retry
+/// later), and of a run whose lock was lost or broken before a change.
+pub const BUSY_EXIT: i32 = 75;
+
 /// Everything that can end a run early. Each variant maps to one documented
-/// exit code (see the README's table).
+/// exit code (see the README's table). The text of a plain variant is a
+/// message the renderer prefixes with `error: `; a report already written
+/// in full (its own `error:` line, location and caret) is wrapped in
+/// [`Error::Reported`], and one already on the screen in [`Error::Shown`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The command line or the playbook's declaration is wrong: exit 2.
@@ -34,6 +44,14 @@ pub enum Error {
     /// unverified: exit 5.
     #[error("{0}")]
     Unverified(String),
+    /// A full report (`error: …`, `--> file:line:col`, the caret): printed
+    /// as it is, with the exit code of the error inside.
+    #[error("{0}")]
+    Reported(Box<Error>),
+    /// Already shown to the user (`runbook test`'s lines end in its count):
+    /// nothing more is printed, the exit code is the inner error's.
+    #[error("{0}")]
+    Shown(Box<Error>),
 }
 
 impl Error {
@@ -43,11 +61,39 @@ impl Error {
             Error::Usage(_) => 2,
             Error::Failed(_) => 1,
             Error::Timeout(_) => 124,
-            Error::Busy(_) => crate::lock::BUSY_EXIT,
+            Error::Busy(_) => BUSY_EXIT,
             Error::Interrupted(sig) => 128 + signal_number(sig),
             Error::RolledBack(_) => 3,
             Error::RollbackFailed(_) => 4,
             Error::Unverified(_) => 5,
+            Error::Reported(e) | Error::Shown(e) => e.exit_code(),
+        }
+    }
+
+    /// This error, its text a full report that is printed as it is.
+    pub fn reported(self) -> Error {
+        match self {
+            e @ (Error::Reported(_) | Error::Shown(_)) => e,
+            e => Error::Reported(Box::new(e)),
+        }
+    }
+
+    /// This error, already shown: only its exit code is left to give.
+    pub fn shown(self) -> Error {
+        match self {
+            e @ Error::Shown(_) => e,
+            e => Error::Shown(Box::new(e)),
+        }
+    }
+
+    /// The one renderer: the text to print on stderr, or `None` when there
+    /// is nothing to print (already shown, or stdout closed under us: the
+    /// reader is gone and so may be the terminal).
+    pub fn render(&self) -> Option<String> {
+        match self {
+            Error::Shown(_) | Error::Interrupted("SIGPIPE") => None,
+            Error::Reported(e) => Some(e.to_string().trim_end().to_string()),
+            e => Some(format!("error: {}", e.to_string().trim_end())),
         }
     }
 }
@@ -177,7 +223,7 @@ impl From<PrimError> for Box<rhai::EvalAltResult> {
 }
 
 /// The value `lock` throws when the lock is busy: the run exits
-/// [`crate::lock::BUSY_EXIT`]. A type of its own so `report` and the exit
+/// [`BUSY_EXIT`]. A type of its own so `report` and the exit
 /// code tell it apart without reading the text.
 #[derive(Clone, Debug)]
 pub struct BusyError(pub String);
@@ -267,6 +313,28 @@ mod tests {
         assert_eq!(Error::Interrupted("SIGHUP").exit_code(), 129);
         assert_eq!(Error::Interrupted("SIGQUIT").exit_code(), 131);
         assert_eq!(Error::Interrupted("SIGPIPE").exit_code(), 141);
+        assert_eq!(Error::Busy("x".into()).reported().exit_code(), 75);
+        assert_eq!(Error::Failed(String::new()).shown().exit_code(), 1);
+    }
+
+    #[test]
+    fn one_renderer_prefixes_messages_and_keeps_reports() {
+        assert_eq!(
+            Error::Usage("no playbook".into()).render().as_deref(),
+            Some("error: no playbook")
+        );
+        let report = "error: boom\n  --> pb.rhai:1:1\n";
+        assert_eq!(
+            Error::Failed(report.into()).reported().render().as_deref(),
+            Some(report.trim_end())
+        );
+        // A message that happens to start with "error" is still prefixed.
+        assert_eq!(
+            Error::Usage("errors in PARAMS".into()).render().as_deref(),
+            Some("error: errors in PARAMS")
+        );
+        assert_eq!(Error::Failed(String::new()).shown().render(), None);
+        assert_eq!(Error::Interrupted("SIGPIPE").render(), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod akash;
 pub mod check;
+pub mod commands;
 pub mod context;
 pub mod declare;
 pub mod doc;
@@ -22,6 +23,7 @@ pub mod oci;
 pub mod opts;
 pub mod out;
 pub mod params;
+pub mod pipeline;
 pub mod pitfalls;
 pub mod primitives;
 pub mod process;

@@ -5,32 +5,33 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+use runbook::commands;
 use runbook::error::Error;
 use runbook::out::Stream;
+use runbook::params::runner;
 use runbook::run::{self, RunOptions};
 
 /// Run ops playbooks written in Rhai.
 ///
-/// `runbook PLAYBOOK [--param value]… [--dry-run] [--log-format F] [--timeout SECS]`
-/// runs a playbook; `runbook PLAYBOOK --help` lists its parameters.
+/// `runbook PLAYBOOK [--param value]… [runner options]` runs a playbook;
+/// `runbook PLAYBOOK --help` lists its parameters.
 #[derive(Parser)]
 #[command(
     name = "runbook",
     version,
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true,
-    after_help = "Exit codes: 0 finished, 1 failed, 2 usage or compile error, 75 lock busy, 124 --timeout passed, 129/130/131/143 SIGHUP/SIGINT/SIGQUIT/SIGTERM, 141 stdout closed."
+    after_help = "Exit codes: 0 finished, 1 failed, 2 usage or compile error, 75 lock busy or lost (fenced), 124 --timeout passed, 129/130/131/143 SIGHUP/SIGINT/SIGQUIT/SIGTERM, 141 stdout closed."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The playbook to run, then its parameters and the runner's options
-    /// (--dry-run, --log-format pretty|json|github, --timeout SECS, --allow PROGRAM,
-    /// --record FILE.json).
+    /// The playbook to run, then its parameters and the runner's options.
     #[arg(
         value_name = "PLAYBOOK [ARGS]",
         trailing_var_arg = true,
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        long_help = run_help()
     )]
     run: Vec<String>,
 }
@@ -72,12 +73,14 @@ enum Command {
     /// The target lock: who holds it, or break it.
     Lock {
         #[command(subcommand)]
-        action: runbook::lock::cli::LockCmd,
+        action: commands::lock::LockCmd,
     },
-    /// Print the Kubernetes Job that runs PLAYBOOK on a cluster (parameters
-    /// validated first): runbook job PLAYBOOK [--param value]… [--image REF] [--namespace NS].
+    /// Print the Kubernetes Job that runs PLAYBOOK on a cluster (validated
+    /// first, as a run validates it): runbook job PLAYBOOK [--param value]…
+    /// [--job-image REF] [--job-namespace NS].
     Job {
-        /// The playbook, then its parameters, --image and --namespace.
+        /// The playbook, its parameters and runner options (passed to the
+        /// Job's run), and the job's own --job-image and --job-namespace.
         #[arg(
             value_name = "PLAYBOOK [ARGS]",
             trailing_var_arg = true,
@@ -87,12 +90,37 @@ enum Command {
         args: Vec<String>,
     },
     /// The deployment ledger of a target, newest first.
-    History(runbook::lock::cli::HistoryArgs),
+    History(commands::lock::HistoryArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// The long help of a run's arguments: the runner's options, from their
+/// one table.
+fn run_help() -> String {
+    format!(
+        "The playbook to run, then its parameters and the runner's options.\n\n{}",
+        runner::help()
+    )
+}
+
+/// The command for the completion scripts: the runner's options (taken
+/// after the playbook, so not clap's) added from their table.
+fn completion_command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for o in runner::OPTIONS.iter().filter(|o| o.name != "help") {
+        let mut arg = clap::Arg::new(o.name).long(o.name).help(o.help);
+        arg = if o.is_switch() {
+            arg.action(clap::ArgAction::SetTrue)
+        } else {
+            arg.value_name(o.metavar())
+        };
+        cmd = cmd.arg(arg);
+    }
+    cmd
 }
 
 fn main() -> ExitCode {
@@ -120,12 +148,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(Command::Check { paths }) => run::check(&paths),
+        Some(Command::Check { paths }) => commands::check::check(&paths),
         Some(Command::Doc {
             name,
             markdown,
             definitions,
-        }) => run::doc(name.as_deref(), markdown, definitions.as_deref()),
+        }) => commands::doc(name.as_deref(), markdown, definitions.as_deref()),
         Some(Command::Test {
             paths,
             filter,
@@ -137,16 +165,16 @@ fn main() -> ExitCode {
             junit: format == "junit",
             update_snapshots,
         }),
-        Some(Command::Lock { action }) => runbook::lock::cli::lock(action),
-        Some(Command::History(a)) => runbook::lock::cli::history(a),
-        Some(Command::Job { args }) => runbook::lock::job::job(&args),
+        Some(Command::Lock { action }) => commands::lock::lock(action),
+        Some(Command::History(a)) => commands::lock::history(a),
+        Some(Command::Job { args }) => commands::job::job(&args),
         Some(Command::Completions { shell }) => {
             let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut buf);
+            clap_complete::generate(shell, &mut completion_command(), "runbook", &mut buf);
             runbook::out::text(Stream::Stdout, &String::from_utf8_lossy(&buf));
             Ok(())
         }
-        None => match RunOptions::parse(&cli.run) {
+        None => match RunOptions::parse(&cli.run).map_err(Error::Usage) {
             Ok(Some(opts)) => run::run(opts),
             Ok(None) => {
                 let help = Cli::command().render_help().to_string();
@@ -155,10 +183,8 @@ fn main() -> ExitCode {
                     "no playbook given: runbook PLAYBOOK [--param value]…".into(),
                 ))
             }
-            Err(e) => {
-                // Logging is not set up yet: print plainly.
-                Err(e)
-            }
+            // Logging is not set up yet: printed plainly, below.
+            Err(e) => Err(e),
         },
     };
     let result = match result {
@@ -168,18 +194,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // Quietly: the reader is gone, and so may be the terminal.
-        Err(e @ Error::Interrupted("SIGPIPE")) => ExitCode::from(e.exit_code() as u8),
-        // `runbook test` has already said everything (its last line is the count).
-        Err(e) if e.to_string().is_empty() => ExitCode::from(e.exit_code() as u8),
         Err(e) => {
-            let text = e.to_string();
-            let text = if text.starts_with("error") {
-                text
-            } else {
-                format!("error: {text}")
-            };
-            runbook::out::eprintln(text.trim_end());
+            if let Some(text) = e.render() {
+                runbook::out::eprintln(&text);
+            }
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -192,5 +210,6 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+        completion_command().debug_assert();
     }
 }

@@ -496,7 +496,7 @@ mod tests {
             ),
             rt.handle().clone(),
         );
-        let engine = crate::engine::build(&ctx);
+        let engine = crate::primitives::engine(&ctx);
         let table = Table::new(&engine);
         let ast = engine.compile(src).unwrap();
         let _ = Arc::clone(&ctx);

@@ -15,10 +15,8 @@
 //! and the `lock` primitive (`primitives/lock.rs`) turns those into the
 //! script's map and errors.
 
-pub mod cli;
 pub mod file;
 pub mod github;
-pub mod job;
 pub mod kube;
 pub mod state;
 
@@ -31,8 +29,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-/// The exit code of a run that could not get a lock in time.
-pub const BUSY_EXIT: i32 = 75;
+/// The exit code of a run that could not get a lock in time (declared
+/// with the error kinds, which the lock library sits above).
+pub use crate::error::BUSY_EXIT;
 
 /// Default time a lock lives without renewal.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);

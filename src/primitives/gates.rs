@@ -934,7 +934,7 @@ mod tests {
             ),
             rt.handle().clone(),
         );
-        let e = crate::engine::build(&ctx);
+        let e = crate::primitives::engine(&ctx);
         (rt, e)
     }
 

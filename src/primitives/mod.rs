@@ -44,6 +44,15 @@ const FAMILIES: &[fn(&mut Engine, &Arc<Ctx>)] = &[
     gates::register,
 ];
 
+/// The sandboxed engine for a run (or a check) with every primitive on
+/// it: the runtime's [`crate::engine::base`], then the bindings, which sit
+/// above it.
+pub fn engine(ctx: &Arc<Ctx>) -> Engine {
+    let mut engine = crate::engine::base(ctx);
+    register_all(&mut engine, ctx);
+    engine
+}
+
 /// Register every primitive into `engine`.
 pub fn register_all(engine: &mut Engine, ctx: &Arc<Ctx>) {
     validate_endpoint::register(engine);

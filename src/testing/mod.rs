@@ -186,6 +186,41 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// One test's line (and its failure, indented) in the text format.
+fn print_line(o: &Outcome) {
+    let head = |status: &str| {
+        format!(
+            "{status} {}::{} ({})",
+            o.file.display(),
+            o.name,
+            ms(o.elapsed)
+        )
+    };
+    match &o.failure {
+        None => crate::out::println(&head("ok  ")),
+        Some(f) => {
+            crate::out::println(&head("FAIL"));
+            for l in f.lines() {
+                crate::out::println(&format!("     {l}"));
+            }
+        }
+    }
+}
+
+/// The primitives' names, for did-you-mean on `t.stub("nmae", …)`.
+fn primitive_names(rt: &tokio::runtime::Handle) -> Vec<String> {
+    let ctx = crate::context::Ctx::new(
+        crate::context::Settings::new(Path::new("test.rhai"), crate::logging::LogFormat::Json),
+        rt.clone(),
+    );
+    let mut names: Vec<String> = proxy::signatures(&ctx)
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    names.dedup();
+    names
+}
+
 /// `runbook test`: exit 0 when every test passed, 1 when any failed, 2 on
 /// usage and compile errors.
 pub fn main(opts: Options) -> Result<(), Error> {
@@ -209,18 +244,7 @@ pub fn main(opts: Options) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    let primitives = {
-        let ctx = crate::context::Ctx::new(
-            crate::context::Settings::new(Path::new("test.rhai"), crate::logging::LogFormat::Json),
-            rt.handle().clone(),
-        );
-        let mut names: Vec<String> = proxy::signatures(&ctx)
-            .iter()
-            .map(|(n, _)| n.clone())
-            .collect();
-        names.dedup();
-        names
-    };
+    let primitives = primitive_names(rt.handle());
     let handle = rt.handle().clone();
     let junit = opts.junit;
     let filtered = opts.filter.is_some();
@@ -233,27 +257,8 @@ pub fn main(opts: Options) -> Result<(), Error> {
             let mut all = Vec::new();
             let mut compile_errors = Vec::new();
             let mut print = |o: &Outcome| {
-                if junit {
-                    return;
-                }
-                match &o.failure {
-                    None => crate::out::println(&format!(
-                        "ok   {}::{} ({})",
-                        o.file.display(),
-                        o.name,
-                        ms(o.elapsed)
-                    )),
-                    Some(f) => {
-                        crate::out::println(&format!(
-                            "FAIL {}::{} ({})",
-                            o.file.display(),
-                            o.name,
-                            ms(o.elapsed)
-                        ));
-                        for l in f.lines() {
-                            crate::out::println(&format!("     {l}"));
-                        }
-                    }
+                if !junit {
+                    print_line(o)
                 }
             };
             for f in &files {
@@ -292,7 +297,8 @@ pub fn main(opts: Options) -> Result<(), Error> {
         return Err(Error::Usage("no test matches --filter".into()));
     }
     if failed > 0 {
-        return Err(Error::Failed(String::new()));
+        // Each failure and the count are on the screen already.
+        return Err(Error::Failed(format!("{failed} test(s) failed")).shown());
     }
     Ok(())
 }

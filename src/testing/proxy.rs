@@ -35,7 +35,7 @@ pub type Handler = dyn Fn(&str, &[Dynamic]) -> Option<RhaiResult<Dynamic>> + Sen
 pub fn signatures(ctx: &Arc<Ctx>) -> &'static [(String, Vec<String>)] {
     static SIGS: OnceLock<Vec<(String, Vec<String>)>> = OnceLock::new();
     SIGS.get_or_init(|| {
-        let real = crate::engine::build(ctx);
+        let real = crate::primitives::engine(ctx);
         let json = real.gen_fn_metadata_to_json(false).unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
         let mut out: Vec<(String, Vec<String>)> = v
@@ -101,7 +101,8 @@ impl Proxy {
     }
 
     fn real(&self) -> &Engine {
-        self.real.get_or_init(|| crate::engine::build(&self.ctx))
+        self.real
+            .get_or_init(|| crate::primitives::engine(&self.ctx))
     }
 
     /// Call the real primitive `name` with `args`.

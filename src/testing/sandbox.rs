@@ -14,6 +14,7 @@ use super::proxy::{self, Proxy};
 use super::record::{call_text, Replay};
 use crate::context::{error, Ctx, RhaiResult, Settings};
 use crate::logging::LogFormat;
+use crate::pipeline::Prepared;
 use crate::primitives::effects;
 
 /// Primitives the test itself answers: the environment and secrets come
@@ -159,6 +160,79 @@ fn content_value(text: &str) -> Dynamic {
     }
 }
 
+/// What a test's run collects besides its outcome, for `r.logs`,
+/// `r.events` and the hermetic check.
+#[derive(Default)]
+struct Collected {
+    logs: Mutex<Vec<String>>,
+    events: Mutex<Array>,
+    /// The first call no stub answered (the run fails even when the
+    /// playbook caught its error).
+    unstubbed: Mutex<Option<String>>,
+}
+
+/// How a test's run answers a primitive call: its stub, a stand-in, a
+/// replayed answer, or (for what runs in tests) the real primitive.
+struct Answers {
+    spec: Spec,
+    replay: Option<Arc<Replay>>,
+    caller: Arc<Caller>,
+    /// Where each `Stub::Seq` is.
+    seq_pos: Mutex<HashMap<String, usize>>,
+    collected: Arc<Collected>,
+}
+
+impl Answers {
+    /// `None`: the real primitive answers.
+    fn answer(&self, name: &str, args: &[Dynamic]) -> Option<RhaiResult<Dynamic>> {
+        if let Some(stub) = self.spec.stubs.get(name) {
+            let v = self.stub_value(name, stub);
+            return Some(answer_stub(name, v, args, &self.caller));
+        }
+        if let Some(r) = stand_in(name, args, &self.spec, &self.collected) {
+            return Some(r);
+        }
+        if let Some(r) = self.replay.as_ref().filter(|_| needs_stub(name)) {
+            return Some(r.answer(name, args));
+        }
+        let arg0 = args.first().map(|a| a.to_string()).unwrap_or_default();
+        if effects::WORKDIR_FILES.contains(&name) && !inside(&arg0) {
+            return Some(Err(error(format!(
+                "{name}: '{arg0}' is outside the run's folder; in a test, give a relative path and create it with t.file, or stub {name}"
+            ))));
+        }
+        // In a dry run, exec without read_only only plans (runs nothing):
+        // the real primitive answers, allow-list included.
+        if self.spec.dry_run && name == "exec" && effects::is_mutation(name, args) {
+            return None;
+        }
+        if needs_stub(name) {
+            let msg = format!(
+                "unstubbed primitive `{}`: stub it with t.stub(\"{name}\", value) or t.stub(\"{name}\", |…| …)",
+                call_text(name, args)
+            );
+            let mut first = self.collected.unstubbed.lock();
+            first.get_or_insert_with(|| msg.clone());
+            return Some(Err(error(msg)));
+        }
+        None
+    }
+
+    /// The stub's value for this call (a sequence moves on).
+    fn stub_value(&self, name: &str, stub: &Stub) -> Dynamic {
+        match stub {
+            Stub::Value(v) => v.clone(),
+            Stub::Seq(vs) => {
+                let mut pos = self.seq_pos.lock();
+                let k = pos.entry(name.to_string()).or_insert(0);
+                let v = vs.get(*k).or(vs.last()).cloned().unwrap_or(Dynamic::UNIT);
+                *k += 1;
+                v
+            }
+        }
+    }
+}
+
 /// Run the playbook of `spec` and return `#{ code, error, report, outputs,
 /// summary, artifacts, files, calls, mutations, logs, events }`.
 pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> RhaiResult<Map> {
@@ -181,87 +255,38 @@ pub fn run(spec: &Spec, caller: Arc<Caller>, rt: &tokio::runtime::Handle) -> Rha
     // exec is stubbed; the allow-list still applies to what a stub is asked.
     let ctx = Ctx::new(settings, rt.clone());
 
-    let logs: Arc<Mutex<Vec<String>>> = Arc::default();
-    let events: Arc<Mutex<Array>> = Arc::default();
-    let unstubbed: Arc<Mutex<Option<String>>> = Arc::default();
-    let handler = {
-        let (logs, events, unstubbed) = (logs.clone(), events.clone(), unstubbed.clone());
-        let spec = spec.clone();
-        let replay = replay.clone();
-        let seq_pos: Mutex<HashMap<String, usize>> = Mutex::new(HashMap::new());
-        Box::new(
-            move |name: &str, args: &[Dynamic]| -> Option<RhaiResult<Dynamic>> {
-                let arg = |i: usize| args.get(i).map(|a| a.to_string()).unwrap_or_default();
-                if let Some(stub) = spec.stubs.get(name) {
-                    let v = match stub {
-                        Stub::Value(v) => v.clone(),
-                        Stub::Seq(vs) => {
-                            let mut pos = seq_pos.lock();
-                            let k = pos.entry(name.to_string()).or_insert(0);
-                            let v = vs.get(*k).or(vs.last()).cloned().unwrap_or(Dynamic::UNIT);
-                            *k += 1;
-                            v
-                        }
-                    };
-                    return Some(answer_stub(name, v, args, &caller));
-                }
-                if let Some(r) = stand_in(name, args, &spec, &logs, &events) {
-                    return Some(r);
-                }
-                if let Some(r) = &replay {
-                    if needs_stub(name) {
-                        return Some(r.answer(name, args));
-                    }
-                }
-                if effects::WORKDIR_FILES.contains(&name) && !inside(&arg(0)) {
-                    return Some(Err(error(format!(
-                    "{name}: '{}' is outside the run's folder; in a test, give a relative path and create it with t.file, or stub {name}",
-                    arg(0)
-                ))));
-                }
-                // In a dry run, exec without read_only only plans (runs
-                // nothing): the real primitive answers, allow-list included.
-                if spec.dry_run && name == "exec" && effects::is_mutation(name, args) {
-                    return None;
-                }
-                if needs_stub(name) {
-                    let msg = format!(
-                    "unstubbed primitive `{}`: stub it with t.stub(\"{name}\", value) or t.stub(\"{name}\", |…| …)",
-                    call_text(name, args)
-                );
-                    let mut first = unstubbed.lock();
-                    first.get_or_insert_with(|| msg.clone());
-                    return Some(Err(error(msg)));
-                }
-                None
-            },
-        )
+    let collected = Arc::new(Collected::default());
+    let answers = Answers {
+        spec: spec.clone(),
+        replay: replay.clone(),
+        caller,
+        seq_pos: Mutex::default(),
+        collected: collected.clone(),
     };
-    let proxy = Proxy::new(&ctx, handler);
+    let proxy = Proxy::new(&ctx, Box::new(move |name, args| answers.answer(name, args)));
     let mut engine = proxy::engine(&ctx, &proxy);
     {
-        let logs = logs.clone();
+        let collected = collected.clone();
         engine.on_print(move |s| {
-            logs.lock()
+            collected
+                .logs
+                .lock()
                 .push(format!("print: {}", crate::redact::redact(s)));
         });
     }
 
-    let (code, report) = execute(spec, &engine, &ctx, replay.as_deref(), &unstubbed);
+    let (code, report) = execute(spec, &engine, &ctx, replay.as_deref(), &collected);
     if code != 0 {
-        crate::run::discard_artifacts(&ctx);
+        crate::pipeline::discard_artifacts(&ctx);
     }
-
-    Ok(report_map(
-        code,
-        report,
-        &ctx,
-        dir.path(),
-        &proxy,
+    let finished = Finished {
+        ctx: &ctx,
+        dir: dir.path(),
+        proxy: &proxy,
         spec,
-        &logs,
-        &events,
-    ))
+        collected: &collected,
+    };
+    Ok(finished.report_map(code, report))
 }
 
 /// The primitives a test answers itself unless stubbed: settings and
@@ -271,9 +296,9 @@ fn stand_in(
     name: &str,
     args: &[Dynamic],
     spec: &Spec,
-    logs: &Mutex<Vec<String>>,
-    events: &Mutex<Array>,
+    collected: &Collected,
 ) -> Option<RhaiResult<Dynamic>> {
+    let (logs, events) = (&collected.logs, &collected.events);
     let arg = |i: usize| args.get(i).map(|a| a.to_string()).unwrap_or_default();
     match name {
         "env" => Some(match (spec.env.get(&arg(0)), args.len()) {
@@ -325,73 +350,80 @@ fn stand_in(
     }
 }
 
-/// What `t.run()` returns: the exit code and report, outputs, summary,
-/// artifacts and files, the calls and mutations, logs and events.
-#[allow(clippy::too_many_arguments)]
-fn report_map(
-    code: i64,
-    report: Option<(String, String)>,
-    ctx: &Ctx,
-    dir: &Path,
-    proxy: &Proxy,
-    spec: &Spec,
-    logs: &Mutex<Vec<String>>,
-    events: &Mutex<Array>,
-) -> Map {
-    let mut r = Map::new();
-    r.insert("code".into(), Dynamic::from(code));
-    match report {
-        Some((message, text)) => {
-            r.insert("error".into(), Dynamic::from(message));
-            r.insert("report".into(), Dynamic::from(text));
+/// A finished test run: what `t.run()` reports on.
+struct Finished<'a> {
+    ctx: &'a Ctx,
+    dir: &'a Path,
+    proxy: &'a Proxy,
+    spec: &'a Spec,
+    collected: &'a Collected,
+}
+
+impl Finished<'_> {
+    /// What `t.run()` returns: the exit code and report, outputs, summary,
+    /// artifacts and files, the calls and mutations, logs and events.
+    fn report_map(&self, code: i64, report: Option<(String, String)>) -> Map {
+        let (ctx, dir) = (self.ctx, self.dir);
+        let mut r = Map::new();
+        r.insert("code".into(), Dynamic::from(code));
+        let (error, text) = match report {
+            Some((message, text)) => (Dynamic::from(message), Dynamic::from(text)),
+            None => (Dynamic::UNIT, Dynamic::UNIT),
+        };
+        r.insert("error".into(), error);
+        r.insert("report".into(), text);
+        let mut outputs = Map::new();
+        if code == 0 {
+            for (k, v) in ctx.outputs.lock().iter() {
+                outputs.insert(k.as_str().into(), Dynamic::from(v.clone()));
+            }
         }
-        None => {
-            r.insert("error".into(), Dynamic::UNIT);
-            r.insert("report".into(), Dynamic::UNIT);
+        r.insert("outputs".into(), Dynamic::from(outputs));
+        let summary = ctx.summaries.lock().join("\n");
+        r.insert("summary".into(), Dynamic::from(summary));
+        // Every file the run wrote that is still there: a failed run took
+        // back the others, `keep_on_failure` ones stay (and count).
+        let mut artifacts = Map::new();
+        for f in ctx.written.lock().iter() {
+            if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir), read_data(f)) {
+                artifacts.insert(rel.display().to_string().into(), content_value(&text));
+            }
         }
+        r.insert("artifacts".into(), Dynamic::from(artifacts));
+        r.insert("files".into(), Dynamic::from(read_files(dir)));
+        let (calls, mutations) = self.calls();
+        r.insert("calls".into(), Dynamic::from(calls));
+        r.insert("mutations".into(), Dynamic::from(mutations));
+        let logs = self.collected.logs.lock().clone();
+        r.insert(
+            "logs".into(),
+            Dynamic::from(logs.into_iter().map(Dynamic::from).collect::<Array>()),
+        );
+        let events = self.collected.events.lock().clone();
+        r.insert("events".into(), Dynamic::from(events));
+        r
     }
-    let mut outputs = Map::new();
-    if code == 0 {
-        for (k, v) in ctx.outputs.lock().iter() {
-            outputs.insert(k.as_str().into(), Dynamic::from(v.clone()));
+
+    /// Every primitive call, and the mutations among them.
+    fn calls(&self) -> (Array, Array) {
+        let mut calls = Array::new();
+        let mut mutations = Array::new();
+        for c in self.proxy.calls() {
+            let mut m = Map::new();
+            m.insert("name".into(), Dynamic::from(c.name.clone()));
+            m.insert("args".into(), Dynamic::from(c.args.clone()));
+            m.insert(
+                "planned".into(),
+                Dynamic::from(c.mutation && self.spec.dry_run),
+            );
+            let m = Dynamic::from(m);
+            if c.mutation {
+                mutations.push(m.clone());
+            }
+            calls.push(m);
         }
+        (calls, mutations)
     }
-    r.insert("outputs".into(), Dynamic::from(outputs));
-    let summary = ctx.summaries.lock().join("\n");
-    r.insert("summary".into(), Dynamic::from(summary));
-    // Every file the run wrote that is still there: a failed run took
-    // back the others, `keep_on_failure` ones stay (and count).
-    let mut artifacts = Map::new();
-    for f in ctx.written.lock().iter() {
-        if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir), read_data(f)) {
-            artifacts.insert(rel.display().to_string().into(), content_value(&text));
-        }
-    }
-    r.insert("artifacts".into(), Dynamic::from(artifacts));
-    r.insert("files".into(), Dynamic::from(read_files(dir)));
-    let mut calls = Array::new();
-    let mut mutations = Array::new();
-    for c in proxy.calls() {
-        let mut m = Map::new();
-        m.insert("name".into(), Dynamic::from(c.name.clone()));
-        m.insert("args".into(), Dynamic::from(c.args.clone()));
-        m.insert("planned".into(), Dynamic::from(c.mutation && spec.dry_run));
-        let m = Dynamic::from(m);
-        if c.mutation {
-            mutations.push(m.clone());
-        }
-        calls.push(m);
-    }
-    r.insert("calls".into(), Dynamic::from(calls));
-    r.insert("mutations".into(), Dynamic::from(mutations));
-    let logs = logs.lock().clone();
-    r.insert(
-        "logs".into(),
-        Dynamic::from(logs.into_iter().map(Dynamic::from).collect::<Array>()),
-    );
-    let events = events.lock().clone();
-    r.insert("events".into(), Dynamic::from(events));
-    r
 }
 
 fn answer_stub(
@@ -437,106 +469,36 @@ fn answer_stub(
     }
 }
 
-/// The playbook's AST, compiled once per process (tests run it many times).
-fn compile_cached(
-    engine: &rhai::Engine,
-    path: &Path,
-    source: &str,
-) -> Result<rhai::AST, rhai::ParseError> {
-    type Cache = Mutex<HashMap<(PathBuf, String), rhai::AST>>;
-    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let key = (path.to_path_buf(), source.to_string());
-    if let Some(a) = cache.lock().get(&key) {
-        return Ok(a.clone());
-    }
-    let ast = engine.compile(source)?;
-    cache.lock().insert(key, ast.clone());
-    Ok(ast)
-}
-
-type Findings = Vec<crate::check::Finding>;
-
-/// check's lints of a playbook, once per process: they depend only on the
-/// source and the primitives, and tests run the same playbook many times.
-fn lints_cached(
-    engine: &rhai::Engine,
-    ctx: &Arc<Ctx>,
-    ast: &rhai::AST,
-    decl: &crate::params::Declaration,
-    path: &Path,
-    source: &str,
-) -> Findings {
-    type Cache = Mutex<HashMap<(PathBuf, String), Findings>>;
-    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let key = (path.to_path_buf(), source.to_string());
-    if let Some(f) = cache.lock().get(&key) {
-        return f.clone();
-    }
-    let f = crate::check::run_lints(engine, ctx, ast, decl, path, source);
-    cache.lock().insert(key, f.clone());
-    f
-}
-
-/// Compile, validate the parameters, run. Returns the exit code and, on
-/// failure, the message and the full report.
+/// The run's pipeline, as `runbook PLAYBOOK` has it (load, lint, bind),
+/// then the script on this thread. Returns the exit code and, on failure,
+/// the message and the full report.
 fn execute(
     spec: &Spec,
     engine: &rhai::Engine,
     ctx: &Arc<Ctx>,
     replay: Option<&Replay>,
-    unstubbed: &Mutex<Option<String>>,
+    collected: &Collected,
 ) -> (i64, Option<(String, String)>) {
-    let path = &spec.path;
-    let source = match crate::fsread::read_script(path) {
-        Ok(s) => s,
-        Err(e) => {
-            let m = format!("cannot read the playbook: {e}");
-            return (2, Some((m.clone(), m)));
-        }
-    };
-    let ast = match compile_cached(engine, path, &source) {
-        Ok(a) => a,
-        Err(e) => {
-            let r = crate::report::parse_error(&e, path, &source);
-            return (2, Some((r.message, r.text)));
-        }
-    };
-    let resolver = crate::engine::Resolver::new(path);
-    if let Some((msg, pos)) = crate::engine::unresolved_imports(&ast, &resolver)
-        .into_iter()
-        .next()
-    {
-        let err = EvalAltResult::ErrorRuntime(msg.into(), pos);
-        let r = crate::report::eval_error(&err, path, &source);
-        return (2, Some((r.message, r.text)));
-    }
     let usage = |m: String| (2, Some((m.clone(), m)));
-    if crate::check::is_module(&ast) {
-        return usage(crate::check::module_message(path));
-    }
-    let decl = match crate::params::declaration(&ast, &source, &resolver) {
-        Ok(d) => d,
-        Err(e) => return usage(format!("{}: {e}", path.display())),
+    let prepared = match Prepared::load(engine, &spec.path) {
+        Ok(p) => p,
+        Err(e) => return (2, Some(e.message_and_text())),
     };
-    let findings = lints_cached(engine, ctx, &ast, &decl, path, &source);
-    if !findings.is_empty() {
-        return usage(crate::check::lint_report(path, &findings));
+    if let Err(e) = prepared.lint(engine, ctx) {
+        return usage(e.to_string());
     }
     let env = |k: &str| spec.env.get(k).cloned();
-    let args = match crate::params::parse_args_with_env(&decl, &params_as_args(&spec.params), &env)
-    {
+    let args = match prepared.bind(&params_as_args(&spec.params), &env) {
         Ok(a) => a,
-        Err(e) => return usage(e),
+        Err(e) => return usage(e.message),
     };
     let mut scope = Scope::new();
     scope.push_constant("args", Dynamic::from(args));
-    let outcome = engine.run_ast_with_scope(&mut scope, &ast);
-    let first_unstubbed = unstubbed.lock().clone();
+    let outcome = engine.run_ast_with_scope(&mut scope, &prepared.ast);
+    let first_unstubbed = collected.unstubbed.lock().clone();
     match outcome {
         Err(e) => {
-            let r = crate::report::eval_error(&e, path, &source);
+            let r = crate::report::eval_error(&e, &prepared.path, &prepared.source);
             // A guarded deploy's outcome sets the exit, as in a real run.
             let code = match ctx.shield.outcome() {
                 Some(crate::gates::Outcome::RolledBack(_)) => 3,

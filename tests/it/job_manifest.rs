@@ -44,9 +44,9 @@ fn the_job_carries_the_run_and_passes_the_schema_lint() {
         SHA,
         "--dseq",
         "1002",
-        "--image",
+        "--job-image",
         &format!("ghcr.io/mconstant/runbook:{SHA}"),
-        "--namespace",
+        "--job-namespace",
         "deploys",
     ]);
     out.code(0);
@@ -105,7 +105,7 @@ fn the_job_carries_the_run_and_passes_the_schema_lint() {
 #[test]
 fn parameters_are_validated_before_any_manifest() {
     let p = project();
-    let img = ["--image", "ghcr.io/mconstant/runbook@sha256:00"];
+    let img = ["--job-image", "ghcr.io/mconstant/runbook@sha256:00"];
     let mut bad = vec![
         "job",
         "playbooks/rollback.rhai",
@@ -131,8 +131,8 @@ fn parameters_are_validated_before_any_manifest() {
         "1",
     ])
     .code(2)
-    .has("needs --image");
-    p.run(&["job", "playbooks/nope.rhai", "--image", "x"])
+    .has("needs --job-image");
+    p.run(&["job", "playbooks/nope.rhai", "--job-image", "x"])
         .code(2)
         .has("cannot read the playbook");
 }

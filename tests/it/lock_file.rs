@@ -175,7 +175,8 @@ exec(["sh", "-c", "echo after >> mutations.log"]);
         .code(0)
         .has("was held by");
     let out = finish(a);
-    out.code(1)
+    // Fenced: exit 75, as busy (another run may hold it now).
+    out.code(75)
         .has("lost the lock 'demo'")
         .has("broken by")
         .has("refusing to run exec");

@@ -150,7 +150,8 @@ fn an_unreachable_api_fences_the_holder_before_its_next_mutation() {
     wait_for(&p, "a:1");
     api.set_unreachable(true);
     let out = finish(a);
-    out.code(1)
+    // Fenced: exit 75, as busy (another run may hold it now).
+    out.code(75)
         .has("lost the lock 'demo'")
         .has("renewal did not succeed by the renew deadline")
         .has("refusing to run exec");
@@ -170,7 +171,8 @@ fn a_skewed_renew_time_lets_another_run_take_over_and_the_old_holder_fences() {
     api.skew_renew_time(60);
     p.run(&["b.rhai"]).code(0).has("fencing token 2");
     let out = finish(a);
-    out.code(1)
+    // Fenced: exit 75, as busy (another run may hold it now).
+    out.code(75)
         .has("lost the lock 'demo'")
         .has("taken over by")
         .has("refusing to run exec");

@@ -44,8 +44,10 @@ fn tampered(tamper: impl FnOnce(&Project)) -> (Project, crate::support::Output) 
     (p, out)
 }
 
+/// A fenced run exits 75 (busy, retry later: another run holds the
+/// target now), not 1.
 fn assert_fenced(p: &Project, out: &crate::support::Output) {
-    out.code(1)
+    out.code(75)
         .has("lost the lock 'demo'")
         .has("refusing to run write_json");
     assert!(p.read("b.json").is_none(), "no mutation after the loss");

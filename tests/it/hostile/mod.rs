@@ -22,6 +22,7 @@ mod fencing;
 mod files;
 mod imports;
 mod injection;
+mod job;
 mod junit;
 mod memory;
 mod redaction;

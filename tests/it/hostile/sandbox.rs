@@ -80,3 +80,41 @@ fn cwd_stays_inside_the_working_directory_unless_allowed() {
     }
     assert!(Path::new(outside.path()).exists());
 }
+
+/// Issue 18: the runner's options are declared once, and a switch told
+/// off is off. `--allow-cwd-outside=false` used to turn the loosening on.
+#[test]
+fn a_loosening_switch_told_off_stays_off() {
+    let outside = tempfile::tempdir().unwrap();
+    let mut p = pb(&format!(
+        r#"let out = exec(["pwd"], #{{ cwd: "{}" }}); print(`in=${{out.stdout}}`);"#,
+        outside.path().display()
+    ));
+    p.env("RUNBOOK_ALLOW", "pwd");
+    for off in [
+        &["pb.rhai", "--allow-cwd-outside=false"][..],
+        &["pb.rhai", "--allow-cwd-outside=no"][..],
+        &["pb.rhai", "--allow-cwd-outside", "false"][..],
+        &["--allow-cwd-outside=0", "pb.rhai"][..],
+    ] {
+        p.run(off)
+            .code(1)
+            .has("is outside the working directory")
+            .lacks("in=/");
+    }
+    p.run(&["pb.rhai", "--allow-cwd-outside=true"]).code(0);
+    p.run(&["pb.rhai", "--allow-cwd-outside=maybe"])
+        .code(2)
+        .has("--allow-cwd-outside=false");
+    // In the help, and reserved like every runner option.
+    p.run(&["pb.rhai", "--help"])
+        .code(0)
+        .has("--allow-cwd-outside");
+    p.file(
+        "pb.rhai",
+        "const PARAMS = #{ allow_cwd_outside: #{ type: \"bool\" } };\nprint(args.allow_cwd_outside);",
+    );
+    p.run(&["pb.rhai"])
+        .code(2)
+        .has("PARAMS.allow_cwd_outside: the name is reserved");
+}

@@ -62,13 +62,13 @@ pub struct HistoryArgs {
 
 fn state() -> PathBuf {
     let workdir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    super::state_dir(&workdir)
+    crate::lock::state_dir(&workdir)
 }
 
 /// Multi-thread: `Handle::block_on` (the ledger's) drives I/O and timers
 /// only on a runtime with worker threads.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    crate::run::runtime(1)
+    super::runtime(1)
 }
 
 /// Run `runbook lock …`.
@@ -76,22 +76,24 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
     match cmd {
         LockCmd::Status { name, at, json } => {
             let target = name;
-            let name = super::name_for(&target);
-            let backend = super::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
-                .map_err(Error::Usage)?;
+            let name = crate::lock::name_for(&target);
+            let backend =
+                crate::lock::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
+                    .map_err(Error::Usage)?;
             let s = match &backend {
-                super::Backend::File => super::file::status(&state(), &name),
-                super::Backend::Kube { namespace, context } => {
-                    runtime()?.block_on(super::kube::status(
+                crate::lock::Backend::File => crate::lock::file::status(&state(), &name),
+                crate::lock::Backend::Kube { namespace, context } => {
+                    runtime()?.block_on(crate::lock::kube::status(
                         &crate::kube::Clients::default(),
                         &name,
                         namespace.as_deref(),
                         context.as_deref(),
                     ))
                 }
-                super::Backend::Github => {
-                    runtime()?.block_on(super::github::status(crate::github::api::client(), &name))
-                }
+                crate::lock::Backend::Github => runtime()?.block_on(crate::lock::github::status(
+                    crate::github::api::client(),
+                    &name,
+                )),
             }
             .map_err(Error::Failed)?;
             if json {
@@ -111,25 +113,29 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             if s.held {
                 Ok(())
             } else {
-                // Exit 1 without an "error:" line: free is an answer.
-                std::process::exit(1);
+                // Exit 1 without an "error:" line: free is an answer, and
+                // it is on the screen already.
+                Err(Error::Failed(format!("lock {name} is free")).shown())
             }
         }
         LockCmd::Break { name, reason, at } => {
-            let name = super::name_for(&name);
+            let name = crate::lock::name_for(&name);
             let reason = reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
                 Error::Usage(format!(
                     "lock break {name} needs --reason TEXT: it is recorded in the ledger with who broke it"
                 ))
             })?;
-            let backend = super::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
-                .map_err(Error::Usage)?;
-            let by = super::actor();
+            let backend =
+                crate::lock::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
+                    .map_err(Error::Usage)?;
+            let by = crate::lock::actor();
             let rt = runtime()?;
             let before = match &backend {
-                super::Backend::File => super::file::break_lock(&state(), &name, &by, &reason),
-                super::Backend::Kube { namespace, context } => {
-                    rt.block_on(super::kube::break_lock(
+                crate::lock::Backend::File => {
+                    crate::lock::file::break_lock(&state(), &name, &by, &reason)
+                }
+                crate::lock::Backend::Kube { namespace, context } => {
+                    rt.block_on(crate::lock::kube::break_lock(
                         &name,
                         namespace.as_deref(),
                         context.as_deref(),
@@ -137,8 +143,8 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
                         &reason,
                     ))
                 }
-                super::Backend::Github => {
-                    rt.block_on(super::github::break_lock(&name, &by, &reason))
+                crate::lock::Backend::Github => {
+                    rt.block_on(crate::lock::github::break_lock(&name, &by, &reason))
                 }
             }
             .map_err(Error::Failed)?;
