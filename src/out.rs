@@ -46,6 +46,7 @@ pub enum Stream {
 /// Read `GITHUB_ACTIONS` once, at start-up.
 pub fn init() {
     GITHUB.store(under_github_env(), Ordering::Relaxed);
+    crate::redact::set_mask_writer(unredacted_commands);
 }
 
 /// Whether the environment says this is a GitHub Actions job.

@@ -301,9 +301,15 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     }
     ctx.kill_children();
     // The ledger record is appended while the locks are still held.
-    crate::ledger::record_run(&ctx, &path, &ledger_args, started_wall, &result);
+    crate::ledger::record_run(
+        &ctx.ledger_facts(),
+        &path,
+        &ledger_args,
+        started_wall,
+        &result,
+    );
     ctx.locks.release_all(rt.handle());
-    crate::github::flush_summaries(&ctx);
+    crate::github::flush_summaries(&ctx.summaries.lock());
     rt.shutdown_timeout(Duration::from_millis(200));
     result
 }
@@ -389,11 +395,15 @@ fn settle(
         (Some(CancelReason::Timeout(t)), _, _) => Error::Timeout(t),
         (Some(CancelReason::Signal(s)), _, _) => Error::Interrupted(s),
         (None, _, Some(g)) => g,
-        (None, Some(Ok(())), None) if ctx.locks.refused().is_some() => {
-            Error::Failed(ctx.locks.refused().unwrap_or_default())
-        }
+        (None, Some(Ok(())), None) if ctx.locks.refused().is_some() => Error::Failed(
+            ctx.locks
+                .refused()
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
+        ),
         (None, Some(Ok(())), None) => {
-            crate::github::flush_outputs(ctx).map_err(Error::Failed)?;
+            crate::github::flush_outputs(&ctx.outputs.lock(), ctx.dry_run())
+                .map_err(Error::Failed)?;
             let outs = ctx.outputs.lock().clone();
             for (k, v) in &outs {
                 crate::out::println(&format!("{k}={v}"));

@@ -90,7 +90,7 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
                     ))
                 }
                 super::Backend::Github => {
-                    runtime()?.block_on(super::github::status(crate::github::api::client(), &name))
+                    runtime()?.block_on(super::github::status(crate::net::github::client(), &name))
                 }
             }
             .map_err(Error::Failed)?;

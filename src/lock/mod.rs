@@ -24,15 +24,13 @@ pub mod state;
 
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-/// The exit code of a run that could not get a lock in time.
-pub const BUSY_EXIT: i32 = 75;
+pub use crate::error::BUSY_EXIT;
 
 /// Default time a lock lives without renewal.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
@@ -132,10 +130,7 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// RFC 3339 of Unix seconds.
-pub fn rfc3339_secs(secs: u64) -> String {
-    crate::opts::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
-}
+pub use crate::error::rfc3339_secs;
 
 /// The run's state folder: `RUNBOOK_STATE_DIR`, else `.runbook/` in the
 /// working directory.
@@ -268,6 +263,19 @@ impl Backend {
     }
 }
 
+/// A lock a run asks for.
+#[derive(Clone, Copy)]
+pub struct Want<'a> {
+    /// The lock's name (see [`check_name`]).
+    pub name: &'a str,
+    /// Who asks, for the lock's record.
+    pub info: &'a HolderInfo,
+    /// How long it lives without renewal.
+    pub ttl: Duration,
+    /// How long to wait while another run holds it.
+    pub wait: Duration,
+}
+
 /// A lock just taken: what the `lock` primitive reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Taken {
@@ -299,8 +307,22 @@ pub enum LockError {
     Failed(crate::error::PrimError),
 }
 
-impl From<crate::context::Cancelled> for LockError {
-    fn from(_: crate::context::Cancelled) -> Self {
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Busy { holder, waited } => {
+                f.write_str(&busy_message("the lock", holder.as_deref(), *waited))
+            }
+            LockError::Cancelled => f.write_str("lock: cancelled (deadline or signal)"),
+            LockError::Failed(e) => f.write_str(&e.msg),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+impl From<crate::process::cancel::Cancelled> for LockError {
+    fn from(_: crate::process::cancel::Cancelled) -> Self {
         LockError::Cancelled
     }
 }
@@ -507,7 +529,7 @@ impl Held {
     /// backend looks at the file itself, now (same inode, our token still
     /// in it), so a break or a deletion fences the very next mutation, not
     /// the next renewal; kube and github go by the local renew deadline.
-    fn lost(&self) -> Option<String> {
+    fn lost(&self) -> Option<Lost> {
         let mut d = self.deadline.lock();
         if d.lost.is_none() {
             if let Handle::File(f) = &self.handle {
@@ -519,46 +541,116 @@ impl Held {
                 }
             }
         }
-        let at = crate::opts::rfc3339(d.until_wall);
-        if let Some(why) = &d.lost {
-            return Some(format!("lost the lock '{}' at {at}: {why}", self.name));
-        }
-        if Instant::now() >= d.until {
-            return Some(format!(
-                "lost the lock '{}' at {at}: its renewal did not succeed by the renew deadline (is the {} backend reachable?)",
-                self.name, self.backend
-            ));
-        }
-        None
+        let cause = if let Some(why) = &d.lost {
+            LostCause::Taken(why.clone())
+        } else if Instant::now() >= d.until {
+            LostCause::NotRenewed {
+                backend: self.backend,
+            }
+        } else {
+            return None;
+        };
+        Some(Lost {
+            name: self.name.clone(),
+            at: crate::error::rfc3339(d.until_wall),
+            cause,
+        })
     }
 }
 
+/// Why a held lock was lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LostCause {
+    /// Broken, taken over or deleted (what renewal or the file found).
+    Taken(String),
+    /// Its renewal did not succeed by the renew deadline.
+    NotRenewed {
+        /// The backend's name.
+        backend: &'static str,
+    },
+}
+
+/// A held lock that can no longer be used to act.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lost {
+    /// The lock's name.
+    pub name: String,
+    /// When it was lost, RFC 3339.
+    pub at: String,
+    /// Why.
+    pub cause: LostCause,
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "lost the lock '{}' at {}: ", self.name, self.at)?;
+        match &self.cause {
+            LostCause::Taken(why) => f.write_str(why),
+            LostCause::NotRenewed { backend } => write!(
+                f,
+                "its renewal did not succeed by the renew deadline (is the {backend} backend reachable?)"
+            ),
+        }
+    }
+}
+
+/// The gate refused a mutation: a held lock was lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The lock that was lost.
+    pub lost: Lost,
+    /// The primitive that was refused.
+    pub primitive: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; refusing to run {} (no mutation after the deadline: another run may hold the target now)",
+            self.lost, self.primitive
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// What [`Locks`] guards with its one mutex.
+#[derive(Default)]
+struct State {
+    /// The locks held now.
+    held: Vec<Held>,
+    /// Mutations that passed the gate.
+    mutations: u64,
+    /// The first lost lock the gate refused a mutation for.
+    refused: Option<Lost>,
+    /// Every lock taken, in order: (name, token, where).
+    targets: Vec<(String, u64, Backend)>,
+}
+
 /// The locks of one run, its mutation count and the first lock's name (the
-/// ledger's target).
+/// ledger's target). One mutex: the gate reads the held locks, counts and
+/// records a refusal in one step.
 #[derive(Default)]
 pub struct Locks {
-    held: Mutex<Vec<Held>>,
-    mutations: AtomicU64,
-    lost: Mutex<Option<String>>,
-    targets: Mutex<Vec<(String, u64, Backend)>>,
+    state: Mutex<State>,
 }
 
 impl Locks {
     /// The gate every world-changing primitive passes before acting: refuses
     /// when a held lock was lost, else counts the mutation and logs the
     /// fencing token of each lock held.
-    pub fn guard(&self, primitive: &str) -> Result<(), String> {
-        let held = self.held.lock();
-        for h in held.iter() {
-            if let Some(why) = h.lost() {
-                let msg = format!("{why}; refusing to run {primitive} (no mutation after the deadline: another run may hold the target now)");
-                let mut lost = self.lost.lock();
-                lost.get_or_insert_with(|| why.clone());
-                return Err(msg);
-            }
+    pub fn guard(&self, primitive: &str) -> Result<(), Refused> {
+        let mut st = self.state.lock();
+        if let Some(lost) = st.held.iter().find_map(Held::lost) {
+            st.refused.get_or_insert_with(|| lost.clone());
+            return Err(Refused {
+                lost,
+                primitive: primitive.to_string(),
+            });
         }
-        self.mutations.fetch_add(1, Ordering::SeqCst);
-        for h in held.iter() {
+        st.mutations += 1;
+        for h in st.held.iter() {
             tracing::info!(
                 primitive,
                 lock = %h.name,
@@ -573,64 +665,63 @@ impl Locks {
 
     /// How many mutations passed the gate.
     pub fn mutations(&self) -> u64 {
-        self.mutations.load(Ordering::SeqCst)
+        self.state.lock().mutations
     }
 
     /// The first lock this run took: (name, token, where).
     pub fn target(&self) -> Option<(String, u64, Backend)> {
-        self.targets().into_iter().next()
+        self.state.lock().targets.first().cloned()
     }
 
     /// Every lock this run took, in order (each is a ledger target).
     pub fn targets(&self) -> Vec<(String, u64, Backend)> {
-        self.targets.lock().clone()
+        self.state.lock().targets.clone()
     }
 
-    /// Why the gate refused a mutation, if it did: the run fails then,
-    /// even if the playbook caught the error.
-    pub fn refused(&self) -> Option<String> {
-        self.lost.lock().clone()
+    /// The lost lock the gate refused a mutation for, if it did: the run
+    /// fails then, even if the playbook caught the error.
+    pub fn refused(&self) -> Option<Lost> {
+        self.state.lock().refused.clone()
     }
 
     /// Why a lock was lost during the run (checked at its end too).
-    pub fn lost(&self) -> Option<String> {
-        if let Some(l) = self.lost.lock().clone() {
-            return Some(l);
-        }
-        let held = self.held.lock();
-        held.iter().find_map(Held::lost)
+    pub fn lost(&self) -> Option<Lost> {
+        let st = self.state.lock();
+        st.refused
+            .clone()
+            .or_else(|| st.held.iter().find_map(Held::lost))
     }
 
     /// Whether this run holds `name`; its token if so.
     pub fn token_of(&self, name: &str) -> Option<u64> {
-        let held = self.held.lock();
-        held.iter().find(|h| h.name == name).map(|h| h.token)
+        let st = self.state.lock();
+        st.held.iter().find(|h| h.name == name).map(|h| h.token)
     }
 
     /// Record a lock just acquired.
     pub fn add(&self, h: Held) {
-        self.targets
-            .lock()
-            .push((h.name.clone(), h.token, h.place.clone()));
-        self.held.lock().push(h);
+        let mut st = self.state.lock();
+        st.targets.push((h.name.clone(), h.token, h.place.clone()));
+        st.held.push(h);
     }
 
     /// Release `name`; whether it was held.
     pub fn release(&self, name: &str, rt: &tokio::runtime::Handle) -> bool {
         let h = {
-            let mut held = self.held.lock();
-            let Some(i) = held.iter().position(|h| h.name == name) else {
+            let mut st = self.state.lock();
+            let Some(i) = st.held.iter().position(|h| h.name == name) else {
                 return false;
             };
-            held.remove(i)
+            st.held.remove(i)
         };
+        // Outside the mutex: releasing waits on the backend.
         release_one(h, rt);
         true
     }
 
     /// Release every lock still held (the run's end).
     pub fn release_all(&self, rt: &tokio::runtime::Handle) {
-        let all: Vec<Held> = self.held.lock().drain(..).collect();
+        let all: Vec<Held> = self.state.lock().held.drain(..).collect();
         for h in all.into_iter().rev() {
             release_one(h, rt);
         }
@@ -776,7 +867,9 @@ mod tests {
         let locks = Locks::default();
         let dir = tempfile::tempdir().unwrap();
         let info = HolderInfo::current("t.rhai");
-        let f = match file::acquire(dir.path(), "t", &info, Duration::from_secs(60)).unwrap() {
+        let f = match file::acquire(dir.path(), "t", &info, Duration::from_secs(60), &|| None)
+            .unwrap()
+        {
             file::Acquire::Held(f, _) => f,
             file::Acquire::Busy(_) => panic!("busy"),
         };
@@ -793,7 +886,7 @@ mod tests {
         assert!(locks.guard("write_json").is_ok());
         assert_eq!(locks.mutations(), 1);
         deadline.lock().until = Instant::now() - Duration::from_millis(1);
-        let e = locks.guard("write_json").unwrap_err();
+        let e = locks.guard("write_json").unwrap_err().to_string();
         assert!(e.contains("lost the lock 't'"), "{e}");
         assert!(e.contains("refusing to run write_json"), "{e}");
         assert_eq!(locks.mutations(), 1, "a refused mutation is not counted");

@@ -11,6 +11,7 @@
 
 pub mod creds;
 pub mod endpoint;
+pub mod github;
 /// The status of one GET (the body is never read): `Ok(status)`, or a
 /// failure, transient unless the request could not even be built.
 pub async fn get_status(http: &reqwest::Client, url: &str) -> Result<u16, crate::error::PrimError> {
@@ -62,8 +63,6 @@ pub async fn get_text(
     }
 }
 
-#[cfg(test)]
-mod props;
 pub mod retry;
 
 use std::fmt;
@@ -106,19 +105,7 @@ impl fmt::Display for BodyError {
     }
 }
 
-/// A byte count the way people read it (`4 MiB`, `512 KiB`, `100 bytes`).
-pub fn fmt_bytes(n: u64) -> String {
-    const KIB: u64 = 1024;
-    const MIB: u64 = 1024 * 1024;
-    const GIB: u64 = 1024 * 1024 * 1024;
-    match n {
-        n if n >= GIB && n % GIB == 0 => format!("{} GiB", n / GIB),
-        n if n >= MIB && n % MIB == 0 => format!("{} MiB", n / MIB),
-        n if n >= MIB => format!("{:.1} MiB", n as f64 / MIB as f64),
-        n if n >= KIB && n % KIB == 0 => format!("{} KiB", n / KIB),
-        n => format!("{n} bytes"),
-    }
-}
+pub use crate::error::fmt_bytes;
 
 /// A URL for a message: no user or password, and any registered secret in
 /// the path or query replaced.
