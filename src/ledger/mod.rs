@@ -236,7 +236,7 @@ pub fn history(
         namespace.map(String::from),
         context.map(String::from),
     )
-    .map_err(Error::Usage)?;
+    .map_err(|e| Error::Usage(e.to_string()))?;
     let place = if backend.is_some() {
         lock_place
     } else {

@@ -78,7 +78,7 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             let target = name;
             let name = super::name_for(&target);
             let backend = super::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
-                .map_err(Error::Usage)?;
+                .map_err(|e| Error::Usage(e.to_string()))?;
             let s = match &backend {
                 super::Backend::File => super::file::status(&state(), &name),
                 super::Backend::Kube { namespace, context } => {
@@ -123,7 +123,7 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
                 ))
             })?;
             let backend = super::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
-                .map_err(Error::Usage)?;
+                .map_err(|e| Error::Usage(e.to_string()))?;
             let by = super::actor();
             let rt = runtime()?;
             let before = match &backend {

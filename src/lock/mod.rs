@@ -151,7 +151,7 @@ pub fn state_dir(workdir: &Path) -> PathBuf {
 /// A lock name: lowercase letters, digits, '-' and '.', starting with a
 /// letter or digit, at most 53 characters (so `runbook-<name>` is a valid
 /// Kubernetes object name and a safe file name).
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), Invalid> {
     let ok = !name.is_empty()
         && name.len() <= NAME_MAX
         && name
@@ -165,9 +165,55 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "'{name}' is not a valid lock name: use 1–53 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit (e.g. \"akash-1001\"); `lock(…)`, `runbook lock` and `runbook history` derive such a name from any other target"
-        ))
+        Err(Invalid::Name(name.to_string()))
+    }
+}
+
+/// A lock request that no backend is asked about, or a fencing counter
+/// that cannot grow: what the name, backend and token checks refuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not a valid lock name (see [`check_name`]).
+    Name(String),
+    /// Not one of the backends (the `backend` option or
+    /// `RUNBOOK_LOCK_BACKEND`).
+    Backend(String),
+    /// The fencing token is at the largest value `place` can hold.
+    TokenAtMax {
+        /// The lock's name.
+        name: String,
+        /// The token it is at.
+        prev: u64,
+        /// Where the counter lives, for the fix ("the lock file …").
+        place: String,
+    },
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::Name(name) => write!(
+                f,
+                "'{name}' is not a valid lock name: use 1–53 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit (e.g. \"akash-1001\"); `lock(…)`, `runbook lock` and `runbook history` derive such a name from any other target"
+            ),
+            Invalid::Backend(other) => write!(
+                f,
+                "lock backend '{other}' is not one of \"file\", \"kube\", \"github\" (option `backend` or RUNBOOK_LOCK_BACKEND)"
+            ),
+            Invalid::TokenAtMax { name, prev, place } => write!(
+                f,
+                "the fencing token of lock '{name}' is at its maximum ({prev}) and cannot grow, so no new holder could be told apart from the last; delete {place} to reset the counter once no run holds it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// For the backends' messages, which are still text.
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> String {
+        e.to_string()
     }
 }
 
@@ -248,7 +294,7 @@ impl Backend {
         opt: Option<&str>,
         namespace: Option<String>,
         context: Option<String>,
-    ) -> Result<Backend, String> {
+    ) -> Result<Backend, Invalid> {
         let env = std::env::var("RUNBOOK_LOCK_BACKEND")
             .ok()
             .filter(|s| !s.is_empty());
@@ -256,9 +302,7 @@ impl Backend {
             None | Some("file") => Ok(Backend::File),
             Some("kube") => Ok(Backend::Kube { namespace, context }),
             Some("github") => Ok(Backend::Github),
-            Some(other) => Err(format!(
-                "lock backend '{other}' is not one of \"file\", \"kube\", \"github\" (option `backend` or RUNBOOK_LOCK_BACKEND)"
-            )),
+            Some(other) => Err(Invalid::Backend(other.to_string())),
         }
     }
 }
@@ -405,12 +449,14 @@ pub const TOKEN_MAX: u64 = i64::MAX as u64;
 /// `max` cannot grow, and a token that repeats would let two holders pass
 /// the same fence. `max` is [`TOKEN_MAX`] or lower where the backend
 /// stores less (a Lease's `leaseTransitions` is an i32).
-pub fn next_token(prev: u64, max: u64, name: &str, place: &str) -> Result<u64, String> {
+pub fn next_token(prev: u64, max: u64, name: &str, place: &str) -> Result<u64, Invalid> {
     match prev.checked_add(1) {
         Some(t) if t <= max => Ok(t),
-        _ => Err(format!(
-            "the fencing token of lock '{name}' is at its maximum ({prev}) and cannot grow, so no new holder could be told apart from the last; delete {place} to reset the counter once no run holds it"
-        )),
+        _ => Err(Invalid::TokenAtMax {
+            name: name.to_string(),
+            prev,
+            place: place.to_string(),
+        }),
     }
 }
 
@@ -890,6 +936,11 @@ mod tests {
         assert!(e.contains("lost the lock 't'"), "{e}");
         assert!(e.contains("refusing to run write_json"), "{e}");
         assert_eq!(locks.mutations(), 1, "a refused mutation is not counted");
+        // The refusal is kept, typed: the run fails on it at its end.
+        let refused = locks.refused().expect("the refusal is kept");
+        assert_eq!(refused.name, "t");
+        assert_eq!(refused.cause, LostCause::NotRenewed { backend: "file" });
+        assert!(e.starts_with(&refused.to_string()), "{e}");
         assert!(locks.lost().is_some());
     }
 
@@ -925,7 +976,9 @@ mod tests {
             Ok(TOKEN_MAX)
         );
         for top in [TOKEN_MAX, u64::MAX] {
-            let e = next_token(top, TOKEN_MAX, "t", "the lock file f").unwrap_err();
+            let e = next_token(top, TOKEN_MAX, "t", "the lock file f")
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains("cannot grow") && e.contains("the lock file f"),
                 "{e}"
@@ -943,6 +996,7 @@ mod tests {
         );
         assert!(Backend::parse(Some("etcd"), None, None)
             .unwrap_err()
+            .to_string()
             .contains("not one of"));
     }
 }
