@@ -264,3 +264,82 @@ pub fn high_water(state: &Path, name: &str) -> Option<u64> {
     });
     high
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::Locks;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn records(workdir: &Path, target: &str) -> Vec<Value> {
+        let state = crate::lock::state_dir(workdir);
+        super::super::newest(&state, target, 100, &Filter::default())
+            .unwrap()
+            .records
+    }
+
+    /// Only a run that changed something is recorded (under its
+    /// playbook's name when it took no lock), a dry run never; the
+    /// guarded outcome and a rollback's reason reach the record.
+    #[test]
+    fn a_run_is_recorded_from_its_facts() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let locks = Locks::default();
+        let notes = parking_lot::Mutex::new(Map::new());
+        let playbook = Path::new("playbooks/Split_Deploy.rhai");
+        let facts = |dry_run, guarded| RunFacts {
+            playbook,
+            workdir: dir.path(),
+            dry_run,
+            locks: &locks,
+            notes: &notes,
+            guarded,
+            rt: rt.handle(),
+        };
+        let args = rhai::Map::new();
+        let now = SystemTime::now();
+        record_run(&facts(false, None), playbook, &args, now, &Ok(()));
+        assert!(
+            records(dir.path(), "split-deploy").is_empty(),
+            "no mutation"
+        );
+        locks.guard("write_json").unwrap();
+        record_run(&facts(true, None), playbook, &args, now, &Ok(()));
+        assert!(records(dir.path(), "split-deploy").is_empty(), "dry run");
+        record_run(&facts(false, None), playbook, &args, now, &Ok(()));
+        record_pending(&facts(false, None), "health gate failed");
+        let failed = Err(Error::Failed("x".into()));
+        record_run(
+            &facts(false, Some("rolled_back")),
+            playbook,
+            &args,
+            now,
+            &failed,
+        );
+        let rs = records(dir.path(), "split-deploy");
+        let results: Vec<&str> = rs.iter().filter_map(|r| r["result"].as_str()).collect();
+        assert_eq!(results, ["ok", ROLLBACK_PENDING, "rolled_back"]);
+        assert_eq!(rs[1]["rollback_reason"], "health gate failed");
+        assert_eq!(rs[0]["playbook"], "playbooks/Split_Deploy.rhai");
+    }
+
+    /// A new lock file's counter goes on from the highest token among the
+    /// ledger's newest records.
+    #[test]
+    fn the_high_water_is_the_largest_recent_token() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(high_water(dir.path(), "t"), None);
+        for t in [3, 9, 4] {
+            super::super::append(dir.path(), "t", &json!({"result": "ok", "token": t})).unwrap();
+        }
+        super::super::append(dir.path(), "t", &json!({"result": "ok", "token": null})).unwrap();
+        assert_eq!(high_water(dir.path(), "t"), Some(9));
+    }
+}
