@@ -11,7 +11,7 @@
 //! (and repairs a torn last line), [`record`] writes what a run did; here:
 //! where a ledger lives, reading any backend, `runbook history`.
 
-mod append;
+pub mod append;
 pub mod github;
 pub mod kube;
 pub mod record;
