@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+/// The exit code of a busy target lock (sysexits' EX_TEMPFAIL: retry
+/// later), and of a run whose lock was lost or broken before a change.
+pub const BUSY_EXIT: i32 = 75;
+
 /// Everything that can end a run early. Each variant maps to one documented
 /// exit code (see the README's table).
 #[derive(Debug, thiserror::Error)]
@@ -242,9 +246,6 @@ pub fn signal_number(name: &str) -> i32 {
     }
 }
 
-/// The exit code of a run that could not get a lock in time.
-pub const BUSY_EXIT: i32 = 75;
-
 /// A time as RFC 3339 UTC, whole seconds.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
     let secs = t
@@ -272,20 +273,6 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
 /// RFC 3339 of Unix seconds.
 pub fn rfc3339_secs(secs: u64) -> String {
     rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-/// A byte count the way people read it (`4 MiB`, `512 KiB`, `100 bytes`).
-pub fn fmt_bytes(n: u64) -> String {
-    const KIB: u64 = 1024;
-    const MIB: u64 = 1024 * 1024;
-    const GIB: u64 = 1024 * 1024 * 1024;
-    match n {
-        n if n >= GIB && n % GIB == 0 => format!("{} GiB", n / GIB),
-        n if n >= MIB && n % MIB == 0 => format!("{} MiB", n / MIB),
-        n if n >= MIB => format!("{:.1} MiB", n as f64 / MIB as f64),
-        n if n >= KIB && n % KIB == 0 => format!("{} KiB", n / KIB),
-        n => format!("{n} bytes"),
-    }
 }
 
 /// Seconds with at most one decimal, for messages.

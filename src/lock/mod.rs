@@ -28,6 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+/// The exit code of a run that could not get a lock in time (declared
+/// with the error kinds, which the lock library sits above).
 pub use crate::error::BUSY_EXIT;
 pub use gate::{spawn_renewal, Deadline, Handle, Held, Locks, Lost, LostCause, Refused, Renewal};
 
