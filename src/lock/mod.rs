@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 /// The exit code of a run that could not get a lock in time (declared
 /// with the error kinds, which the lock library sits above).
 pub use crate::error::BUSY_EXIT;
-pub use gate::{spawn_renewal, Deadline, Handle, Held, Locks, Lost, LostCause, Refused, Renewal};
 
 /// Default time a lock lives without renewal.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
@@ -460,6 +459,9 @@ pub fn next_token(prev: u64, max: u64, name: &str, place: &str) -> Result<u64, I
         }),
     }
 }
+
+// The held locks and the gate live in gate.rs.
+pub use gate::{spawn_renewal, Deadline, Handle, Held, Locks, Lost, LostCause, Refused, Renewal};
 
 /// What `lock status` shows.
 #[derive(Debug, Clone, Serialize)]
