@@ -264,7 +264,9 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
 
     let started = Instant::now();
     let started_wall = std::time::SystemTime::now();
-    let ledger_args = args.clone();
+    // The ledger takes the arguments as JSON (it holds no Rhai).
+    let ledger_args = crate::value::to_json(&rhai::Dynamic::from(args.clone()))
+        .unwrap_or(serde_json::Value::Null);
     tracing::info!(
         playbook = %path.display(), dry_run = opts.dry_run,
         "running {}{}", path.display(), if opts.dry_run { " (dry run: nothing will be changed)" } else { "" }

@@ -38,15 +38,16 @@ pub struct RunFacts<'a> {
 pub const TARGET_NOTE: &str = "@target:";
 
 /// At the run's end: append this run's record, to the ledger of each lock
-/// it took (else of its playbook), if it changed anything.
+/// it took (else of its playbook), if it changed anything. `params`: the
+/// run's arguments as JSON (redacted again here).
 pub fn record_run(
     facts: &RunFacts,
     playbook: &Path,
-    args: &rhai::Map,
+    params: &Value,
     started: SystemTime,
     result: &Result<(), Error>,
 ) {
-    record_all(facts, playbook, args, started, result, None);
+    record_all(facts, playbook, params, started, result, None);
 }
 
 /// The result of a record written as a guarded rollback starts: a run that
@@ -66,7 +67,7 @@ pub fn record_pending(facts: &RunFacts, why: &str) {
     record_all(
         facts,
         facts.playbook,
-        &rhai::Map::new(),
+        &Value::Object(Map::new()),
         SystemTime::now(),
         &Ok(()),
         Some(ROLLBACK_PENDING),
@@ -76,7 +77,7 @@ pub fn record_pending(facts: &RunFacts, why: &str) {
 fn record_all(
     facts: &RunFacts,
     playbook: &Path,
-    args: &rhai::Map,
+    params: &Value,
     started: SystemTime,
     result: &Result<(), Error>,
     forced: Option<&'static str>,
@@ -99,7 +100,7 @@ fn record_all(
         record_one(
             facts,
             playbook,
-            args,
+            params,
             started,
             result,
             &notes,
@@ -115,7 +116,7 @@ fn record_all(
 fn record_one(
     facts: &RunFacts,
     playbook: &Path,
-    args: &rhai::Map,
+    params: &Value,
     started: SystemTime,
     result: &Result<(), Error>,
     notes: &Map<String, Value>,
@@ -144,10 +145,7 @@ fn record_one(
         (None, None, Err(_)) if facts.locks.refused().is_some() => "fenced",
         (None, None, Err(_)) => "failed",
     };
-    let params = crate::value::to_json(&rhai::Dynamic::from(args.clone()))
-        .ok()
-        .map(|v| crate::redact::redact(&v.to_string()).into_owned())
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    let params = serde_json::from_str::<Value>(&crate::redact::redact(&params.to_string()))
         .unwrap_or(Value::Null);
     let previous_image = previous_image(&state, target, &place, facts.rt);
     let mut rec = Map::new();
@@ -303,7 +301,9 @@ mod tests {
             guarded,
             rt: rt.handle(),
         };
-        let args = rhai::Map::new();
+        // A secret among the arguments is masked in the record.
+        crate::redact::register("ledger-record-test-secret");
+        let args = json!({"api_key": "ledger-record-test-secret", "replicas": 2});
         let now = SystemTime::now();
         record_run(&facts(false, None), playbook, &args, now, &Ok(()));
         assert!(
@@ -328,6 +328,8 @@ mod tests {
         assert_eq!(results, ["ok", ROLLBACK_PENDING, "rolled_back"]);
         assert_eq!(rs[1]["rollback_reason"], "health gate failed");
         assert_eq!(rs[0]["playbook"], "playbooks/Split_Deploy.rhai");
+        assert_eq!(rs[0]["params"], json!({"api_key": "***", "replicas": 2}));
+        assert_eq!(rs[1]["params"], json!({}), "a pending record has no params");
     }
 
     /// A new lock file's counter goes on from the highest token among the
