@@ -1,6 +1,11 @@
 //! The run's shared state: dry-run flag, cancellation, deadlines, the HTTP
 //! client, the Kubernetes clients, the exec allow-list, and what the run promised to write
 //! (outputs, summaries, artifacts) so a failed run can take it back.
+//!
+//! `Ctx` composes the libraries' pieces; no library takes it. A binding
+//! hands each library what it uses: [`Ctx::scope`] (runtime and
+//! cancellation) to waits and locks, [`Ctx::exec_env`] to the programs it
+//! runs, [`Ctx::ledger_facts`] to the ledger, a client, the locks.
 
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -311,7 +316,7 @@ impl Ctx {
         timeout: Duration,
         fut: impl Future<Output = Result<T, E>>,
     ) -> RhaiResult<T> {
-        Ok(match self.race(timeout, fut)? {
+        Ok(match self.scope().race(timeout, fut)? {
             None => Err(crate::process::cancel::no_answer(what, timeout, true)),
             Some(r) => r.map_err(Into::into),
         }?)
@@ -336,16 +341,7 @@ impl Ctx {
         budget: Duration,
         fut: impl Future<Output = T>,
     ) -> RhaiResult<Option<T>> {
-        Ok(self.race(budget, fut)?)
-    }
-
-    /// [`Ctx::bounded`] without script types (see [`Scope::race`]).
-    pub fn race<T>(
-        &self,
-        budget: Duration,
-        fut: impl Future<Output = T>,
-    ) -> Result<Option<T>, Cancelled> {
-        self.scope().race(budget, fut)
+        Ok(self.scope().race(budget, fut)?)
     }
 
     /// The runtime and the current phase's cancellation token: what a
@@ -360,21 +356,11 @@ impl Ctx {
         self.wait(d, None)
     }
 
-    /// [`Ctx::sleep`] without script types, for libraries.
-    pub fn pause(&self, d: Duration) -> Result<(), Cancelled> {
-        self.wait_plain(d, None)
-    }
-
     /// Sleep like [`Ctx::sleep`]; on a person's terminal (see
     /// [`crate::progress`]) show a progress line with `label` meanwhile.
     pub fn wait(&self, d: Duration, label: Option<&str>) -> RhaiResult<()> {
-        Ok(self.wait_plain(d, label)?)
-    }
-
-    /// [`Ctx::wait`] without script types.
-    fn wait_plain(&self, d: Duration, label: Option<&str>) -> Result<(), Cancelled> {
-        self.scope()
-            .wait(d, label.map(|l| (l, self.settings.format)))
+        let label = label.map(|l| (l, self.settings.format));
+        Ok(self.scope().wait(d, label)?)
     }
 
     /// What running a program needs (see [`crate::process::exec::run`]).
