@@ -3,6 +3,7 @@
 //! (killed on drop, timeout or cancel), and capturing its output with a
 //! cap that keeps the head and the tail.
 
+pub mod cancel;
 pub mod exec;
 pub mod git;
 
