@@ -1,6 +1,11 @@
 //! The run's shared state: dry-run flag, cancellation, deadlines, the HTTP
 //! client, the Kubernetes clients, the exec allow-list, and what the run promised to write
 //! (outputs, summaries, artifacts) so a failed run can take it back.
+//!
+//! `Ctx` composes the libraries' pieces; no library takes it. A binding
+//! hands each library what it uses: [`Ctx::scope`] (runtime and
+//! cancellation) to waits and locks, [`Ctx::exec_env`] to the programs it
+//! runs, [`Ctx::ledger_facts`] to the ledger, a client, the locks.
 
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -161,7 +166,7 @@ pub struct Ctx {
     /// `runbook test` reports as the run's artifacts (those still there).
     pub written: Mutex<Vec<PathBuf>>,
     /// Process groups of running children, killed on cancel.
-    pub children: crate::process::Groups,
+    pub children: Arc<crate::process::Groups>,
     /// Target locks held, and the mutation gate (see [`Ctx::guard_mutation`]).
     pub locks: crate::lock::Locks,
     /// Fields `ledger_note` added to this run's ledger record.
@@ -185,30 +190,12 @@ pub fn terminated() -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated("cancelled".into(), Position::NONE).into()
 }
 
-/// The run was cancelled (deadline or signal) while waiting: what the
-/// Rhai-free waits return, so libraries taking the run's context need no
-/// script types. A binding turns it into [`terminated`] with `?`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cancelled;
+pub use crate::process::cancel::{Cancelled, Scope};
 
 impl From<Cancelled> for Box<EvalAltResult> {
     fn from(_: Cancelled) -> Self {
         terminated()
     }
-}
-
-/// The message of a call that did not answer within its bound; `hint`
-/// when the bound is the primitive's `timeout` option.
-fn no_answer(what: &str, timeout: Duration, hint: bool) -> crate::error::PrimError {
-    let hint = if hint {
-        " (the call's timeout; raise it with the `timeout` option)"
-    } else {
-        ""
-    };
-    crate::error::PrimError::fatal(format!(
-        "{what}: no answer within {}{hint}",
-        crate::error::fmt_secs(timeout)
-    ))
 }
 
 impl Ctx {
@@ -229,7 +216,7 @@ impl Ctx {
             summaries: Mutex::new(Vec::new()),
             artifacts: Mutex::new(Vec::new()),
             written: Mutex::new(Vec::new()),
-            children: Mutex::new(HashSet::new()),
+            children: Arc::new(Mutex::new(HashSet::new())),
             locks: crate::lock::Locks::default(),
             ledger_notes: Mutex::new(serde_json::Map::new()),
             kube: crate::kube::Clients::default(),
@@ -246,7 +233,9 @@ impl Ctx {
     /// its renew deadline), logs the fencing tokens, counts the mutation
     /// for the ledger.
     pub fn guard_mutation(&self, primitive: &str) -> RhaiResult<()> {
-        self.locks.guard(primitive).map_err(error)
+        self.locks
+            .guard(primitive)
+            .map_err(|e| error(e.to_string()))
     }
 
     /// Stop the run: the script ends at its next operation, the primitive in
@@ -327,8 +316,8 @@ impl Ctx {
         timeout: Duration,
         fut: impl Future<Output = Result<T, E>>,
     ) -> RhaiResult<T> {
-        Ok(match self.race(timeout, fut)? {
-            None => Err(no_answer(what, timeout, true)),
+        Ok(match self.scope().race(timeout, fut)? {
+            None => Err(crate::process::cancel::no_answer(what, timeout, true)),
             Some(r) => r.map_err(Into::into),
         }?)
     }
@@ -342,10 +331,7 @@ impl Ctx {
         timeout: Duration,
         fut: impl Future<Output = Result<T, E>>,
     ) -> Result<Result<T, crate::error::PrimError>, Cancelled> {
-        Ok(match self.race(timeout, fut)? {
-            None => Err(no_answer(what, timeout, false)),
-            Some(r) => r.map_err(Into::into),
-        })
+        self.scope().call(what, timeout, fut)
     }
 
     /// Run `fut` from the script thread within `budget`: `None` when the
@@ -355,27 +341,14 @@ impl Ctx {
         budget: Duration,
         fut: impl Future<Output = T>,
     ) -> RhaiResult<Option<T>> {
-        Ok(self.race(budget, fut)?)
+        Ok(self.scope().race(budget, fut)?)
     }
 
-    /// [`Ctx::bounded`] without script types. The one place the
-    /// cancel/timeout race is written.
-    pub fn race<T>(
-        &self,
-        budget: Duration,
-        fut: impl Future<Output = T>,
-    ) -> Result<Option<T>, Cancelled> {
-        let cancel = self.token();
-        if cancel.is_cancelled() {
-            return Err(Cancelled);
-        }
-        let outcome = self.rt.block_on(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => None,
-                r = tokio::time::timeout(budget, fut) => Some(r.ok()),
-            }
-        });
-        outcome.ok_or(Cancelled)
+    /// The runtime and the current phase's cancellation token: what a
+    /// library's waits need (a snapshot: a later [`Ctx::rearm`] does not
+    /// change it).
+    pub fn scope(&self) -> Scope {
+        Scope::new(self.rt.clone(), self.token())
     }
 
     /// Sleep on the script thread, waking early on cancellation.
@@ -383,38 +356,35 @@ impl Ctx {
         self.wait(d, None)
     }
 
-    /// [`Ctx::sleep`] without script types, for libraries.
-    pub fn pause(&self, d: Duration) -> Result<(), Cancelled> {
-        self.wait_plain(d, None)
-    }
-
     /// Sleep like [`Ctx::sleep`]; on a person's terminal (see
     /// [`crate::progress`]) show a progress line with `label` meanwhile.
     pub fn wait(&self, d: Duration, label: Option<&str>) -> RhaiResult<()> {
-        Ok(self.wait_plain(d, label)?)
+        let label = label.map(|l| (l, self.settings.format));
+        Ok(self.scope().wait(d, label)?)
     }
 
-    /// [`Ctx::wait`] without script types.
-    fn wait_plain(&self, d: Duration, label: Option<&str>) -> Result<(), Cancelled> {
-        let cancel = self.token();
-        // Cleared when the wait ends, however it ends.
-        let _line = label.filter(|_| d >= Duration::from_millis(300)).map(|l| {
-            crate::progress::Line::start(
-                self.settings.format,
-                &format!("{l}: next try in {}", crate::error::fmt_secs(d)),
-                None,
-            )
-        });
-        let cancelled = self.rt.block_on(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => true,
-                _ = tokio::time::sleep(d) => false,
-            }
-        });
-        if cancelled {
-            Err(Cancelled)
-        } else {
-            Ok(())
+    /// What running a program needs (see [`crate::process::exec::run`]).
+    pub fn exec_env(&self) -> crate::process::exec::Env {
+        crate::process::exec::Env {
+            allow: self.settings.allow.clone(),
+            workdir: self.settings.workdir.clone(),
+            allow_cwd_outside: self.settings.allow_cwd_outside,
+            children: self.children.clone(),
+            format: self.settings.format,
+            sink: self.sink,
+        }
+    }
+
+    /// What the ledger records of this run (see [`crate::ledger::RunFacts`]).
+    pub fn ledger_facts(&self) -> crate::ledger::RunFacts<'_> {
+        crate::ledger::RunFacts {
+            playbook: &self.settings.playbook,
+            workdir: &self.settings.workdir,
+            dry_run: self.dry_run(),
+            locks: &self.locks,
+            notes: &self.ledger_notes,
+            guarded: self.shield.outcome().map(|o| o.ledger_result()),
+            rt: &self.rt,
         }
     }
 

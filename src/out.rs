@@ -29,6 +29,26 @@ static CLOSED: AtomicBool = AtomicBool::new(false);
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
 
+/// The progress line on screen, if any (one at a time; `crate::progress`
+/// draws it): every stderr write lifts it off the screen first.
+static SPINNER: parking_lot::Mutex<Option<indicatif::ProgressBar>> = parking_lot::Mutex::new(None);
+
+/// The slot of the progress line on screen, locked: `crate::progress`
+/// claims it when it draws one and empties it when the line ends.
+pub fn spinner() -> parking_lot::MutexGuard<'static, Option<indicatif::ProgressBar>> {
+    SPINNER.lock()
+}
+
+/// Run `write` with the progress line (if one is shown) lifted off the
+/// screen, so the text prints above it and never through it.
+pub fn suspend<R>(write: impl FnOnce() -> R) -> R {
+    let bar = SPINNER.lock().clone();
+    match bar {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
 /// Breaks a workflow command without changing what a person reads: a
 /// zero-width space. It is not white space to the runner (.NET's
 /// `TrimStart` keeps it), so `:\u{200B}:` no longer starts a command.
@@ -46,6 +66,7 @@ pub enum Stream {
 /// Read `GITHUB_ACTIONS` once, at start-up.
 pub fn init() {
     GITHUB.store(under_github_env(), Ordering::Relaxed);
+    crate::redact::set_mask_writer(unredacted_commands);
 }
 
 /// Whether the environment says this is a GitHub Actions job.
@@ -207,7 +228,7 @@ fn write_raw(stream: Stream, bytes: &[u8]) {
             out.write_all(bytes).and_then(|()| out.flush())
         }
         // Above a progress line, if one is shown (never through it).
-        Stream::Stderr => crate::progress::suspend(|| std::io::stderr().lock().write_all(bytes)),
+        Stream::Stderr => suspend(|| std::io::stderr().lock().write_all(bytes)),
     };
     if let Err(e) = r {
         if e.kind() == std::io::ErrorKind::BrokenPipe {

@@ -9,13 +9,12 @@
 //! every redraw). While one is shown, [`crate::out`] writes each stderr
 //! line through [`suspend`], so log lines print above it and never through it.
 
-use parking_lot::Mutex;
 use std::time::Duration;
 
 use crate::logging::LogFormat;
-
-/// The spinner on screen, if any: one at a time.
-static ACTIVE: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+/// The spinner on screen is kept by [`crate::out`], the one writer, which
+/// lifts it off the screen around each stderr write.
+pub use crate::out::suspend;
 
 /// Whether a progress line may be drawn for a run logging in `format`.
 pub fn allowed(format: LogFormat) -> bool {
@@ -37,15 +36,6 @@ pub fn under_ci() -> bool {
     on("CI") || on("GITHUB_ACTIONS")
 }
 
-/// Run `write` with the spinner (if one is shown) lifted off the screen.
-pub fn suspend<R>(write: impl FnOnce() -> R) -> R {
-    let bar = ACTIVE.lock().clone();
-    match bar {
-        Some(bar) => bar.suspend(write),
-        None => write(),
-    }
-}
-
 /// One progress line; cleared when dropped.
 pub struct Line {
     bar: Option<indicatif::ProgressBar>,
@@ -59,7 +49,7 @@ impl Line {
         if !allowed(format) {
             return Line { bar: None };
         }
-        let mut active = ACTIVE.lock();
+        let mut active = crate::out::spinner();
         if active.is_some() {
             return Line { bar: None };
         }
@@ -100,7 +90,7 @@ impl Drop for Line {
     fn drop(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
-            *ACTIVE.lock() = None;
+            *crate::out::spinner() = None;
         }
     }
 }

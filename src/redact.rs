@@ -51,6 +51,33 @@ static SECRETS: RwLock<Secrets> = RwLock::new(Secrets {
 });
 static GITHUB: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Where `::add-mask::` lines go: the output layer installs its unredacted
+/// writer at start-up ([`set_mask_writer`]); redaction sits below output
+/// and cannot call it.
+static MASK_WRITER: RwLock<Option<fn(&str)>> = RwLock::new(None);
+
+/// Install the writer of `::add-mask::` lines (one that must not redact:
+/// it would mask the very value the runner is asked to mask).
+pub fn set_mask_writer(w: fn(&str)) {
+    *MASK_WRITER.write() = Some(w);
+}
+
+/// Write `::add-mask::` lines through the installed writer; straight to
+/// stdout if none is (a missing mask would show the secret in the log).
+fn write_masks(text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    match *MASK_WRITER.read() {
+        Some(w) => w(text),
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        }
+    }
+}
+
 /// Turn on `::add-mask::` emission (under GitHub Actions, whatever the log
 /// format).
 pub fn set_github(on: bool) {
@@ -58,7 +85,7 @@ pub fn set_github(on: bool) {
     if on && !was {
         // Secrets registered before: mask them now.
         let secrets = SECRETS.read();
-        crate::out::unredacted_commands(&mask_lines(&secrets.forms));
+        write_masks(&mask_lines(&secrets.forms));
     }
 }
 
@@ -183,7 +210,7 @@ pub fn register(value: &str) {
     let new_forms = forms(value);
     if GITHUB.load(std::sync::atomic::Ordering::Relaxed) {
         // One mask per form and per line: the runner masks line by line.
-        crate::out::unredacted_commands(&mask_lines(&new_forms));
+        write_masks(&mask_lines(&new_forms));
     }
     secrets.values.push(value.to_string());
     secrets.forms.extend(new_forms);

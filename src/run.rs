@@ -135,9 +135,19 @@ fn finish(
         write_recording(file, &opts.playbook, opts.dry_run, p);
     }
     ctx.kill_children();
-    crate::ledger::record_run(ctx, &opts.playbook, args, started, result);
+    // The ledger takes the arguments as JSON (it holds no Rhai); the
+    // record is appended while the locks are still held.
+    let ledger_args = crate::value::to_json(&rhai::Dynamic::from(args.clone()))
+        .unwrap_or(serde_json::Value::Null);
+    crate::ledger::record_run(
+        &ctx.ledger_facts(),
+        &opts.playbook,
+        &ledger_args,
+        started,
+        result,
+    );
     ctx.locks.release_all(rt.handle());
-    crate::github::flush_summaries(ctx);
+    crate::github::flush_summaries(&ctx.summaries.lock());
     rt.shutdown_timeout(Duration::from_millis(200));
 }
 
@@ -260,11 +270,15 @@ fn settle(
         // Fenced: the lock was lost or broken before a change, which was
         // refused (the script may have caught it). Another run holds the
         // target now: retry later, exit 75.
-        (None, Some(Ok(())), None) if ctx.locks.refused().is_some() => {
-            Error::Busy(ctx.locks.refused().unwrap_or_default())
-        }
+        (None, Some(Ok(())), None) if ctx.locks.refused().is_some() => Error::Busy(
+            ctx.locks
+                .refused()
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
+        ),
         (None, Some(Ok(())), None) => {
-            crate::github::flush_outputs(ctx).map_err(Error::Failed)?;
+            crate::github::flush_outputs(&ctx.outputs.lock(), ctx.dry_run())
+                .map_err(Error::Failed)?;
             let outs = ctx.outputs.lock().clone();
             for (k, v) in &outs {
                 crate::out::println(&format!("{k}={v}"));

@@ -117,20 +117,21 @@ pub fn check_dseq(prim: &str, dseq: &str) -> Result<(), String> {
 /// A lease status: from the Console deployment's lease, or
 /// `provider-services lease-status`.
 pub async fn lease_status(
-    ctx: &std::sync::Arc<crate::context::Ctx>,
+    http: &reqwest::Client,
+    exec: &crate::process::exec::Env,
     cfg: &Config,
     dseq: &str,
     lease: &LeaseId,
 ) -> Result<serde_json::Value, PrimError> {
     match cfg.backend {
         Backend::Console => {
-            let dep = console::get_deployment(&ctx.http_same_origin, cfg, dseq).await?;
+            let dep = console::get_deployment(http, cfg, dseq).await?;
             console::lease_status_of(&dep, cfg, dseq, lease)
         }
         Backend::Cli => {
             let argv = cli::lease_status_argv(cfg, dseq, lease)?;
             let out =
-                crate::process::exec::run(ctx, &argv, &crate::process::exec::ExecOpts::default())
+                crate::process::exec::run(exec, &argv, &crate::process::exec::ExecOpts::default())
                     .await
                     .map_err(PrimError::fatal)?;
             cli::lease_status_of(out.code, &out.stdout, &out.tail())

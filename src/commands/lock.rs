@@ -79,7 +79,7 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             let name = crate::lock::name_for(&target);
             let backend =
                 crate::lock::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
-                    .map_err(Error::Usage)?;
+                    .map_err(|e| Error::Usage(e.to_string()))?;
             let s = match &backend {
                 crate::lock::Backend::File => crate::lock::file::status(&state(), &name),
                 crate::lock::Backend::Kube { namespace, context } => {
@@ -91,7 +91,7 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
                     ))
                 }
                 crate::lock::Backend::Github => runtime()?.block_on(crate::lock::github::status(
-                    crate::github::api::client(),
+                    crate::net::github::client(),
                     &name,
                 )),
             }
@@ -127,7 +127,7 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
             })?;
             let backend =
                 crate::lock::Backend::parse(at.backend.as_deref(), at.namespace, at.context)
-                    .map_err(Error::Usage)?;
+                    .map_err(|e| Error::Usage(e.to_string()))?;
             let by = crate::lock::actor();
             let rt = runtime()?;
             let before = match &backend {

@@ -1,9 +1,7 @@
 //! GitHub Actions details: workflow-command escaping, `$GITHUB_OUTPUT`
 //! (multiline-safe), `$GITHUB_STEP_SUMMARY`, and `::stop-commands::` around
 //! child output so a child cannot inject workflow commands. The REST API
-//! the `github` lock and ledger backends use is [`api`].
-
-pub mod api;
+//! the `github` lock and ledger backends use is [`crate::net::github`].
 
 use std::io::Write;
 use std::path::Path;
@@ -63,16 +61,16 @@ pub fn append(path: &Path, text: &str) -> std::io::Result<()> {
     }
 }
 
-/// At the end of a successful run: write outputs to `$GITHUB_OUTPUT`.
-pub fn flush_outputs(ctx: &crate::context::Ctx) -> Result<(), String> {
-    let outs = ctx.outputs.lock().clone();
+/// At the end of a successful run: write the run's outputs to
+/// `$GITHUB_OUTPUT` (a dry run only says how many it would write).
+pub fn flush_outputs(outs: &[(String, String)], dry_run: bool) -> Result<(), String> {
     if outs.is_empty() {
         return Ok(());
     }
     let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) else {
         return Ok(());
     };
-    if ctx.dry_run() {
+    if dry_run {
         tracing::info!(
             "dry run: would write {} output(s) to $GITHUB_OUTPUT",
             outs.len()
@@ -80,7 +78,7 @@ pub fn flush_outputs(ctx: &crate::context::Ctx) -> Result<(), String> {
         return Ok(());
     }
     let mut text = String::new();
-    for (name, value) in &outs {
+    for (name, value) in outs {
         text.push_str(&render_output(name, value)?);
     }
     append(std::path::Path::new(&path), &text).map_err(|e| {
@@ -91,9 +89,8 @@ pub fn flush_outputs(ctx: &crate::context::Ctx) -> Result<(), String> {
     })
 }
 
-/// At the end of any run: append summaries to `$GITHUB_STEP_SUMMARY`.
-pub fn flush_summaries(ctx: &crate::context::Ctx) {
-    let parts = ctx.summaries.lock().clone();
+/// At the end of any run: append the run's summaries to `$GITHUB_STEP_SUMMARY`.
+pub fn flush_summaries(parts: &[String]) {
     if parts.is_empty() {
         return;
     }

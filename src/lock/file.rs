@@ -23,10 +23,11 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    unix_now, Backend, Deadline, Handle, Held, HolderInfo, LockError, Renewal, Status, Taken,
+    unix_now, Backend, Deadline, Handle, Held, HolderInfo, LockError, Locks, Renewal, Status,
+    Taken, Want,
 };
-use crate::context::Ctx;
 use crate::error::PrimError;
+use crate::process::cancel::Scope;
 
 /// What the lock file holds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -113,12 +114,15 @@ fn open(state: &Path, path: &Path) -> Result<File, String> {
         .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))
 }
 
-/// Try once to take `name` in the state folder `state`.
+/// Try once to take `name` in the state folder `state`. `floor` is the
+/// highest fencing token the ledger remembers for it, asked only when the
+/// lock file is new (its counter gone).
 pub fn acquire(
     state: &Path,
     name: &str,
     info: &HolderInfo,
     ttl: Duration,
+    floor: &dyn Fn() -> Option<u64>,
 ) -> Result<Acquire, String> {
     let path = path(state, name);
     // The file may be replaced (lock break) between open and flock: lock,
@@ -146,7 +150,7 @@ pub fn acquire(
             // A new file: the first take, or one deleted meanwhile, whose
             // counter is gone. The ledger remembers the tokens of runs
             // that held it: go on from the highest, never back to 1.
-            None if text.trim().is_empty() => match ledger_high_water(state, name) {
+            None if text.trim().is_empty() => match floor() {
                 Some(t) => super::next_token(
                     t,
                     super::TOKEN_MAX,
@@ -195,45 +199,32 @@ pub fn acquire(
     ))
 }
 
-/// The highest fencing token among the newest records of `name`'s file
-/// ledger (a bounded look from its end), if any.
-fn ledger_high_water(state: &Path, name: &str) -> Option<u64> {
-    let mut high: Option<u64> = None;
-    let mut seen = 0;
-    let _ = crate::ledger::scan_back(state, name, |r| {
-        if let Some(t) = r.get("token").and_then(serde_json::Value::as_u64) {
-            high = Some(high.map_or(t, |h| h.max(t)));
-        }
-        seen += 1;
-        if seen >= 100 {
-            std::ops::ControlFlow::Break(())
-        } else {
-            std::ops::ControlFlow::Continue(())
-        }
-    });
-    high
-}
-
-/// Take `name` in the state folder `state` for the run `ctx` (the `lock`
-/// primitive's file path): poll up to `wait` while it is busy, then hold
-/// it, renewed every ttl/3, until the run ends or unlocks it.
+/// Take `want` in the state folder `state` (the `lock` primitive's file
+/// path): poll up to its `wait` while it is busy (sleeping in `scope`),
+/// then hold it in `locks`, renewed every ttl/3, until the run ends or
+/// unlocks it. `floor`: see [`acquire`].
 pub fn take(
-    ctx: &Ctx,
+    scope: &Scope,
+    locks: &Locks,
     state: &Path,
-    name: &str,
-    info: &HolderInfo,
-    ttl: Duration,
-    wait: Duration,
+    want: &Want,
+    floor: &dyn Fn() -> Option<u64>,
 ) -> Result<Taken, LockError> {
+    let Want {
+        name,
+        info,
+        ttl,
+        wait,
+    } = *want;
     let mut waiter = super::Waiter::new(name, wait);
     loop {
-        let got =
-            acquire(state, name, info, ttl).map_err(|e| PrimError::fatal(format!("lock: {e}")))?;
+        let got = acquire(state, name, info, ttl, floor)
+            .map_err(|e| PrimError::fatal(format!("lock: {e}")))?;
         match got {
             Acquire::Held(f, record) => {
                 let deadline = Deadline::new(ttl);
                 let stop = CancellationToken::new();
-                f.spawn_renewal(&ctx.rt, ttl, deadline.clone(), stop.clone());
+                f.spawn_renewal(&scope.rt, ttl, deadline.clone(), stop.clone());
                 let expires = super::rfc3339_secs(record.expires.unwrap_or_default());
                 tracing::info!(
                     primitive = "lock",
@@ -244,7 +235,7 @@ pub fn take(
                     record.token,
                     crate::error::fmt_secs(ttl)
                 );
-                ctx.locks.add(Held {
+                locks.add(Held {
                     name: name.to_string(),
                     backend: "file",
                     place: Backend::File,
@@ -263,7 +254,7 @@ pub fn take(
             Acquire::Busy(rec) => {
                 let holder = rec.and_then(|r| r.holder);
                 // flock has no queue: poll.
-                ctx.pause(waiter.busy_again(holder, Duration::from_millis(50))?)?;
+                scope.pause(waiter.busy_again(holder, Duration::from_millis(50))?)?;
             }
         }
     }
@@ -443,6 +434,7 @@ mod tests {
             "t",
             &HolderInfo::current("t.rhai"),
             Duration::from_secs(60),
+            &|| None,
         )
         .unwrap()
     }

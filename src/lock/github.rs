@@ -1,7 +1,7 @@
 //! The `github` lock backend: a Git ref `refs/runbook/locks/<name>` in the
-//! workflow's repository (`GITHUB_REPOSITORY`), and the github ledger:
-//! one GitHub Deployment per recorded run, in the environment named after
-//! the target. Both through [`crate::github::api`] with `GITHUB_TOKEN`.
+//! workflow's repository (`GITHUB_REPOSITORY`), through
+//! [`crate::net::github`] with `GITHUB_TOKEN` (the github ledger,
+//! `ledger::github`, uses the same client).
 //!
 //! The lock's state is the commit the ref points to: its message is a JSON
 //! [`LockCommit`] (holder, expiry, fencing token, held or free), its tree
@@ -25,17 +25,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{Deadline, Held, HolderInfo, LockError, Renewal, Status, Taken};
-use crate::context::Ctx;
+use super::{Deadline, Held, HolderInfo, LockError, Locks, Renewal, Status, Taken, Want};
 use crate::error::PrimError;
-use crate::github::api::{Api, Permission};
+use crate::net::github::{Api, Permission};
+use crate::process::cancel::Scope;
 
 /// Git's empty tree: the lock's commits carry no files.
 pub const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// Bound of one API call of the lock (retries and rate-limit waits
 /// included).
-const CALL: Duration = Duration::from_secs(30);
+pub(crate) const CALL: Duration = Duration::from_secs(30);
 
 /// Conflicts in a row before a take or a break gives up.
 const RACES: usize = 5;
@@ -297,24 +297,30 @@ pub struct GithubLock {
     last: Arc<Mutex<(String, LockCommit)>>,
 }
 
-/// Take the lock ref for the run `ctx` (the `lock` primitive's github
-/// path): poll up to `wait` while it is busy, then hold it, renewed every
-/// ttl/3, until the run ends or unlocks it.
+/// Take the lock ref of `want` (the `lock` primitive's github path) with
+/// the client `http` (same-origin redirects only): poll up to its `wait`
+/// while it is busy (waiting in `scope`), then hold it in `locks`, renewed
+/// every ttl/3, until the run ends or unlocks it.
 pub fn take(
-    ctx: &Ctx,
-    name: &str,
-    ttl: Duration,
-    wait: Duration,
-    info: &HolderInfo,
+    scope: &Scope,
+    locks: &Locks,
+    http: reqwest::Client,
+    want: &Want,
 ) -> Result<Taken, LockError> {
-    let api = Api::from_env((*ctx.http_same_origin).clone()).map_err(|e| e.prefixed("lock"))?;
+    let Want {
+        name,
+        info,
+        ttl,
+        wait,
+    } = *want;
+    let api = Api::from_env(http).map_err(|e| e.prefixed("lock"))?;
     let t = Target {
         api,
         name: name.to_string(),
     };
     let mut waiter = super::Waiter::new(name, wait);
     loop {
-        match ctx.call("lock", CALL * 8, try_acquire(&t, info, ttl))?? {
+        match scope.call("lock", CALL * 8, try_acquire(&t, info, ttl))?? {
             Ok((sha, state)) => {
                 let token = state.token;
                 let expires = super::rfc3339_secs(state.expires_ms / 1000);
@@ -325,7 +331,7 @@ pub fn take(
                     target: t,
                     last: Arc::new(Mutex::new((sha, state))),
                 };
-                held.spawn_renewal(&ctx.rt, ttl, deadline.clone(), stop.clone());
+                held.spawn_renewal(&scope.rt, ttl, deadline.clone(), stop.clone());
                 tracing::info!(
                     primitive = "lock",
                     lock = name,
@@ -335,7 +341,7 @@ pub fn take(
                     ref_name(name),
                     crate::error::fmt_secs(ttl)
                 );
-                ctx.locks.add(Held {
+                locks.add(Held {
                     name: name.to_string(),
                     backend: "github",
                     place: super::Backend::Github,
@@ -351,7 +357,7 @@ pub fn take(
                     expires,
                 });
             }
-            Err(holder) => ctx.pause(waiter.busy_again(holder, Duration::from_millis(500))?)?,
+            Err(holder) => scope.pause(waiter.busy_again(holder, Duration::from_millis(500))?)?,
         }
     }
 }
@@ -468,7 +474,7 @@ fn target(http: reqwest::Client, name: &str) -> Result<Target, String> {
 }
 
 /// The lock's state: one read of the ref and its commit, through `http`
-/// (the run's during a run, [`crate::github::api::client`] for `runbook
+/// (the run's during a run, [`crate::net::github::client`] for `runbook
 /// lock status`).
 pub async fn status(http: reqwest::Client, name: &str) -> Result<Status, String> {
     let t = target(http, name)?;
@@ -486,7 +492,7 @@ pub async fn status(http: reqwest::Client, name: &str) -> Result<Status, String>
 /// and why (the old holder's next renewal is refused, reads this and
 /// self-fences). Returns the state before.
 pub async fn break_lock(name: &str, by: &str, reason: &str) -> Result<Status, String> {
-    let t = target(crate::github::api::client(), name)?;
+    let t = target(crate::net::github::client(), name)?;
     for _ in 0..RACES {
         let Some((cur, l)) = t.read(CALL).await.map_err(|e| e.msg)? else {
             return Ok(Status::free(name));
@@ -520,165 +526,6 @@ pub async fn break_lock(name: &str, by: &str, reason: &str) -> Result<Status, St
     ))
 }
 
-// ---- ledger ------------------------------------------------------------------
-
-/// Deployments asked for per page when a filter may skip many (GitHub's
-/// largest page).
-const PAGE_MAX: usize = 100;
-
-/// Pages read at most by one ledger read: 10,000 deployments.
-const PAGES_MAX: usize = 100;
-
-/// The state of the deployment status a record's `result` maps to.
-fn status_state(result: &str) -> &'static str {
-    match result {
-        "ok" => "success",
-        "failed" => "failure",
-        // cancelled, broken: nothing runs from it.
-        _ => "inactive",
-    }
-}
-
-/// At most 140 characters (GitHub's bound on a status description).
-fn short140(s: &str) -> String {
-    match s.char_indices().nth(139) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
-/// Record one run of `target` as a GitHub Deployment in the environment
-/// `target` (the record as its `payload`, the run's commit as its `ref`),
-/// then its status: 2 requests.
-pub async fn ledger_append(api: &Api, target: &str, record: &Value) -> Result<(), PrimError> {
-    let sha = std::env::var("GITHUB_SHA")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            record
-                .get("sha")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-        })
-        .ok_or_else(|| {
-            PrimError::usage(
-                "the github ledger records a run as a deployment of a commit: set GITHUB_SHA (GitHub Actions does) or note the commit with ledger_note(#{ sha: ... })",
-            )
-        })?;
-    let result = record.get("result").and_then(Value::as_str).unwrap_or("ok");
-    let playbook = record.get("playbook").and_then(Value::as_str).unwrap_or("");
-    let event = record.get("event").and_then(Value::as_str).unwrap_or("run");
-    let description = short140(&if event == "lock-break" {
-        format!("runbook lock break ({result})")
-    } else {
-        format!("runbook {playbook}: {result}")
-    });
-    let body = json!({
-        "ref": sha,
-        "task": "deploy",
-        "environment": target,
-        "payload": record,
-        "auto_merge": false,
-        "required_contexts": [],
-        "transient_environment": false,
-        "description": description,
-    });
-    let what = format!(
-        "record the run of '{target}' as a deployment in {}",
-        api.repo().slug()
-    );
-    let a = api
-        .call(Method::POST, "/deployments", Some(&body), CALL)
-        .await?;
-    let id = match (a.status, a.body.get("id").and_then(Value::as_i64)) {
-        (201, Some(id)) => id,
-        _ => return Err(api.refused(&what, Permission::Deployments, &a)),
-    };
-    let mut status = json!({
-        "state": status_state(result),
-        "description": description,
-    });
-    if let Some(u) = record.get("run_url").and_then(Value::as_str) {
-        status["log_url"] = json!(u);
-    }
-    let a = api
-        .call(
-            Method::POST,
-            &format!("/deployments/{id}/statuses"),
-            Some(&status),
-            CALL,
-        )
-        .await?;
-    if a.status != 201 {
-        return Err(api.refused(
-            &format!("set the status of deployment {id} ({what})"),
-            Permission::Deployments,
-            &a,
-        ));
-    }
-    Ok(())
-}
-
-/// The ledger record a deployment carries: its `payload`, when runbook
-/// wrote it (an object with a string `event`); deployments other tools
-/// made in the same environment are not records.
-fn record_of(d: &Value) -> Option<Value> {
-    let p = d.get("payload")?;
-    let p = match p {
-        Value::String(s) => serde_json::from_str::<Value>(s).ok()?,
-        v => v.clone(),
-    };
-    p.get("event").and_then(Value::as_str)?;
-    Some(p)
-}
-
-/// The newest `limit` records of `target` that `filter` keeps, oldest
-/// first: pages of deployments, newest first, read only until enough are
-/// kept (one request per `limit` records unfiltered, per 100 deployments
-/// filtered).
-pub async fn ledger_newest(
-    api: &Api,
-    target: &str,
-    limit: usize,
-    filter: &crate::ledger::Filter,
-) -> Result<Vec<Value>, PrimError> {
-    let mut kept = Vec::new();
-    if limit == 0 {
-        return Ok(kept);
-    }
-    let per_page = if *filter == crate::ledger::Filter::default() {
-        limit.min(PAGE_MAX)
-    } else {
-        PAGE_MAX
-    };
-    let what = format!(
-        "read the deployments of '{target}' in {}",
-        api.repo().slug()
-    );
-    for page in 1..=PAGES_MAX {
-        let path = format!("/deployments?environment={target}&per_page={per_page}&page={page}");
-        let a = api.call(Method::GET, &path, None, CALL).await?;
-        let Some(ds) = a.body.as_array().filter(|_| a.status == 200) else {
-            return Err(api.refused(&what, Permission::Deployments, &a));
-        };
-        for r in ds.iter().filter_map(record_of) {
-            if filter.keeps(&r) {
-                kept.push(r);
-                if kept.len() >= limit {
-                    kept.reverse();
-                    return Ok(kept);
-                }
-            }
-        }
-        if ds.len() < per_page {
-            break;
-        }
-    }
-    kept.reverse();
-    Ok(kept)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -707,17 +554,5 @@ mod tests {
             "{}",
             lost_reason(Some(&free))
         );
-    }
-
-    #[test]
-    fn records_are_runbooks_payloads_only() {
-        let r = json!({"event": "run", "result": "ok"});
-        assert_eq!(record_of(&json!({"payload": r})), Some(r.clone()));
-        assert_eq!(record_of(&json!({"payload": r.to_string()})), Some(r));
-        assert_eq!(record_of(&json!({"payload": {}})), None);
-        assert_eq!(record_of(&json!({"payload": ""})), None);
-        assert_eq!(status_state("failed"), "failure");
-        assert_eq!(status_state("cancelled"), "inactive");
-        assert_eq!(short140(&"x".repeat(200)).chars().count(), 140);
     }
 }

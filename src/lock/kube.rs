@@ -1,7 +1,6 @@
 //! The `kube` lock backend: a `coordination.k8s.io/v1` Lease
-//! `runbook-<name>`, and the kube ledger: a ConfigMap
-//! `runbook-ledger-<target>` holding the last [`crate::ledger::KUBE_CAP`]
-//! records.
+//! `runbook-<name>`. The kube ledger (`ledger::kube`) writes its ConfigMap
+//! through the helpers here.
 //!
 //! Every write carries the resourceVersion it read (optimistic
 //! concurrency): a 409 means someone else wrote in between, so the Lease is
@@ -13,25 +12,23 @@
 //! not succeeded by its deadline.
 
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::chrono::{DateTime, Utc};
 use kube::api::{Api, PostParams};
 use tokio_util::sync::CancellationToken;
 
-use super::{Deadline, Held, HolderInfo, LockError, Renewal, Status, Taken};
-use crate::context::Ctx;
+use super::{Deadline, Held, HolderInfo, LockError, Locks, Renewal, Status, Taken, Want};
 use crate::kube::client::{Call, Kube};
+use crate::process::cancel::Scope;
 
 const ANN: &str = "runbook.dev/holder";
 const ANN_BROKEN: &str = "runbook.dev/broken";
 /// Bound of one API call made by the lock.
-const CALL: Duration = Duration::from_secs(10);
+pub(crate) const CALL: Duration = Duration::from_secs(10);
 
 /// The Lease's object name for lock `name`.
 pub fn lease_name(name: &str) -> String {
@@ -40,7 +37,7 @@ pub fn lease_name(name: &str) -> String {
 
 /// The kinds this file reads and writes (Lease, ConfigMap): namespaced,
 /// with a static type, and (de)serializable.
-trait Namespaced:
+pub(crate) trait Namespaced:
     kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
     + Clone
     + std::fmt::Debug
@@ -61,9 +58,9 @@ impl<K> Namespaced for K where
 /// The namespaced API for `K`, its namespace, and the client it came
 /// from (whose server and context an error names).
 #[derive(Clone)]
-struct Target<K> {
-    api: Api<K>,
-    ns: String,
+pub(crate) struct Target<K> {
+    pub(crate) api: Api<K>,
+    pub(crate) ns: String,
     kube: Arc<Kube>,
 }
 
@@ -72,7 +69,7 @@ impl<K: Namespaced> Target<K> {
     /// ([`crate::kube::client::explain`]): a 403 names the RBAC permission
     /// `verb` on this kind, a 401 the credentials, a refused connection
     /// the cluster.
-    fn fail(&self, what: &str, verb: &str, e: &kube::Error) -> String {
+    pub(crate) fn fail(&self, what: &str, verb: &str, e: &kube::Error) -> String {
         let resource = K::plural(&());
         let call = Call {
             what,
@@ -86,7 +83,7 @@ impl<K: Namespaced> Target<K> {
 
 /// The namespaced API for `K` through `clients` (the run's own for the
 /// `lock` primitive), in `namespace` or the context's default.
-async fn api_with<K>(
+pub(crate) async fn api_with<K>(
     clients: &crate::kube::Clients,
     namespace: Option<&str>,
     context: Option<&str>,
@@ -107,7 +104,10 @@ where
 
 /// [`api_with`] on a client of its own: `lock break` and the ledger
 /// append at a run's end make one or two calls, outside any run's clients.
-async fn api<K>(namespace: Option<&str>, context: Option<&str>) -> Result<Target<K>, String>
+pub(crate) async fn api<K>(
+    namespace: Option<&str>,
+    context: Option<&str>,
+) -> Result<Target<K>, String>
 where
     K: Namespaced,
 {
@@ -121,7 +121,7 @@ fn status_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     what: &str,
     limit: Duration,
     fut: impl std::future::Future<Output = Result<T, kube::Error>>,
@@ -134,7 +134,7 @@ async fn bounded<T>(
 /// Write `obj` under the resourceVersion it was read with: replace what
 /// existed, create what did not. `Ok(None)` on a 409: another writer came
 /// between the read and this write, so the caller reads and decides again.
-async fn write_unless_raced<K>(
+pub(crate) async fn write_unless_raced<K>(
     t: &Target<K>,
     existed: bool,
     obj: &K,
@@ -294,28 +294,33 @@ pub struct KubeLock {
     lease: Arc<Mutex<Lease>>,
 }
 
-/// Take the Lease `runbook-<name>` for the run `ctx` (the `lock`
-/// primitive's kube path), through the run's clients: poll up to `wait`
-/// while it is busy, then hold it, renewed every ttl/3, until the run ends
-/// or unlocks it.
+/// Take the Lease `runbook-<name>` of `want` (the `lock` primitive's kube
+/// path), through the run's `clients`: poll up to its `wait` while it is
+/// busy (waiting in `scope`), then hold it in `locks`, renewed every
+/// ttl/3, until the run ends or unlocks it.
 pub fn take(
-    ctx: &Ctx,
-    name: &str,
+    scope: &Scope,
+    locks: &Locks,
+    clients: &crate::kube::Clients,
     namespace: Option<&str>,
     context: Option<&str>,
-    ttl: Duration,
-    wait: Duration,
-    info: &HolderInfo,
+    want: &Want,
 ) -> Result<Taken, LockError> {
-    let t = ctx.call(
+    let Want {
+        name,
+        info,
+        ttl,
+        wait,
+    } = *want;
+    let t = scope.call(
         "lock",
         CALL * 2,
-        api_with::<Lease>(&ctx.kube, namespace, context),
+        api_with::<Lease>(clients, namespace, context),
     )??;
     let ns = t.ns.clone();
     let mut waiter = super::Waiter::new(name, wait);
     loop {
-        let got = ctx.call("lock", CALL * 6, try_acquire(&t, name, info, ttl))??;
+        let got = scope.call("lock", CALL * 6, try_acquire(&t, name, info, ttl))??;
         match got {
             Ok(lease) => {
                 let token = transitions(&lease);
@@ -327,7 +332,7 @@ pub fn take(
                     lease: Arc::new(Mutex::new(lease.clone())),
                 };
                 held.spawn_renewal(
-                    &ctx.rt,
+                    &scope.rt,
                     ttl,
                     info.holder.clone(),
                     token,
@@ -346,7 +351,7 @@ pub fn take(
                     lease_name(name),
                     crate::error::fmt_secs(ttl)
                 );
-                ctx.locks.add(Held {
+                locks.add(Held {
                     name: name.to_string(),
                     backend: "kube",
                     place: super::Backend::Kube {
@@ -365,7 +370,7 @@ pub fn take(
                     expires,
                 });
             }
-            Err(holder) => ctx.pause(waiter.busy_again(holder, Duration::from_millis(250))?)?,
+            Err(holder) => scope.pause(waiter.busy_again(holder, Duration::from_millis(250))?)?,
         }
     }
 }
@@ -552,78 +557,5 @@ pub async fn break_lock(
     }
     Err(format!(
         "break Lease {ns}/{ln}: it keeps changing (5 conflicts in a row)"
-    ))
-}
-
-// ---- ledger ------------------------------------------------------------------
-
-fn ledger_name(target: &str) -> String {
-    format!("runbook-ledger-{target}")
-}
-
-fn records_of(cm: &ConfigMap) -> Vec<serde_json::Value> {
-    cm.data
-        .as_ref()
-        .and_then(|d| d.get("records"))
-        .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(t).ok())
-        .unwrap_or_default()
-}
-
-/// The ledger of `target` from its ConfigMap, oldest first, through
-/// `clients` (the run's during a run).
-pub async fn ledger_read(
-    clients: &crate::kube::Clients,
-    target: &str,
-    namespace: Option<&str>,
-    context: Option<&str>,
-) -> Result<Vec<serde_json::Value>, String> {
-    let t = api_with::<ConfigMap>(clients, namespace, context).await?;
-    let n = ledger_name(target);
-    let cm = bounded("read ConfigMap", CALL, t.api.get_opt(&n))
-        .await?
-        .map_err(|e| t.fail(&format!("read ConfigMap {}/{n}", t.ns), "get", &e))?;
-    Ok(cm.as_ref().map(records_of).unwrap_or_default())
-}
-
-/// Append to the ledger ConfigMap of `target`, keeping the last
-/// [`crate::ledger::KUBE_CAP`] records; resourceVersion preconditions, a
-/// 409 re-reads and appends again.
-pub async fn ledger_append(
-    target: &str,
-    record: &serde_json::Value,
-    namespace: Option<&str>,
-    context: Option<&str>,
-) -> Result<(), String> {
-    let t = api::<ConfigMap>(namespace, context).await?;
-    let ns = t.ns.clone();
-    let n = ledger_name(target);
-    for _ in 0..5 {
-        let cur = bounded("read ConfigMap", CALL, t.api.get_opt(&n))
-            .await?
-            .map_err(|e| t.fail(&format!("read ConfigMap {ns}/{n}"), "get", &e))?;
-        let mut records = cur.as_ref().map(records_of).unwrap_or_default();
-        records.push(record.clone());
-        let skip = records.len().saturating_sub(crate::ledger::KUBE_CAP);
-        let records: Vec<_> = records.into_iter().skip(skip).collect();
-        let text = serde_json::to_string(&records).map_err(|e| e.to_string())?;
-        let existed = cur.is_some();
-        let mut cm = cur.unwrap_or_else(|| ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(n.clone()),
-                namespace: Some(ns.clone()),
-                ..ObjectMeta::default()
-            },
-            ..ConfigMap::default()
-        });
-        cm.data
-            .get_or_insert_with(BTreeMap::new)
-            .insert("records".into(), text);
-        let what = format!("write ConfigMap {ns}/{n}");
-        if write_unless_raced(&t, existed, &cm, &what).await?.is_some() {
-            return Ok(());
-        }
-    }
-    Err(format!(
-        "write ConfigMap {ns}/{n}: it keeps changing (5 conflicts in a row)"
     ))
 }

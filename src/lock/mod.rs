@@ -16,18 +16,15 @@
 //! script's map and errors.
 
 pub mod file;
+mod gate;
 pub mod github;
 pub mod kube;
 pub mod state;
 
-use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 /// The exit code of a run that could not get a lock in time (declared
 /// with the error kinds, which the lock library sits above).
@@ -131,10 +128,7 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// RFC 3339 of Unix seconds.
-pub fn rfc3339_secs(secs: u64) -> String {
-    crate::opts::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
-}
+pub use crate::error::rfc3339_secs;
 
 /// The run's state folder: `RUNBOOK_STATE_DIR`, else `.runbook/` in the
 /// working directory.
@@ -155,7 +149,7 @@ pub fn state_dir(workdir: &Path) -> PathBuf {
 /// A lock name: lowercase letters, digits, '-' and '.', starting with a
 /// letter or digit, at most 53 characters (so `runbook-<name>` is a valid
 /// Kubernetes object name and a safe file name).
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), Invalid> {
     let ok = !name.is_empty()
         && name.len() <= NAME_MAX
         && name
@@ -169,9 +163,55 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "'{name}' is not a valid lock name: use 1–53 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit (e.g. \"akash-1001\"); `lock(…)`, `runbook lock` and `runbook history` derive such a name from any other target"
-        ))
+        Err(Invalid::Name(name.to_string()))
+    }
+}
+
+/// A lock request that no backend is asked about, or a fencing counter
+/// that cannot grow: what the name, backend and token checks refuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not a valid lock name (see [`check_name`]).
+    Name(String),
+    /// Not one of the backends (the `backend` option or
+    /// `RUNBOOK_LOCK_BACKEND`).
+    Backend(String),
+    /// The fencing token is at the largest value `place` can hold.
+    TokenAtMax {
+        /// The lock's name.
+        name: String,
+        /// The token it is at.
+        prev: u64,
+        /// Where the counter lives, for the fix ("the lock file …").
+        place: String,
+    },
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::Name(name) => write!(
+                f,
+                "'{name}' is not a valid lock name: use 1–53 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit (e.g. \"akash-1001\"); `lock(…)`, `runbook lock` and `runbook history` derive such a name from any other target"
+            ),
+            Invalid::Backend(other) => write!(
+                f,
+                "lock backend '{other}' is not one of \"file\", \"kube\", \"github\" (option `backend` or RUNBOOK_LOCK_BACKEND)"
+            ),
+            Invalid::TokenAtMax { name, prev, place } => write!(
+                f,
+                "the fencing token of lock '{name}' is at its maximum ({prev}) and cannot grow, so no new holder could be told apart from the last; delete {place} to reset the counter once no run holds it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// For the backends' messages, which are still text.
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> String {
+        e.to_string()
     }
 }
 
@@ -252,7 +292,7 @@ impl Backend {
         opt: Option<&str>,
         namespace: Option<String>,
         context: Option<String>,
-    ) -> Result<Backend, String> {
+    ) -> Result<Backend, Invalid> {
         let env = std::env::var("RUNBOOK_LOCK_BACKEND")
             .ok()
             .filter(|s| !s.is_empty());
@@ -260,11 +300,22 @@ impl Backend {
             None | Some("file") => Ok(Backend::File),
             Some("kube") => Ok(Backend::Kube { namespace, context }),
             Some("github") => Ok(Backend::Github),
-            Some(other) => Err(format!(
-                "lock backend '{other}' is not one of \"file\", \"kube\", \"github\" (option `backend` or RUNBOOK_LOCK_BACKEND)"
-            )),
+            Some(other) => Err(Invalid::Backend(other.to_string())),
         }
     }
+}
+
+/// A lock a run asks for.
+#[derive(Clone, Copy)]
+pub struct Want<'a> {
+    /// The lock's name (see [`check_name`]).
+    pub name: &'a str,
+    /// Who asks, for the lock's record.
+    pub info: &'a HolderInfo,
+    /// How long it lives without renewal.
+    pub ttl: Duration,
+    /// How long to wait while another run holds it.
+    pub wait: Duration,
 }
 
 /// A lock just taken: what the `lock` primitive reports.
@@ -298,8 +349,22 @@ pub enum LockError {
     Failed(crate::error::PrimError),
 }
 
-impl From<crate::context::Cancelled> for LockError {
-    fn from(_: crate::context::Cancelled) -> Self {
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Busy { holder, waited } => {
+                f.write_str(&busy_message("the lock", holder.as_deref(), *waited))
+            }
+            LockError::Cancelled => f.write_str("lock: cancelled (deadline or signal)"),
+            LockError::Failed(e) => f.write_str(&e.msg),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+impl From<crate::process::cancel::Cancelled> for LockError {
+    fn from(_: crate::process::cancel::Cancelled) -> Self {
         LockError::Cancelled
     }
 }
@@ -382,274 +447,19 @@ pub const TOKEN_MAX: u64 = i64::MAX as u64;
 /// `max` cannot grow, and a token that repeats would let two holders pass
 /// the same fence. `max` is [`TOKEN_MAX`] or lower where the backend
 /// stores less (a Lease's `leaseTransitions` is an i32).
-pub fn next_token(prev: u64, max: u64, name: &str, place: &str) -> Result<u64, String> {
+pub fn next_token(prev: u64, max: u64, name: &str, place: &str) -> Result<u64, Invalid> {
     match prev.checked_add(1) {
         Some(t) if t <= max => Ok(t),
-        _ => Err(format!(
-            "the fencing token of lock '{name}' is at its maximum ({prev}) and cannot grow, so no new holder could be told apart from the last; delete {place} to reset the counter once no run holds it"
-        )),
+        _ => Err(Invalid::TokenAtMax {
+            name: name.to_string(),
+            prev,
+            place: place.to_string(),
+        }),
     }
 }
 
-/// The renew deadline of a held lock, shared with its renewal task.
-#[derive(Debug)]
-pub struct Deadline {
-    /// Renewal must succeed before this instant, or the lock is lost.
-    pub until: Instant,
-    /// The same, as wall-clock time (for messages).
-    pub until_wall: SystemTime,
-    /// Why the lock was lost, if it was (set by renewal: broken, taken over).
-    pub lost: Option<String>,
-}
-
-impl Deadline {
-    /// A deadline `ttl` from now.
-    pub fn new(ttl: Duration) -> Arc<Mutex<Deadline>> {
-        Arc::new(Mutex::new(Deadline {
-            until: Instant::now() + ttl,
-            until_wall: SystemTime::now() + ttl,
-            lost: None,
-        }))
-    }
-
-    /// Renewal succeeded: push the deadline to `ttl` from `start` (when the
-    /// renewal was sent, not when it answered: the conservative choice).
-    pub fn renewed(&mut self, start: Instant, ttl: Duration) {
-        if self.lost.is_none() {
-            self.until = start + ttl;
-            self.until_wall = SystemTime::now() - start.elapsed() + ttl;
-        }
-    }
-}
-
-/// What one renewal of a held lock found.
-pub enum Renewal {
-    /// Renewed; the deadline moves to `start + ttl`.
-    Renewed(Instant),
-    /// Still ours, but not renewed this time (an I/O error, no answer):
-    /// the old deadline stays and the gate refuses once it passes.
-    Kept,
-    /// Taken over, broken or deleted: no mutation may follow.
-    Lost(String),
-    /// Released meanwhile: stop renewing.
-    Released,
-}
-
-/// The renewal loop the backends share: every `ttl / 3` until `stop`,
-/// call `renew` and move the deadline, or mark the lock lost and stop.
-pub fn spawn_renewal<F, Fut>(
-    rt: &tokio::runtime::Handle,
-    ttl: Duration,
-    deadline: Arc<Mutex<Deadline>>,
-    stop: CancellationToken,
-    mut renew: F,
-) where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Renewal> + Send,
-{
-    rt.spawn(async move {
-        let every = ttl / 3;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            let outcome = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = renew() => r,
-            };
-            let mut d = deadline.lock();
-            match outcome {
-                Renewal::Renewed(start) => d.renewed(start, ttl),
-                Renewal::Kept => {}
-                Renewal::Lost(why) => {
-                    tracing::error!("lock lost: {why}");
-                    d.lost = Some(why);
-                    return;
-                }
-                Renewal::Released => return,
-            }
-        }
-    });
-}
-
-/// The backend-specific handle of a held lock.
-pub enum Handle {
-    /// A held lock file.
-    File(file::FileLock),
-    /// A held Lease.
-    Kube(kube::KubeLock),
-    /// A held lock ref.
-    Github(github::GithubLock),
-}
-
-/// One lock this run holds.
-pub struct Held {
-    /// The lock's name.
-    pub name: String,
-    /// The backend's name.
-    pub backend: &'static str,
-    /// Where it lives (the ledger goes to the same place).
-    pub place: Backend,
-    /// This acquisition's fencing token.
-    pub token: u64,
-    /// The renew deadline.
-    pub deadline: Arc<Mutex<Deadline>>,
-    /// Stops the renewal task.
-    pub stop: CancellationToken,
-    /// The backend's handle, released at the end.
-    pub handle: Handle,
-}
-
-impl Held {
-    /// Why this lock can no longer be used to act, if it cannot. The file
-    /// backend looks at the file itself, now (same inode, our token still
-    /// in it), so a break or a deletion fences the very next mutation, not
-    /// the next renewal; kube and github go by the local renew deadline.
-    fn lost(&self) -> Option<String> {
-        let mut d = self.deadline.lock();
-        if d.lost.is_none() {
-            if let Handle::File(f) = &self.handle {
-                d.lost = f.check();
-                if d.lost.is_some() {
-                    // Found now: the message's time is now, not the
-                    // renew deadline still ahead.
-                    d.until_wall = SystemTime::now();
-                }
-            }
-        }
-        let at = crate::opts::rfc3339(d.until_wall);
-        if let Some(why) = &d.lost {
-            return Some(format!("lost the lock '{}' at {at}: {why}", self.name));
-        }
-        if Instant::now() >= d.until {
-            return Some(format!(
-                "lost the lock '{}' at {at}: its renewal did not succeed by the renew deadline (is the {} backend reachable?)",
-                self.name, self.backend
-            ));
-        }
-        None
-    }
-}
-
-/// The locks of one run, its mutation count and the first lock's name (the
-/// ledger's target).
-#[derive(Default)]
-pub struct Locks {
-    held: Mutex<Vec<Held>>,
-    mutations: AtomicU64,
-    lost: Mutex<Option<String>>,
-    targets: Mutex<Vec<(String, u64, Backend)>>,
-}
-
-impl Locks {
-    /// The gate every world-changing primitive passes before acting: refuses
-    /// when a held lock was lost, else counts the mutation and logs the
-    /// fencing token of each lock held.
-    pub fn guard(&self, primitive: &str) -> Result<(), String> {
-        let held = self.held.lock();
-        for h in held.iter() {
-            if let Some(why) = h.lost() {
-                let msg = format!("{why}; refusing to run {primitive} (no mutation after the deadline: another run may hold the target now)");
-                let mut lost = self.lost.lock();
-                lost.get_or_insert_with(|| why.clone());
-                return Err(msg);
-            }
-        }
-        self.mutations.fetch_add(1, Ordering::SeqCst);
-        for h in held.iter() {
-            tracing::info!(
-                primitive,
-                lock = %h.name,
-                fencing_token = h.token,
-                "{primitive} under lock '{}' (fencing token {})",
-                h.name,
-                h.token
-            );
-        }
-        Ok(())
-    }
-
-    /// How many mutations passed the gate.
-    pub fn mutations(&self) -> u64 {
-        self.mutations.load(Ordering::SeqCst)
-    }
-
-    /// The first lock this run took: (name, token, where).
-    pub fn target(&self) -> Option<(String, u64, Backend)> {
-        self.targets().into_iter().next()
-    }
-
-    /// Every lock this run took, in order (each is a ledger target).
-    pub fn targets(&self) -> Vec<(String, u64, Backend)> {
-        self.targets.lock().clone()
-    }
-
-    /// Why the gate refused a mutation, if it did: the run fails then,
-    /// even if the playbook caught the error.
-    pub fn refused(&self) -> Option<String> {
-        self.lost.lock().clone()
-    }
-
-    /// Why a lock was lost during the run (checked at its end too).
-    pub fn lost(&self) -> Option<String> {
-        if let Some(l) = self.lost.lock().clone() {
-            return Some(l);
-        }
-        let held = self.held.lock();
-        held.iter().find_map(Held::lost)
-    }
-
-    /// Whether this run holds `name`; its token if so.
-    pub fn token_of(&self, name: &str) -> Option<u64> {
-        let held = self.held.lock();
-        held.iter().find(|h| h.name == name).map(|h| h.token)
-    }
-
-    /// Record a lock just acquired.
-    pub fn add(&self, h: Held) {
-        self.targets
-            .lock()
-            .push((h.name.clone(), h.token, h.place.clone()));
-        self.held.lock().push(h);
-    }
-
-    /// Release `name`; whether it was held.
-    pub fn release(&self, name: &str, rt: &tokio::runtime::Handle) -> bool {
-        let h = {
-            let mut held = self.held.lock();
-            let Some(i) = held.iter().position(|h| h.name == name) else {
-                return false;
-            };
-            held.remove(i)
-        };
-        release_one(h, rt);
-        true
-    }
-
-    /// Release every lock still held (the run's end).
-    pub fn release_all(&self, rt: &tokio::runtime::Handle) {
-        let all: Vec<Held> = self.held.lock().drain(..).collect();
-        for h in all.into_iter().rev() {
-            release_one(h, rt);
-        }
-    }
-}
-
-fn release_one(h: Held, rt: &tokio::runtime::Handle) {
-    h.stop.cancel();
-    let name = h.name.clone();
-    let lost = h.lost().is_some();
-    let result = match h.handle {
-        Handle::File(f) => f.release(),
-        Handle::Kube(k) => k.release(rt, lost),
-        Handle::Github(g) => g.release(rt, lost),
-    };
-    match result {
-        Ok(()) => tracing::info!(lock = %name, "released lock '{name}'"),
-        Err(e) => tracing::warn!(lock = %name, "releasing lock '{name}': {e}"),
-    }
-}
+// The held locks and the gate live in gate.rs.
+pub use gate::{spawn_renewal, Deadline, Handle, Held, Locks, Lost, LostCause, Refused, Renewal};
 
 /// What `lock status` shows.
 #[derive(Debug, Clone, Serialize)]
@@ -771,35 +581,6 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_lock_refuses_and_an_expired_one_too() {
-        let locks = Locks::default();
-        let dir = tempfile::tempdir().unwrap();
-        let info = HolderInfo::current("t.rhai");
-        let f = match file::acquire(dir.path(), "t", &info, Duration::from_secs(60)).unwrap() {
-            file::Acquire::Held(f, _) => f,
-            file::Acquire::Busy(_) => panic!("busy"),
-        };
-        let deadline = Deadline::new(Duration::from_secs(60));
-        locks.add(Held {
-            name: "t".into(),
-            backend: "file",
-            place: Backend::File,
-            token: 1,
-            deadline: deadline.clone(),
-            stop: CancellationToken::new(),
-            handle: Handle::File(f),
-        });
-        assert!(locks.guard("write_json").is_ok());
-        assert_eq!(locks.mutations(), 1);
-        deadline.lock().until = Instant::now() - Duration::from_millis(1);
-        let e = locks.guard("write_json").unwrap_err();
-        assert!(e.contains("lost the lock 't'"), "{e}");
-        assert!(e.contains("refusing to run write_json"), "{e}");
-        assert_eq!(locks.mutations(), 1, "a refused mutation is not counted");
-        assert!(locks.lost().is_some());
-    }
-
-    #[test]
     fn a_waiter_says_how_long_to_sleep_then_busy() {
         let holder = HolderInfo::current("t.rhai");
         let mut w = Waiter::new("t", Duration::from_secs(5));
@@ -831,7 +612,9 @@ mod tests {
             Ok(TOKEN_MAX)
         );
         for top in [TOKEN_MAX, u64::MAX] {
-            let e = next_token(top, TOKEN_MAX, "t", "the lock file f").unwrap_err();
+            let e = next_token(top, TOKEN_MAX, "t", "the lock file f")
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains("cannot grow") && e.contains("the lock file f"),
                 "{e}"
@@ -849,6 +632,7 @@ mod tests {
         );
         assert!(Backend::parse(Some("etcd"), None, None)
             .unwrap_err()
+            .to_string()
             .contains("not one of"));
     }
 }

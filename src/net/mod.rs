@@ -11,6 +11,7 @@
 
 pub mod creds;
 pub mod endpoint;
+pub mod github;
 /// The status of one GET (the body is never read): `Ok(status)`, or a
 /// failure, transient unless the request could not even be built.
 pub async fn get_status(http: &reqwest::Client, url: &str) -> Result<u16, crate::error::PrimError> {
@@ -62,8 +63,6 @@ pub async fn get_text(
     }
 }
 
-#[cfg(test)]
-mod props;
 pub mod retry;
 
 use std::fmt;

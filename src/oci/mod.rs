@@ -18,6 +18,8 @@ pub mod cosign_bundle;
 pub mod cosign_cert;
 pub mod cosign_find;
 mod login;
+#[cfg(test)]
+mod props;
 pub mod reference;
 pub mod sigstore;
 

@@ -201,7 +201,7 @@ impl Update {
                 for argv in steps {
                     let c2 = ctx.clone();
                     let (out, argv) = ctx.block_on("akash_update", self.timeout, async move {
-                        exec::run(&c2, &argv, &exec::ExecOpts::default())
+                        exec::run(&c2.exec_env(), &argv, &exec::ExecOpts::default())
                             .await
                             .map(|o| (o, argv))
                     })?;
@@ -327,7 +327,14 @@ async fn confirm_once(
         }
         Backend::Cli if !wait_ready => return Ok(None),
         Backend::Cli => {
-            let status = crate::akash::lease_status(ctx, cfg, dseq, &Default::default()).await?;
+            let status = crate::akash::lease_status(
+                &ctx.http_same_origin,
+                &ctx.exec_env(),
+                cfg,
+                dseq,
+                &Default::default(),
+            )
+            .await?;
             (None, status)
         }
     };
@@ -434,7 +441,7 @@ fn status(c: &Arc<Ctx>, o: &Opts) -> RhaiResult<Dynamic> {
     let timeout = o.duration("timeout")?.unwrap_or(Duration::from_secs(60));
     let c2 = c.clone();
     let v = c.block_on("akash_lease_status", timeout, async move {
-        crate::akash::lease_status(&c2, &cfg, &dseq, &lease)
+        crate::akash::lease_status(&c2.http_same_origin, &c2.exec_env(), &cfg, &dseq, &lease)
             .await
             .map_err(|e| e.prefixed("akash_lease_status"))
     })?;
@@ -470,9 +477,15 @@ fn deployment(c: &Arc<Ctx>, o: &Opts) -> RhaiResult<Dynamic> {
             m.insert("leases".into(), Dynamic::UNIT);
             let (c2, cfg2, d2) = (c.clone(), cfg.clone(), dseq.clone());
             c.block_on("akash_deployment", timeout, async move {
-                crate::akash::lease_status(&c2, &cfg2, &d2, &Default::default())
-                    .await
-                    .map_err(|e| e.prefixed("akash_deployment"))
+                crate::akash::lease_status(
+                    &c2.http_same_origin,
+                    &c2.exec_env(),
+                    &cfg2,
+                    &d2,
+                    &Default::default(),
+                )
+                .await
+                .map_err(|e| e.prefixed("akash_deployment"))
             })?
         }
     };

@@ -190,7 +190,15 @@ async fn probe_async(
     let (svc, out) = (service.as_deref(), output.as_deref());
     match source {
         Source::Akash(cfg, dseq, lease) => {
-            match crate::akash::lease_status(&ctx, &cfg, &dseq, &lease).await {
+            match crate::akash::lease_status(
+                &ctx.http_same_origin,
+                &ctx.exec_env(),
+                &cfg,
+                &dseq,
+                &lease,
+            )
+            .await
+            {
                 Ok(v) => match shapes::find(&v, port, svc, out) {
                     Ok(f) => Attempt::Found(f),
                     Err(e) => Attempt::Fatal(format!("{what}: {e}")),
@@ -199,11 +207,13 @@ async fn probe_async(
                 Err(e) => Attempt::Fatal(e.msg),
             }
         }
-        Source::Command(argv) => match exec::run(&ctx, &argv, &exec::ExecOpts::default()).await {
-            Ok(o) if o.code == 0 => json_attempt(&what, &o.stdout, port, svc, out),
-            Ok(o) => Attempt::Transient(format!("{what} exited with {}: {}", o.code, o.tail())),
-            Err(e) => Attempt::Fatal(e),
-        },
+        Source::Command(argv) => {
+            match exec::run(&ctx.exec_env(), &argv, &exec::ExecOpts::default()).await {
+                Ok(o) if o.code == 0 => json_attempt(&what, &o.stdout, port, svc, out),
+                Ok(o) => Attempt::Transient(format!("{what} exited with {}: {}", o.code, o.tail())),
+                Err(e) => Attempt::Fatal(e),
+            }
+        }
         Source::File(p) => {
             let path = ctx.path(&p);
             if !path.exists() {

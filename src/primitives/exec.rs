@@ -70,7 +70,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         let argv = string_array("exec", "argv", &argv)?;
         let (eo, timeout, read_only, allow_failure) = read_opts(o)?;
         if let Some(p) = argv.first() {
-            check_allowed(&c, p).map_err(error)?;
+            check_allowed(&c.exec_env(), p).map_err(error)?;
         }
         if c.dry_run() && !read_only {
             tracing::info!(primitive = "exec", argv = %argv.join(" "), planned = true, "dry run: would run {}", argv.join(" "));
@@ -89,7 +89,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Ctx>) {
         let what = format!("exec {}", argv.first().map_or("", String::as_str));
         let cc = c.clone();
         let out = c.block_on(&what, timeout, async move {
-            run(&cc, &argv, &eo).await.map(|o| (o, argv))
+            run(&cc.exec_env(), &argv, &eo).await.map(|o| (o, argv))
         })?;
         let (out, argv) = out;
         if out.code != 0 && !allow_failure {

@@ -858,7 +858,7 @@ fn roll_back(
     let start = Instant::now();
     // Written first: if the run dies during the rollback, the ledger's
     // newest record says so, and the next run on the target can tell.
-    crate::ledger::record_pending(ctx, why);
+    crate::ledger::record_pending(&ctx.ledger_facts(), why);
     let timer = PhaseTimer::start(ctx, start + reserve);
     let r = call0(ncc, rollback);
     let cut = timer.stop();

@@ -115,21 +115,30 @@ fn take(ctx: &Arc<Ctx>, target: &str, opts: &Opts) -> RhaiResult<Map> {
         m.insert("planned".into(), Dynamic::from(true));
         return Ok(m);
     }
+    let want = lock::Want {
+        name,
+        info: &info,
+        ttl: o.ttl,
+        wait: o.wait,
+    };
+    let (scope, locks) = (&ctx.scope(), &ctx.locks);
     let taken = match &o.backend {
         Backend::File => {
             let state = lock::state_dir(&ctx.settings.workdir);
-            lock::file::take(ctx, &state, name, &info, o.ttl, o.wait)
+            // A new lock file goes on from the highest token the ledger
+            // remembers, never back to 1.
+            let floor = || crate::ledger::high_water(&state, name);
+            lock::file::take(scope, locks, &state, &want, &floor)
         }
         Backend::Kube { namespace, context } => lock::kube::take(
-            ctx,
-            name,
+            scope,
+            locks,
+            &ctx.kube,
             namespace.as_deref(),
             context.as_deref(),
-            o.ttl,
-            o.wait,
-            &info,
+            &want,
         ),
-        Backend::Github => lock::github::take(ctx, name, o.ttl, o.wait, &info),
+        Backend::Github => lock::github::take(scope, locks, (*ctx.http_same_origin).clone(), &want),
     }
     .map_err(|e| lock_error(&lock::describe_name(target, name), e))?;
     Ok(result_map(
@@ -298,16 +307,21 @@ fn history(
             .call(
                 "ledger_history",
                 Duration::from_secs(30),
-                lock::kube::ledger_read(&c.kube, target, namespace.as_deref(), context.as_deref()),
+                crate::ledger::kube::read(
+                    &c.kube,
+                    target,
+                    namespace.as_deref(),
+                    context.as_deref(),
+                ),
             )?
             .map(|all| Ok(crate::ledger::keep_newest(all, limit, filter)))?,
         Backend::Github => {
-            let api = crate::github::api::Api::from_env((*c.http_same_origin).clone())
+            let api = crate::net::github::Api::from_env((*c.http_same_origin).clone())
                 .map_err(|e| error(format!("ledger_history: {e}")))?;
             c.call(
                 "ledger_history",
                 Duration::from_secs(120),
-                lock::github::ledger_newest(&api, target, limit, filter),
+                crate::ledger::github::newest(&api, target, limit, filter),
             )?
             .map_err(|e| e.msg)
         }

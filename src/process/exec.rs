@@ -4,12 +4,30 @@
 //! log without letting it issue workflow commands. `exec`, the Helm and
 //! Akash CLIs and `discover_port`'s command source all run through here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::context::Ctx;
-use crate::logging::LogFormat;
+use crate::logging::{LogFormat, Sink};
+
+/// What running a program needs from the run: the allow-list, the working
+/// directory and its rule, the process groups killed on cancel, and where
+/// echoed output goes. The run's context builds one (`Ctx::exec_env`).
+#[derive(Clone)]
+pub struct Env {
+    /// Programs that may run.
+    pub allow: Vec<String>,
+    /// The run's working directory; a child's `cwd` is relative to it.
+    pub workdir: PathBuf,
+    /// A `cwd` may lie outside `workdir` (`--allow-cwd-outside`).
+    pub allow_cwd_outside: bool,
+    /// Process groups of running children, killed on cancel.
+    pub children: Arc<crate::process::Groups>,
+    /// The log format (GitHub's wraps echoed output).
+    pub format: LogFormat,
+    /// Where echoed output goes.
+    pub sink: Sink,
+}
 
 /// How to run one program.
 #[derive(Clone, Debug, Default)]
@@ -57,31 +75,34 @@ pub fn tail_of(stdout: &str, stderr: &str) -> String {
 }
 
 /// Refuse a program that is not a bare name on the allow-list.
-pub fn check_allowed(ctx: &Ctx, program: &str) -> Result<(), String> {
-    crate::process::check_allowed(&ctx.settings.allow, program)
+pub fn check_allowed(env: &Env, program: &str) -> Result<(), String> {
+    crate::process::check_allowed(&env.allow, program)
 }
 
 /// The child's working directory: relative to the run's, and inside it
 /// unless the run was started with `--allow-cwd-outside`.
-fn child_cwd(ctx: &Ctx, cwd: Option<&std::path::Path>) -> Result<PathBuf, String> {
+fn child_cwd(env: &Env, cwd: Option<&Path>) -> Result<PathBuf, String> {
     let Some(cwd) = cwd else {
-        return Ok(ctx.settings.workdir.clone());
+        return Ok(env.workdir.clone());
     };
-    let full = ctx.path(&cwd.to_string_lossy());
+    let full = if cwd.is_absolute() {
+        cwd.to_path_buf()
+    } else {
+        env.workdir.join(cwd)
+    };
     if !full.is_dir() {
         return Err(format!(
             "exec: cwd '{}' is not a folder; give a folder inside the working directory",
             cwd.display()
         ));
     }
-    if !ctx.settings.allow_cwd_outside
-        && !crate::process::inside(&ctx.settings.workdir, &full)
-            .map_err(|e| format!("exec: cwd: {e}"))?
+    if !env.allow_cwd_outside
+        && !crate::process::inside(&env.workdir, &full).map_err(|e| format!("exec: cwd: {e}"))?
     {
         return Err(format!(
             "exec: cwd '{}' is outside the working directory {}; give a folder inside it, or run with --allow-cwd-outside",
             cwd.display(),
-            ctx.settings.workdir.display()
+            env.workdir.display()
         ));
     }
     Ok(full)
@@ -90,11 +111,11 @@ fn child_cwd(ctx: &Ctx, cwd: Option<&std::path::Path>) -> Result<PathBuf, String
 /// Run `argv` (allow-listed, resolved on runbook's own PATH) and capture
 /// its output (head and tail, see [`crate::process::CAPTURE_CAP`]). The
 /// caller bounds it in time; dropping the future kills the process group.
-pub async fn run(ctx: &Arc<Ctx>, argv: &[String], opts: &ExecOpts) -> Result<ExecOutput, String> {
+pub async fn run(env: &Env, argv: &[String], opts: &ExecOpts) -> Result<ExecOutput, String> {
     let Some(program) = argv.first() else {
         return Err("exec: the argv is empty; give the program and its arguments, e.g. [\"terraform\", \"output\", \"-json\"]".into());
     };
-    check_allowed(ctx, program)?;
+    check_allowed(env, program)?;
     // Runbook's PATH, not the child's: see process::resolve.
     let path = crate::process::resolve(program, std::env::var_os("PATH").as_deref())?;
     // A child gets no secret it was not handed: variables whose value was
@@ -110,12 +131,12 @@ pub async fn run(ctx: &Arc<Ctx>, argv: &[String], opts: &ExecOpts) -> Result<Exe
         args: argv[1..].to_vec(),
         env: opts.env.clone(),
         env_remove,
-        cwd: child_cwd(ctx, opts.cwd.as_deref())?,
+        cwd: child_cwd(env, opts.cwd.as_deref())?,
         stdin: opts.stdin.clone(),
         cap: crate::process::CAPTURE_CAP,
     };
     let started = Instant::now();
-    let out = crate::process::run(&spec, &ctx.children).await?;
+    let out = crate::process::run(&spec, &env.children).await?;
     let output = ExecOutput {
         code: out.code,
         stdout: out.stdout.text,
@@ -135,19 +156,19 @@ pub async fn run(ctx: &Arc<Ctx>, argv: &[String], opts: &ExecOpts) -> Result<Exe
         output.code
     );
     if opts.echo {
-        echo(ctx, program, &output);
+        echo(env, program, &output);
     }
     Ok(output)
 }
 
 /// Show a child's output in the log. Under GitHub Actions it is wrapped in
 /// `::stop-commands::` so the child cannot issue workflow commands.
-fn echo(ctx: &Ctx, program: &str, out: &ExecOutput) {
+fn echo(env: &Env, program: &str, out: &ExecOutput) {
     let text = format!("{}{}", out.stdout, out.stderr);
     if text.trim().is_empty() {
         return;
     }
-    if ctx.settings.format == LogFormat::Github {
+    if env.format == LogFormat::Github {
         let token = crate::github::random_token("runbook-");
         let mut s = format!("::group::{program} output\n::stop-commands::{token}\n");
         for line in text.lines() {
@@ -155,7 +176,7 @@ fn echo(ctx: &Ctx, program: &str, out: &ExecOutput) {
             s.push('\n');
         }
         s.push_str(&format!("::{token}::\n::endgroup::\n"));
-        ctx.sink.write_str(&s);
+        env.sink.write_str(&s);
     } else {
         for line in text.lines() {
             tracing::info!("{program} │ {line}");

@@ -60,7 +60,7 @@ pub fn of_x509(t: &x509_cert::time::Time) -> i64 {
 /// RFC 3339 of Unix seconds (for messages).
 pub fn show(secs: i64) -> String {
     match u64::try_from(secs) {
-        Ok(s) => crate::opts::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)),
+        Ok(s) => crate::error::rfc3339_secs(s),
         Err(_) => format!("{secs} (before 1970)"),
     }
 }

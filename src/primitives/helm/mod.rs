@@ -59,7 +59,7 @@ pub(crate) struct Exec(pub(crate) Arc<Ctx>);
 
 impl Runner for Exec {
     async fn run(&self, argv: &[String]) -> Result<Output, String> {
-        let o = exec::run(&self.0, argv, &ExecOpts::default()).await?;
+        let o = exec::run(&self.0.exec_env(), argv, &ExecOpts::default()).await?;
         Ok(Output {
             code: o.code,
             stdout: o.stdout,

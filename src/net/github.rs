@@ -15,8 +15,8 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::Value;
 
+use super::retry::{self, Schedule};
 use crate::error::{fmt_secs, PrimError};
-use crate::net::retry::{self, Schedule};
 
 /// The API of github.com, when `GITHUB_API_URL` is not set.
 pub const DEFAULT_API: &str = "https://api.github.com";
@@ -375,7 +375,7 @@ pub fn rate_limited(
             wait,
             format!(
                 "the token's rate limit is spent until {} (x-ratelimit-reset)",
-                crate::lock::rfc3339_secs(reset)
+                crate::error::rfc3339_secs(reset)
             ),
         ));
     }

@@ -1,7 +1,7 @@
 //! Property tests of the parsers that read outside text on the network
 //! side: the `WWW-Authenticate` challenge, image references, registry auth
-//! files. Zero panics on any input, and well-formed input round-trips.
-//! `PROPTEST_CASES=100000 cargo test --lib net::props` runs a longer
+//! files (in `oci`, which sits above `net`: the tests import both downward). Zero panics on any input, and well-formed input round-trips.
+//! `PROPTEST_CASES=100000 cargo test --lib oci::props` runs a longer
 //! session by hand; CI runs the default 512 cases each, in seconds.
 
 use base64::Engine as _;
