@@ -66,3 +66,17 @@ fn the_test_engine_has_the_same_limits() {
     assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB");
     eprintln!("runbook test, hoarding test: peak RSS {rss} KiB");
 }
+
+/// One step that allocates past the cap and half as much again before
+/// the script can be stopped (a 16 MiB string under a 12 MiB cap): the
+/// process ends at once with one line and exit 1, not an abort.
+#[test]
+fn one_step_past_the_hard_cap_exits_1_with_one_line() {
+    let mut p = pb("let s = \"\";\ns.pad(16 * 1024 * 1024 - 16, 'x');\nprint(s.len());\n");
+    p.env("RUNBOOK_MAX_MEMORY", "12M");
+    let (out, rss) = run_measured_within(&p, &["pb.rhai"], AS_KIB);
+    out.code(1)
+        .has("runbook used far more memory than RUNBOOK_MAX_MEMORY allows")
+        .lacks("memory allocation of");
+    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB");
+}
