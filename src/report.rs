@@ -105,7 +105,7 @@ fn source_of(src: &str, path: &Path, source: &str) -> Option<String> {
             .find(|(n, _)| *n == name)
             .map(|(_, t)| t.to_string());
     }
-    std::fs::read_to_string(src).ok()
+    crate::fsread::read_script(Path::new(src)).ok()
 }
 
 /// Where an error without a position most likely happened: the first call

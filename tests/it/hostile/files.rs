@@ -131,3 +131,18 @@ fn runbook_test_reads_only_regular_files() {
         .has("FAIL pb.test.rhai::test_fifo_playbook")
         .has("ok   pb.test.rhai::test_after");
 }
+
+/// Data files primitives read beyond `read_json` (a cosign public key, an
+/// SDL template, Helm values) go through the same reader: a FIFO given
+/// as the key is refused at once.
+#[test]
+fn a_fifo_as_a_cosign_key_is_refused_not_waited_on() {
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let p = pb(&format!(
+        "cosign_soft_verify(\"ghcr.io/o/app\", \"{digest}\", #{{ key: \"key.pem\" }});\n"
+    ));
+    fifo(&p, "key.pem");
+    let out = p.run(&["pb.rhai"]);
+    out.has("cannot read the public key file 'key.pem': it is a FIFO");
+    assert!(out.elapsed < Duration::from_secs(20), "{:?}", out.elapsed);
+}
