@@ -280,6 +280,11 @@ pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, 
 
 /// `Engine::new()` with the language's standard package built once per
 /// process and shared: `runbook test` builds several engines per test.
+/// The package is lazy: its functions are found in Rhai's static manifests
+/// when first called, instead of hundreds being registered (and hashed,
+/// with their metadata) before a playbook's first line, which was the
+/// largest part of a run's start-up. Listing them (`runbook doc builtins`)
+/// loads them all.
 pub fn new_engine() -> Engine {
     static STD: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
     let mut engine = Engine::new_raw();
@@ -287,7 +292,7 @@ pub fn new_engine() -> Engine {
     engine.register_global_module(
         STD.get_or_init(|| {
             use rhai::packages::Package;
-            rhai::packages::StandardPackage::new().as_shared_module()
+            rhai::packages::StandardPackage::new_lazy().as_shared_module()
         })
         .clone(),
     );
