@@ -463,7 +463,7 @@ pub fn lints(
     source: &str,
 ) -> Vec<Placed> {
     let mut out = Vec::new();
-    let table = crate::signatures::Table::new(engine);
+    let table = crate::signatures::Table::new(engine, ast);
     lint_ast(&table, engine, ctx, ast, decl, &mut |pos, lint| {
         out.push((pos, lint))
     });

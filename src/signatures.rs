@@ -111,18 +111,29 @@ mod std_names;
 
 /// Every function the engine knows, by name.
 pub struct Table {
-    /// The engine's own functions (the primitives), with their signatures.
+    /// The engine's own functions (the primitives).
+    names: HashSet<String>,
+    /// The signatures of those a script calls.
     own: HashMap<String, Vec<Sig>>,
 }
 
-/// Signatures by name, read from the engine's metadata. Without `std`, the
-/// standard package (flagged as such by Rhai) is skipped before anything
-/// is read: it is loaded lazily and listing it would load it whole.
-fn collect(engine: &Engine, std: bool) -> HashMap<String, Vec<Sig>> {
+/// Function names, and the signatures of those in `wanted` (all of them
+/// when `None`), read from the engine's metadata in one pass: only a
+/// wanted signature is formatted. Without `std`, the standard package
+/// (flagged as such by Rhai) is skipped before anything is read: it is
+/// loaded lazily and listing it would load it whole.
+fn collect(
+    engine: &Engine,
+    std: bool,
+    wanted: Option<&HashSet<&str>>,
+) -> (HashSet<String>, HashMap<String, Vec<Sig>>) {
     let list = engine.collect_fn_metadata(
         None,
         |info| {
             let m = info.metadata;
+            if wanted.is_some_and(|w| !w.contains(m.name.as_str())) {
+                return Some((m.name.to_string(), None));
+            }
             let mut infos: Vec<String> = m.params_info.iter().map(|p| p.to_string()).collect();
             // The last entry of params_info is the return type when given.
             if infos.len() == m.num_params + 1 {
@@ -139,15 +150,19 @@ fn collect(engine: &Engine, std: bool) -> HashMap<String, Vec<Sig>> {
                 })
                 .collect();
             let text = format!("{}({})", m.name, infos.join(", "));
-            Some((m.name.to_string(), Sig { params, text }))
+            Some((m.name.to_string(), Some(Sig { params, text })))
         },
         std,
     );
-    let mut out: HashMap<String, Vec<Sig>> = HashMap::new();
+    let mut names = HashSet::new();
+    let mut sigs: HashMap<String, Vec<Sig>> = HashMap::new();
     for (name, sig) in list {
-        out.entry(name).or_default().push(sig);
+        if let Some(sig) = sig {
+            sigs.entry(name.clone()).or_default().push(sig);
+        }
+        names.insert(name);
     }
-    out
+    (names, sigs)
 }
 
 /// The language's own functions with their signatures, read once per
@@ -156,7 +171,7 @@ fn collect(engine: &Engine, std: bool) -> HashMap<String, Vec<Sig>> {
 fn std_table() -> &'static HashMap<String, Vec<Sig>> {
     static STD: std::sync::OnceLock<HashMap<String, Vec<Sig>>> = std::sync::OnceLock::new();
     STD.get_or_init(|| {
-        let mut all = collect(&crate::engine::new_engine(), true);
+        let (_, mut all) = collect(&crate::engine::new_engine(), true, None);
         all.retain(|name, _| is_std(name));
         all
     })
@@ -289,12 +304,24 @@ fn pretty_type(t: &str) -> String {
 }
 
 impl Table {
-    /// The signatures of `engine`'s own functions (its primitives); the
-    /// language's are looked up by name when needed.
-    pub fn new(engine: &Engine) -> Table {
-        Table {
-            own: collect(engine, false),
-        }
+    /// The names of `engine`'s own functions (its primitives), with the
+    /// signatures of those `ast` calls; the language's are looked up by
+    /// name when needed.
+    pub fn new(engine: &Engine, ast: &AST) -> Table {
+        let mut called: HashSet<String> = HashSet::new();
+        ast.walk(&mut |nodes: &[ASTNode]| {
+            if let Some(ASTNode::Expr(Expr::FnCall(f, _)) | ASTNode::Stmt(Stmt::FnCall(f, _))) =
+                nodes.last()
+            {
+                if f.namespace.is_empty() {
+                    called.insert(f.name.to_string());
+                }
+            }
+            true
+        });
+        let called: HashSet<&str> = called.iter().map(String::as_str).collect();
+        let (names, own) = collect(engine, false, Some(&called));
+        Table { names, own }
     }
 
     fn sigs(&self, name: &str) -> Vec<&Sig> {
@@ -318,20 +345,20 @@ impl Table {
 
     /// Whether any function of that name exists.
     pub fn knows(&self, name: &str) -> bool {
-        self.own.contains_key(name) || is_std(name)
+        self.names.contains(name) || is_std(name)
     }
 
     /// Every function name, for did-you-mean hints.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.own
-            .keys()
+        self.names
+            .iter()
             .map(String::as_str)
             .chain(std_names::STD_NAMES.iter().copied())
     }
 
     /// What is wrong with a call of primitive `name` with `args`, if anything.
     pub fn check_call(&self, name: &str, args: &[Expr]) -> Option<Problem> {
-        if !self.own.contains_key(name) {
+        if !self.names.contains(name) {
             return None;
         }
         let sigs = self.sigs(name);
@@ -555,8 +582,8 @@ mod tests {
             rt.handle().clone(),
         );
         let engine = crate::engine::build(&ctx);
-        let table = Table::new(&engine);
         let ast = engine.compile(src).unwrap();
+        let table = Table::new(&engine, &ast);
         let _ = Arc::clone(&ctx);
         check(&table, &ast)
             .into_iter()
@@ -610,11 +637,15 @@ mod tests {
             ),
             rt.handle().clone(),
         );
-        let table = Table::new(&crate::engine::build(&ctx));
+        let engine = crate::engine::build(&ctx);
+        let ast = engine.compile("validate_endpoint(\"a.b:2000\");").unwrap();
+        let table = Table::new(&engine, &ast);
         // Its own table holds primitives only: the standard package is
-        // not listed (nor loaded) to build it.
-        assert!(table.own.contains_key("validate_endpoint"));
-        assert!(!table.own.contains_key("len") && !table.own.contains_key("to_upper"));
+        // not listed (nor loaded) to build it; only a called primitive's
+        // signatures are read.
+        assert!(table.names.contains("validate_endpoint") && table.names.contains("exec"));
+        assert!(!table.names.contains("len") && !table.names.contains("to_upper"));
+        assert!(table.own.contains_key("validate_endpoint") && !table.own.contains_key("exec"));
         assert!(table.knows("len") && table.knows("validate_endpoint"));
         assert!(!table.knows("join"));
     }
