@@ -278,24 +278,40 @@ pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, 
         .collect()
 }
 
+/// Whether [`new_engine`] loads the standard package whole (see
+/// [`eager_standard_package`]).
+static EAGER_STD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Have the engines this process builds from now on load the language's
+/// standard package whole, every function registered up front: for
+/// `runbook test`, which evaluates scripts many times over, and where
+/// looking each function up lazily again in every evaluation costs more
+/// than loading the package once (a single run looks each up once).
+pub fn eager_standard_package() {
+    EAGER_STD.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// `Engine::new()` with the language's standard package built once per
 /// process and shared: `runbook test` builds several engines per test.
-/// The package is lazy: its functions are found in Rhai's static manifests
-/// when first called, instead of hundreds being registered (and hashed,
-/// with their metadata) before a playbook's first line, which was the
-/// largest part of a run's start-up. Listing them (`runbook doc builtins`)
-/// loads them all.
+///
+/// The package is lazy unless [`eager_standard_package`] was called: its
+/// functions are found in Rhai's static manifests when first called in an
+/// evaluation, instead of hundreds being registered (hashed, with their
+/// metadata) before a playbook's first line, which was the largest part of
+/// a run's start-up. Listing them (`runbook doc builtins`) loads them all.
 pub fn new_engine() -> Engine {
-    static STD: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
+    type Std = std::sync::OnceLock<rhai::Shared<Module>>;
+    static LAZY: Std = std::sync::OnceLock::new();
+    static EAGER: Std = std::sync::OnceLock::new();
+    use rhai::packages::{Package, StandardPackage};
+    let std = if EAGER_STD.load(std::sync::atomic::Ordering::Relaxed) {
+        EAGER.get_or_init(|| StandardPackage::new().as_shared_module())
+    } else {
+        LAZY.get_or_init(|| StandardPackage::new_lazy().as_shared_module())
+    };
     let mut engine = Engine::new_raw();
     engine.set_max_strings_interned(1024);
-    engine.register_global_module(
-        STD.get_or_init(|| {
-            use rhai::packages::Package;
-            rhai::packages::StandardPackage::new_lazy().as_shared_module()
-        })
-        .clone(),
-    );
+    engine.register_global_module(std.clone());
     engine
 }
 
