@@ -278,47 +278,59 @@ pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, 
         .collect()
 }
 
-/// Whether [`new_engine`] loads the standard package whole (see
-/// [`eager_standard_package`]).
-static EAGER_STD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Have the engines this process builds from now on load the language's
-/// standard package whole, every function registered up front: for
-/// `runbook test`, which evaluates scripts many times over, and where
-/// looking each function up lazily again in every evaluation costs more
-/// than loading the package once (a single run looks each up once).
-pub fn eager_standard_package() {
-    EAGER_STD.store(true, std::sync::atomic::Ordering::Relaxed);
+/// The language's standard package, built once per process and shared:
+/// `runbook test` builds several engines per test.
+///
+/// Built whole, every function registered up front. Rhai's lazy package
+/// (`StandardPackage::new_lazy`) would save a run ~1.7 M instructions of
+/// start-up, but it finds a function by scanning its manifests, and a
+/// native function that calls back into the engine (`arr.contains(x)`
+/// comparing each element, `${arr}` formatting each one) resolves with
+/// empty caches every time: interpolating a 100-element array and map
+/// went from 7.6 M to 48 M instructions, and `runbook test playbooks`
+/// took 2.9x as long.
+fn standard_package() -> &'static rhai::Shared<Module> {
+    static STD: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
+    STD.get_or_init(|| {
+        use rhai::packages::{Package, StandardPackage};
+        StandardPackage::new().as_shared_module()
+    })
 }
 
-/// `Engine::new()` with the language's standard package built once per
-/// process and shared: `runbook test` builds several engines per test.
-///
-/// The package is lazy unless [`eager_standard_package`] was called: its
-/// functions are found in Rhai's static manifests when first called in an
-/// evaluation, instead of hundreds being registered (hashed, with their
-/// metadata) before a playbook's first line, which was the largest part of
-/// a run's start-up. Listing them (`runbook doc builtins`) loads them all.
+/// Start building the standard package on a thread of its own, so that a
+/// run's other start-up work (logging, the runtime, reading the playbook,
+/// registering the primitives) overlaps it; [`new_engine`] waits for it.
+/// Calling it is optional, and more than once is harmless.
+pub fn prewarm() {
+    let _ = std::thread::Builder::new()
+        .name("rhai-std".into())
+        .spawn(|| {
+            standard_package();
+        });
+}
+
+/// `Engine::new()` with the language's standard package (see
+/// [`standard_package`]).
 pub fn new_engine() -> Engine {
-    type Std = std::sync::OnceLock<rhai::Shared<Module>>;
-    static LAZY: Std = std::sync::OnceLock::new();
-    static EAGER: Std = std::sync::OnceLock::new();
-    use rhai::packages::{Package, StandardPackage};
-    let std = if EAGER_STD.load(std::sync::atomic::Ordering::Relaxed) {
-        EAGER.get_or_init(|| StandardPackage::new().as_shared_module())
-    } else {
-        LAZY.get_or_init(|| StandardPackage::new_lazy().as_shared_module())
-    };
-    let mut engine = Engine::new_raw();
-    engine.set_max_strings_interned(1024);
-    engine.register_global_module(std.clone());
+    let mut engine = raw_engine();
+    engine.register_global_module(standard_package().clone());
     engine
 }
 
-/// Build the sandboxed engine for a run (or a check) of `playbook`.
+/// An engine without packages.
+fn raw_engine() -> Engine {
+    let mut engine = Engine::new_raw();
+    engine.set_max_strings_interned(1024);
+    engine
+}
+
+/// Build the sandboxed engine for a run (or a check) of `playbook`. The
+/// standard package is added last: registering the primitives overlaps
+/// its building when [`prewarm`] started it.
 pub fn build(ctx: &Arc<Ctx>) -> Engine {
-    let mut engine = base(ctx);
+    let mut engine = sandbox(raw_engine(), ctx);
     crate::primitives::register_all(&mut engine, ctx);
+    engine.register_global_module(standard_package().clone());
     engine
 }
 
@@ -326,7 +338,13 @@ pub fn build(ctx: &Arc<Ctx>) -> Engine {
 /// `runbook test` and `--record` put their own stand-ins for the
 /// primitives on it.
 pub fn base(ctx: &Arc<Ctx>) -> Engine {
-    let mut engine = new_engine();
+    let mut engine = sandbox(raw_engine(), ctx);
+    engine.register_global_module(standard_package().clone());
+    engine
+}
+
+/// Limits, hooks and imports on `engine`.
+fn sandbox(mut engine: Engine, ctx: &Arc<Ctx>) -> Engine {
     let limits = Limits::from_env();
     engine
         .set_max_operations(limits.max_operations)
@@ -401,6 +419,18 @@ mod tests {
             .eval(r#"let r = ""; try { bad(); } catch (e) { r = `${e}|${e.contains("unknown")}`; } r"#)
             .unwrap();
         assert_eq!(got, "bad: option 'x' is unknown|true");
+    }
+
+    /// The standard package is registered whole: a lazy one makes every
+    /// native callback (`arr.contains`, formatting an array) scan it.
+    #[test]
+    fn the_standard_package_is_not_lazy() {
+        let engine = new_engine();
+        assert!(!standard_package().has_lazy_functions());
+        let n: i64 = engine
+            .eval("let a = []; for i in 0..50 { a.push(`${i}`); } let n = 0; for i in 0..50 { if a.contains(`${i}`) { n += 1; } } n")
+            .unwrap();
+        assert_eq!(n, 50);
     }
 
     #[test]

@@ -194,6 +194,7 @@ fn load(path: &Path) -> Result<String, Error> {
 
 /// Run a playbook. The error carries the exit code.
 pub fn run(opts: RunOptions) -> Result<(), Error> {
+    crate::engine::prewarm();
     let format = opts.format.unwrap_or_else(LogFormat::detect);
     let sink = crate::logging::init(format);
     let source = load(&opts.playbook)?;

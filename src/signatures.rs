@@ -120,8 +120,8 @@ pub struct Table {
 /// Function names, and the signatures of those in `wanted` (all of them
 /// when `None`), read from the engine's metadata in one pass: only a
 /// wanted signature is formatted. Without `std`, the standard package
-/// (flagged as such by Rhai) is skipped before anything is read: it is
-/// loaded lazily and listing it would load it whole.
+/// (flagged as such by Rhai) is skipped before anything is read: its
+/// ~1,500 functions are not listed on every run.
 fn collect(
     engine: &Engine,
     std: bool,
@@ -167,7 +167,7 @@ fn collect(
 
 /// The language's own functions with their signatures, read once per
 /// process and only when a check needs one (a primitive that shares its
-/// name with one of them): listing the standard package loads it whole.
+/// name with one of them).
 fn std_table() -> &'static HashMap<String, Vec<Sig>> {
     static STD: std::sync::OnceLock<HashMap<String, Vec<Sig>>> = std::sync::OnceLock::new();
     STD.get_or_init(|| {

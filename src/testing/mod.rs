@@ -189,7 +189,6 @@ fn ms(d: Duration) -> String {
 /// `runbook test`: exit 0 when every test passed, 1 when any failed, 2 on
 /// usage and compile errors.
 pub fn main(opts: Options) -> Result<(), Error> {
-    crate::engine::eager_standard_package();
     let paths = if opts.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
