@@ -164,19 +164,7 @@ impl std::fmt::Display for Lint {
 /// caller).
 pub type Placed = (Option<(usize, usize)>, Lint);
 
-/// Functions the language itself provides by keyword (`f.call(x)` is one
-/// of them as a method).
-pub const KEYWORD_FNS: &[&str] = &[
-    "print",
-    "debug",
-    "type_of",
-    "Fn",
-    "call",
-    "curry",
-    "is_def_var",
-    "is_def_fn",
-    "is_shared",
-];
+pub use crate::signatures::KEYWORD_FNS;
 
 fn pos_of(p: Position) -> Option<(usize, usize)> {
     p.line().map(|l| (l, p.position().unwrap_or(1)))

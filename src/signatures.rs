@@ -7,6 +7,20 @@ use std::collections::{HashMap, HashSet};
 
 use rhai::{ASTNode, Dynamic, Engine, Expr, Position, Stmt, AST};
 
+/// Functions the language itself provides by keyword (`f.call(x)` is one
+/// of them as a method).
+pub const KEYWORD_FNS: &[&str] = &[
+    "print",
+    "debug",
+    "type_of",
+    "Fn",
+    "call",
+    "curry",
+    "is_def_var",
+    "is_def_fn",
+    "is_shared",
+];
+
 /// One signature: its parameter types and its text.
 #[derive(Clone, Debug)]
 pub struct Sig {
@@ -467,7 +481,7 @@ pub fn check(table: &Table, ast: &AST) -> Vec<(Position, Problem)> {
                 if !table.knows(name)
                     && !script_fns.contains(name)
                     && !props.contains(name)
-                    && !crate::check::KEYWORD_FNS.contains(&name)
+                    && !KEYWORD_FNS.contains(&name)
                 {
                     // A name from another language gets Rhai's word for
                     // it (in the message); anything else the closest

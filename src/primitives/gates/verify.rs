@@ -28,7 +28,7 @@ pub(super) fn is_stop(e: &EvalAltResult) -> bool {
 
 /// The message of an error a measurement threw.
 pub(super) fn thrown(e: &EvalAltResult) -> String {
-    crate::testing::proxy::error_text(e.unwrap_inner())
+    crate::report::error_text(e.unwrap_inner())
 }
 
 /// A number, a bool or nothing, as a measurement.
