@@ -1,40 +1,67 @@
 #!/usr/bin/env bash
 # Whole-process figures: a trivial playbook (validate one endpoint) run cold
 # by runbook, vs the same check in bash and in ansible-playbook, in one
-# hyperfine run; plus peak memory. Needs hyperfine and GNU time (Debian),
-# installs ansible-core into a venv. BEFORE=/path/to/an/older/runbook adds
-# it as a fourth row (e.g. a release build of the previous main), for
-# before/after figures from the same run.
+# hyperfine run; plus peak memory, the ratio to bash (issue 21's goal:
+# at most 2x) and, when valgrind is installed, the instructions a run
+# executes (callgrind: repeatable on a noisy machine, unlike wall time).
+# Needs hyperfine and GNU time (Debian), installs ansible-core into a venv
+# (NO_ANSIBLE=1 leaves it out). BEFORE=/path/to/an/older/runbook adds it
+# as a row (e.g. a release build of the previous main), for before/after
+# figures from the same run. RB=/path/to/runbook skips the build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 venv="${RUNBOOK_BENCH_VENV:-$HOME/.cache/runbook-bench-venv}"
-[ -x "$venv/bin/ansible-playbook" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q -r bench/requirements.txt; }
-cargo build --release --quiet
-rb=./target/release/runbook
+ansible=()
+if [ -z "${NO_ANSIBLE:-}" ]; then
+  [ -x "$venv/bin/ansible-playbook" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q -r bench/requirements.txt; }
+  ansible=(-n ansible-playbook "$venv/bin/ansible-playbook -i localhost, bench/validate.yml")
+fi
+if [ -z "${RB:-}" ]; then
+  cargo build --release --quiet
+fi
+rb="${RB:-./target/release/runbook}"
 export ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false NO_COLOR=1
 
 out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 before=()
 [ -n "${BEFORE:-}" ] && before=(-n runbook-before "$BEFORE bench/validate.rhai")
 hyperfine --warmup 3 --runs "${RUNS:-30}" -N --export-json "$out/startup.json" \
   -n runbook "$rb bench/validate.rhai" "${before[@]}" \
   -n bash "bash bench/validate.sh" \
-  -n ansible-playbook "$venv/bin/ansible-playbook -i localhost, bench/validate.yml" >/dev/null
+  "${ansible[@]}" >/dev/null
 
 peak() { /usr/bin/time -f %M "$@" >/dev/null 2>"$out/time" || true; tail -1 "$out/time"; }
-before_rss=""
-[ -n "${BEFORE:-}" ] && before_rss=$(peak "$BEFORE" bench/validate.rhai)
-python3 - "$out/startup.json" "$(peak $rb bench/validate.rhai)" "$(peak bash bench/validate.sh)" "$(peak "$venv/bin/ansible-playbook" -i localhost, bench/validate.yml)" "$before_rss" <<'PY'
+# Instructions of one run (all threads), or "" without valgrind.
+instr() {
+  command -v valgrind >/dev/null || return 0
+  valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$@" >/dev/null 2>"$out/cg.log" || true
+  sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out/cg.log" | tail -1
+}
+rss_before="" ins_before=""
+if [ -n "${BEFORE:-}" ]; then
+  rss_before=$(peak "$BEFORE" bench/validate.rhai)
+  ins_before=$(instr "$BEFORE" bench/validate.rhai)
+fi
+rss_ansible=""
+[ -n "${NO_ANSIBLE:-}" ] || rss_ansible=$(peak "$venv/bin/ansible-playbook" -i localhost, bench/validate.yml)
+python3 - "$out/startup.json" "$(peak "$rb" bench/validate.rhai)" "$(peak bash bench/validate.sh)" "$rss_ansible" "$rss_before" \
+  "$(instr "$rb" bench/validate.rhai)" "$(instr bash bench/validate.sh)" "$ins_before" <<'PY'
 import json, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-rss = dict(zip(["runbook", "bash", "ansible-playbook", "runbook-before"], sys.argv[2:6]))
-base = res["runbook"]["median"]
-print(f"{'command':18} {'median':>10} {'mean ± sd':>18} {'peak RSS':>10} {'vs runbook':>11}")
+names = ["runbook", "bash", "ansible-playbook", "runbook-before"]
+rss = dict(zip(names, sys.argv[2:6]))
+ins = dict(zip(["runbook", "bash", "runbook-before"], sys.argv[6:9]))
+base, bash = res["runbook"]["median"], res["bash"]["median"]
+print(f"{'command':18} {'median':>10} {'mean ± sd':>18} {'peak RSS':>10} {'instructions':>13} {'vs bash':>8}")
 for name in ["runbook", "runbook-before", "bash", "ansible-playbook"]:
     if name not in res:
         continue
     r = res[name]
-    print(f"{name:18} {r['median']*1000:8.2f}ms {r['mean']*1000:9.2f} ± {r['stddev']*1000:5.2f}ms {int(rss[name])/1024:8.1f}MiB {r['median']/base:10.1f}x")
+    mem = f"{int(rss[name]) / 1024:8.1f}MiB" if rss.get(name) else f"{'-':>11}"
+    n = ins.get(name) or ""
+    n = f"{int(n) / 1e6:11.2f} M" if n else f"{'-':>13}"
+    print(f"{name:18} {r['median']*1000:8.2f}ms {r['mean']*1000:9.2f} ± {r['stddev']*1000:5.2f}ms {mem} {n} {r['median']/bash:7.1f}x")
+print(f"runbook / bash (medians): {base / bash:.2f}x (goal: at most 2x)")
 PY
-rm -rf "$out"

@@ -12,39 +12,159 @@ use rhai::{ASTNode, Engine, Expr, Position, Stmt, AST};
 use crate::context::Ctx;
 use crate::engine::Resolver;
 
-/// One problem found in a playbook.
+/// One problem found in a playbook: where, and what ([`Lint`]).
 #[derive(Clone, Debug)]
 pub struct Finding {
     /// The file.
     pub path: PathBuf,
     /// Line and column, when known.
     pub pos: Option<(usize, usize)>,
-    /// What is wrong and what to do.
-    pub message: String,
+    /// What is wrong; its [`Display`](std::fmt::Display) says what to do.
+    pub lint: Lint,
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.pos {
-            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.path.display(), self.message),
-            None => write!(f, "{}: {}", self.path.display(), self.message),
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.path.display(), self.lint),
+            None => write!(f, "{}: {}", self.path.display(), self.lint),
         }
     }
 }
 
-/// Functions the language itself provides by keyword (`f.call(x)` is one
-/// of them as a method).
-pub const KEYWORD_FNS: &[&str] = &[
-    "print",
-    "debug",
-    "type_of",
-    "Fn",
-    "call",
-    "curry",
-    "is_def_var",
-    "is_def_fn",
-    "is_shared",
-];
+/// What a lint found. Each kind carries what its message needs; the
+/// message is its [`Display`](std::fmt::Display).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lint {
+    /// The file cannot be read.
+    Unreadable(String),
+    /// The file does not compile: Rhai's message.
+    DoesNotCompile(String),
+    /// A mistake in `PARAMS` (or a module's shared parameter specs), as
+    /// the parameter reader words it.
+    Params(String),
+    /// An `import` that does not resolve, or names a module badly, as the
+    /// resolver words it.
+    Import(String),
+    /// An imported module that does not compile.
+    ModuleDoesNotCompile {
+        /// The module name in `import "…"`.
+        name: String,
+        /// Where it was found.
+        origin: String,
+        /// Rhai's error.
+        error: String,
+    },
+    /// A call of a function nothing defines.
+    UnknownFunction {
+        /// The name called.
+        name: String,
+        /// Rhai's word for a name from another language, or the closest
+        /// name (empty when there is none), to append.
+        hint: String,
+    },
+    /// `module::f()` where the imported module has no public `f`.
+    NoSuchModuleFunction {
+        /// The module's alias.
+        module: String,
+        /// The function called.
+        name: String,
+        /// The closest of its functions, to append (empty when none).
+        hint: String,
+    },
+    /// `m::f()` with no `import "…" as m;` in the file.
+    NotImported {
+        /// The alias used.
+        module: String,
+        /// The function called.
+        name: String,
+    },
+    /// `args.x` where no parameter `x` is declared.
+    UndeclaredArg {
+        /// The property read.
+        name: String,
+        /// The closest declared parameter, to append (empty when none).
+        hint: String,
+    },
+    /// `args` read in a module, which never sees the playbook's arguments.
+    ArgsInModule {
+        /// The property read.
+        name: String,
+    },
+    /// A call with the wrong arguments, an unknown method, an in-place
+    /// result used; `caret` shows the line with a caret under the call.
+    Call {
+        /// What the call check found.
+        problem: crate::signatures::Problem,
+        /// The source line and a caret (empty when the line is unknown).
+        caret: String,
+    },
+    /// A parameter named like an option `runbook job` keeps for itself
+    /// (a warning: the playbook still runs, but not as a Job).
+    JobReserved(String),
+    /// `\n` and friends inside a backtick string, which Rhai keeps as a
+    /// backslash and a letter.
+    BacktickEscape {
+        /// The escape as written (`\n`).
+        escape: String,
+    },
+}
+
+impl std::fmt::Display for Lint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lint::Unreadable(e) => write!(f, "cannot read: {e}"),
+            Lint::DoesNotCompile(e) => write!(f, "does not compile: {e}"),
+            Lint::Params(e) | Lint::Import(e) | Lint::JobReserved(e) => f.write_str(e),
+            Lint::ModuleDoesNotCompile {
+                name,
+                origin,
+                error,
+            } => write!(f, "import \"{name}\": {origin} does not compile: {error}"),
+            Lint::UnknownFunction { name, hint } => {
+                let alias = crate::pitfalls::alias_hint(name);
+                if alias.is_empty() {
+                    write!(
+                        f,
+                        "unknown function '{name}'{hint}; `runbook doc` lists the primitives"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "unknown function '{name}'; `runbook doc` lists the primitives{alias}"
+                    )
+                }
+            }
+            Lint::NoSuchModuleFunction { module, name, hint } => {
+                write!(f, "module '{module}' has no function '{name}'{hint}")
+            }
+            Lint::NotImported { module, name } => write!(
+                f,
+                "'{module}::{name}': no `import \"…\" as {module};` in this file"
+            ),
+            Lint::UndeclaredArg { name, hint } => write!(
+                f,
+                "args.{name}: no parameter '{name}' is declared in PARAMS{hint}"
+            ),
+            Lint::ArgsInModule { name } => write!(
+                f,
+                "args.{name}: a module does not see the playbook's `args`; take the value as a function argument"
+            ),
+            Lint::Call { problem, caret } if caret.is_empty() => write!(f, "{problem}"),
+            Lint::Call { problem, caret } => write!(f, "{problem}\n{}", caret.trim_end()),
+            Lint::BacktickEscape { escape } => write!(
+                f,
+                "`{escape}` inside a backtick string stays a backslash and a letter (Rhai does not process escapes there): break the line in the source instead, or use a \"…\" string"
+            ),
+        }
+    }
+}
+
+/// A lint at a place in the file being linted (the file is added by the
+/// caller).
+pub type Placed = (Option<(usize, usize)>, Lint);
+
+pub use crate::signatures::KEYWORD_FNS;
 
 fn pos_of(p: Position) -> Option<(usize, usize)> {
     p.line().map(|l| (l, p.position().unwrap_or(1)))
@@ -60,98 +180,125 @@ fn first_property(e: &Expr) -> Option<(String, Position)> {
 
 /// `\n`, `\t` and friends written inside backtick strings, which Rhai
 /// keeps as a backslash and a letter: (line, column, the escape).
-pub fn backtick_escapes(source: &str) -> Vec<(usize, usize, String)> {
-    #[derive(PartialEq)]
-    enum St {
-        Code,
-        Str,
-        Back,
-    }
+///
+/// Rhai's own tokenizer finds the strings (so comments, nested block
+/// comments, `"…"`, raw `#"…"#` and character literals are read as the
+/// compiler reads them); each backtick segment is then read from the
+/// source, where it starts. A `${…}` is followed as the parser does:
+/// after its closing brace the tokenizer is told it is back in the text.
+pub fn backtick_escapes(engine: &Engine, source: &str) -> Vec<(usize, usize, String)> {
+    use rhai::Token;
+    let starts = line_starts(source);
+    let inputs = [source];
+    let (mut tokens, control) = engine.lex(&inputs);
     let mut out = Vec::new();
-    // Each level: the state, and for code inside `${…}` its brace depth.
-    let mut stack: Vec<(St, usize)> = vec![(St::Code, 0)];
-    let chars: Vec<char> = source.chars().collect();
-    let (mut line, mut col) = (1usize, 1usize);
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let mut step = 1;
-        let top = stack.last().map(|(s, _)| s);
-        match top {
-            Some(St::Code) | None => match (c, next) {
-                ('/', Some('/')) => {
-                    while i + step < chars.len() && chars[i + step] != '\n' {
-                        step += 1;
+    // One entry per open `${`: the depth of braces inside it.
+    let mut open: Vec<usize> = Vec::new();
+    // Where the `}` that ended a `${…}` stands: the text resumes after it.
+    let mut resumed: Option<Position> = None;
+    // Bounded: every token but the last consumes at least one character.
+    for _ in 0..=source.len() + 1 {
+        let Some((token, pos)) = tokens.next() else {
+            break;
+        };
+        let continued = resumed.take();
+        match token {
+            Token::EOF | Token::LexError(_) => break,
+            Token::StringConstant(_) | Token::InterpolatedString(_) => {
+                // A segment starts after its opening backtick (the token's
+                // position), or after the `}` that closed a `${…}`.
+                let start = continued.or_else(|| {
+                    offset(source, &starts, pos)
+                        .filter(|&at| source[at..].starts_with('`'))
+                        .map(|_| pos)
+                });
+                if let Some(start) = start {
+                    if let Some(at) = offset(source, &starts, start) {
+                        out.extend(segment_escapes(source, at + 1, start));
                     }
                 }
-                ('/', Some('*')) => {
-                    step = 2;
-                    while i + step + 1 < chars.len()
-                        && !(chars[i + step] == '*' && chars[i + step + 1] == '/')
-                    {
-                        // Lines are counted once, below, for every char stepped over.
-                        step += 1;
-                    }
-                    step += 2;
+                if matches!(token, Token::InterpolatedString(_)) {
+                    open.push(0);
                 }
-                ('"', _) => stack.push((St::Str, 0)),
-                ('\'', _) => {
-                    // A character literal: skip it whole.
-                    step = if next == Some('\\') { 4 } else { 3 };
-                }
-                ('`', _) => stack.push((St::Back, 0)),
-                ('{', _) => {
-                    if let Some(l) = stack.last_mut() {
-                        l.1 += 1;
-                    }
-                }
-                ('}', _) => {
-                    let depth = stack.last().map_or(0, |l| l.1);
-                    if depth > 0 {
-                        if let Some(l) = stack.last_mut() {
-                            l.1 -= 1;
-                        }
-                    } else if stack.len() > 1 {
-                        // The end of a `${…}`: back in the backtick string.
-                        stack.pop();
-                    }
-                }
-                _ => {}
-            },
-            Some(St::Str) => match c {
-                '\\' => step = 2,
-                '"' => {
-                    stack.pop();
-                }
-                _ => {}
-            },
-            Some(St::Back) => match (c, next) {
-                ('\\', Some(e @ ('n' | 't' | 'r' | '"' | '\\' | '0'))) => {
-                    out.push((line, col, format!("\\{e}")));
-                    step = 2;
-                }
-                ('`', _) => {
-                    stack.pop();
-                }
-                ('$', Some('{')) => {
-                    stack.push((St::Code, 0));
-                    step = 2;
-                }
-                _ => {}
-            },
-        }
-        for k in 0..step {
-            match chars.get(i + k) {
-                Some('\n') => {
-                    line += 1;
-                    col = 1;
-                }
-                Some(_) => col += 1,
-                None => {}
             }
+            Token::LeftBrace | Token::MapStart => {
+                if let Some(d) = open.last_mut() {
+                    *d += 1;
+                }
+            }
+            Token::RightBrace => {
+                if let Some(d) = open.last_mut() {
+                    *d = d.saturating_sub(1);
+                    if *d == 0 {
+                        open.pop();
+                        control.borrow_mut().is_within_text = true;
+                        resumed = Some(pos);
+                    }
+                }
+            }
+            _ => {}
         }
-        i += step;
+    }
+    out
+}
+
+/// The byte offset where each line starts.
+fn line_starts(source: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
+/// The byte offset of a token's position (1-based line and character
+/// column, as Rhai counts them).
+fn offset(source: &str, starts: &[usize], pos: Position) -> Option<usize> {
+    let start = *starts.get(pos.line()?.checked_sub(1)?)?;
+    let col = pos.position()?.checked_sub(1)?;
+    source[start..]
+        .char_indices()
+        .nth(col)
+        .map(|(i, _)| start + i)
+}
+
+/// The escapes in one backtick segment, which starts at byte `first`, one
+/// column after `pos` (its backtick, or the `}` before it); it ends at a
+/// lone backtick or a `${`.
+fn segment_escapes(source: &str, first: usize, pos: Position) -> Vec<(usize, usize, String)> {
+    let mut out = Vec::new();
+    let (Some(mut line), Some(mut col)) = (pos.line(), pos.position()) else {
+        return out;
+    };
+    col += 1;
+    let mut chars = source[first..].chars().peekable();
+    while let Some(c) = chars.next() {
+        let mut width = 1;
+        match (c, chars.peek().copied()) {
+            ('`', Some('`')) => {
+                chars.next(); // a doubled backtick is one, kept
+                width = 2;
+            }
+            ('`', _) | ('$', Some('{')) => break,
+            ('\\', Some('$')) => {
+                chars.next(); // `\${` is a literal `${`
+                width = 2;
+                if chars.peek() == Some(&'{') {
+                    chars.next();
+                    width = 3;
+                }
+            }
+            ('\\', Some(e @ ('n' | 't' | 'r' | '"' | '\\' | '0'))) => {
+                out.push((line, col, format!("\\{e}")));
+                chars.next();
+                width = 2;
+            }
+            ('\n', _) => {
+                line += 1;
+                col = 1;
+                continue;
+            }
+            _ => {}
+        }
+        col += width;
     }
     out
 }
@@ -204,26 +351,21 @@ pub fn lints(
     ast: &AST,
     decl: &crate::params::Declaration,
     source: &str,
-) -> Vec<(Option<(usize, usize)>, String)> {
+) -> Vec<Placed> {
     let mut out = Vec::new();
-    let table = crate::signatures::Table::new(engine);
-    lint_ast(&table, engine, ctx, ast, decl, &mut |pos, msg| {
-        out.push((pos, msg))
+    let table = crate::signatures::Table::new(engine, ast);
+    lint_ast(&table, engine, ctx, ast, decl, &mut |pos, lint| {
+        out.push((pos, lint))
     });
     // A call with the wrong arguments is shown with its line and a caret
     // under the call, as a compile error is: the column alone is easy to
     // misread on a line with several calls.
-    for (pos, msg) in crate::signatures::check(&table, ast) {
-        let at = crate::report::caret(source, pos);
-        let msg = if at.is_empty() {
-            msg
-        } else {
-            format!("{msg}\n{}", at.trim_end())
-        };
-        out.push((pos_of(pos), msg));
+    for (pos, problem) in crate::signatures::check(&table, ast) {
+        let caret = crate::report::caret(source, pos);
+        out.push((pos_of(pos), Lint::Call { problem, caret }));
     }
-    for (pos, msg) in lint_source(source) {
-        out.push((Some(pos), msg));
+    for (pos, lint) in lint_source(engine, source) {
+        out.push((Some(pos), lint));
     }
     out.sort_by_key(|(p, _)| *p);
     out
@@ -241,13 +383,13 @@ pub fn run_lints(
     path: &Path,
     source: &str,
 ) -> Vec<Finding> {
-    let at = |file: &Path, found: Vec<(Option<(usize, usize)>, String)>| -> Vec<Finding> {
+    let at = |file: &Path, found: Vec<Placed>| -> Vec<Finding> {
         found
             .into_iter()
-            .map(|(pos, message)| Finding {
+            .map(|(pos, lint)| Finding {
                 path: file.to_path_buf(),
                 pos,
-                message,
+                lint,
             })
             .collect()
     };
@@ -298,14 +440,10 @@ pub fn lint_report(path: &Path, findings: &[Finding]) -> String {
 }
 
 /// Lints of the source text itself.
-pub fn lint_source(source: &str) -> Vec<((usize, usize), String)> {
-    backtick_escapes(source)
+pub fn lint_source(engine: &Engine, source: &str) -> Vec<((usize, usize), Lint)> {
+    backtick_escapes(engine, source)
         .into_iter()
-        .map(|(l, c, esc)| {
-            ((l, c), format!(
-                "`{esc}` inside a backtick string stays a backslash and a letter (Rhai does not process escapes there): break the line in the source instead, or use a \"…\" string"
-            ))
-        })
+        .map(|(l, c, escape)| ((l, c), Lint::BacktickEscape { escape }))
         .collect()
 }
 
@@ -315,11 +453,18 @@ fn lint_ast(
     ctx: &Arc<Ctx>,
     ast: &AST,
     decl: &crate::params::Declaration,
-    report: &mut dyn FnMut(Option<(usize, usize)>, String),
+    report: &mut dyn FnMut(Option<(usize, usize)>, Lint),
 ) {
-    let mut known: HashSet<&str> = table.names().collect();
-    known.extend(KEYWORD_FNS.iter().copied());
-    known.extend(ast.iter_functions().map(|f| f.name));
+    let script_fns: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
+    let knows =
+        |name: &str| table.knows(name) || KEYWORD_FNS.contains(&name) || script_fns.contains(name);
+    // Every name, for a did-you-mean: built only for a name not known.
+    let known = || {
+        table
+            .names()
+            .chain(KEYWORD_FNS.iter().copied())
+            .chain(script_fns.iter().copied())
+    };
     let vars = variables(ast);
     let imports = crate::engine::imports(ast);
     let modules = imported_modules(engine, ctx, ast, &imports, report);
@@ -342,17 +487,17 @@ fn lint_ast(
                     .next()
                     .is_some_and(|c| c.is_alphabetic() || c == '_');
                 if f.namespace.is_empty() {
-                    if is_ident && !known.contains(name) && !vars.contains(name) {
+                    if is_ident && !knows(name) && !vars.contains(name) {
+                        let hint = if crate::pitfalls::alias_hint(name).is_empty() {
+                            crate::suggest::hint(name, known())
+                        } else {
+                            String::new()
+                        };
                         report(
                             pos_of(*pos),
-                            match crate::pitfalls::alias_hint(name) {
-                                alias if alias.is_empty() => format!(
-                                    "unknown function '{name}'{}; `runbook doc` lists the primitives",
-                                    crate::suggest::hint(name, known.iter().copied())
-                                ),
-                                alias => format!(
-                                    "unknown function '{name}'; `runbook doc` lists the primitives{alias}"
-                                ),
+                            Lint::UnknownFunction {
+                                name: name.to_string(),
+                                hint,
                             },
                         );
                     }
@@ -361,16 +506,20 @@ fn lint_ast(
                     match modules.get(root) {
                         Some(fns) if !fns.contains(name) => report(
                             pos_of(*pos),
-                            format!(
-                                "module '{root}' has no function '{name}'{}",
-                                crate::suggest::hint(name, fns.iter().map(String::as_str))
-                            ),
+                            Lint::NoSuchModuleFunction {
+                                module: root.to_string(),
+                                name: name.to_string(),
+                                hint: crate::suggest::hint(name, fns.iter().map(String::as_str)),
+                            },
                         ),
                         Some(_) => {}
                         None if imports.iter().any(|(_, a, _)| a == root) => {}
                         None => report(
                             pos_of(*pos),
-                            format!("'{root}::{name}': no `import \"…\" as {root};` in this file"),
+                            Lint::NotImported {
+                                module: root.to_string(),
+                                name: name.to_string(),
+                            },
                         ),
                     }
                 }
@@ -417,12 +566,12 @@ fn imported_modules(
     ctx: &Arc<Ctx>,
     ast: &AST,
     imports: &[(String, String, Position)],
-    report: &mut dyn FnMut(Option<(usize, usize)>, String),
+    report: &mut dyn FnMut(Option<(usize, usize)>, Lint),
 ) -> HashMap<String, HashSet<String>> {
     let resolver = Resolver::new(&ctx.settings.playbook);
     let mut modules: HashMap<String, HashSet<String>> = HashMap::new();
     for (msg, pos) in crate::engine::unresolved_imports(ast, &resolver) {
-        report(pos_of(pos), msg);
+        report(pos_of(pos), Lint::Import(msg));
     }
     for (name, alias, pos) in imports {
         let Some((origin, text)) = resolver.find(name) else {
@@ -441,10 +590,11 @@ fn imported_modules(
             }
             Err(e) => report(
                 pos_of(*pos),
-                format!(
-                    "import \"{name}\": {origin} does not compile: {}",
-                    e.err_type()
-                ),
+                Lint::ModuleDoesNotCompile {
+                    name: name.clone(),
+                    origin,
+                    error: e.err_type().to_string(),
+                },
             ),
         }
     }
@@ -457,7 +607,7 @@ fn lint_args_property(
     b: &rhai::BinaryExpr,
     module: bool,
     declared: &[&str],
-    report: &mut dyn FnMut(Option<(usize, usize)>, String),
+    report: &mut dyn FnMut(Option<(usize, usize)>, Lint),
 ) {
     let Expr::Variable(v, _, _) = &b.lhs else {
         return;
@@ -469,18 +619,10 @@ fn lint_args_property(
         return;
     };
     if module {
-        report(
-            pos_of(pos),
-            format!("args.{prop}: a module does not see the playbook's `args`; take the value as a function argument"),
-        );
+        report(pos_of(pos), Lint::ArgsInModule { name: prop });
     } else if !declared.contains(&prop.as_str()) {
-        report(
-            pos_of(pos),
-            format!(
-                "args.{prop}: no parameter '{prop}' is declared in PARAMS{}",
-                crate::suggest::hint(&prop, declared.iter().copied())
-            ),
-        );
+        let hint = crate::suggest::hint(&prop, declared.iter().copied());
+        report(pos_of(pos), Lint::UndeclaredArg { name: prop, hint });
     }
 }
 
@@ -488,10 +630,14 @@ fn lint_args_property(
 mod tests {
     use super::*;
 
+    fn escapes(src: &str) -> Vec<(usize, usize, String)> {
+        backtick_escapes(&Engine::new_raw(), src)
+    }
+
     #[test]
     fn escapes_in_backtick_strings_are_found() {
         let src = "let a = \"x\\ny\"; // `not\\n code`\nsummary(`### T\\n\\n${a + `in\\tner`} \"q\"`);\nlet c = '`';\n/* `\\n` */ let d = `ok\n`;\n";
-        let found = backtick_escapes(src);
+        let found = escapes(src);
         let got: Vec<(usize, usize, &str)> =
             found.iter().map(|(l, c, e)| (*l, *c, e.as_str())).collect();
         assert_eq!(
@@ -504,7 +650,38 @@ mod tests {
     #[test]
     fn lines_inside_block_comments_are_counted_once() {
         let src = "/* one\ntwo\nthree */\nsummary(`a\\nb`);\n";
-        assert_eq!(backtick_escapes(src), [(4, 11, "\\n".to_string())]);
+        assert_eq!(escapes(src), [(4, 11, "\\n".to_string())]);
+    }
+
+    /// Read as Rhai reads them: block comments nest, and comment markers
+    /// inside strings are text. (The hand-written scanner this replaced
+    /// ended a comment at the first `*/` and reported line 1.)
+    #[test]
+    fn nested_comments_and_markers_in_strings_are_read_as_rhai_reads_them() {
+        let src = concat!(
+            "/* outer /* inner */ still a comment: `x\\n` */\n",
+            "let a = \"not /* a comment\"; let b = `one\\n`;\n",
+            "let c = \"*/ `\\t` //\"; // `\\n` in a line comment\n",
+            "let d = #\"raw `\\n` \"#; let e = '`'; let f = `two ``\\t`` ${ \"}\" + `in\\r` }`;\n",
+            "let g = `a\\${b}\\0`; let h = #{ k: `${ #{ x: 1 }.x }\\n` };\n",
+            "let i = `\\t${g}${h}\\n`; let j = \"\\n\";\n",
+        );
+        let got: Vec<(usize, usize, String)> = escapes(src);
+        assert_eq!(
+            got,
+            [
+                (2, 41, "\\n".to_string()),
+                (4, 52, "\\t".to_string()),
+                (4, 69, "\\r".to_string()),
+                (5, 16, "\\0".to_string()),
+                (5, 52, "\\n".to_string()),
+                (6, 10, "\\t".to_string()),
+                (6, 20, "\\n".to_string()),
+            ],
+            "{src}"
+        );
+        // Rhai compiles it: the test reads real syntax.
+        Engine::new().compile(src).unwrap();
     }
 
     #[test]

@@ -283,19 +283,49 @@ pub fn unresolved_imports(ast: &rhai::AST, resolver: &Resolver) -> Vec<(String, 
         .collect()
 }
 
-/// `Engine::new()` with the language's standard package built once per
-/// process and shared: `runbook test` builds several engines per test.
-pub fn new_engine() -> Engine {
+/// The language's standard package, built once per process and shared:
+/// `runbook test` builds several engines per test.
+///
+/// Built whole, every function registered up front. Rhai's lazy package
+/// (`StandardPackage::new_lazy`) would save a run ~1.7 M instructions of
+/// start-up, but it finds a function by scanning its manifests, and a
+/// native function that calls back into the engine (`arr.contains(x)`
+/// comparing each element, `${arr}` formatting each one) resolves with
+/// empty caches every time: interpolating a 100-element array and map
+/// went from 7.6 M to 48 M instructions, and `runbook test playbooks`
+/// took 2.9x as long.
+fn standard_package() -> &'static rhai::Shared<Module> {
     static STD: std::sync::OnceLock<rhai::Shared<Module>> = std::sync::OnceLock::new();
+    STD.get_or_init(|| {
+        use rhai::packages::{Package, StandardPackage};
+        StandardPackage::new().as_shared_module()
+    })
+}
+
+/// Start building the standard package on a thread of its own, so that a
+/// run's other start-up work (logging, the runtime, reading the playbook,
+/// registering the primitives) overlaps it; [`new_engine`] waits for it.
+/// Calling it is optional, and more than once is harmless.
+pub fn prewarm() {
+    let _ = std::thread::Builder::new()
+        .name("rhai-std".into())
+        .spawn(|| {
+            standard_package();
+        });
+}
+
+/// `Engine::new()` with the language's standard package (see
+/// [`standard_package`]).
+pub fn new_engine() -> Engine {
+    let mut engine = raw_engine();
+    engine.register_global_module(standard_package().clone());
+    engine
+}
+
+/// An engine without packages.
+fn raw_engine() -> Engine {
     let mut engine = Engine::new_raw();
     engine.set_max_strings_interned(1024);
-    engine.register_global_module(
-        STD.get_or_init(|| {
-            use rhai::packages::Package;
-            rhai::packages::StandardPackage::new().as_shared_module()
-        })
-        .clone(),
-    );
     engine
 }
 
@@ -303,7 +333,25 @@ pub fn new_engine() -> Engine {
 /// The layer above adds the bindings (`primitives::engine`); `runbook
 /// test` and `--record` put their own stand-ins for the primitives on it.
 pub fn base(ctx: &Arc<Ctx>) -> Engine {
-    let mut engine = new_engine();
+    with_standard_package(bare(ctx))
+}
+
+/// [`base`] before the standard package: the layer above registers the
+/// primitives first, which overlaps the package's building when
+/// [`prewarm`] started it, then calls [`with_standard_package`].
+pub fn bare(ctx: &Arc<Ctx>) -> Engine {
+    sandbox(raw_engine(), ctx)
+}
+
+/// Add the language's standard package (waiting for [`prewarm`]'s thread
+/// if it is still building it).
+pub fn with_standard_package(mut engine: Engine) -> Engine {
+    engine.register_global_module(standard_package().clone());
+    engine
+}
+
+/// Limits, hooks and imports on `engine`.
+fn sandbox(mut engine: Engine, ctx: &Arc<Ctx>) -> Engine {
     let limits = Limits::from_env();
     crate::memory::limit(&mut engine);
     engine
@@ -374,6 +422,18 @@ mod tests {
             .eval(r#"let r = ""; try { bad(); } catch (e) { r = `${e}|${e.contains("unknown")}`; } r"#)
             .unwrap();
         assert_eq!(got, "bad: option 'x' is unknown|true");
+    }
+
+    /// The standard package is registered whole: a lazy one makes every
+    /// native callback (`arr.contains`, formatting an array) scan it.
+    #[test]
+    fn the_standard_package_is_not_lazy() {
+        let engine = new_engine();
+        assert!(!standard_package().has_lazy_functions());
+        let n: i64 = engine
+            .eval("let a = []; for i in 0..50 { a.push(`${i}`); } let n = 0; for i in 0..50 { if a.contains(`${i}`) { n += 1; } } n")
+            .unwrap();
+        assert_eq!(n, 50);
     }
 
     #[test]

@@ -354,6 +354,21 @@ impl Report {
     }
 }
 
+/// The message of a primitive's error, without position.
+pub fn error_text(e: &rhai::EvalAltResult) -> String {
+    match e {
+        rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => {
+            let s = other.to_string();
+            // Rhai appends " (line L, position P)"; the call site is elsewhere.
+            match s.rfind(" (line ") {
+                Some(i) if s.ends_with(')') => s[..i].to_string(),
+                _ => s,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ type Outcome = Option<Result<(), Box<EvalAltResult>>>;
 
 /// Run a playbook. The error carries its exit code.
 pub fn run(opts: RunOptions) -> Result<(), Error> {
+    crate::engine::prewarm();
     let format = opts.format.unwrap_or_else(LogFormat::detect);
     let sink = crate::logging::init(format);
     let rt = runtime(2)?;

@@ -7,6 +7,20 @@ use std::collections::{HashMap, HashSet};
 
 use rhai::{ASTNode, Dynamic, Engine, Expr, Position, Stmt, AST};
 
+/// Functions the language itself provides by keyword (`f.call(x)` is one
+/// of them as a method).
+pub const KEYWORD_FNS: &[&str] = &[
+    "print",
+    "debug",
+    "type_of",
+    "Fn",
+    "call",
+    "curry",
+    "is_def_var",
+    "is_def_fn",
+    "is_shared",
+];
+
 /// One signature: its parameter types and its text.
 #[derive(Clone, Debug)]
 pub struct Sig {
@@ -16,26 +30,123 @@ pub struct Sig {
     pub text: String,
 }
 
-/// Every function the engine knows, by name.
-pub struct Table {
-    /// The language's function names (cheap: no signature is formatted).
-    std_names: &'static HashSet<String>,
-    own: HashMap<String, Vec<Sig>>,
-    primitives: HashSet<String>,
+/// What a call check found, with what its message needs; [`Display`]
+/// writes the message.
+///
+/// [`Display`]: std::fmt::Display
+#[derive(Clone, Debug, PartialEq)]
+pub enum Problem {
+    /// A primitive called with a number of arguments none of its
+    /// signatures takes.
+    Arity {
+        /// The primitive.
+        name: String,
+        /// The argument counts its signatures take, ascending.
+        takes: Vec<usize>,
+        /// The arguments the call gives.
+        given: usize,
+        /// Its signatures, for the message.
+        sigs: String,
+    },
+    /// A literal argument of a type the parameter never takes.
+    Type {
+        /// The primitive.
+        name: String,
+        /// The argument, from 1.
+        arg: usize,
+        /// The parameter's type.
+        want: String,
+        /// The literal's kind (`string`, `int`, …).
+        given: &'static str,
+        /// Its signatures, for the message.
+        sigs: String,
+    },
+    /// A method no function provides (`arr.join(", ")`).
+    UnknownMethod {
+        /// The method.
+        name: String,
+        /// Rhai's word for a name from another language, or the closest
+        /// name: text to append, empty when there is none.
+        hint: String,
+    },
+    /// The result of an in-place method (always `()`) used as a value.
+    InPlaceResult {
+        /// The method.
+        name: String,
+    },
 }
 
-/// Signatures by name, read from the engine's metadata without formatting
-/// every one (that costs milliseconds a run should not pay).
-fn collect(engine: &Engine, std: bool) -> HashMap<String, Vec<Sig>> {
-    // Without `std`, the shared standard package (a global module to Rhai,
-    // so listed anyway) is skipped before anything is formatted.
-    let skip = if std { None } else { Some(std_fn_ids()) };
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Arity {
+                name,
+                takes,
+                given,
+                sigs,
+            } => {
+                let counts = takes
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                write!(
+                    f,
+                    "{name} takes {counts} argument(s), this call gives {given}: {sigs}"
+                )
+            }
+            Problem::Type {
+                name,
+                arg,
+                want,
+                given,
+                sigs,
+            } => write!(
+                f,
+                "{name}: argument {arg} wants {}, this call gives {}: {sigs}",
+                pretty_type(want),
+                what(given)
+            ),
+            Problem::UnknownMethod { name, hint } => write!(
+                f,
+                "no function or method '{name}'{hint} (not a primitive, not a Rhai built-in); `runbook doc builtins` lists the language's functions{}",
+                crate::pitfalls::alias_hint(name)
+            ),
+            Problem::InPlaceResult { name } => write!(
+                f,
+                "the result of `{name}` is used, but it is always `()`; {}",
+                crate::pitfalls::in_place_hint(name)
+            ),
+        }
+    }
+}
+
+mod std_names;
+
+/// Every function the engine knows, by name.
+pub struct Table {
+    /// The engine's own functions (the primitives).
+    names: HashSet<String>,
+    /// The signatures of those a script calls.
+    own: HashMap<String, Vec<Sig>>,
+}
+
+/// Function names, and the signatures of those in `wanted` (all of them
+/// when `None`), read from the engine's metadata in one pass: only a
+/// wanted signature is formatted. Without `std`, the standard package
+/// (flagged as such by Rhai) is skipped before anything is read: its
+/// ~1,500 functions are not listed on every run.
+fn collect(
+    engine: &Engine,
+    std: bool,
+    wanted: Option<&HashSet<&str>>,
+) -> (HashSet<String>, HashMap<String, Vec<Sig>>) {
     let list = engine.collect_fn_metadata(
         None,
         |info| {
             let m = info.metadata;
-            if skip.is_some_and(|ids| ids.contains(&(m as *const _ as usize))) {
-                return None;
+            if wanted.is_some_and(|w| !w.contains(m.name.as_str())) {
+                return Some((m.name.to_string(), None));
             }
             let mut infos: Vec<String> = m.params_info.iter().map(|p| p.to_string()).collect();
             // The last entry of params_info is the return type when given.
@@ -53,59 +164,38 @@ fn collect(engine: &Engine, std: bool) -> HashMap<String, Vec<Sig>> {
                 })
                 .collect();
             let text = format!("{}({})", m.name, infos.join(", "));
-            Some((m.name.to_string(), Sig { params, text }))
+            Some((m.name.to_string(), Some(Sig { params, text })))
         },
         std,
     );
-    let mut out: HashMap<String, Vec<Sig>> = HashMap::new();
+    let mut names = HashSet::new();
+    let mut sigs: HashMap<String, Vec<Sig>> = HashMap::new();
     for (name, sig) in list {
-        out.entry(name).or_default().push(sig);
+        if let Some(sig) = sig {
+            sigs.entry(name.clone()).or_default().push(sig);
+        }
+        names.insert(name);
     }
-    out
+    (names, sigs)
 }
 
 /// The language's own functions with their signatures, read once per
-/// process (they are the same for every engine) and only when a check
-/// needs one: formatting every signature costs a run milliseconds.
+/// process and only when a check needs one (a primitive that shares its
+/// name with one of them).
 fn std_table() -> &'static HashMap<String, Vec<Sig>> {
     static STD: std::sync::OnceLock<HashMap<String, Vec<Sig>>> = std::sync::OnceLock::new();
-    STD.get_or_init(|| collect(&crate::engine::new_engine(), true))
-}
-
-/// The standard package's functions, read once per process in one pass
-/// (no signature formatted): their records by address (every engine
-/// [`crate::engine::new_engine`] builds shares them) and their names.
-fn std_index() -> &'static (HashSet<usize>, HashSet<String>) {
-    static INDEX: std::sync::OnceLock<(HashSet<usize>, HashSet<String>)> =
-        std::sync::OnceLock::new();
-    INDEX.get_or_init(|| {
-        let mut ids = HashSet::new();
-        let mut names = HashSet::new();
-        for (id, name) in crate::engine::new_engine().collect_fn_metadata(
-            None,
-            |info| {
-                Some((
-                    info.metadata as *const _ as usize,
-                    info.metadata.name.clone(),
-                ))
-            },
-            true,
-        ) {
-            ids.insert(id);
-            if !names.contains(name.as_str()) {
-                names.insert(name.to_string());
-            }
-        }
-        (ids, names)
+    STD.get_or_init(|| {
+        let (_, mut all) = collect(&crate::engine::new_engine(), true, None);
+        all.retain(|name, _| is_std(name));
+        all
     })
 }
 
-fn std_fn_ids() -> &'static HashSet<usize> {
-    &std_index().0
-}
-
-fn std_names() -> &'static HashSet<String> {
-    &std_index().1
+/// Whether the standard package has a function of that name: a lookup in
+/// the list generated from it ([`std_names::STD_NAMES`], kept current by a
+/// test), so a run does not list the package to know its names.
+fn is_std(name: &str) -> bool {
+    std_names::STD_NAMES.binary_search(&name).is_ok()
 }
 
 /// Split `name(a: T, b: U) -> R` into the name and the parameter types.
@@ -228,15 +318,24 @@ fn pretty_type(t: &str) -> String {
 }
 
 impl Table {
-    /// The signatures of `engine` (its primitives and the language's packages).
-    pub fn new(engine: &Engine) -> Table {
-        let own = collect(engine, false);
-        let primitives = own.keys().cloned().collect();
-        Table {
-            std_names: std_names(),
-            own,
-            primitives,
-        }
+    /// The names of `engine`'s own functions (its primitives), with the
+    /// signatures of those `ast` calls; the language's are looked up by
+    /// name when needed.
+    pub fn new(engine: &Engine, ast: &AST) -> Table {
+        let mut called: HashSet<String> = HashSet::new();
+        ast.walk(&mut |nodes: &[ASTNode]| {
+            if let Some(ASTNode::Expr(Expr::FnCall(f, _)) | ASTNode::Stmt(Stmt::FnCall(f, _))) =
+                nodes.last()
+            {
+                if f.namespace.is_empty() {
+                    called.insert(f.name.to_string());
+                }
+            }
+            true
+        });
+        let called: HashSet<&str> = called.iter().map(String::as_str).collect();
+        let (names, own) = collect(engine, false, Some(&called));
+        Table { names, own }
     }
 
     fn sigs(&self, name: &str) -> Vec<&Sig> {
@@ -246,7 +345,7 @@ impl Table {
             .map(|s| s.iter().collect())
             .unwrap_or_default();
         // Only a name the packages also define needs their signatures.
-        if self.std_names.contains(name) {
+        if is_std(name) {
             v.extend(
                 std_table()
                     .get(name)
@@ -260,20 +359,20 @@ impl Table {
 
     /// Whether any function of that name exists.
     pub fn knows(&self, name: &str) -> bool {
-        self.own.contains_key(name) || self.std_names.contains(name)
+        self.names.contains(name) || is_std(name)
     }
 
     /// Every function name, for did-you-mean hints.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.own
-            .keys()
-            .chain(self.std_names.iter())
+        self.names
+            .iter()
             .map(String::as_str)
+            .chain(std_names::STD_NAMES.iter().copied())
     }
 
     /// What is wrong with a call of primitive `name` with `args`, if anything.
-    pub fn check_call(&self, name: &str, args: &[Expr]) -> Option<String> {
-        if !self.primitives.contains(name) {
+    pub fn check_call(&self, name: &str, args: &[Expr]) -> Option<Problem> {
+        if !self.names.contains(name) {
             return None;
         }
         let sigs = self.sigs(name);
@@ -293,21 +392,17 @@ impl Table {
             .filter(|s| s.params.len() == args.len())
             .collect();
         if same_arity.is_empty() {
-            let mut n: Vec<usize> = sigs.iter().map(|s| s.params.len()).collect();
-            n.sort();
-            n.dedup();
-            let counts = n
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(" or ");
-            return Some(format!(
-                "{name} takes {counts} argument(s), this call gives {}: {}",
-                args.len(),
-                list()
-            ));
+            let mut takes: Vec<usize> = sigs.iter().map(|s| s.params.len()).collect();
+            takes.sort();
+            takes.dedup();
+            return Some(Problem::Arity {
+                name: name.to_string(),
+                takes,
+                given: args.len(),
+                sigs: list(),
+            });
         }
-        let lits: Vec<Option<&str>> = args.iter().map(literal).collect();
+        let lits: Vec<Option<&'static str>> = args.iter().map(literal).collect();
         if lits.iter().all(Option::is_none) {
             return None;
         }
@@ -327,18 +422,18 @@ impl Table {
             .zip(&lits)
             .enumerate()
             .find(|(_, (t, l))| l.is_some_and(|l| !accepts(t, l)))?;
-        Some(format!(
-            "{name}: argument {} wants {}, this call gives {}: {}",
-            i + 1,
-            pretty_type(t),
-            what(l.unwrap_or("()")),
-            list()
-        ))
+        Some(Problem::Type {
+            name: name.to_string(),
+            arg: i + 1,
+            want: t.clone(),
+            given: l.unwrap_or("()"),
+            sigs: list(),
+        })
     }
 }
 
-/// Findings of the call checks in `ast`: (position, message).
-pub fn check(table: &Table, ast: &AST) -> Vec<(Position, String)> {
+/// Findings of the call checks in `ast`, with their positions.
+pub fn check(table: &Table, ast: &AST) -> Vec<(Position, Problem)> {
     let script_fns: HashSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
     // Properties and map keys may hold closures called like methods.
     let mut props: HashSet<String> = HashSet::new();
@@ -370,7 +465,8 @@ pub fn check(table: &Table, ast: &AST) -> Vec<(Position, String)> {
     let mut out = Vec::new();
     ast.walk(&mut |nodes: &[ASTNode]| {
         match nodes.last() {
-            Some(ASTNode::Expr(Expr::FnCall(f, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(f, pos)))
+            Some(ASTNode::Expr(Expr::FnCall(f, pos)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(f, pos)))
                 if f.op_token.is_none()
                     && f.namespace.is_empty()
                     && !script_fns.contains(f.name.as_str())
@@ -385,18 +481,22 @@ pub fn check(table: &Table, ast: &AST) -> Vec<(Position, String)> {
                 if !table.knows(name)
                     && !script_fns.contains(name)
                     && !props.contains(name)
-                    && !crate::check::KEYWORD_FNS.contains(&name)
+                    && !KEYWORD_FNS.contains(&name)
                 {
-                    let names: Vec<&str> = table.names().collect();
                     // A name from another language gets Rhai's word for
-                    // it; anything else the closest name, if any is close.
-                    let alias = crate::pitfalls::alias_hint(name);
+                    // it (in the message); anything else the closest
+                    // name, if any is close.
+                    let hint = if crate::pitfalls::alias_hint(name).is_empty() {
+                        crate::suggest::hint(name, table.names())
+                    } else {
+                        String::new()
+                    };
                     out.push((
                         *pos,
-                        format!(
-                            "no function or method '{name}'{} (not a primitive, not a Rhai built-in); `runbook doc builtins` lists the language's functions{alias}",
-                            if alias.is_empty() { crate::suggest::hint(name, names.iter().copied()) } else { String::new() },
-                        ),
+                        Problem::UnknownMethod {
+                            name: name.to_string(),
+                            hint,
+                        },
                     ));
                 }
             }
@@ -430,7 +530,7 @@ fn in_place_results(
     ast: &AST,
     script_fns: &HashSet<String>,
     props: &HashSet<String>,
-) -> Vec<(Position, String)> {
+) -> Vec<(Position, Problem)> {
     let mut out = Vec::new();
     ast.walk(&mut |nodes: &[ASTNode]| {
         let used: Vec<&Expr> = match nodes.last() {
@@ -451,7 +551,7 @@ fn in_place_results(
                     {
                         if !script_fns.contains(f.name.as_str()) && !props.contains(f.name.as_str())
                         {
-                            out.push((*pos, in_place_message(&f.name)));
+                            out.push((*pos, in_place(&f.name)));
                         }
                         vec![]
                     }
@@ -464,7 +564,7 @@ fn in_place_results(
         for e in used {
             if let Some((name, pos)) = in_place_tail(e) {
                 if !script_fns.contains(name) && !props.contains(name) {
-                    out.push((pos, in_place_message(name)));
+                    out.push((pos, in_place(name)));
                 }
             }
         }
@@ -473,11 +573,10 @@ fn in_place_results(
     out
 }
 
-fn in_place_message(name: &str) -> String {
-    format!(
-        "the result of `{name}` is used, but it is always `()`; {}",
-        crate::pitfalls::in_place_hint(name)
-    )
+fn in_place(name: &str) -> Problem {
+    Problem::InPlaceResult {
+        name: name.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -497,13 +596,72 @@ mod tests {
             rt.handle().clone(),
         );
         let engine = crate::primitives::engine(&ctx);
-        let table = Table::new(&engine);
         let ast = engine.compile(src).unwrap();
+        let table = Table::new(&engine, &ast);
         let _ = Arc::clone(&ctx);
         check(&table, &ast)
             .into_iter()
             .map(|(p, m)| format!("{}: {m}", p.line().unwrap_or(0)))
             .collect()
+    }
+
+    /// The generated list is the standard package's names, each once, in
+    /// order. `UPDATE_STD_NAMES=1 cargo nextest run -E 'test(std_names_are_current)'`
+    /// rewrites it after a Rhai upgrade.
+    #[test]
+    fn std_names_are_current() {
+        let engine = crate::engine::new_engine();
+        let mut names: Vec<String> = engine
+            .collect_fn_metadata(None, |info| Some(info.metadata.name.to_string()), true)
+            .into_iter()
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut text = String::from(
+            "//! Generated by `UPDATE_STD_NAMES=1 cargo nextest run -E 'test(std_names_are_current)'`:\n\
+             //! the names of Rhai's standard package, sorted. Do not edit.\n\n\
+             /// The standard package's function names, sorted (binary search).\n\
+             pub const STD_NAMES: &[&str] = &[\n",
+        );
+        for n in &names {
+            text.push_str(&format!("    {n:?},\n"));
+        }
+        text.push_str("];\n");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/signatures/std_names.rs");
+        if std::env::var_os("UPDATE_STD_NAMES").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let current = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            current == text,
+            "{path} is not the standard package's names (a Rhai upgrade?): rerun this test with UPDATE_STD_NAMES=1 and commit the file"
+        );
+        assert!(std_names::STD_NAMES.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn primitives_and_the_language_are_told_apart() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ctx = crate::context::Ctx::new(
+            crate::context::Settings::new(
+                std::path::Path::new("t.rhai"),
+                crate::logging::LogFormat::Json,
+            ),
+            rt.handle().clone(),
+        );
+        let engine = crate::primitives::engine(&ctx);
+        let ast = engine.compile("validate_endpoint(\"a.b:2000\");").unwrap();
+        let table = Table::new(&engine, &ast);
+        // Its own table holds primitives only: the standard package is
+        // not listed (nor loaded) to build it; only a called primitive's
+        // signatures are read.
+        assert!(table.names.contains("validate_endpoint") && table.names.contains("exec"));
+        assert!(!table.names.contains("len") && !table.names.contains("to_upper"));
+        assert!(table.own.contains_key("validate_endpoint") && !table.own.contains_key("exec"));
+        assert!(table.knows("len") && table.knows("validate_endpoint"));
+        assert!(!table.knows("join"));
     }
 
     #[test]

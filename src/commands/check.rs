@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::check::Finding;
+use crate::check::{Finding, Lint};
 use crate::context::{Ctx, Settings};
 use crate::engine::Resolver;
 use crate::error::Error;
@@ -70,14 +70,14 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Checked {
         findings: found,
         ..Checked::default()
     };
-    let finding = |pos: Option<(usize, usize)>, message: String| Finding {
+    let finding = |pos: Option<(usize, usize)>, lint: Lint| Finding {
         path: path.to_path_buf(),
         pos,
-        message,
+        lint,
     };
     let source = match crate::engine::read_script(path) {
         Ok(s) => s,
-        Err(e) => return findings(vec![finding(None, format!("cannot read: {e}"))]),
+        Err(e) => return findings(vec![finding(None, Lint::Unreadable(e.to_string()))]),
     };
     let mut settings = Settings::new(path, crate::logging::LogFormat::Pretty);
     settings.dry_run = true;
@@ -100,10 +100,7 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Checked {
         Ok(a) => a,
         Err(e) => {
             let r = crate::report::parse_error(&e, path, &source);
-            return findings(vec![finding(
-                r.position,
-                format!("does not compile: {}", r.message),
-            )]);
+            return findings(vec![finding(r.position, Lint::DoesNotCompile(r.message))]);
         }
     };
     let mut out = Vec::new();
@@ -111,22 +108,22 @@ pub fn check_file(path: &Path, rt: &tokio::runtime::Handle) -> Checked {
     // A module's shared parameter specs are checked where they are written.
     if module {
         for e in crate::params::fragment_errors(&ast) {
-            out.push(finding(None, e));
+            out.push(finding(None, Lint::Params(e)));
         }
     }
     // Every PARAMS mistake at once; the parameters stay declared.
     let (decl, errors) = crate::params::declaration_all(&ast, &source, &Resolver::new(path));
     for e in errors {
-        out.push(finding(None, e));
+        out.push(finding(None, Lint::Params(e)));
     }
     let warnings = decl
         .params
         .iter()
         .filter_map(|p| super::job::reserved_param(&p.name))
-        .map(|w| finding(None, w))
+        .map(|w| finding(None, Lint::JobReserved(w)))
         .collect();
-    for (pos, msg) in crate::check::lints(&engine, &ctx, &ast, &decl, &source) {
-        out.push(finding(pos, msg));
+    for (pos, lint) in crate::check::lints(&engine, &ctx, &ast, &decl, &source) {
+        out.push(finding(pos, lint));
     }
     Checked {
         module,

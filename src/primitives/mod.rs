@@ -48,9 +48,9 @@ const FAMILIES: &[fn(&mut Engine, &Arc<Ctx>)] = &[
 /// it: the runtime's [`crate::engine::base`], then the bindings, which sit
 /// above it.
 pub fn engine(ctx: &Arc<Ctx>) -> Engine {
-    let mut engine = crate::engine::base(ctx);
+    let mut engine = crate::engine::bare(ctx);
     register_all(&mut engine, ctx);
-    engine
+    crate::engine::with_standard_package(engine)
 }
 
 /// Register every primitive into `engine`.

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
+use rhai::{Dynamic, Engine, Position, Scope, AST};
 
 use crate::context::{Ctx, RhaiResult};
 
@@ -146,7 +146,7 @@ impl Proxy {
         let mutation = crate::primitives::effects::is_mutation(name, &args);
         let recorded = match &result {
             Ok(v) => Ok(v.clone()),
-            Err(e) => Err(error_text(e)),
+            Err(e) => Err(crate::report::error_text(e)),
         };
         self.calls.lock().push(Call {
             name: name.to_string(),
@@ -155,21 +155,6 @@ impl Proxy {
             mutation,
         });
         result
-    }
-}
-
-/// The message of a primitive's error, without position.
-pub fn error_text(e: &EvalAltResult) -> String {
-    match e {
-        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
-        other => {
-            let s = other.to_string();
-            // Rhai appends " (line L, position P)"; the call site is elsewhere.
-            match s.rfind(" (line ") {
-                Some(i) if s.ends_with(')') => s[..i].to_string(),
-                _ => s,
-            }
-        }
     }
 }
 
