@@ -95,66 +95,9 @@ pub fn import_dirs(playbook: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// The largest playbook or module runbook reads.
-pub const MAX_SCRIPT_BYTES: u64 = 4 * 1024 * 1024;
-
-/// The last line an error position can name (Rhai counts lines in 16 bits).
-pub const MAX_SCRIPT_LINES: usize = 65_535;
-
-/// Read a playbook or module: a regular file, at most
-/// [`MAX_SCRIPT_BYTES`] and [`MAX_SCRIPT_LINES`] lines, UTF-8.
-pub fn read_script(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!(
-            "playbook not found: {} (run from the project's folder, or give the path to the .rhai file)",
-            path.display()
-        ),
-        _ => format!("cannot read {}: {e}", path.display()),
-    })?;
-    if meta.is_dir() {
-        return Err(format!(
-            "{} is a folder; give a playbook file (*.rhai)",
-            path.display()
-        ));
-    }
-    if !meta.is_file() {
-        return Err(format!(
-            "{} is not a regular file (a device, FIFO or socket); give a playbook file (*.rhai)",
-            path.display()
-        ));
-    }
-    if meta.len() > MAX_SCRIPT_BYTES {
-        return Err(format!(
-            "{} is {} bytes; a playbook may have at most {MAX_SCRIPT_BYTES} (split it into modules)",
-            path.display(),
-            meta.len()
-        ));
-    }
-    let f =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    // take(): a file that grows after the size check cannot get past it.
-    f.take(MAX_SCRIPT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_SCRIPT_BYTES {
-        return Err(format!(
-            "{} grew past {MAX_SCRIPT_BYTES} bytes while being read",
-            path.display()
-        ));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|e| format!("{} is not UTF-8 text ({e})", path.display()))?;
-    let lines = text.lines().count();
-    if lines > MAX_SCRIPT_LINES {
-        return Err(format!(
-            "{} has {lines} lines; error positions can name only the first {MAX_SCRIPT_LINES}: split it into modules",
-            path.display()
-        ));
-    }
-    Ok(text)
-}
+// Playbooks and modules are read by the one bounded reader, with every
+// other file (a FIFO or /dev/zero is refused before a byte is read).
+pub use crate::fsread::{read_script, MAX_SCRIPT_BYTES, MAX_SCRIPT_LINES};
 
 /// Resolves `import "name"`: files first, then the embedded stdlib.
 pub struct Resolver {
@@ -410,16 +353,9 @@ pub fn with_standard_package(mut engine: Engine) -> Engine {
 /// Limits, hooks and imports on `engine`.
 fn sandbox(mut engine: Engine, ctx: &Arc<Ctx>) -> Engine {
     let limits = Limits::from_env();
+    crate::memory::limit(&mut engine);
     engine
         .set_max_operations(limits.max_operations)
-        .set_max_call_levels(64)
-        .set_max_expr_depths(64, 64)
-        .set_max_string_size(16 * 1024 * 1024)
-        .set_max_array_size(100_000)
-        .set_max_map_size(100_000)
-        .set_max_modules(64)
-        .set_max_variables(10_000)
-        .set_max_functions(10_000)
         .set_fail_on_invalid_map_property(true);
     // No eval: a playbook's code is what `check` sees.
     engine.disable_symbol("eval");
@@ -429,6 +365,9 @@ fn sandbox(mut engine: Engine, ctx: &Arc<Ctx>) -> Engine {
     // run several engines on one thread).
     let cpu_base = std::sync::atomic::AtomicU64::new(u64::MAX);
     engine.on_progress(move |ops| {
+        if let Some(over) = crate::memory::check() {
+            return Some(over);
+        }
         if ops % 256 == 0 {
             let now = thread_cpu().as_nanos() as u64;
             let _ = cpu_base.compare_exchange(

@@ -17,6 +17,7 @@ pub mod kube;
 pub mod ledger;
 pub mod lock;
 pub mod logging;
+pub mod memory;
 pub mod net;
 pub mod oci;
 pub mod opts;

@@ -288,6 +288,19 @@ pub fn commands(stream: Stream, s: &str) {
     write_raw(stream, term_safe(&s).as_bytes());
 }
 
+/// Write a document runbook built itself whose every value it already
+/// redacted and escaped (the JUnit report): not redacted again, since a
+/// secret equal to a word of the markup would break it; still made
+/// terminal-safe and, under GitHub Actions, neutralized.
+pub fn document(stream: Stream, s: &str) {
+    let s = term_safe(s);
+    if under_github() {
+        write_raw(stream, neutralize(&s).as_bytes());
+    } else {
+        write_raw(stream, s.as_bytes());
+    }
+}
+
 /// Write `::add-mask::` lines: the one writer that must not redact (it
 /// would mask the very value the runner is asked to mask).
 pub(crate) fn unredacted_commands(s: &str) {

@@ -59,6 +59,9 @@ fn leaf_message(err: &EvalAltResult) -> String {
             "the playbook used more than {}s of CPU time itself (an ever-growing copy such as `a = [a]` in a loop, or an endless computation?); if it really needs more, raise RUNBOOK_MAX_CPU_SECONDS",
             crate::engine::Limits::from_env().max_cpu.as_secs_f64()
         ),
+        EvalAltResult::ErrorTerminated(v, _) if v.to_string() == crate::memory::MEMORY_MARK => {
+            crate::memory::message()
+        }
         EvalAltResult::ErrorTerminated(..) => "stopped".into(),
         EvalAltResult::ErrorFunctionNotFound(sig, _) => match crate::pitfalls::not_found_hint(sig) {
             Some(hint) => format!("there is no function {sig}: {hint}"),
@@ -102,7 +105,7 @@ fn source_of(src: &str, path: &Path, source: &str) -> Option<String> {
             .find(|(n, _)| *n == name)
             .map(|(_, t)| t.to_string());
     }
-    std::fs::read_to_string(src).ok()
+    crate::fsread::read_script(Path::new(src)).ok()
 }
 
 /// Where an error without a position most likely happened: the first call

@@ -124,7 +124,8 @@ pub fn plan(
 /// A local chart's `name-version` and appVersion, from its Chart.yaml
 /// (the chart itself when unreadable), for a dry run's planned result.
 pub fn chart_meta(dir: &Path, chart: &str) -> (String, String) {
-    let Ok(text) = std::fs::read_to_string(dir.join("Chart.yaml")) else {
+    let Ok(text) = crate::fsread::read_text(&dir.join("Chart.yaml"), crate::fsread::FILE_CAP)
+    else {
         return (chart.to_string(), String::new());
     };
     let v: Value = serde_norway::from_str(&text).unwrap_or(Value::Null);

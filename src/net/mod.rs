@@ -106,18 +106,7 @@ impl fmt::Display for BodyError {
 }
 
 /// A byte count the way people read it (`4 MiB`, `512 KiB`, `100 bytes`).
-pub fn fmt_bytes(n: u64) -> String {
-    const KIB: u64 = 1024;
-    const MIB: u64 = 1024 * 1024;
-    const GIB: u64 = 1024 * 1024 * 1024;
-    match n {
-        n if n >= GIB && n % GIB == 0 => format!("{} GiB", n / GIB),
-        n if n >= MIB && n % MIB == 0 => format!("{} MiB", n / MIB),
-        n if n >= MIB => format!("{:.1} MiB", n as f64 / MIB as f64),
-        n if n >= KIB && n % KIB == 0 => format!("{} KiB", n / KIB),
-        n => format!("{n} bytes"),
-    }
-}
+pub use crate::fsread::fmt_bytes;
 
 /// A URL for a message: no user or password, and any registered secret in
 /// the path or query replaced.

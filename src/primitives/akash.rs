@@ -355,12 +355,13 @@ async fn confirm_once(
 fn update(ctx: &Arc<Ctx>, o: &Opts) -> RhaiResult<Map> {
     let started = Instant::now();
     let u = Update::read(ctx, o)?;
-    let template = std::fs::read_to_string(ctx.path(&u.sdl_path)).map_err(|e| {
-        error(format!(
-            "akash_update: cannot read the SDL template '{}': {e}",
-            u.sdl_path
-        ))
-    })?;
+    let template = crate::fsread::read_text(&ctx.path(&u.sdl_path), crate::fsread::FILE_CAP)
+        .map_err(|e| {
+            error(format!(
+                "akash_update: cannot read the SDL template '{}': {e}",
+                u.sdl_path
+            ))
+        })?;
     let applied = sdl::apply(&template, u.service.as_deref(), u.image.as_deref(), &u.env)
         .map_err(|e| error(format!("akash_update: {}: {e}", u.sdl_path)))?;
     let new_image = u

@@ -27,9 +27,10 @@ fn policy_from(ctx: &Ctx, o: &Opts) -> Result<Policy, PrimError> {
     let opt = |k: &str| o.str(k).map_err(|e| PrimError::usage(e.to_string()));
     let mut policy = Policy::default();
     if let Some(path) = opt("key")? {
-        let text = std::fs::read_to_string(ctx.path(&path)).map_err(|e| {
-            PrimError::usage(format!("cannot read the public key file '{path}': {e}"))
-        })?;
+        let text =
+            crate::fsread::read_text(&ctx.path(&path), crate::fsread::FILE_CAP).map_err(|e| {
+                PrimError::usage(format!("cannot read the public key file '{path}': {e}"))
+            })?;
         policy.key = Some(
             load_key_pem(&text)
                 .map_err(|e| e.map_msg(|m| format!("the key file '{path}' is {m}")))?,

@@ -60,6 +60,17 @@ pub fn writable_path(ctx: &Ctx, prim: &str, p: &str) -> Result<PathBuf, String> 
 
 pub use crate::fsread::write_atomic;
 
+/// The message for a failed write or removal beneath the working directory.
+fn beneath_error(prim: &str, verb: &str, path: &str, e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(nix::libc::EXDEV) | Some(nix::libc::ELOOP) => format!(
+            "{prim}: '{path}' leads outside the working directory (through a symlink); give a path inside it"
+        ),
+        Some(nix::libc::EISDIR) => format!("{prim}: '{path}' is a directory"),
+        _ => format!("{prim}: cannot {verb} '{path}': {e}"),
+    }
+}
+
 /// Read a data file a playbook names: a regular file of at most
 /// [`crate::fsread::FILE_CAP`] bytes (devices, FIFOs and huge files are
 /// refused before reading).
@@ -109,8 +120,11 @@ fn write_json(c: &Ctx, path: &str, value: &Dynamic, keep: bool) -> RhaiResult<()
         return Ok(());
     }
     c.guard_mutation("write_json")?;
-    write_atomic(&full, &text)
-        .map_err(|e| error(format!("write_json: cannot write '{path}': {e}")))?;
+    // The check above names the usual mistakes; the write itself resolves
+    // beneath the working directory, so a folder swapped for a symlink
+    // since the check cannot take it outside.
+    crate::fsread::write_beneath(&c.settings.workdir, Path::new(path), text.as_bytes())
+        .map_err(|e| error(beneath_error("write_json", "write", path, &e)))?;
     // Only artifacts the run may take back are registered there.
     if !keep {
         c.artifacts.lock().push(full.clone());
@@ -212,8 +226,8 @@ fn remove_artifact(c: &Ctx, path: &str) -> RhaiResult<bool> {
     }
     if existed {
         c.guard_mutation("remove_artifact")?;
-        std::fs::remove_file(&full)
-            .map_err(|e| error(format!("remove_artifact: cannot remove '{path}': {e}")))?;
+        crate::fsread::remove_beneath(&c.settings.workdir, Path::new(path))
+            .map_err(|e| error(beneath_error("remove_artifact", "remove", path, &e)))?;
         tracing::info!(primitive = "remove_artifact", path, "removed stale {path}");
     }
     Ok(existed)

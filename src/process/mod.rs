@@ -152,8 +152,8 @@ impl HeadTail {
         if dropped > 0 {
             text.push_str(&format!(
                 "\n… [runbook dropped {dropped} bytes of output here: over the {} capture cap; the first and last {} are kept] …\n",
-                crate::net::fmt_bytes(2 * self.half as u64),
-                crate::net::fmt_bytes(self.half as u64),
+                crate::fsread::fmt_bytes(2 * self.half as u64),
+                crate::fsread::fmt_bytes(self.half as u64),
             ));
         }
         text.push_str(&String::from_utf8_lossy(&self.tail));

@@ -162,11 +162,12 @@ fn assert_snapshot(env: &FileEnv, name: &str, value: &Dynamic) -> RhaiResult<()>
             ))
         });
     }
-    let stored = std::fs::read_to_string(&path).map_err(|_| {
-        fail(format!(
+    let stored = crate::fsread::read_text(&path, crate::fsread::FILE_CAP).map_err(|e| match e {
+        crate::fsread::ReadError::Missing => fail(format!(
             "snapshot '{name}' does not exist yet ({}); run `runbook test --update-snapshots` to write it, then review and commit it",
             path.display()
-        ))
+        )),
+        e => fail(format!("snapshot {}: cannot read it: {e}", path.display())),
     })?;
     let stored_json: serde_json::Value = serde_json::from_str(&stored).map_err(|e| {
         fail(format!(
@@ -226,10 +227,8 @@ fn calls_named(r: &Map, name: &str) -> Array {
 /// closures from stubs.
 pub fn engine(env: Arc<FileEnv>, me: Arc<OnceLock<(Weak<Engine>, Arc<AST>)>>) -> Engine {
     let mut engine = crate::engine::new_engine();
-    engine
-        .set_max_operations(crate::engine::Limits::from_env().max_operations)
-        .set_max_call_levels(64)
-        .set_max_expr_depths(64, 64);
+    crate::memory::limit(&mut engine);
+    engine.set_max_operations(crate::engine::Limits::from_env().max_operations);
     if env.print_to_stderr {
         engine.on_print(|s| crate::out::eprintln(&format!("     | {s}")));
     } else {
@@ -344,7 +343,8 @@ fn register_playbooks(
             let store = Arc::new(nctx.store_data());
             let file = e.file.clone();
             // For carets in a failing closure's report; read per run, small.
-            let source = std::fs::read_to_string(&file).unwrap_or_default();
+            let source =
+                crate::fsread::read_text(&file, crate::fsread::FILE_CAP).unwrap_or_default();
             let caller: Arc<Caller> = Arc::new(move |f: &FnPtr, args: Vec<Dynamic>| {
                 let Some(engine) = me.get().and_then(|(w, _)| w.upgrade()) else {
                     return Err(error("the test's engine is gone (an internal error)"));

@@ -276,7 +276,7 @@ pub fn main(opts: Options) -> Result<(), Error> {
     let failed = all.iter().filter(|o| o.failure.is_some()).count();
     let passed = all.len() - failed;
     if junit {
-        crate::out::text(crate::out::Stream::Stdout, &junit::render(&all, elapsed));
+        crate::out::document(crate::out::Stream::Stdout, &junit::render(&all, elapsed));
     }
     for e in &compile_errors {
         crate::out::eprintln(e.trim_end());

@@ -84,7 +84,9 @@ pub struct Replay {
 impl Replay {
     /// Load a recording; keep the calls for which `replayed(name)` holds.
     pub fn load(path: &Path, replayed: &dyn Fn(&str) -> bool) -> Result<Replay, String> {
-        let text = std::fs::read_to_string(path)
+        // A regular file under the data cap: a FIFO or /dev/zero named as
+        // the recording neither hangs nor fills memory.
+        let text = crate::fsread::read_text(path, crate::fsread::FILE_CAP)
             .map_err(|e| format!("replay: cannot read {}: {e}", path.display()))?;
         Replay::parse(&path.display().to_string(), &text, replayed)
     }

@@ -139,12 +139,18 @@ fn read_files(dir: &Path) -> Map {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let (Ok(rel), Ok(text)) = (p.strip_prefix(dir), std::fs::read_to_string(&p)) {
+            } else if let (Ok(rel), Ok(text)) = (p.strip_prefix(dir), read_data(&p)) {
                 out.insert(rel.display().to_string().into(), content_value(&text));
             }
         }
     }
     out
+}
+
+/// A file the run left, read like any data file: a FIFO the run made
+/// cannot hang the test, nor a huge one fill memory.
+fn read_data(p: &Path) -> Result<String, crate::fsread::ReadError> {
+    crate::fsread::read_text(p, crate::fsread::FILE_CAP)
 }
 
 fn content_value(text: &str) -> Dynamic {
@@ -379,7 +385,7 @@ impl Finished<'_> {
         // back the others, `keep_on_failure` ones stay (and count).
         let mut artifacts = Map::new();
         for f in ctx.written.lock().iter() {
-            if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir), std::fs::read_to_string(f)) {
+            if let (Ok(rel), Ok(text)) = (f.strip_prefix(dir), read_data(f)) {
                 artifacts.insert(rel.display().to_string().into(), content_value(&text));
             }
         }

@@ -178,7 +178,7 @@ fn planned(
     local: bool,
 ) -> Map {
     let plan = install::plan(v, release, chart, h, |f| {
-        std::fs::read_to_string(ctx.path(f)).unwrap_or_default()
+        crate::fsread::read_text(&ctx.path(f), crate::fsread::FILE_CAP).unwrap_or_default()
     });
     tracing::info!(primitive = INSTALL.name, release = %release, namespace = %h.namespace, helm = %v.raw, planned = true, "{plan}");
     let (chart_name, app) = install::chart_meta(&ctx.path(chart), chart);

@@ -3,7 +3,10 @@
 //! printed in any form (`redaction`), no abort and cleanup on every path
 //! (`aborts`, `signals`), imports stay in the project (`imports`), every
 //! read bounded (`bounds`), credentials never leave their host
-//! (`credentials`), `exec`'s sandbox holds (`sandbox`). Outputs are read
+//! (`credentials`), `exec`'s sandbox holds (`sandbox`), a run's memory is
+//! bounded (`memory`), JUnit output is XML (`junit`), writes cannot be
+//! raced out of the working directory and only regular files are read
+//! (`files`). Outputs are read
 //! the way the GitHub Actions runner reads them (`runner`). The real binary
 //! against real servers on 127.0.0.1 and 127.0.0.2 (a second origin): the
 //! stub of `support::http`, or `support::raw` where the bytes on the wire
@@ -16,9 +19,12 @@ mod aborts;
 mod bounds;
 mod credentials;
 mod fencing;
+mod files;
 mod imports;
 mod injection;
 mod job;
+mod junit;
+mod memory;
 mod redaction;
 mod sandbox;
 mod signals;
@@ -38,6 +44,13 @@ const TIME_BIN: &str = "/usr/bin/time";
 /// memory bound that cannot be measured fails the test instead of passing
 /// unmeasured.
 pub fn run_measured(p: &Project, args: &[&str]) -> (Output, u64) {
+    run_measured_within(p, args, None)
+}
+
+/// [`run_measured`] with the address space limited to `as_kib` KiB
+/// (`ulimit -v`), so a binary without its own bound fails fast (an
+/// allocation failure aborts it) instead of taking the machine's memory.
+pub fn run_measured_within(p: &Project, args: &[&str], as_kib: Option<u64>) -> (Output, u64) {
     assert!(
         std::path::Path::new(TIME_BIN).exists(),
         "{TIME_BIN} is absent: install it with `apt-get install -y time` \
@@ -45,7 +58,16 @@ pub fn run_measured(p: &Project, args: &[&str]) -> (Output, u64) {
     );
     let plain = p.command(args);
     let mut cmd = std::process::Command::new(TIME_BIN);
-    cmd.arg("-v").arg(support::bin()).args(args);
+    cmd.arg("-v");
+    if let Some(kib) = as_kib {
+        // exec keeps the pid, so time -v measures runbook itself.
+        cmd.args([
+            "sh",
+            "-c",
+            &format!("ulimit -v {kib} && exec \"$0\" \"$@\""),
+        ]);
+    }
+    cmd.arg(support::bin()).args(args);
     if let Some(d) = plain.get_current_dir() {
         cmd.current_dir(d);
     }
