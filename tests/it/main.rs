@@ -19,6 +19,7 @@ mod hostile;
 mod job_manifest;
 mod keyless;
 mod kube_contract;
+mod layers;
 mod ledger;
 mod lock_file;
 mod lock_github;
