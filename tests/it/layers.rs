@@ -184,11 +184,13 @@ fn test_only_files(files: &[(String, PathBuf)]) -> BTreeSet<String> {
         let text = std::fs::read_to_string(path).expect("read source");
         for c in re.captures_iter(&text) {
             let child = &c[3];
-            out.insert(if module == "lib" || module == "main" || module.is_empty() {
-                child.to_string()
-            } else {
-                format!("{module}::{child}")
-            });
+            out.insert(
+                if module == "lib" || module == "main" || module.is_empty() {
+                    child.to_string()
+                } else {
+                    format!("{module}::{child}")
+                },
+            );
         }
     }
     out
@@ -413,17 +415,15 @@ fn no_source_file_is_over_900_lines() {
             (n > MAX_LINES).then(|| format!("{} ({n} lines)", p.display()))
         })
         .collect();
-    assert!(
-        long.is_empty(),
-        "split by concern: {}",
-        long.join(", ")
-    );
+    assert!(long.is_empty(), "split by concern: {}", long.join(", "));
 }
 
 #[test]
 fn the_path_reader_expands_groups() {
     let got = crate_paths("use crate::a::{b, c::{d, e}}; x = crate::f::g(1); my_crate::h");
     assert_eq!(got, ["a::b", "a::c::d", "a::c::e", "f::g"]);
-    let code = code_only("// crate::x\nlet s = \"crate::y\"; crate::z\n#[cfg(test)]\nmod tests { use crate::w; }");
+    let code = code_only(
+        "// crate::x\nlet s = \"crate::y\"; crate::z\n#[cfg(test)]\nmod tests { use crate::w; }",
+    );
     assert_eq!(crate_paths(&code), ["z"]);
 }
