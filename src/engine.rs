@@ -315,7 +315,7 @@ pub fn prewarm() {
 }
 
 /// `Engine::new()` with the language's standard package (see
-/// [`standard_package`]).
+/// `standard_package`).
 pub fn new_engine() -> Engine {
     let mut engine = raw_engine();
     engine.register_global_module(standard_package().clone());

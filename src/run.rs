@@ -5,9 +5,9 @@
 //! ```
 //!
 //! the first three shared with `runbook test` and `runbook job`
-//! ([`crate::pipeline`]); [`execute`] runs the script on its own thread
-//! while the main thread watches signals and the deadline, [`settle`]
-//! decides the outcome (outputs or artifacts taken back), [`finish`]
+//! ([`crate::pipeline`]); `execute` runs the script on its own thread
+//! while the main thread watches signals and the deadline, `settle`
+//! decides the outcome (outputs or artifacts taken back), `finish`
 //! records and releases.
 
 use std::path::Path;

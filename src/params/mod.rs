@@ -12,8 +12,8 @@
 //!
 //! Values reach the script as the constant map `args` (`args.sha`).
 //!
-//! Reading the declaration is [`spec`], the command line [`args`], the
-//! `--help` text [`help`], and the runner's own options, which a
+//! Reading the declaration is `spec`, the command line `args`, the
+//! `--help` text `help`, and the runner's own options, which a
 //! playbook cannot declare, [`runner`].
 
 mod args;

@@ -8,9 +8,9 @@
 //! measuring primitives by name), so under `runbook test` they run in the
 //! test's engine, where those calls reach the stubs ([`STRUCTURAL`]).
 //!
-//! One file per concern: [`gate`] reads and checks a gate's options,
-//! [`measure`] holds the two measuring primitives, [`verify`] takes the
-//! measurements and judges them, [`guarded`] runs deploy, verification and
+//! One file per concern: `gate` reads and checks a gate's options,
+//! `measure` holds the two measuring primitives, `verify` takes the
+//! measurements and judges them, `guarded` runs deploy, verification and
 //! rollback within a budget.
 
 mod gate;
