@@ -280,15 +280,7 @@ fn open_dir_at(root: &std::os::fd::OwnedFd, rel: &Path) -> nix::Result<std::os::
 pub fn write_beneath(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use nix::fcntl::OFlag;
     use std::io::Write;
-    let name = rel.file_name().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file")
-    })?;
-    let root = nix::fcntl::openat(
-        nix::fcntl::AT_FDCWD,
-        root,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
+    let (root, name) = root_and_name(root, rel)?;
     let dir = open_dir_beneath(&root, rel.parent().unwrap_or(Path::new("")))?;
     let tmp = format!(".runbook-{:016x}.tmp", rand::random::<u64>());
     let fd = nix::fcntl::openat(
@@ -310,10 +302,11 @@ pub fn write_beneath(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<(
     Ok(())
 }
 
-/// Remove the file `rel` beneath the folder `root` (never a folder), with
-/// the same resolution as [`write_beneath`]. `Ok(false)` when it was not
-/// there.
-pub fn remove_beneath(root: &Path, rel: &Path) -> std::io::Result<bool> {
+/// The folder `root` opened as a handle, and the file name `rel` ends in.
+fn root_and_name<'a>(
+    root: &Path,
+    rel: &'a Path,
+) -> std::io::Result<(std::os::fd::OwnedFd, &'a std::ffi::OsStr)> {
     use nix::fcntl::OFlag;
     let name = rel.file_name().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file")
@@ -324,6 +317,14 @@ pub fn remove_beneath(root: &Path, rel: &Path) -> std::io::Result<bool> {
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )?;
+    Ok((root, name))
+}
+
+/// Remove the file `rel` beneath the folder `root` (never a folder), with
+/// the same resolution as [`write_beneath`]. `Ok(false)` when it was not
+/// there.
+pub fn remove_beneath(root: &Path, rel: &Path) -> std::io::Result<bool> {
+    let (root, name) = root_and_name(root, rel)?;
     let dir = match open_dir_at(&root, rel.parent().unwrap_or(Path::new(""))) {
         Ok(d) => d,
         Err(nix::errno::Errno::ENOENT) => return Ok(false),

@@ -582,9 +582,9 @@ fn in_place(name: &str) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    fn findings(src: &str) -> Vec<String> {
+    /// A run's engine with every primitive, on a runtime of its own.
+    fn run_engine() -> (tokio::runtime::Runtime, Engine) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -596,9 +596,13 @@ mod tests {
             rt.handle().clone(),
         );
         let engine = crate::primitives::engine(&ctx);
+        (rt, engine)
+    }
+
+    fn findings(src: &str) -> Vec<String> {
+        let (_rt, engine) = run_engine();
         let ast = engine.compile(src).unwrap();
         let table = Table::new(&engine, &ast);
-        let _ = Arc::clone(&ctx);
         check(&table, &ast)
             .into_iter()
             .map(|(p, m)| format!("{}: {m}", p.line().unwrap_or(0)))
@@ -641,17 +645,7 @@ mod tests {
 
     #[test]
     fn primitives_and_the_language_are_told_apart() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let ctx = crate::context::Ctx::new(
-            crate::context::Settings::new(
-                std::path::Path::new("t.rhai"),
-                crate::logging::LogFormat::Json,
-            ),
-            rt.handle().clone(),
-        );
-        let engine = crate::primitives::engine(&ctx);
+        let (_rt, engine) = run_engine();
         let ast = engine.compile("validate_endpoint(\"a.b:2000\");").unwrap();
         let table = Table::new(&engine, &ast);
         // Its own table holds primitives only: the standard package is
