@@ -221,6 +221,53 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// What a script's result means for the run, decided the same way for a
+/// run and for `runbook test`: a guarded deploy's outcome (exit 3, 4 or
+/// 5), a lock lost before a change or busy (75, even when the script
+/// caught the refusal), a usage error (2), any other error (1). `None`:
+/// the script succeeded. Errors carry their full report.
+pub fn failure(
+    ctx: &Ctx,
+    result: &Result<(), Box<EvalAltResult>>,
+    path: &Path,
+    source: &str,
+) -> Option<Error> {
+    use crate::gates::Outcome as Shield;
+    let text = |fallback: &str| match result {
+        Err(e) => crate::report::eval_error(e, path, source).text,
+        Ok(()) => format!("error: {fallback}"),
+    };
+    let guarded = match ctx.shield.outcome() {
+        Some(Shield::RolledBack(m)) => Some(Error::RolledBack(text(&m))),
+        Some(Shield::RollbackFailed(m)) => Some(Error::RollbackFailed(text(&m))),
+        Some(Shield::Unverified(m)) => Some(Error::Unverified(text(&m))),
+        Some(Shield::Ok) | None => None,
+    };
+    if let Some(g) = guarded {
+        return Some(g.reported());
+    }
+    let refused = ctx.locks.refused();
+    match result {
+        Ok(()) => refused.map(|l| Error::Busy(l.to_string())),
+        Err(e) => {
+            let text = crate::report::eval_error(e, path, source).text;
+            let kind = if crate::report::is_usage(e) {
+                Error::Usage(text)
+            } else if crate::error::is_busy(e) || refused.is_some() {
+                Error::Busy(text)
+            } else {
+                Error::Failed(text)
+            };
+            Some(kind.reported())
+        }
+    }
+}
+
+/// Whether a guarded deploy decided the run's outcome (see [`failure`]).
+pub fn is_guarded(ctx: &Ctx) -> bool {
+    !matches!(ctx.shield.outcome(), None | Some(crate::gates::Outcome::Ok))
+}
+
 /// A failed run leaves no artifact it promised.
 pub fn discard_artifacts(ctx: &Ctx) {
     let files: Vec<PathBuf> = ctx.artifacts.lock().drain(..).collect();
@@ -242,6 +289,35 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         Prepared::load(&crate::engine::new_engine(), &path)
+    }
+
+    /// A run and `runbook test` read a script's result through this one
+    /// function: a caught guarded failure still exits 3/4/5, a thrown
+    /// error 1, success nothing.
+    #[test]
+    fn a_result_means_the_same_exit_for_a_run_and_a_test() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ctx = Ctx::new(
+            crate::context::Settings::new(Path::new("t.rhai"), crate::logging::LogFormat::Json),
+            rt.handle().clone(),
+        );
+        let (path, source) = (Path::new("t.rhai"), "fail(\"x\");");
+        let engine = crate::primitives::engine(&ctx);
+        let thrown = engine.run(source);
+        assert!(failure(&ctx, &Ok(()), path, source).is_none());
+        assert_eq!(
+            failure(&ctx, &thrown, path, source).map(|e| e.exit_code()),
+            Some(1)
+        );
+        // The script caught the guarded deploy's error: the outcome decides.
+        ctx.shield
+            .settle(crate::gates::Outcome::RolledBack("gate failed".into()));
+        let e = failure(&ctx, &Ok(()), path, source).expect("a rolled-back deploy fails the run");
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.render().unwrap_or_default().contains("gate failed"));
+        assert!(is_guarded(&ctx));
     }
 
     #[test]

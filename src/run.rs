@@ -263,57 +263,48 @@ fn settle(
 ) -> Result<(), Error> {
     let (path, source) = (prepared.path.as_path(), prepared.source.as_str());
     let elapsed = crate::error::fmt_secs(started.elapsed());
-    let guarded = guarded_failure(ctx, &outcome, path, source);
-    let failure = match (ctx.cancel_reason(), outcome, guarded) {
-        (Some(CancelReason::Timeout(t)), _, _) => Error::Timeout(t),
-        (Some(CancelReason::Signal(s)), _, _) => Error::Interrupted(s),
-        (None, _, Some(g)) => g,
-        // Fenced: the lock was lost or broken before a change, which was
-        // refused (the script may have caught it). Another run holds the
-        // target now: retry later, exit 75.
-        (None, Some(Ok(())), None) if ctx.locks.refused().is_some() => Error::Busy(
-            ctx.locks
-                .refused()
-                .map(|l| l.to_string())
-                .unwrap_or_default(),
-        ),
-        (None, Some(Ok(())), None) => {
-            crate::github::flush_outputs(&ctx.outputs.lock(), ctx.dry_run())
-                .map_err(Error::Failed)?;
-            let outs = ctx.outputs.lock().clone();
-            for (k, v) in &outs {
-                crate::out::println(&format!("{k}={v}"));
-            }
-            tracing::info!(
-                outcome = "finished",
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "{} finished in {elapsed}{}",
-                path.display(),
-                if ctx.dry_run() {
-                    " (dry run: nothing was changed)"
-                } else {
-                    ""
-                }
-            );
-            return Ok(());
-        }
-        (None, Some(Err(e)), None) => {
-            let r = crate::report::eval_error(&e, path, source);
-            if ctx.settings.format == LogFormat::Github {
-                ctx.sink.write_str(&r.github_line(path));
-            }
-            let kind = if crate::report::is_usage(&e) {
-                Error::Usage(r.text)
-            } else if crate::error::is_busy(&e) || ctx.locks.refused().is_some() {
-                Error::Busy(r.text)
-            } else {
-                Error::Failed(r.text)
-            };
-            kind.reported()
-        }
-        (None, None, None) => {
+    let failure = match (ctx.cancel_reason(), outcome) {
+        (Some(CancelReason::Timeout(t)), _) => Error::Timeout(t),
+        (Some(CancelReason::Signal(s)), _) => Error::Interrupted(s),
+        (None, None) => {
             Error::Failed("the playbook thread ended without a result (an internal error)".into())
         }
+        (None, Some(result)) => match crate::pipeline::failure(ctx, &result, path, source) {
+            Some(e) => {
+                if let (Err(thrown), LogFormat::Github) = (&result, ctx.settings.format) {
+                    if !crate::pipeline::is_guarded(ctx) {
+                        let r = crate::report::eval_error(thrown, path, source);
+                        ctx.sink.write_str(&r.github_line(path));
+                    }
+                }
+                e
+            }
+            None => {
+                let outs = ctx.outputs.lock().clone();
+                match crate::github::flush_outputs(&outs, ctx.dry_run()) {
+                    // Outputs that cannot be written fail the run like any
+                    // error: its artifacts are taken back below.
+                    Err(m) => Error::Failed(m),
+                    Ok(()) => {
+                        for (k, v) in &outs {
+                            crate::out::println(&format!("{k}={v}"));
+                        }
+                        tracing::info!(
+                            outcome = "finished",
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "{} finished in {elapsed}{}",
+                            path.display(),
+                            if ctx.dry_run() {
+                                " (dry run: nothing was changed)"
+                            } else {
+                                ""
+                            }
+                        );
+                        return Ok(());
+                    }
+                }
+            }
+        },
     };
     discard_artifacts(ctx);
     tracing::error!(
@@ -323,25 +314,4 @@ fn settle(
         path.display()
     );
     Err(failure)
-}
-
-/// The exit a guarded deploy's outcome asks for (3, 4 or 5), with the
-/// script's error rendered when it threw one (it usually did: `guarded`
-/// throws), else the outcome's own message (the script caught it).
-fn guarded_failure(ctx: &Ctx, outcome: &Outcome, path: &Path, source: &str) -> Option<Error> {
-    use crate::gates::Outcome as Shield;
-    let o = ctx.shield.outcome()?;
-    let text = |fallback: &str| match outcome {
-        Some(Err(e)) => crate::report::eval_error(e, path, source).text,
-        _ => format!("error: {fallback}"),
-    };
-    Some(
-        match &o {
-            Shield::Ok => return None,
-            Shield::RolledBack(m) => Error::RolledBack(text(m)),
-            Shield::RollbackFailed(m) => Error::RollbackFailed(text(m)),
-            Shield::Unverified(m) => Error::Unverified(text(m)),
-        }
-        .reported(),
-    )
 }

@@ -496,28 +496,29 @@ fn execute(
     scope.push_constant("args", Dynamic::from(args));
     let outcome = engine.run_ast_with_scope(&mut scope, &prepared.ast);
     let first_unstubbed = collected.unstubbed.lock().clone();
-    match outcome {
-        Err(e) => {
-            let r = crate::report::eval_error(&e, &prepared.path, &prepared.source);
-            // A guarded deploy's outcome sets the exit, as in a real run.
-            let code = match ctx.shield.outcome() {
-                Some(crate::gates::Outcome::RolledBack(_)) => 3,
-                Some(crate::gates::Outcome::RollbackFailed(_)) => 4,
-                Some(crate::gates::Outcome::Unverified(_)) => 5,
-                _ if crate::report::is_usage(&e) => 2,
-                _ => 1,
-            };
-            (code, Some((r.message, r.text)))
-        }
-        // Hermetic even when the playbook caught the error.
-        Ok(()) if first_unstubbed.is_some() => {
-            let m = first_unstubbed.unwrap_or_default();
-            (1, Some((m.clone(), m)))
-        }
-        Ok(()) => match replay.and_then(Replay::leftover) {
-            Some(m) => (1, Some((m.clone(), m))),
-            None => (0, None),
-        },
+    // Hermetic even when the playbook caught the error.
+    if let (Ok(()), Some(m)) = (&outcome, first_unstubbed) {
+        return (1, Some((m.clone(), m)));
+    }
+    // The exit a real run would give (a guarded deploy's 3/4/5, a lost
+    // lock's 75, …), decided by the same function.
+    let (path, source) = (prepared.path.as_path(), prepared.source.as_str());
+    if let Some(err) = crate::pipeline::failure(ctx, &outcome, path, source) {
+        let (message, text) = match &outcome {
+            Err(e) => {
+                let r = crate::report::eval_error(e, path, source);
+                (r.message, r.text)
+            }
+            Ok(()) => {
+                let t = err.render().unwrap_or_default();
+                (t.clone(), t)
+            }
+        };
+        return (i64::from(err.exit_code()), Some((message, text)));
+    }
+    match replay.and_then(Replay::leftover) {
+        Some(m) => (1, Some((m.clone(), m))),
+        None => (0, None),
     }
 }
 
