@@ -198,54 +198,6 @@ fn is_std(name: &str) -> bool {
     std_names::STD_NAMES.binary_search(&name).is_ok()
 }
 
-/// Split `name(a: T, b: U) -> R` into the name and the parameter types.
-pub fn parse_signature(sig: &str) -> Option<(String, Vec<String>)> {
-    let open = sig.find('(')?;
-    let name = sig[..open].trim().to_string();
-    let rest = &sig[open + 1..];
-    // The parameter list ends at the ')' that closes it (types hold no parens
-    // except in a closure type, which nests).
-    let mut depth = 0usize;
-    let mut end = None;
-    for (i, c) in rest.char_indices() {
-        match c {
-            '(' | '<' | '[' => depth += 1,
-            ')' if depth == 0 => {
-                end = Some(i);
-                break;
-            }
-            ')' | '>' | ']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    let inner = rest[..end?].trim();
-    if inner.is_empty() {
-        return Some((name, Vec::new()));
-    }
-    let mut params = Vec::new();
-    let (mut depth, mut startp) = (0usize, 0usize);
-    for (i, c) in inner.char_indices() {
-        match c {
-            '(' | '<' | '[' => depth += 1,
-            ')' | '>' | ']' => depth = depth.saturating_sub(1),
-            ',' if depth == 0 => {
-                params.push(inner[startp..i].to_string());
-                startp = i + 1;
-            }
-            _ => {}
-        }
-    }
-    params.push(inner[startp..].to_string());
-    let types = params
-        .iter()
-        .map(|p| match p.rsplit_once(": ") {
-            Some((_, t)) => t.trim().to_string(),
-            None => p.trim().to_string(),
-        })
-        .collect();
-    Some((name, types))
-}
-
 /// A literal argument's type, when the call site shows it.
 fn literal(e: &Expr) -> Option<&'static str> {
     Some(match e {
@@ -656,16 +608,6 @@ mod tests {
         assert!(table.own.contains_key("validate_endpoint") && !table.own.contains_key("exec"));
         assert!(table.knows("len") && table.knows("validate_endpoint"));
         assert!(!table.knows("join"));
-    }
-
-    #[test]
-    fn signatures_parse() {
-        let (n, p) =
-            parse_signature("kube_node_port(namespace: &str, service: &str, port: Dynamic) -> i64")
-                .unwrap();
-        assert_eq!(n, "kube_node_port");
-        assert_eq!(p, ["&str", "&str", "Dynamic"]);
-        assert_eq!(parse_signature("git_sha() -> String").unwrap().1.len(), 0);
     }
 
     #[test]

@@ -68,23 +68,18 @@ impl Repo {
             crate::redact::register(t);
         }
         let slug = get("GITHUB_REPOSITORY");
-        let missing: Vec<&str> = [
-            ("GITHUB_TOKEN", token.is_none()),
-            ("GITHUB_REPOSITORY", slug.is_none()),
-        ]
-        .into_iter()
-        .filter_map(|(k, gone)| gone.then_some(k))
-        .collect();
-        if !missing.is_empty() {
+        let (Some(token), Some(slug)) = (token.clone(), slug.clone()) else {
+            let missing: Vec<&str> = [
+                ("GITHUB_TOKEN", token.is_none()),
+                ("GITHUB_REPOSITORY", slug.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(k, gone)| gone.then_some(k))
+            .collect();
             return Err(PrimError::usage(format!(
                 "the github backend needs {} (not set): both are set in GitHub Actions ({PERMISSIONS_HINT}), or choose another backend",
                 missing.join(" and ")
             )));
-        }
-        let (Some(token), Some(slug)) = (token, slug) else {
-            return Err(PrimError::usage(
-                "GITHUB_TOKEN or GITHUB_REPOSITORY is not set",
-            ));
         };
         let (owner, name) = parse_slug(&slug)?;
         let api = get("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API.into());

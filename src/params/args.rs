@@ -55,13 +55,8 @@ impl Param {
 }
 
 /// Parse `--name value` / `--name=value` arguments against the declaration,
-/// reading `env` fallbacks from the process environment.
-pub fn parse_args(decl: &Declaration, args: &[String]) -> Result<Map, String> {
-    parse_args_with_env(decl, args, &|name| std::env::var(name).ok())
-}
-
-/// [`parse_args`] with the environment given by `env` (`runbook test` hands
-/// it the test's `t.env` values, never the real environment).
+/// reading `env` fallbacks through `env` (a run hands it the process
+/// environment, `runbook test` the test's `t.env` values).
 pub fn parse_args_with_env(
     decl: &Declaration,
     args: &[String],

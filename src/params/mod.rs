@@ -21,7 +21,7 @@ mod help;
 pub mod runner;
 mod spec;
 
-pub use args::{parse_args, parse_args_with_env, parse_bool};
+pub use args::{parse_args_with_env, parse_bool};
 pub use help::render_help;
 pub use runner::{is_reserved, RunOptions};
 pub use spec::fragment_errors;

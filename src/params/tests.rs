@@ -44,7 +44,7 @@ fn reads_the_declaration_without_running() {
 
 #[test]
 fn parses_both_forms_and_defaults() {
-    let m = parse_args(
+    let m = parse_args_with_env(
         &decl(),
         &args(&[
             "--sha",
@@ -54,6 +54,7 @@ fn parses_both_forms_and_defaults() {
             "--rpc-endpoint",
             "a.b:2000",
         ]),
+        &|_| None,
     )
     .unwrap();
     assert_eq!(m["sha"].to_string(), SHA);
@@ -61,7 +62,7 @@ fn parses_both_forms_and_defaults() {
     assert!(m["verbose"].as_bool().unwrap());
     assert_eq!(m["stack"].to_string(), "both");
     assert_eq!(m["rpc_endpoint"].to_string(), "a.b:2000");
-    let m = parse_args(&decl(), &args(&["--sha", SHA])).unwrap();
+    let m = parse_args_with_env(&decl(), &args(&["--sha", SHA]), &|_| None).unwrap();
     assert!(m["rpc_endpoint"].is_unit());
     // Bool flags take a separate true/false too.
     for (a, want) in [
@@ -70,7 +71,7 @@ fn parses_both_forms_and_defaults() {
     ] {
         let mut v = args(&["--sha", SHA]);
         v.extend(args(a));
-        let m = parse_args(&decl(), &v).unwrap();
+        let m = parse_args_with_env(&decl(), &v, &|_| None).unwrap();
         assert_eq!(m["verbose"].as_bool().unwrap(), want, "{a:?}");
     }
 }
@@ -112,7 +113,7 @@ fn bad_input_names_the_parameter() {
         (&["--sha"], "needs a value"),
     ];
     for (a, want) in cases {
-        let err = parse_args(&d, &args(a)).unwrap_err();
+        let err = parse_args_with_env(&d, &args(a), &|_| None).unwrap_err();
         assert!(err.contains(want), "{a:?}: {err}");
     }
 }

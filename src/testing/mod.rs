@@ -240,10 +240,7 @@ pub fn main(opts: Options) -> Result<(), Error> {
                 .join(", ")
         )));
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    let rt = crate::commands::runtime(0)?;
     let primitives = primitive_names(rt.handle());
     let handle = rt.handle().clone();
     let junit = opts.junit;

@@ -198,7 +198,7 @@ fn parameter_parsing_never_panics() {
     ));
     runner
         .run(&words, |args| {
-            let _ = runbook::params::parse_args(&decl, &args);
+            let _ = runbook::params::parse_args_with_env(&decl, &args, &|_| None);
             Ok(())
         })
         .unwrap();
