@@ -266,6 +266,7 @@ if args.mode == "hang" { sleep(30); }
     assert_eq!(shas, ["bbb", "ccc"]);
     // Any target has a name (derived here); it has no records.
     p.run(&["history", "Bad Name"])
+        .code(0)
         .has("no ledger records for 'bad-name-");
 }
 

@@ -360,6 +360,7 @@ fn rate_limits_are_waited_out_within_the_deadline() {
     p2.run(&["--timeout", "2", "once.rhai"]).code(124);
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     api.assert_contract();
+    api2.assert_contract();
 }
 
 #[test]
