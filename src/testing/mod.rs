@@ -240,7 +240,11 @@ pub fn main(opts: Options) -> Result<(), Error> {
                 .join(", ")
         )));
     }
-    let rt = crate::commands::runtime(0)?;
+    // Built here, not through commands::runtime: commands imports testing.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
     let primitives = primitive_names(rt.handle());
     let handle = rt.handle().clone();
     let junit = opts.junit;
