@@ -302,18 +302,6 @@ fn standard_package() -> &'static rhai::Shared<Module> {
     })
 }
 
-/// Start building the standard package on a thread of its own, so that a
-/// run's other start-up work (logging, the runtime, reading the playbook,
-/// registering the primitives) overlaps it; [`new_engine`] waits for it.
-/// Calling it is optional, and more than once is harmless.
-pub fn prewarm() {
-    let _ = std::thread::Builder::new()
-        .name("rhai-std".into())
-        .spawn(|| {
-            standard_package();
-        });
-}
-
 /// `Engine::new()` with the language's standard package (see
 /// `standard_package`).
 pub fn new_engine() -> Engine {
@@ -337,14 +325,12 @@ pub fn base(ctx: &Arc<Ctx>) -> Engine {
 }
 
 /// [`base`] before the standard package: the layer above registers the
-/// primitives first, which overlaps the package's building when
-/// [`prewarm`] started it, then calls [`with_standard_package`].
+/// primitives first, then calls [`with_standard_package`].
 pub fn bare(ctx: &Arc<Ctx>) -> Engine {
     sandbox(raw_engine(), ctx)
 }
 
-/// Add the language's standard package (waiting for [`prewarm`]'s thread
-/// if it is still building it).
+/// Add the language's standard package (built on first use).
 pub fn with_standard_package(mut engine: Engine) -> Engine {
     engine.register_global_module(standard_package().clone());
     engine

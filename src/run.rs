@@ -11,6 +11,7 @@
 //! records and releases.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -27,15 +28,18 @@ use crate::testing::proxy::{self, Proxy};
 
 pub use crate::params::RunOptions;
 
-/// What the script thread hands back.
+/// What the script thread hands back: `None` when it ended without a
+/// result (it panicked, or it did not stop within its grace).
 type Outcome = Option<Result<(), Box<EvalAltResult>>>;
 
 /// Run a playbook. The error carries its exit code.
 pub fn run(opts: RunOptions) -> Result<(), Error> {
-    crate::engine::prewarm();
     let format = opts.format.unwrap_or_else(LogFormat::detect);
     let sink = crate::logging::init(format);
-    let rt = runtime(2)?;
+    // A current-thread runtime: this thread drives it while the playbook's
+    // thread blocks on it (see `execute`). Worker threads would cost every
+    // run their start-up, a third of a trivial run's (bench/RESULTS.md).
+    let rt = runtime(0)?;
     let ctx = Ctx::new(settings(&opts, format), rt.handle().clone());
     // --record: the same primitives behind stand-ins that keep each call.
     let recorder = opts
@@ -56,19 +60,53 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
     }
     prepared.lint(&engine, &ctx)?;
     let args = prepared.bind(&opts.params, &crate::pipeline::process_env)?;
-    let started = (Instant::now(), std::time::SystemTime::now());
-    let outcome = execute(&ctx, &rt, engine, &prepared, args.clone(), opts.timeout)?;
-    let result = settle(&ctx, outcome, &prepared, started.0);
-    finish(
-        &ctx,
-        rt,
-        &opts,
-        recorder.as_deref(),
-        &args,
-        started.1,
-        &result,
-    );
+    let job = Arc::new(Job {
+        ctx,
+        prepared,
+        opts,
+        recorder,
+        args,
+        started: (Instant::now(), std::time::SystemTime::now()),
+        grace: GRACE,
+        claimed: AtomicBool::new(false),
+    });
+    let result = execute(&rt, engine, &job);
+    rt.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// How long a cancelled script gets to stop before the run is concluded
+/// without it.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// A prepared run: what the playbook's thread runs, and what whichever
+/// thread concludes the run reads.
+struct Job {
+    ctx: Arc<Ctx>,
+    prepared: Prepared,
+    opts: RunOptions,
+    recorder: Option<Arc<Proxy>>,
+    args: Map,
+    started: (Instant, std::time::SystemTime),
+    /// How long a cancelled script gets to stop at its next operation.
+    grace: Duration,
+    /// Set by the thread that concludes the run: the playbook's when its
+    /// script ends, another when the script does not stop in time.
+    claimed: AtomicBool,
+}
+
+impl Job {
+    /// Whether the caller is the one to conclude the run (true once).
+    fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::SeqCst)
+    }
+
+    /// Settle the outcome, then finish: recording, children, ledger, locks.
+    fn conclude(&self, outcome: Outcome) -> Result<(), Error> {
+        let result = settle(&self.ctx, outcome, &self.prepared, self.started.0);
+        finish(self, &result);
+        result
+    }
 }
 
 /// The context's settings from the command line.
@@ -89,67 +127,83 @@ fn annotate(sink: &Sink, format: LogFormat, path: &Path, e: LoadError) -> LoadEr
 }
 
 /// Run the script on its own thread (a deep stack; detached, so a script
-/// that ignores cancellation ends with the process) and wait for it
-/// under signals and the deadline.
-fn execute(
-    ctx: &Arc<Ctx>,
-    rt: &tokio::runtime::Runtime,
-    engine: Engine,
-    prepared: &Prepared,
-    args: Map,
-    timeout: Option<Duration>,
-) -> Result<Outcome, Error> {
-    let path = &prepared.path;
+/// that ignores cancellation ends with the process), which then settles
+/// and finishes the run, while this thread drives the runtime and watches
+/// signals and the deadline. A script that does not stop in time is left
+/// behind: the run is concluded on a thread of its own.
+fn execute(rt: &tokio::runtime::Runtime, engine: Engine, job: &Arc<Job>) -> Result<(), Error> {
+    let (ctx, path) = (&job.ctx, &job.prepared.path);
     tracing::info!(
         playbook = %path.display(), dry_run = ctx.dry_run(),
         "running {}{}", path.display(), if ctx.dry_run() { " (dry run: nothing will be changed)" } else { "" }
     );
+    let timeout = job.opts.timeout;
     if let Some(t) = timeout {
         ctx.set_deadline(Instant::now() + t);
     }
-    let ast = prepared.ast.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let j = job.clone();
     let _script = std::thread::Builder::new()
         .name("playbook".into())
         .stack_size(32 * 1024 * 1024)
         .spawn(move || {
             let mut scope = Scope::new();
-            scope.push_constant("args", Dynamic::from(args));
-            let _ = tx.send(engine.run_ast_with_scope(&mut scope, &ast));
+            scope.push_constant("args", Dynamic::from(j.args.clone()));
+            // A panic is a run without a result, concluded like any other.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                engine.run_ast_with_scope(&mut scope, &j.prepared.ast)
+            }))
+            .ok();
+            let _ = ended_tx.send(());
+            if j.claim() {
+                let _ = done_tx.send(j.conclude(outcome));
+            }
         })
         .map_err(|e| Error::Failed(format!("cannot start the playbook thread: {e}")))?;
-    Ok(rt.block_on(watch(ctx.clone(), rx, timeout)))
+    let ended = rt.block_on(watch(ctx.clone(), ended_rx, timeout, job.grace));
+    let done = if !ended && job.claim() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let j = job.clone();
+        std::thread::Builder::new()
+            .name("conclude".into())
+            .spawn(move || {
+                let _ = tx.send(j.conclude(None));
+            })
+            .map_err(|e| Error::Failed(format!("cannot start a thread to end the run: {e}")))?;
+        rx
+    } else {
+        done_rx
+    };
+    rt.block_on(done).unwrap_or_else(|_| {
+        Err(Error::Failed(
+            "the run ended without a result (an internal error)".into(),
+        ))
+    })
 }
 
 /// After the outcome, whatever it is: the recording, the children, the
 /// ledger (while the locks are still held), the locks, the summaries.
-fn finish(
-    ctx: &Arc<Ctx>,
-    rt: tokio::runtime::Runtime,
-    opts: &RunOptions,
-    recorder: Option<&Proxy>,
-    args: &Map,
-    started: std::time::SystemTime,
-    result: &Result<(), Error>,
-) {
-    if let (Some(file), Some(p)) = (&opts.record, recorder) {
+/// Runs off the runtime's thread, which drives the I/O it waits for.
+fn finish(job: &Job, result: &Result<(), Error>) {
+    let (ctx, opts) = (&job.ctx, &job.opts);
+    if let (Some(file), Some(p)) = (&opts.record, &job.recorder) {
         write_recording(file, &opts.playbook, opts.dry_run, p);
     }
     ctx.kill_children();
     // The ledger takes the arguments as JSON (it holds no Rhai); the
     // record is appended while the locks are still held.
-    let ledger_args = crate::value::to_json(&rhai::Dynamic::from(args.clone()))
+    let ledger_args = crate::value::to_json(&rhai::Dynamic::from(job.args.clone()))
         .unwrap_or(serde_json::Value::Null);
     crate::ledger::record_run(
         &ctx.ledger_facts(),
         &opts.playbook,
         &ledger_args,
-        started,
+        job.started.1,
         result,
     );
-    ctx.locks.release_all(rt.handle());
+    ctx.locks.release_all(&ctx.rt);
     crate::github::flush_summaries(&ctx.summaries.lock());
-    rt.shutdown_timeout(Duration::from_millis(200));
 }
 
 /// `--record FILE.json`, written whatever the outcome: a failed run is
@@ -204,14 +258,15 @@ impl Signals {
     }
 }
 
-/// Wait for the playbook thread's result; on a signal (SIGINT, SIGTERM,
-/// SIGHUP, SIGQUIT) or the deadline, cancel the run and give the script
-/// five seconds to stop at its next operation.
+/// Wait for the playbook thread's script to end; on a signal (SIGINT,
+/// SIGTERM, SIGHUP, SIGQUIT) or the deadline, cancel the run and give the
+/// script `grace` to stop at its next operation. Whether it ended.
 async fn watch(
     watcher: Arc<Ctx>,
-    rx: tokio::sync::oneshot::Receiver<Result<(), Box<EvalAltResult>>>,
+    rx: tokio::sync::oneshot::Receiver<()>,
     timeout: Option<Duration>,
-) -> Outcome {
+    grace: Duration,
+) -> bool {
     let mut signals = Signals::install();
     let deadline = async {
         match timeout {
@@ -221,7 +276,7 @@ async fn watch(
     };
     let mut rx = rx;
     let reason = tokio::select! {
-        r = &mut rx => return r.ok(),
+        _ = &mut rx => return true,
         s = signals.next() => CancelReason::Signal(s),
         _ = deadline => CancelReason::Timeout(timeout.unwrap_or_default()),
     };
@@ -229,7 +284,6 @@ async fn watch(
     // The script stops at its next operation; don't wait forever for it.
     // A guarded deploy in progress gets its rollback reserve first; a
     // second signal stops the rollback too.
-    let grace = Duration::from_secs(5);
     if let Some(reserve) = watcher.shield.reserve() {
         tracing::warn!(
             "{}: stopping the deploy; the rollback runs within its reserve of {} (a second signal stops it)",
@@ -240,7 +294,7 @@ async fn watch(
             crate::error::fmt_secs(reserve)
         );
         tokio::select! {
-            r = &mut rx => return r.ok(),
+            _ = &mut rx => return true,
             _ = signals.next() => {
                 tracing::warn!("a second signal: stopping the rollback");
                 watcher.cancel_hard();
@@ -248,10 +302,7 @@ async fn watch(
             _ = tokio::time::sleep(reserve + grace) => watcher.cancel_hard(),
         }
     }
-    tokio::time::timeout(grace, rx)
-        .await
-        .ok()
-        .and_then(Result::ok)
+    tokio::time::timeout(grace, rx).await.is_ok()
 }
 
 /// Decide the run's outcome; on failure take back the artifacts it wrote.
@@ -314,4 +365,81 @@ fn settle(
         path.display()
     );
     Err(failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set when `hang()` is reached.
+    static HUNG: AtomicBool = AtomicBool::new(false);
+
+    /// A run of `source` with `hang()` (a native call that ignores
+    /// cancellation for 30 s) and `boom()` (a panic), a `timeout` and a
+    /// 300 ms grace, concluded by `execute` as `runbook` would.
+    fn run_with(source: &str, timeout: Duration) -> (Result<(), Error>, Arc<Job>, Duration) {
+        let dir = tempfile::tempdir().unwrap();
+        let playbook = dir.path().join("stuck.rhai");
+        std::fs::write(&playbook, source).unwrap();
+        let rt = runtime(0).unwrap();
+        let mut settings = Settings::new(&playbook, LogFormat::Json);
+        settings.workdir = dir.path().to_path_buf();
+        let ctx = Ctx::new(settings, rt.handle().clone());
+        let mut engine = crate::primitives::engine(&ctx);
+        engine.register_fn("hang", || {
+            HUNG.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(30))
+        });
+        engine.register_fn("boom", || -> () { panic!("boom") });
+        let Ok(prepared) = Prepared::load(&engine, &playbook) else {
+            panic!("the test playbook does not load")
+        };
+        let job = Arc::new(Job {
+            ctx,
+            prepared,
+            opts: RunOptions {
+                playbook,
+                timeout: Some(timeout),
+                ..RunOptions::default()
+            },
+            recorder: None,
+            args: Map::new(),
+            started: (Instant::now(), std::time::SystemTime::now()),
+            grace: Duration::from_millis(300),
+            claimed: AtomicBool::new(false),
+        });
+        let t = Instant::now();
+        let result = execute(&rt, engine, &job);
+        let took = t.elapsed();
+        // The state folder goes with `dir`; the stuck thread outlives both.
+        drop(dir);
+        (result, job, took)
+    }
+
+    /// A script stuck where cancellation cannot reach: the run is concluded
+    /// without it, within its deadline and grace, and its lock released.
+    #[test]
+    fn a_script_that_does_not_stop_is_concluded_without_it() {
+        let (result, job, took) = run_with("lock(\"stuck\");\nhang();\n", Duration::from_secs(1));
+        assert!(
+            HUNG.load(Ordering::SeqCst),
+            "the script never reached hang()"
+        );
+        assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        assert_eq!(job.ctx.locks.token_of("stuck"), None);
+        assert!(job.claimed.load(Ordering::SeqCst));
+    }
+
+    /// A script whose thread panics: a run without a result, its lock
+    /// released all the same.
+    #[test]
+    fn a_panicking_script_is_a_run_without_a_result() {
+        let (result, job, _) = run_with("lock(\"boom\");\nboom();\n", Duration::from_secs(60));
+        let Err(Error::Failed(m)) = &result else {
+            panic!("{result:?}")
+        };
+        assert!(m.contains("ended without a result"), "{m}");
+        assert_eq!(job.ctx.locks.token_of("boom"), None);
+    }
 }

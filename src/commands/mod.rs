@@ -15,8 +15,10 @@ use crate::error::Error;
 use crate::logging::LogFormat;
 
 /// The async runtime with `workers` threads, or a current-thread one for
-/// 0. Multi-thread where `Handle::block_on` must drive I/O and timers
-/// from the script thread.
+/// 0. `Handle::block_on` drives no I/O or timers itself: on a
+/// current-thread runtime another thread must be in `Runtime::block_on`
+/// meanwhile (a run's main thread is, `crate::run`); where none is, use
+/// workers.
 pub fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Error> {
     let mut b = if workers == 0 {
         tokio::runtime::Builder::new_current_thread()
