@@ -1,5 +1,6 @@
 //! `runbook`: run ops playbooks written in Rhai on safe, tested primitives.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -131,8 +132,75 @@ fn main() -> ExitCode {
     }
     // Known secret variables are masked from the first byte on.
     runbook::redact::register_known_vars();
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let result = match run_args(&argv) {
+        Some(args) => run_playbook(&args),
+        None => match parse_cli() {
+            Ok(cli) => dispatch(cli),
+            Err(code) => return code,
+        },
+    };
+    let result = match result {
+        // Nothing read what we printed: end as `yes | head` does.
+        Ok(()) if runbook::out::pipe_closed() => Err(Error::Interrupted("SIGPIPE")),
+        r => r,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(text) = e.render() {
+                runbook::out::eprintln(&text);
+            }
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+/// The subcommands' names: a first argument that is none of them, and no
+/// option, starts a playbook run.
+const SUBCOMMANDS: &[&str] = &[
+    "check",
+    "doc",
+    "test",
+    "lock",
+    "job",
+    "history",
+    "completions",
+];
+
+/// A run's arguments when the command line can only be a run: its first
+/// argument is neither a subcommand nor an option (clap reads such a line
+/// the same, `the_fast_path_reads_runs_as_clap_does`). A run then skips
+/// building clap's command, a tenth of a trivial run's start-up.
+fn run_args(argv: &[OsString]) -> Option<Vec<String>> {
+    let first = argv.first()?.to_str()?;
+    if first.starts_with('-') || SUBCOMMANDS.contains(&first) {
+        return None;
+    }
+    argv.iter().map(|a| a.to_str().map(String::from)).collect()
+}
+
+/// `runbook PLAYBOOK [ARGS]…`.
+fn run_playbook(args: &[String]) -> Result<(), Error> {
+    match RunOptions::parse(args).map_err(Error::Usage) {
+        Ok(Some(opts)) => run::run(opts),
+        Ok(None) => {
+            let help = Cli::command().render_help().to_string();
+            runbook::out::text(Stream::Stdout, &help);
+            Err(Error::Usage(
+                "no playbook given: runbook PLAYBOOK [--param value]…".into(),
+            ))
+        }
+        // Logging is not set up yet: printed plainly, by main.
+        Err(e) => Err(e),
+    }
+}
+
+/// The command line through clap, or the exit code of its help, version
+/// or error, already printed.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(c) => Ok(c),
         Err(e) => {
             // clap's own help and errors, through the one writer.
             let stream = if e.use_stderr() {
@@ -142,12 +210,16 @@ fn main() -> ExitCode {
             };
             runbook::out::text(stream, &e.render().to_string());
             if runbook::out::pipe_closed() {
-                return ExitCode::from(141);
+                return Err(ExitCode::from(141));
             }
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            Err(ExitCode::from(if e.use_stderr() { 2 } else { 0 }))
         }
-    };
-    let result = match cli.command {
+    }
+}
+
+/// Run what clap read.
+fn dispatch(cli: Cli) -> Result<(), Error> {
+    match cli.command {
         Some(Command::Check { paths }) => commands::check::check(&paths),
         Some(Command::Doc {
             name,
@@ -174,38 +246,65 @@ fn main() -> ExitCode {
             runbook::out::text(Stream::Stdout, &String::from_utf8_lossy(&buf));
             Ok(())
         }
-        None => match RunOptions::parse(&cli.run).map_err(Error::Usage) {
-            Ok(Some(opts)) => run::run(opts),
-            Ok(None) => {
-                let help = Cli::command().render_help().to_string();
-                runbook::out::text(Stream::Stdout, &help);
-                Err(Error::Usage(
-                    "no playbook given: runbook PLAYBOOK [--param value]…".into(),
-                ))
-            }
-            // Logging is not set up yet: printed plainly, below.
-            Err(e) => Err(e),
-        },
-    };
-    let result = match result {
-        // Nothing read what we printed: end as `yes | head` does.
-        Ok(()) if runbook::out::pipe_closed() => Err(Error::Interrupted("SIGPIPE")),
-        r => r,
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if let Some(text) = e.render() {
-                runbook::out::eprintln(&text);
-            }
-            ExitCode::from(e.exit_code() as u8)
-        }
+        None => run_playbook(&cli.run),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// The fast path takes a line as a run exactly when clap would, with
+    /// the same arguments, and knows every subcommand.
+    #[test]
+    fn the_fast_path_reads_runs_as_clap_does() {
+        let cmd = Cli::command();
+        let names: Vec<&str> = cmd
+            .get_subcommands()
+            .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()))
+            .collect();
+        let mut sorted = names;
+        sorted.sort_unstable();
+        let mut ours = SUBCOMMANDS.to_vec();
+        ours.sort_unstable();
+        assert_eq!(ours, sorted, "SUBCOMMANDS must list clap's subcommands");
+        // Each line, and whether the fast path takes it (it leaves to
+        // clap what starts with an option or a subcommand).
+        let lines: &[(&[&str], bool)] = &[
+            (&["pb.rhai"], true),
+            (&["pb.rhai", "--sha", "previous", "--dry-run"], true),
+            (&["pb.rhai", "--help"], true),
+            (&["pb.rhai", "check"], true),
+            (&["./check"], true),
+            (&["check.rhai", "-x"], true),
+            (&["pb.rhai", "--sha", "a\nb", "--", "x"], true),
+            (&[""], true),
+            (&["check", "pb.rhai"], false),
+            (&["test"], false),
+            (&["--help"], false),
+            (&["-V"], false),
+            (&["--version"], false),
+            (&["--dry-run", "pb.rhai"], false),
+            (&["completions", "bash"], false),
+            (&["lock", "status", "x"], false),
+        ];
+        for (line, taken) in lines {
+            let argv: Vec<OsString> = line.iter().map(OsString::from).collect();
+            let fast = run_args(&argv);
+            assert_eq!(fast.is_some(), *taken, "{line:?}");
+            let clap = Cli::try_parse_from(std::iter::once("runbook").chain(line.iter().copied()))
+                .ok()
+                .filter(|c| c.command.is_none())
+                .map(|c| c.run);
+            if let Some(args) = fast {
+                assert_eq!(Some(args), clap, "{line:?}: clap reads it otherwise");
+            }
+        }
+        // Not UTF-8: left to clap, which names the argument.
+        let bad = vec![OsString::from(std::ffi::OsStr::from_bytes(b"pb\xff.rhai"))];
+        assert_eq!(run_args(&bad), None);
+    }
 
     #[test]
     fn cli_is_well_formed() {
