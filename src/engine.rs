@@ -302,6 +302,13 @@ fn standard_package() -> &'static rhai::Shared<Module> {
     })
 }
 
+/// Build the standard package now rather than on first use: a run does
+/// it on its playbook thread while the main thread reads, compiles and
+/// checks the playbook, none of which needs it (`crate::run`).
+pub fn build_standard_package() {
+    standard_package();
+}
+
 /// `Engine::new()` with the language's standard package (see
 /// `standard_package`).
 pub fn new_engine() -> Engine {
@@ -397,6 +404,26 @@ fn sandbox(mut engine: Engine, ctx: &Arc<Ctx>) -> Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run compiles and lints its playbook before the standard package
+    /// joins the engine (`crate::run`): that is only the same when the
+    /// package adds no constant the optimizer could fold in, and is marked
+    /// standard (the optimizer never asks it whether it overrides a
+    /// built-in operator).
+    #[test]
+    fn compiling_without_the_standard_package_is_the_same() {
+        let std = standard_package();
+        assert!(std.is_standard_lib());
+        assert_eq!(std.iter_var().count(), 0);
+        let source = "let a = 1 + 2; let b = \"x\" + 1; let c = [1] + [2]; let d = 2.0 * 3;\n\
+                      const E = 7; let f = E * 2 + a; let g = `${a}` == \"3\"; a.to_string()";
+        let with = new_engine().compile(source).unwrap();
+        let without = raw_engine().compile(source).unwrap();
+        assert_eq!(
+            format!("{:?}", with.statements()),
+            format!("{:?}", without.statements())
+        );
+    }
 
     #[test]
     fn a_caught_usage_error_reads_as_its_message() {

@@ -34,6 +34,8 @@ type Outcome = Option<Result<(), Box<EvalAltResult>>>;
 
 /// Run a playbook. The error carries its exit code.
 pub fn run(opts: RunOptions) -> Result<(), Error> {
+    // First, so that it builds the standard package meanwhile.
+    let playbook = PlaybookThread::spawn()?;
     let format = opts.format.unwrap_or_else(LogFormat::detect);
     let sink = crate::logging::init(format);
     // A current-thread runtime: this thread drives it while the playbook's
@@ -47,18 +49,21 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         .as_ref()
         .map(|_| Proxy::new(&ctx, Box::new(|_, _| None)));
     crate::declare::skip_docs();
+    // The playbook's thread adds the standard package to a run's own
+    // engine; `--record`'s has it (below its stand-ins, where it must be).
     let engine = match &recorder {
-        Some(p) => proxy::engine(&ctx, p),
-        None => crate::primitives::engine(&ctx),
+        Some(p) => Unfinished::Complete(proxy::engine(&ctx, p)),
+        None => Unfinished::NoStandardPackage(crate::primitives::bindings(&ctx)),
     };
-    let prepared = Prepared::load(&engine, &opts.playbook)
+    let e = engine.get();
+    let prepared = Prepared::load(e, &opts.playbook)
         .map_err(|e| annotate(&sink, format, &opts.playbook, e))?;
     if opts.help {
         let help = crate::params::render_help(&prepared.decl, &opts.playbook.display().to_string());
         crate::out::text(crate::out::Stream::Stdout, &help);
         return Ok(());
     }
-    prepared.lint(&engine, &ctx)?;
+    prepared.lint(e, &ctx)?;
     let args = prepared.bind(&opts.params, &crate::pipeline::process_env)?;
     let job = Arc::new(Job {
         ctx,
@@ -70,7 +75,7 @@ pub fn run(opts: RunOptions) -> Result<(), Error> {
         grace: GRACE,
         claimed: AtomicBool::new(false),
     });
-    let result = execute(&rt, engine, &job);
+    let result = execute(&rt, playbook, engine, &job);
     rt.shutdown_timeout(Duration::from_millis(200));
     result
 }
@@ -126,12 +131,99 @@ fn annotate(sink: &Sink, format: LogFormat, path: &Path, e: LoadError) -> LoadEr
     e
 }
 
-/// Run the script on its own thread (a deep stack; detached, so a script
-/// that ignores cancellation ends with the process), which then settles
-/// and finishes the run, while this thread drives the runtime and watches
-/// signals and the deadline. A script that does not stop in time is left
-/// behind: the run is concluded on a thread of its own.
-fn execute(rt: &tokio::runtime::Runtime, engine: Engine, job: &Arc<Job>) -> Result<(), Error> {
+/// The engine a run hands its playbook thread.
+enum Unfinished {
+    /// Still to get the standard package, which that thread builds.
+    NoStandardPackage(Engine),
+    /// Ready to run.
+    Complete(Engine),
+}
+
+impl Unfinished {
+    /// The engine as it is: enough to compile and lint a playbook
+    /// (`engine::tests::compiling_without_the_standard_package_is_the_same`).
+    fn get(&self) -> &Engine {
+        match self {
+            Unfinished::NoStandardPackage(e) | Unfinished::Complete(e) => e,
+        }
+    }
+
+    fn finish(self) -> Engine {
+        match self {
+            Unfinished::NoStandardPackage(e) => crate::engine::with_standard_package(e),
+            Unfinished::Complete(e) => e,
+        }
+    }
+}
+
+/// The playbook's thread (a deep stack), started before anything else: it
+/// builds the language's standard package, a third of a trivial run's
+/// start-up, while the main thread reads, compiles and checks the
+/// playbook, then waits for the run. A run that ends before (a usage or
+/// lint error) drops it unused.
+struct PlaybookThread {
+    start: std::sync::mpsc::SyncSender<Start>,
+}
+
+/// What the playbook's thread needs to run the script and conclude.
+struct Start {
+    engine: Unfinished,
+    job: Arc<Job>,
+    /// Told when the script ends, whatever happens next.
+    ended: tokio::sync::oneshot::Sender<()>,
+    /// The run's result, when this thread concluded it.
+    done: tokio::sync::oneshot::Sender<Result<(), Error>>,
+}
+
+impl PlaybookThread {
+    fn spawn() -> Result<PlaybookThread, Error> {
+        let (start, rx) = std::sync::mpsc::sync_channel::<Start>(1);
+        std::thread::Builder::new()
+            .name("playbook".into())
+            .stack_size(32 * 1024 * 1024)
+            .spawn(move || {
+                crate::engine::build_standard_package();
+                if let Ok(s) = rx.recv() {
+                    s.run();
+                }
+            })
+            .map_err(|e| Error::Failed(format!("cannot start the playbook thread: {e}")))?;
+        Ok(PlaybookThread { start })
+    }
+}
+
+impl Start {
+    /// Run the script, then (unless the main thread gave up on it and
+    /// concluded the run) settle and finish.
+    fn run(self) {
+        let engine = self.engine.finish();
+        let job = self.job;
+        let mut scope = Scope::new();
+        scope.push_constant("args", Dynamic::from(job.args.clone()));
+        // A panic is a run without a result, concluded like any other.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.run_ast_with_scope(&mut scope, &job.prepared.ast)
+        }))
+        .ok();
+        let _ = self.ended.send(());
+        if job.claim() {
+            let _ = self.done.send(job.conclude(outcome));
+        }
+    }
+}
+
+/// Hand the run to its playbook thread (detached, so a script that
+/// ignores cancellation ends with the process), which runs the script,
+/// then settles and finishes the run, while this thread drives the
+/// runtime and watches signals and the deadline. A script that does not
+/// stop in time is left behind: the run is concluded on a thread of its
+/// own.
+fn execute(
+    rt: &tokio::runtime::Runtime,
+    thread: PlaybookThread,
+    engine: Unfinished,
+    job: &Arc<Job>,
+) -> Result<(), Error> {
     let (ctx, path) = (&job.ctx, &job.prepared.path);
     tracing::info!(
         playbook = %path.display(), dry_run = ctx.dry_run(),
@@ -141,26 +233,17 @@ fn execute(rt: &tokio::runtime::Runtime, engine: Engine, job: &Arc<Job>) -> Resu
     if let Some(t) = timeout {
         ctx.set_deadline(Instant::now() + t);
     }
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let j = job.clone();
-    let _script = std::thread::Builder::new()
-        .name("playbook".into())
-        .stack_size(32 * 1024 * 1024)
-        .spawn(move || {
-            let mut scope = Scope::new();
-            scope.push_constant("args", Dynamic::from(j.args.clone()));
-            // A panic is a run without a result, concluded like any other.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                engine.run_ast_with_scope(&mut scope, &j.prepared.ast)
-            }))
-            .ok();
-            let _ = ended_tx.send(());
-            if j.claim() {
-                let _ = done_tx.send(j.conclude(outcome));
-            }
-        })
-        .map_err(|e| Error::Failed(format!("cannot start the playbook thread: {e}")))?;
+    let (ended, ended_rx) = tokio::sync::oneshot::channel();
+    let (done, done_rx) = tokio::sync::oneshot::channel();
+    let start = Start {
+        engine,
+        job: job.clone(),
+        ended,
+        done,
+    };
+    thread.start.send(start).map_err(|_| {
+        Error::Failed("the playbook thread ended before the run (an internal error)".into())
+    })?;
     let ended = rt.block_on(watch(ctx.clone(), ended_rx, timeout, job.grace));
     let done = if !ended && job.claim() {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -385,7 +468,7 @@ mod tests {
         let mut settings = Settings::new(&playbook, LogFormat::Json);
         settings.workdir = dir.path().to_path_buf();
         let ctx = Ctx::new(settings, rt.handle().clone());
-        let mut engine = crate::primitives::engine(&ctx);
+        let mut engine = crate::primitives::bindings(&ctx);
         engine.register_fn("hang", || {
             HUNG.store(true, Ordering::SeqCst);
             std::thread::sleep(Duration::from_secs(30))
@@ -408,8 +491,11 @@ mod tests {
             grace: Duration::from_millis(300),
             claimed: AtomicBool::new(false),
         });
+        let Ok(thread) = PlaybookThread::spawn() else {
+            panic!("no playbook thread")
+        };
         let t = Instant::now();
-        let result = execute(&rt, engine, &job);
+        let result = execute(&rt, thread, Unfinished::NoStandardPackage(engine), &job);
         let took = t.elapsed();
         // The state folder goes with `dir`; the stuck thread outlives both.
         drop(dir);

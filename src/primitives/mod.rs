@@ -48,9 +48,16 @@ const FAMILIES: &[fn(&mut Engine, &Arc<Ctx>)] = &[
 /// it: the runtime's [`crate::engine::base`], then the bindings, which sit
 /// above it.
 pub fn engine(ctx: &Arc<Ctx>) -> Engine {
+    crate::engine::with_standard_package(bindings(ctx))
+}
+
+/// [`engine`] before the language's standard package, which nothing
+/// before a script runs needs: a run adds it on its playbook thread
+/// (`crate::run`).
+pub fn bindings(ctx: &Arc<Ctx>) -> Engine {
     let mut engine = crate::engine::bare(ctx);
     register_all(&mut engine, ctx);
-    crate::engine::with_standard_package(engine)
+    engine
 }
 
 /// Register every primitive into `engine`.
