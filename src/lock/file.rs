@@ -394,9 +394,17 @@ pub fn break_lock(state: &Path, name: &str, by: &str, reason: &str) -> Result<St
     let before = status(state, name)?;
     let path = path(state, name);
     let prev = read_record(&path).unwrap_or_default();
+    // A token that repeated would let the old holder pass the new fence.
+    let token = super::next_token(
+        prev.token,
+        super::TOKEN_MAX,
+        name,
+        &format!("the lock file {}", path.display()),
+    )
+    .map_err(|e| e.to_string())?;
     let record = Record {
         name: name.into(),
-        token: prev.token.saturating_add(1),
+        token,
         held: false,
         holder: prev.holder,
         expires: None,
@@ -471,5 +479,27 @@ mod tests {
             panic!("still busy after break")
         };
         assert_eq!(rb.token, 3, "1 held, 2 the break, 3 the new holder");
+    }
+
+    /// A break at the top token refuses, naming the file, and leaves it as
+    /// it was: a token that repeated would let the old holder pass the
+    /// new fence.
+    #[test]
+    fn a_break_at_the_top_token_refuses_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let Acquire::Held(a, _) = take(dir.path()) else {
+            panic!()
+        };
+        a.release().unwrap();
+        let p = path(dir.path(), "t");
+        let mut r = read_record(&p).unwrap();
+        r.token = super::super::TOKEN_MAX;
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        write_record(&f, &r).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let err = break_lock(dir.path(), "t", "ops", "stuck").unwrap_err();
+        assert!(err.contains(&p.display().to_string()), "{err}");
+        assert!(err.contains(&super::super::TOKEN_MAX.to_string()), "{err}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
     }
 }

@@ -504,10 +504,22 @@ pub async fn break_lock(name: &str, by: &str, reason: &str) -> Result<Status, St
             },
             |l| l.status(name),
         );
+        // A token that repeated would let the old holder pass the new fence.
+        let token = super::next_token(
+            before.token,
+            super::TOKEN_MAX,
+            name,
+            &format!(
+                "the lock ref {} in {}",
+                ref_name(&t.name),
+                t.api.repo().slug()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
         let want = LockCommit {
             runbook_lock: name.into(),
             state: "free".into(),
-            token: before.token.saturating_add(1),
+            token,
             holder: before.holder.clone(),
             expires_ms: 0,
             broken: Some(format!(

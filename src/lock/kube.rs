@@ -545,10 +545,18 @@ pub async fn break_lock(
             ),
         );
         want.metadata.annotations = Some(ann);
+        // leaseTransitions is an i32: at its top the token would repeat,
+        // and the old holder pass the new fence.
+        let token = super::next_token(
+            before.token,
+            i32::MAX as u64,
+            name,
+            &format!("the Lease {ns}/{ln}"),
+        )
+        .map_err(|e| e.to_string())?;
         if let Some(s) = want.spec.as_mut() {
             s.holder_identity = None;
-            s.lease_transitions =
-                Some(i32::try_from(before.token.saturating_add(1)).unwrap_or(i32::MAX));
+            s.lease_transitions = Some(i32::try_from(token).unwrap_or(i32::MAX));
         }
         let what = format!("break Lease {ns}/{ln}");
         if write_unless_raced(&t, true, &want, &what).await?.is_some() {

@@ -221,6 +221,42 @@ fn the_kube_ledger_keeps_records_in_a_config_map() {
     assert_eq!(lease["spec"]["leaseTransitions"], 3);
 }
 
+/// leaseTransitions is an i32: a break at its top refuses, naming the
+/// Lease, and writes nothing (a token that repeated would let the old
+/// holder pass the new fence).
+#[test]
+fn a_break_at_the_top_token_refuses_and_writes_nothing() {
+    let api = FakeLeases::start();
+    let p = project(&api);
+    let now = runbook::opts::rfc3339(std::time::SystemTime::now()).replace('Z', ".000000Z");
+    api.put(
+        "Lease",
+        "default",
+        "runbook-demo",
+        serde_json::json!({
+            "metadata": {},
+            "spec": {
+                "holderIdentity": "other-run",
+                "leaseDurationSeconds": 60,
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": i32::MAX,
+            },
+        }),
+    );
+    let before = api.get("Lease", "default", "runbook-demo").unwrap();
+    let out = p.run(&["lock", "break", "demo", "--reason", "drill"]);
+    out.code(1)
+        .has("at its maximum (2147483647)")
+        .has("the Lease default/runbook-demo");
+    assert_eq!(api.get("Lease", "default", "runbook-demo").unwrap(), before);
+    assert!(
+        !api.requests().iter().any(|r| r.starts_with("PUT")),
+        "{:?}",
+        api.requests()
+    );
+}
+
 #[test]
 fn acquire_is_a_read_and_a_conditional_write_release_one_write() {
     let api = FakeLeases::start();

@@ -261,6 +261,18 @@ impl FakeLeases {
         self.store.lock().unwrap().forbidden = Some((method.into(), kind.into()));
     }
 
+    /// Store `obj` as `kind` `ns/name`, as another writer would have.
+    pub fn put(&self, kind: &str, ns: &str, name: &str, mut obj: Value) {
+        obj["metadata"]["name"] = json!(name);
+        obj["metadata"]["namespace"] = json!(ns);
+        obj["metadata"]["resourceVersion"] = json!(RV.fetch_add(1, Ordering::SeqCst).to_string());
+        self.store
+            .lock()
+            .unwrap()
+            .objects
+            .insert((kind.into(), ns.into(), name.into()), obj);
+    }
+
     /// The stored object, if any.
     pub fn get(&self, kind: &str, ns: &str, name: &str) -> Option<Value> {
         self.store
