@@ -268,15 +268,26 @@ pub fn is_guarded(ctx: &Ctx) -> bool {
     !matches!(ctx.shield.outcome(), None | Some(crate::gates::Outcome::Ok))
 }
 
-/// A failed run leaves no artifact it promised.
+/// A failed run leaves no artifact it promised. Each is removed beneath
+/// the working directory, as it was written: a folder swapped for a
+/// symlink since cannot point the removal outside.
 pub fn discard_artifacts(ctx: &Ctx) {
     let files: Vec<PathBuf> = ctx.artifacts.lock().drain(..).collect();
+    let root = &ctx.settings.workdir;
     for f in files {
-        if std::fs::remove_file(&f).is_ok() {
-            tracing::warn!(
+        let Ok(rel) = f.strip_prefix(root) else {
+            continue;
+        };
+        match crate::fsread::remove_beneath(root, rel) {
+            Ok(true) => tracing::warn!(
                 "removed {} (written by this run, which failed)",
                 f.display()
-            );
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                "did not remove {} (written by this run, which failed): {e}",
+                f.display()
+            ),
         }
     }
 }

@@ -76,6 +76,32 @@ fn write_json_through_a_symlink_out_names_it() {
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
 
+/// A failed run takes its artifacts back beneath the working directory:
+/// the script moves the folder away and puts a symlink to a folder outside
+/// in its place before failing, and the file of the same name out there
+/// survives.
+#[test]
+fn taking_artifacts_back_never_removes_a_file_outside() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("x.json");
+    std::fs::write(&victim, "{}\n").unwrap();
+    let mut p = pb(&format!(
+        "write_json(\"d/x.json\", #{{ a: 1 }});\n\
+         exec([\"sh\", \"-c\", \"mv d d.real && ln -s {} d\"]);\n\
+         throw \"fail after the swap\";\n",
+        outside.path().display()
+    ));
+    p.env("RUNBOOK_ALLOW", "sh");
+    p.run(&["pb.rhai"])
+        .code(1)
+        .has("did not remove")
+        .has("fail after the swap");
+    assert!(
+        victim.exists(),
+        "a file outside the working directory was removed"
+    );
+}
+
 fn fifo(p: &Project, rel: &str) {
     nix::unistd::mkfifo(&p.path().join(rel), nix::sys::stat::Mode::S_IRWXU).unwrap();
 }
