@@ -85,13 +85,15 @@ fn record_all(
     if facts.dry_run || facts.locks.mutations() == 0 {
         return;
     }
-    let mut targets: Vec<(String, Option<u64>, Option<Backend>)> = facts
-        .locks
-        .targets()
-        .into_iter()
-        .map(|(n, t, b)| (n, Some(t), Some(b)))
-        .collect();
-    targets.dedup_by(|a, b| a.0 == b.0);
+    // One record per target however often the run took its lock (a, b,
+    // then a again), with the last token it held: the highest.
+    let mut targets: Vec<(String, Option<u64>, Option<Backend>)> = Vec::new();
+    for (name, token, backend) in facts.locks.targets() {
+        match targets.iter_mut().find(|t| t.0 == name) {
+            Some(t) => (t.1, t.2) = (Some(token), Some(backend)),
+            None => targets.push((name, Some(token), Some(backend))),
+        }
+    }
     if targets.is_empty() {
         targets.push((target_of_playbook(playbook), None, None));
     }

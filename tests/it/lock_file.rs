@@ -323,6 +323,29 @@ exec(["sh", "-c", "echo " + a.token + " " + b.token + " >> tokens.log"]);
     );
 }
 
+/// A lock taken again after another (a, b, a) is still one target: one
+/// record in its ledger, with the token of the last take.
+#[test]
+fn a_lock_taken_twice_in_a_run_gets_one_record_with_its_last_token() {
+    let p = project();
+    p.file(
+        "again.rhai",
+        r#"
+lock("app");
+unlock("app");
+lock("db");
+let l = lock("app");
+ledger_note(#{ last: l.token });
+exec(["sh", "-c", "true"]);
+"#,
+    );
+    p.run(&["again.rhai"]).code(0);
+    let (app, db) = (ledger(&p, "app"), ledger(&p, "db"));
+    assert_eq!((app.len(), db.len()), (1, 1), "{app:?}");
+    assert_eq!(app[0]["token"], 2);
+    assert_eq!(app[0]["last"], 2);
+}
+
 #[test]
 fn a_run_with_two_locks_records_in_both_ledgers_with_their_own_notes() {
     let p = project();
