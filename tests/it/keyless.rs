@@ -135,6 +135,35 @@ fn real_keyless_signatures_verify_offline_and_forgeries_name_the_step() {
                 FORGED_DIGEST,
                 format!(r#"#{{ identity: "{SELF_SIGNED_SAN}", issuer: "{GH}" }}"#),
             ),
+            // A genuine chain, then each part of the identity wrong on
+            // its own: the identity step, not the chain, must refuse.
+            (
+                "wrongissuer",
+                KW_DIGEST,
+                format!(r#"#{{ identity: "{KW_ID}", issuer: "https://accounts.google.com" }}"#),
+            ),
+            (
+                "wrongid",
+                KW_DIGEST,
+                format!(
+                    r#"#{{ identity: "https://github.com/evil/fork/.github/workflows/release.yml@refs/tags/v1.34.0", issuer: "{GH}" }}"#
+                ),
+            ),
+            (
+                "wrongregexp",
+                KW_DIGEST,
+                format!(r#"#{{ identity_regexp: "^https://github\\.com/evil/", issuer: "{GH}" }}"#),
+            ),
+            (
+                "otherref",
+                KW_DIGEST,
+                format!(r#"#{{ github_workflow: "{KW_WORKFLOW}", github_ref: "refs/heads/main" }}"#),
+            ),
+            (
+                "otherrepo",
+                KW_DIGEST,
+                format!(r#"#{{ github_workflow: "{KW_WORKFLOW}", github_repository: "evil/fork" }}"#),
+            ),
         ],
     );
     let out = p.run(&["pb.rhai", "--log-format", "json"]);
@@ -146,8 +175,14 @@ fn real_keyless_signatures_verify_offline_and_forgeries_name_the_step() {
         .has("otherid=invalid step=identity signer= reason=identity: the certificate's identity is https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0, not https://github.com/evil/fork/.github/workflows/release.yml@refs/heads/main\n")
         .has("classic2021=invalid step=chain signer= reason=chain: the certificate has no embedded SCT (extension 1.3.6.1.4.1.11129.2.4.2), so no CT log of the trust root (embedded) vouches that it was logged\n")
         .has("selfsigned=invalid step=chain signer= reason=chain: the certificate is self-signed (issuer 'O=runbook-test-fulcio'), not issued by a Fulcio CA of the trust root (embedded)\n");
+    let kw = "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0";
+    out.has(&format!("wrongissuer=invalid step=identity signer= reason=identity: the certificate's issuer is {GH}, not https://accounts.google.com\n"))
+        .has(&format!("wrongid=invalid step=identity signer= reason=identity: the certificate's identity is {kw}, not https://github.com/evil/fork/.github/workflows/release.yml@refs/tags/v1.34.0\n"))
+        .has(&format!("wrongregexp=invalid step=identity signer= reason=identity: the certificate's identity is {kw}, not an identity matching ^(?:^https://github\\.com/evil/)$\n"))
+        .has("otherref=invalid step=identity signer= reason=identity: the certificate's GitHub workflow ref is refs/tags/v1.34.0, not refs/heads/main\n")
+        .has("otherrepo=invalid step=identity signer= reason=identity: the certificate's GitHub workflow repository is kubewarden/kubewarden-controller, not evil/fork\n");
     let ev = events(&out);
-    assert_eq!(ev.len(), 7);
+    assert_eq!(ev.len(), 12);
     // Offline: the bundle's check is registry reads only (.sig tag 404,
     // referrers API 404, index tag, bundle manifest, bundle blob).
     assert_eq!(ev[0]["requests"], 5, "{}", ev[0]);
