@@ -176,14 +176,74 @@ pub fn lock(cmd: LockCmd) -> Result<(), Error> {
     }
 }
 
-/// Run `runbook history …`.
+/// Run `runbook history TARGET [--json] [--limit N]`: the ledger's
+/// newest records, read where the lock of TARGET keeps them.
 pub fn history(a: HistoryArgs) -> Result<(), Error> {
-    crate::ledger::history(
-        &a.target,
-        a.json,
-        a.limit,
+    let (as_json, limit) = (a.json, a.limit);
+    let (backend, namespace, context) = (
         a.at.backend.as_deref(),
         a.at.namespace.as_deref(),
         a.at.context.as_deref(),
+    );
+    let target = &crate::lock::name_for(&a.target);
+    let workdir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let state = crate::lock::state_dir(&workdir);
+    let lock_place = crate::lock::Backend::parse(
+        backend,
+        namespace.map(String::from),
+        context.map(String::from),
     )
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    let place = if backend.is_some() {
+        lock_place
+    } else {
+        crate::ledger::place_for(Some(&lock_place)).map_err(Error::Usage)?
+    };
+    // Multi-thread: the kube ledger is read through Handle::block_on, which
+    // only drives I/O and timers on a runtime with worker threads.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    let found = crate::ledger::newest_any(
+        &state,
+        target,
+        &place,
+        rt.handle(),
+        limit,
+        &crate::ledger::Filter::default(),
+    )
+    .map_err(Error::Failed)?;
+    // No log sink here: the warning goes straight to stderr.
+    if let Some(bad) = &found.bad {
+        crate::out::eprintln(&format!("warning: {bad}"));
+    }
+    let records = found.records;
+    if as_json {
+        crate::out::println(
+            &serde_json::to_string_pretty(&records).unwrap_or_else(|_| "[]".into()),
+        );
+        return Ok(());
+    }
+    if records.is_empty() {
+        let at = match &place {
+            crate::lock::Backend::File => state.display().to_string(),
+            crate::lock::Backend::Kube { .. } => format!("ConfigMap runbook-ledger-{target}"),
+            crate::lock::Backend::Github => format!(
+                "deployments to environment {target} of {}",
+                std::env::var("GITHUB_REPOSITORY").unwrap_or_default()
+            ),
+        };
+        crate::out::println(&format!(
+            "no ledger records for '{target}' ({} backend, {at})",
+            place.name()
+        ));
+        return Ok(());
+    }
+    crate::out::text(
+        crate::out::Stream::Stdout,
+        &crate::ledger::render_table(&records, limit),
+    );
+    Ok(())
 }

@@ -9,7 +9,8 @@
 //!
 //! Parts: [`tail`] reads a file ledger from its end, [`mod@append`] appends
 //! (and repairs a torn last line), [`record`] writes what a run did; here:
-//! where a ledger lives, reading any backend, `runbook history`.
+//! where a ledger lives, reading any backend, and the table `runbook
+//! history` prints (the command itself is `crate::commands::lock`).
 
 pub mod append;
 pub mod github;
@@ -21,7 +22,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::error::Error;
 use crate::lock::Backend;
 
 pub use append::append;
@@ -217,75 +217,6 @@ pub fn render_table(records: &[Value], limit: usize) -> String {
         out.push_str(&line(r));
     }
     out
-}
-
-/// `runbook history TARGET [--json] [--limit N]`.
-pub fn history(
-    target: &str,
-    as_json: bool,
-    limit: usize,
-    backend: Option<&str>,
-    namespace: Option<&str>,
-    context: Option<&str>,
-) -> Result<(), Error> {
-    let target = &crate::lock::name_for(target);
-    let workdir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let state = crate::lock::state_dir(&workdir);
-    let lock_place = Backend::parse(
-        backend,
-        namespace.map(String::from),
-        context.map(String::from),
-    )
-    .map_err(|e| Error::Usage(e.to_string()))?;
-    let place = if backend.is_some() {
-        lock_place
-    } else {
-        place_for(Some(&lock_place)).map_err(Error::Usage)?
-    };
-    // Multi-thread: the kube ledger is read through Handle::block_on, which
-    // only drives I/O and timers on a runtime with worker threads.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    let found = newest_any(
-        &state,
-        target,
-        &place,
-        rt.handle(),
-        limit,
-        &Filter::default(),
-    )
-    .map_err(Error::Failed)?;
-    // No log sink here: the warning goes straight to stderr.
-    if let Some(bad) = &found.bad {
-        crate::out::eprintln(&format!("warning: {bad}"));
-    }
-    let records = found.records;
-    if as_json {
-        crate::out::println(
-            &serde_json::to_string_pretty(&records).unwrap_or_else(|_| "[]".into()),
-        );
-        return Ok(());
-    }
-    if records.is_empty() {
-        let at = match &place {
-            Backend::File => state.display().to_string(),
-            Backend::Kube { .. } => format!("ConfigMap runbook-ledger-{target}"),
-            Backend::Github => format!(
-                "deployments to environment {target} of {}",
-                std::env::var("GITHUB_REPOSITORY").unwrap_or_default()
-            ),
-        };
-        crate::out::println(&format!(
-            "no ledger records for '{target}' ({} backend, {at})",
-            place.name()
-        ));
-        return Ok(());
-    }
-    crate::out::text(crate::out::Stream::Stdout, &render_table(&records, limit));
-    Ok(())
 }
 
 #[cfg(test)]
