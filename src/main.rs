@@ -156,25 +156,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// The subcommands' names: a first argument that is none of them, and no
-/// option, starts a playbook run.
-const SUBCOMMANDS: &[&str] = &[
-    "check",
-    "doc",
-    "test",
-    "lock",
-    "job",
-    "history",
-    "completions",
-];
-
 /// A run's arguments when the command line can only be a run: its first
-/// argument is neither a subcommand nor an option (clap reads such a line
-/// the same, `the_fast_path_reads_runs_as_clap_does`). A run then skips
-/// building clap's command, a tenth of a trivial run's start-up.
+/// argument is neither a subcommand (clap's derived `has_subcommand`, a
+/// match on the names) nor an option, and clap reads such a line the same
+/// (`the_fast_path_reads_runs_as_clap_does`). A run then skips building
+/// clap's command, a tenth of a trivial run's start-up.
 fn run_args(argv: &[OsString]) -> Option<Vec<String>> {
     let first = argv.first()?.to_str()?;
-    if first.starts_with('-') || SUBCOMMANDS.contains(&first) {
+    if first.starts_with('-') || Command::has_subcommand(first) {
         return None;
     }
     argv.iter().map(|a| a.to_str().map(String::from)).collect()
@@ -256,19 +245,9 @@ mod tests {
     use std::os::unix::ffi::OsStrExt;
 
     /// The fast path takes a line as a run exactly when clap would, with
-    /// the same arguments, and knows every subcommand.
+    /// the same arguments.
     #[test]
     fn the_fast_path_reads_runs_as_clap_does() {
-        let cmd = Cli::command();
-        let names: Vec<&str> = cmd
-            .get_subcommands()
-            .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()))
-            .collect();
-        let mut sorted = names;
-        sorted.sort_unstable();
-        let mut ours = SUBCOMMANDS.to_vec();
-        ours.sort_unstable();
-        assert_eq!(ours, sorted, "SUBCOMMANDS must list clap's subcommands");
         // Each line, and whether the fast path takes it (it leaves to
         // clap what starts with an option or a subcommand).
         let lines: &[(&[&str], bool)] = &[
@@ -288,6 +267,9 @@ mod tests {
             (&["--dry-run", "pb.rhai"], false),
             (&["completions", "bash"], false),
             (&["lock", "status", "x"], false),
+            (&["history", "app"], false),
+            (&["job", "pb.rhai"], false),
+            (&["doc"], false),
         ];
         for (line, taken) in lines {
             let argv: Vec<OsString> = line.iter().map(OsString::from).collect();
