@@ -160,7 +160,8 @@ pub struct Ctx {
     pub outputs: Mutex<Vec<(String, String)>>,
     /// Markdown appended to `$GITHUB_STEP_SUMMARY` at the end.
     pub summaries: Mutex<Vec<String>>,
-    /// Files this run wrote; removed again if the run fails.
+    /// Files this run wrote, relative to the working directory; removed
+    /// again (beneath it) if the run fails.
     pub artifacts: Mutex<Vec<PathBuf>>,
     /// Every file this run wrote, `keep_on_failure` ones included: what
     /// `runbook test` reports as the run's artifacts (those still there).

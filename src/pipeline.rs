@@ -274,19 +274,17 @@ pub fn is_guarded(ctx: &Ctx) -> bool {
 pub fn discard_artifacts(ctx: &Ctx) {
     let files: Vec<PathBuf> = ctx.artifacts.lock().drain(..).collect();
     let root = &ctx.settings.workdir;
-    for f in files {
-        let Ok(rel) = f.strip_prefix(root) else {
-            continue;
-        };
-        match crate::fsread::remove_beneath(root, rel) {
+    for rel in files {
+        let shown = root.join(&rel);
+        match crate::fsread::remove_beneath(root, &rel) {
             Ok(true) => tracing::warn!(
                 "removed {} (written by this run, which failed)",
-                f.display()
+                shown.display()
             ),
             Ok(false) => {}
             Err(e) => tracing::warn!(
                 "did not remove {} (written by this run, which failed): {e}",
-                f.display()
+                shown.display()
             ),
         }
     }

@@ -186,8 +186,7 @@ pub fn history(a: HistoryArgs) -> Result<(), Error> {
         a.at.context.as_deref(),
     );
     let target = &crate::lock::name_for(&a.target);
-    let workdir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let state = crate::lock::state_dir(&workdir);
+    let dir = state();
     let lock_place = crate::lock::Backend::parse(
         backend,
         namespace.map(String::from),
@@ -199,15 +198,9 @@ pub fn history(a: HistoryArgs) -> Result<(), Error> {
     } else {
         crate::ledger::place_for(Some(&lock_place)).map_err(Error::Usage)?
     };
-    // Multi-thread: the kube ledger is read through Handle::block_on, which
-    // only drives I/O and timers on a runtime with worker threads.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    let rt = runtime()?;
     let found = crate::ledger::newest_any(
-        &state,
+        &dir,
         target,
         &place,
         rt.handle(),
@@ -228,7 +221,7 @@ pub fn history(a: HistoryArgs) -> Result<(), Error> {
     }
     if records.is_empty() {
         let at = match &place {
-            crate::lock::Backend::File => state.display().to_string(),
+            crate::lock::Backend::File => dir.display().to_string(),
             crate::lock::Backend::Kube { .. } => format!("ConfigMap runbook-ledger-{target}"),
             crate::lock::Backend::Github => format!(
                 "deployments to environment {target} of {}",

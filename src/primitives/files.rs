@@ -127,7 +127,7 @@ fn write_json(c: &Ctx, path: &str, value: &Dynamic, keep: bool) -> RhaiResult<()
         .map_err(|e| error(beneath_error("write_json", "write", path, &e)))?;
     // Only artifacts the run may take back are registered there.
     if !keep {
-        c.artifacts.lock().push(full.clone());
+        c.artifacts.lock().push(PathBuf::from(path));
     }
     c.written.lock().push(full);
     tracing::info!(
