@@ -256,20 +256,35 @@ fn open_dir_at(root: &std::os::fd::OwnedFd, rel: &Path) -> nix::Result<std::os::
         .flags(flags)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     match nix::fcntl::openat2(root, rel, how) {
-        Err(nix::errno::Errno::ENOSYS) => {
-            let mut dir = root.try_clone().map_err(|_| nix::errno::Errno::EMFILE)?;
-            for comp in rel.components() {
-                dir = nix::fcntl::openat(
-                    &dir,
-                    comp.as_os_str(),
-                    flags | OFlag::O_NOFOLLOW,
-                    nix::sys::stat::Mode::empty(),
-                )?;
-            }
-            Ok(dir)
-        }
+        Err(nix::errno::Errno::ENOSYS) => walk_beneath(root, rel, flags),
         r => r,
     }
+}
+
+/// [`open_dir_at`] without `openat2`: one `openat` per folder name, none
+/// followed if it is a symlink, and `..` or an absolute path refused as
+/// `RESOLVE_BENEATH` refuses them (`EXDEV`).
+fn walk_beneath(
+    root: &std::os::fd::OwnedFd,
+    rel: &Path,
+    flags: nix::fcntl::OFlag,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::path::Component;
+    let mut dir = root.try_clone().map_err(|_| nix::errno::Errno::EMFILE)?;
+    for comp in rel.components() {
+        let name = match comp {
+            Component::CurDir => continue,
+            Component::Normal(name) => name,
+            _ => return Err(nix::errno::Errno::EXDEV),
+        };
+        dir = nix::fcntl::openat(
+            &dir,
+            name,
+            flags | nix::fcntl::OFlag::O_NOFOLLOW,
+            nix::sys::stat::Mode::empty(),
+        )?;
+    }
+    Ok(dir)
 }
 
 /// Write `bytes` to `rel` beneath the folder `root`, atomically (a new
@@ -360,6 +375,38 @@ mod tests {
         assert!(
             matches!(&err, ReadError::Refused(m) if m.contains("a directory")),
             "{err:?}"
+        );
+    }
+
+    /// The walk for kernels without `openat2` refuses what
+    /// `RESOLVE_BENEATH` refuses: `..`, an absolute path, a symlink.
+    #[test]
+    fn the_walk_without_openat2_stays_beneath_the_root() {
+        use nix::fcntl::OFlag;
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("a", r.join("link")).unwrap();
+        let fd = nix::fcntl::open(
+            r,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        assert!(walk_beneath(&fd, Path::new("./a/b"), flags).is_ok());
+        assert_eq!(
+            walk_beneath(&fd, Path::new("a/../.."), flags).err(),
+            Some(nix::errno::Errno::EXDEV)
+        );
+        assert_eq!(
+            walk_beneath(&fd, Path::new("/tmp"), flags).err(),
+            Some(nix::errno::Errno::EXDEV)
+        );
+        // O_NOFOLLOW with O_DIRECTORY: ENOTDIR on a symlink.
+        assert_eq!(
+            walk_beneath(&fd, Path::new("link/b"), flags).err(),
+            Some(nix::errno::Errno::ENOTDIR)
         );
     }
 
