@@ -16,30 +16,40 @@ const AS_KIB: Option<u64> = Some(2 * 1024 * 1024);
 /// A 16 MiB string, the largest a script may build.
 const BIG: &str = "let big = \"\"; big.pad(16 * 1024 * 1024 - 16, 'x');\n";
 
+/// Run `script` under `cap` and the address-space bound; its output and
+/// peak RSS, which must be under [`RSS_BOUND_KIB`].
+fn run_capped(script: &str, cap: &str) -> (crate::support::Output, u64) {
+    let mut p = pb(script);
+    p.env("RUNBOOK_MAX_MEMORY", cap);
+    let (out, rss) = run_measured_within(&p, &["pb.rhai"], AS_KIB);
+    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB");
+    (out, rss)
+}
+
 #[test]
 fn a_map_of_big_strings_ends_the_run_with_exit_1_not_an_abort() {
-    let mut p = pb(&format!(
-        "{BIG}let m = #{{}};\nfor i in 0..2000 {{ m[`k${{i}}`] = big + \"b\"; }}\nprint(m.len());\n"
-    ));
-    p.env("RUNBOOK_MAX_MEMORY", CAP);
-    let (out, rss) = run_measured_within(&p, &["pb.rhai"], AS_KIB);
+    let (out, rss) = run_capped(
+        &format!(
+            "{BIG}let m = #{{}};\nfor i in 0..2000 {{ m[`k${{i}}`] = big + \"b\"; }}\nprint(m.len());\n"
+        ),
+        CAP,
+    );
     out.code(1)
         .has("the run used more than 128 MiB of memory")
         .has("raise RUNBOOK_MAX_MEMORY")
         .lacks("memory allocation of");
-    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB");
     eprintln!("m[k] = big + \"b\": peak RSS {rss} KiB");
 }
 
 #[test]
 fn array_map_is_bounded_too() {
-    let mut p = pb(&format!(
-        "{BIG}let a = []; a.pad(2000, 0);\nlet b = a.map(|x| big + \"b\");\nprint(b.len());\n"
-    ));
-    p.env("RUNBOOK_MAX_MEMORY", CAP);
-    let (out, rss) = run_measured_within(&p, &["pb.rhai"], AS_KIB);
+    let (out, _) = run_capped(
+        &format!(
+            "{BIG}let a = []; a.pad(2000, 0);\nlet b = a.map(|x| big + \"b\");\nprint(b.len());\n"
+        ),
+        CAP,
+    );
     out.code(1).has("the run used more than 128 MiB of memory");
-    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB");
 }
 
 #[test]
@@ -72,11 +82,11 @@ fn the_test_engine_has_the_same_limits() {
 /// process ends at once with one line and exit 1, not an abort.
 #[test]
 fn one_step_past_the_hard_cap_exits_1_with_one_line() {
-    let mut p = pb("let s = \"\";\ns.pad(16 * 1024 * 1024 - 16, 'x');\nprint(s.len());\n");
-    p.env("RUNBOOK_MAX_MEMORY", "12M");
-    let (out, rss) = run_measured_within(&p, &["pb.rhai"], AS_KIB);
+    let (out, _) = run_capped(
+        "let s = \"\";\ns.pad(16 * 1024 * 1024 - 16, 'x');\nprint(s.len());\n",
+        "12M",
+    );
     out.code(1)
         .has("runbook used far more memory than RUNBOOK_MAX_MEMORY allows")
         .lacks("memory allocation of");
-    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB");
 }
