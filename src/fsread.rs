@@ -378,6 +378,14 @@ mod tests {
         );
     }
 
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(fmt_bytes(4 * 1024 * 1024), "4 MiB");
+        assert_eq!(fmt_bytes(64 * 1024), "64 KiB");
+        assert_eq!(fmt_bytes(100), "100 bytes");
+        assert_eq!(fmt_bytes(10_000_000_000), "9536.7 MiB");
+    }
+
     /// The walk for kernels without `openat2` refuses what
     /// `RESOLVE_BENEATH` refuses: `..`, an absolute path, a symlink.
     #[test]

@@ -5,10 +5,10 @@
 //! ```
 //!
 //! the first three shared with `runbook test` and `runbook job`
-//! ([`crate::pipeline`]); `execute` runs the script on its own thread
-//! while the main thread watches signals and the deadline, `settle`
-//! decides the outcome (outputs or artifacts taken back), `finish`
-//! records and releases.
+//! ([`crate::pipeline`]); `execute` hands the script to the playbook's
+//! thread, which then settles (outputs, or artifacts taken back) and
+//! finishes (records, releases), while the main thread drives the async
+//! runtime and watches signals and the deadline.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -195,7 +195,7 @@ impl PlaybookThread {
 
 /// glibc gives the playbook's thread a malloc arena of its own, which
 /// grows by one `mprotect` call per allocation past its end: building the
-/// standard package made about a hundred of them. A few large blocks
+/// standard package made about fifty of them. A few large blocks
 /// (under the 128 KiB past which glibc maps blocks on their own) grow it
 /// in a few steps; freed, their memory goes back with one `madvise`, but
 /// the arena stays writable that far, so the package grows into it without

@@ -69,6 +69,8 @@ use std::fmt;
 
 use reqwest::Url;
 
+use crate::fsread::fmt_bytes;
+
 /// The cap of a response body when a primitive names none: 4 MiB, far more
 /// than any status document, manifest or token answer needs.
 pub const DEFAULT_BODY_CAP: usize = 4 * 1024 * 1024;
@@ -104,9 +106,6 @@ impl fmt::Display for BodyError {
         f.write_str(self.msg())
     }
 }
-
-/// A byte count the way people read it (`4 MiB`, `512 KiB`, `100 bytes`).
-pub use crate::fsread::fmt_bytes;
 
 /// A URL for a message: no user or password, and any registered secret in
 /// the path or query replaced.
@@ -268,14 +267,6 @@ pub fn cross_origin_message(from: &str, to: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(fmt_bytes(4 * 1024 * 1024), "4 MiB");
-        assert_eq!(fmt_bytes(64 * 1024), "64 KiB");
-        assert_eq!(fmt_bytes(100), "100 bytes");
-        assert_eq!(fmt_bytes(10_000_000_000), "9536.7 MiB");
-    }
 
     #[test]
     fn urls_lose_their_userinfo() {
